@@ -1,0 +1,36 @@
+# latentforge: the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+EXTRAS ?= train,serve,datasets,dev
+
+.PHONY: setup system-deps demo test proto clean
+
+# Python environment with every extra (torch pinned by constraints.txt).
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $@
+
+# redis-server for the cache tests (Debian/Ubuntu; needs root or sudo once).
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
+
+# Train a small GAN and VAE on mnist5k, export, serve, call it over gRPC, write PNGs.
+demo: setup
+	$(BIN)/python -m scripts.demo
+
+# The whole test suite.
+test: setup system-deps
+	$(BIN)/python -m pytest -q
+
+# Regenerate the gRPC code from proto/ (a test checks it is up to date).
+proto: setup
+	$(BIN)/python -m services.protogen
+
+clean:
+	rm -rf runs models out .pytest_cache

@@ -1,0 +1,1 @@
+"""Exporter: trained checkpoints -> checked ONNX graphs -> a model-repository version."""

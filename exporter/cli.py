@@ -1,0 +1,51 @@
+"""`latentforge export`: publish a run as the next model-repository version."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `export` sub-command."""
+    p = sub.add_parser(
+        "export",
+        help="export a trained run to the ONNX model repository",
+        description="Export a run's newest checkpoint to <repo>/<name>/<next version>/ after "
+        "onnx.checker and an ONNX Runtime parity check.",
+    )
+    p.add_argument("run", type=Path, help="run folder written by `latentforge train` (or a .pt checkpoint)")
+    p.add_argument("--repo", type=Path, default=Path("models"), help="model repository root (default models)")
+    p.add_argument("--name", required=True, help="model name, e.g. mnist-dcgan")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    p.add_argument("--tolerance", type=float, default=None, help="max abs parity error allowed (default 1e-4)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from exporter.onnx_export import DEFAULT_OPSET, ExportError
+        from exporter.repository import PARITY_TOLERANCE, export_run
+        from trainer.checkpoint import CheckpointError
+    except ModuleNotFoundError as exc:
+        print(f"latentforge export needs the 'train' extra ({exc.name} is missing): pip install -e '.[train]'",
+              file=sys.stderr)
+        return 2
+    is_file = args.run.is_file()
+    try:
+        version_dir = export_run(
+            args.run.parent.parent if is_file else args.run,
+            args.repo,
+            args.name,
+            checkpoint=args.run if is_file else None,
+            opset=args.opset or DEFAULT_OPSET,
+            tolerance=args.tolerance if args.tolerance is not None else PARITY_TOLERANCE,
+        )
+    except (CheckpointError, ExportError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {args.name} version {version_dir.name} to {version_dir}")
+    return 0

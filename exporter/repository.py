@@ -1,0 +1,132 @@
+"""Publish a trained run as the next version of a model in the repository.
+
+The version folder is built under a hidden staging name inside the model folder, checked
+(onnx.checker, ONNX Runtime parity), hashed, described by manifest.json, and only then
+renamed into place: a reader sees a complete version or none. A model that fails a check
+is not written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import onnx
+import torch
+
+from exporter.onnx_export import DEFAULT_OPSET, PARITY_BATCH_SIZES, ExportError, export_graph, measure_parity
+from latentforge import __version__
+from latentforge.manifest import (
+    NAME_PATTERN,
+    FileEntry,
+    Manifest,
+    OutputSpec,
+    Parity,
+    list_versions,
+    sha256_file,
+)
+from trainer.checkpoint import load_checkpoint
+from trainer.config import TrainConfig
+from trainer.loop import build_family
+
+log = logging.getLogger(__name__)
+
+PARITY_TOLERANCE = 1e-4
+
+
+def export_run(
+    run: Path,
+    repo: Path,
+    name: str,
+    checkpoint: Path | None = None,
+    opset: int = DEFAULT_OPSET,
+    tolerance: float = PARITY_TOLERANCE,
+) -> Path:
+    """Export a run's newest (or the given) checkpoint to `repo/name/<next version>/`.
+
+    Returns the new version folder. Raises CheckpointError for a missing or broken
+    checkpoint, ExportError when a graph fails export, onnx.checker or parity.
+    """
+    if not NAME_PATTERN.match(name):
+        raise ExportError(f"model name {name!r} must match {NAME_PATTERN.pattern} (lower case, digits, . _ -)")
+    payload = load_checkpoint(Path(checkpoint) if checkpoint else Path(run))
+    cfg = TrainConfig.from_dict(payload["config"])
+    shape = tuple(payload["data"]["shape"])
+    family = build_family(cfg, shape, int(payload["data"].get("num_classes", 0)), torch.device("cpu"))
+    family.load_state(payload, with_optimizers=False)
+
+    model_dir = Path(repo) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = model_dir / f".staging-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        graphs: dict[str, str] = {}
+        errors: dict[str, float] = {}
+        for graph in family.export_graphs():
+            fname = f"{graph.role}.onnx"
+            export_graph(graph, staging / fname, opset)
+            err = measure_parity(graph, staging / fname)
+            log.info("%s: parity max abs error %.3g at batch sizes %s", graph.role, err, PARITY_BATCH_SIZES)
+            if not err <= tolerance:  # also catches NaN
+                raise ExportError(
+                    f"{graph.role}: ONNX Runtime differs from PyTorch by {err:.3g} (> {tolerance:g}); not published"
+                )
+            graphs[graph.role] = fname
+            errors[graph.role] = err
+        files = {f: FileEntry(sha256=sha256_file(staging / f), bytes=(staging / f).stat().st_size) for f in graphs.values()}
+        c, h, w = shape
+        manifest_fields = dict(
+            name=name,
+            kind=family.kind,
+            latent_dim=family.latent_dim,
+            num_classes=family.num_classes,
+            output=OutputSpec(channels=c, height=h, width=w, value_range=family.value_range),
+            graphs=graphs,
+            files=files,
+            opset=opset,
+            parity=Parity(
+                max_abs_error=max(errors.values()),
+                tolerance=tolerance,
+                batch_sizes=PARITY_BATCH_SIZES,
+                per_graph=errors,
+            ),
+            source_checkpoint={
+                "path": str(Path(payload["path"]).resolve()),
+                "sha256": sha256_file(Path(payload["path"])),
+                "step": int(payload["step"]),
+                "family": payload["family"],
+            },
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            training={"config": payload["config"], "data": payload["data"]},
+            producer={"latentforge": __version__, "torch": torch.__version__, "onnx": onnx.__version__},
+        )
+        return _publish(model_dir, staging, manifest_fields)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(model_dir: Path, staging: Path, fields: dict) -> Path:
+    """Claim the next version number with an exclusive mkdir, then rename staging onto it."""
+    for _ in range(100):
+        version = max(list_versions(model_dir) + _numeric_dirs(model_dir), default=0) + 1
+        target = model_dir / str(version)
+        try:
+            target.mkdir()  # exclusive: a concurrent exporter gets FileExistsError and retries
+        except FileExistsError:
+            continue
+        manifest = Manifest(version=version, **fields)
+        manifest.validate()
+        (staging / "manifest.json").write_text(manifest.to_json())
+        os.replace(staging, target)  # replaces the empty placeholder atomically
+        log.info("published %s", target)
+        return target
+    raise ExportError(f"could not claim a version folder in {model_dir}")
+
+
+def _numeric_dirs(model_dir: Path) -> list[int]:
+    return [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]

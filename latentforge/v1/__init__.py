@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf code for ``proto/latentforge/v1`` (regenerate: python -m services.protogen)."""

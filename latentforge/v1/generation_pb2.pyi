@@ -1,0 +1,330 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_KIND_UNSPECIFIED: _ClassVar[ModelKind]
+    MODEL_KIND_GAN: _ClassVar[ModelKind]
+    MODEL_KIND_VAE: _ClassVar[ModelKind]
+
+class OutputFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTPUT_FORMAT_UNSPECIFIED: _ClassVar[OutputFormat]
+    OUTPUT_FORMAT_PNG: _ClassVar[OutputFormat]
+    OUTPUT_FORMAT_TENSOR: _ClassVar[OutputFormat]
+
+class InterpolationMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INTERPOLATION_METHOD_UNSPECIFIED: _ClassVar[InterpolationMethod]
+    INTERPOLATION_METHOD_LERP: _ClassVar[InterpolationMethod]
+    INTERPOLATION_METHOD_SLERP: _ClassVar[InterpolationMethod]
+
+class SampleOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SAMPLE_ORIGIN_UNSPECIFIED: _ClassVar[SampleOrigin]
+    SAMPLE_ORIGIN_GENERATE: _ClassVar[SampleOrigin]
+    SAMPLE_ORIGIN_INTERPOLATE: _ClassVar[SampleOrigin]
+    SAMPLE_ORIGIN_ENCODE: _ClassVar[SampleOrigin]
+    SAMPLE_ORIGIN_VARIATION: _ClassVar[SampleOrigin]
+MODEL_KIND_UNSPECIFIED: ModelKind
+MODEL_KIND_GAN: ModelKind
+MODEL_KIND_VAE: ModelKind
+OUTPUT_FORMAT_UNSPECIFIED: OutputFormat
+OUTPUT_FORMAT_PNG: OutputFormat
+OUTPUT_FORMAT_TENSOR: OutputFormat
+INTERPOLATION_METHOD_UNSPECIFIED: InterpolationMethod
+INTERPOLATION_METHOD_LERP: InterpolationMethod
+INTERPOLATION_METHOD_SLERP: InterpolationMethod
+SAMPLE_ORIGIN_UNSPECIFIED: SampleOrigin
+SAMPLE_ORIGIN_GENERATE: SampleOrigin
+SAMPLE_ORIGIN_INTERPOLATE: SampleOrigin
+SAMPLE_ORIGIN_ENCODE: SampleOrigin
+SAMPLE_ORIGIN_VARIATION: SampleOrigin
+
+class Tensor(_message.Message):
+    __slots__ = ("dtype", "shape", "data")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Image(_message.Message):
+    __slots__ = ("png", "tensor")
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_FIELD_NUMBER: _ClassVar[int]
+    png: bytes
+    tensor: Tensor
+    def __init__(self, png: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class OutputSpec(_message.Message):
+    __slots__ = ("channels", "height", "width", "value_min", "value_max", "layout", "dtype")
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    VALUE_MIN_FIELD_NUMBER: _ClassVar[int]
+    VALUE_MAX_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    channels: int
+    height: int
+    width: int
+    value_min: float
+    value_max: float
+    layout: str
+    dtype: str
+    def __init__(self, channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., value_min: _Optional[float] = ..., value_max: _Optional[float] = ..., layout: _Optional[str] = ..., dtype: _Optional[str] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "version", "latest", "kind", "latent_dim", "num_classes", "output", "supported_methods", "execution_provider", "opset", "created")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTED_METHODS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    OPSET_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    latest: bool
+    kind: ModelKind
+    latent_dim: int
+    num_classes: int
+    output: OutputSpec
+    supported_methods: _containers.RepeatedScalarFieldContainer[str]
+    execution_provider: str
+    opset: int
+    created: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., latest: _Optional[bool] = ..., kind: _Optional[_Union[ModelKind, str]] = ..., latent_dim: _Optional[int] = ..., num_classes: _Optional[int] = ..., output: _Optional[_Union[OutputSpec, _Mapping]] = ..., supported_methods: _Optional[_Iterable[str]] = ..., execution_provider: _Optional[str] = ..., opset: _Optional[int] = ..., created: _Optional[str] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models", "max_count")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_COUNT_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    max_count: int
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., max_count: _Optional[int] = ...) -> None: ...
+
+class Sample(_message.Message):
+    __slots__ = ("sample_id", "seed", "image", "latent", "label", "index")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    LATENT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    sample_id: str
+    seed: int
+    image: Image
+    latent: _containers.RepeatedScalarFieldContainer[float]
+    label: int
+    index: int
+    def __init__(self, sample_id: _Optional[str] = ..., seed: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., latent: _Optional[_Iterable[float]] = ..., label: _Optional[int] = ..., index: _Optional[int] = ...) -> None: ...
+
+class GenerateRequest(_message.Message):
+    __slots__ = ("model", "version", "count", "seed", "truncation", "label", "format", "return_latents")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    RETURN_LATENTS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    count: int
+    seed: int
+    truncation: float
+    label: int
+    format: OutputFormat
+    return_latents: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., count: _Optional[int] = ..., seed: _Optional[int] = ..., truncation: _Optional[float] = ..., label: _Optional[int] = ..., format: _Optional[_Union[OutputFormat, str]] = ..., return_latents: _Optional[bool] = ...) -> None: ...
+
+class GenerateResponse(_message.Message):
+    __slots__ = ("model", "version", "seed", "samples", "samples_stored")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_STORED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    seed: int
+    samples: _containers.RepeatedCompositeFieldContainer[Sample]
+    samples_stored: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., seed: _Optional[int] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., samples_stored: _Optional[bool] = ...) -> None: ...
+
+class Latent(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class Endpoint(_message.Message):
+    __slots__ = ("sample_id", "seed", "latent")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    LATENT_FIELD_NUMBER: _ClassVar[int]
+    sample_id: str
+    seed: int
+    latent: Latent
+    def __init__(self, sample_id: _Optional[str] = ..., seed: _Optional[int] = ..., latent: _Optional[_Union[Latent, _Mapping]] = ...) -> None: ...
+
+class InterpolateRequest(_message.Message):
+    __slots__ = ("model", "version", "start", "end", "steps", "method", "truncation", "label", "format", "return_latents")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    RETURN_LATENTS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    start: Endpoint
+    end: Endpoint
+    steps: int
+    method: InterpolationMethod
+    truncation: float
+    label: int
+    format: OutputFormat
+    return_latents: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., start: _Optional[_Union[Endpoint, _Mapping]] = ..., end: _Optional[_Union[Endpoint, _Mapping]] = ..., steps: _Optional[int] = ..., method: _Optional[_Union[InterpolationMethod, str]] = ..., truncation: _Optional[float] = ..., label: _Optional[int] = ..., format: _Optional[_Union[OutputFormat, str]] = ..., return_latents: _Optional[bool] = ...) -> None: ...
+
+class InterpolateResponse(_message.Message):
+    __slots__ = ("model", "version", "frames", "samples_stored")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_STORED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    frames: _containers.RepeatedCompositeFieldContainer[Sample]
+    samples_stored: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., frames: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., samples_stored: _Optional[bool] = ...) -> None: ...
+
+class EncodeRequest(_message.Message):
+    __slots__ = ("model", "version", "images")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    images: _containers.RepeatedCompositeFieldContainer[Image]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ...) -> None: ...
+
+class EncodeResponse(_message.Message):
+    __slots__ = ("model", "version", "samples", "samples_stored")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_STORED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    samples: _containers.RepeatedCompositeFieldContainer[Sample]
+    samples_stored: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., samples_stored: _Optional[bool] = ...) -> None: ...
+
+class ReconstructRequest(_message.Message):
+    __slots__ = ("model", "version", "images", "format")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    images: _containers.RepeatedCompositeFieldContainer[Image]
+    format: OutputFormat
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., format: _Optional[_Union[OutputFormat, str]] = ...) -> None: ...
+
+class ReconstructResponse(_message.Message):
+    __slots__ = ("model", "version", "images")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    images: _containers.RepeatedCompositeFieldContainer[Image]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ...) -> None: ...
+
+class VariationsRequest(_message.Message):
+    __slots__ = ("sample_id", "count", "strength", "seed", "format", "return_latents")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    RETURN_LATENTS_FIELD_NUMBER: _ClassVar[int]
+    sample_id: str
+    count: int
+    strength: float
+    seed: int
+    format: OutputFormat
+    return_latents: bool
+    def __init__(self, sample_id: _Optional[str] = ..., count: _Optional[int] = ..., strength: _Optional[float] = ..., seed: _Optional[int] = ..., format: _Optional[_Union[OutputFormat, str]] = ..., return_latents: _Optional[bool] = ...) -> None: ...
+
+class VariationsResponse(_message.Message):
+    __slots__ = ("model", "version", "seed", "samples", "samples_stored")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_STORED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    seed: int
+    samples: _containers.RepeatedCompositeFieldContainer[Sample]
+    samples_stored: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., seed: _Optional[int] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., samples_stored: _Optional[bool] = ...) -> None: ...
+
+class GetSampleRequest(_message.Message):
+    __slots__ = ("sample_id",)
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    sample_id: str
+    def __init__(self, sample_id: _Optional[str] = ...) -> None: ...
+
+class GetSampleResponse(_message.Message):
+    __slots__ = ("sample_id", "model", "version", "seed", "latent", "label", "truncation", "origin", "parent_sample_id", "created_unix_s")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    LATENT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATION_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    sample_id: str
+    model: str
+    version: int
+    seed: int
+    latent: _containers.RepeatedScalarFieldContainer[float]
+    label: int
+    truncation: float
+    origin: SampleOrigin
+    parent_sample_id: str
+    created_unix_s: float
+    def __init__(self, sample_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[int] = ..., seed: _Optional[int] = ..., latent: _Optional[_Iterable[float]] = ..., label: _Optional[int] = ..., truncation: _Optional[float] = ..., origin: _Optional[_Union[SampleOrigin, str]] = ..., parent_sample_id: _Optional[str] = ..., created_unix_s: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,269 @@
+"""The sample cache: sample id -> latent and metadata, with a TTL, shared by replicas.
+
+One interface (``SampleCache``), two implementations:
+
+* ``RedisSampleCache`` - Redis via ``redis.asyncio``; key ``<namespace>:v1:sample:<id>`` holds a
+  hash with the latent as float32 little-endian bytes and the metadata as JSON; every key gets
+  the TTL. For several replicas.
+* ``MemorySampleCache`` - an in-process LRU bounded by bytes and TTL; the default when no Redis
+  URL is configured (one replica).
+
+The cache is not the source of truth: when it fails, operations raise ``CacheUnavailable`` and
+callers decide (Generate still answers; calls that need an id fail with UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import re
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable
+
+import numpy as np
+
+from services.logging_setup import event, get_logger
+from services.metrics import Metrics
+
+log = get_logger("cache")
+
+KEY_VERSION = "v1"
+SAMPLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Rough per-entry overhead of the in-process cache beyond the latent bytes.
+_ENTRY_OVERHEAD_BYTES = 512
+
+
+def new_sample_id() -> str:
+    """A fresh random id (22 URL-safe characters, 128 bits)."""
+    return secrets.token_urlsafe(16)
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """What the cache keeps about one sample."""
+
+    sample_id: str
+    model: str
+    version: int
+    latent: np.ndarray  # float32 (latent_dim,)
+    origin: str  # "generate", "interpolate", "encode", "variation"
+    seed: int | None = None
+    label: int | None = None
+    truncation: float | None = None
+    parent_id: str | None = None
+    created: float = field(default_factory=time.time)
+
+    def meta(self) -> dict[str, Any]:
+        """Metadata without the latent, as JSON-able values."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "origin": self.origin,
+            "seed": self.seed,
+            "label": self.label,
+            "truncation": self.truncation,
+            "parent_id": self.parent_id,
+            "created": self.created,
+            "latent_dim": int(self.latent.size),
+        }
+
+    @classmethod
+    def from_parts(cls, sample_id: str, latent_bytes: bytes, meta: dict[str, Any]) -> "SampleRecord":
+        latent = np.frombuffer(latent_bytes, dtype="<f4").astype(np.float32)
+        return cls(
+            sample_id=sample_id,
+            model=str(meta["model"]),
+            version=int(meta["version"]),
+            latent=latent,
+            origin=str(meta.get("origin", "")),
+            seed=None if meta.get("seed") is None else int(meta["seed"]),
+            label=None if meta.get("label") is None else int(meta["label"]),
+            truncation=None if meta.get("truncation") is None else float(meta["truncation"]),
+            parent_id=meta.get("parent_id"),
+            created=float(meta.get("created", 0.0)),
+        )
+
+
+class CacheUnavailable(Exception):
+    """The cache backend could not be reached or answered with an error."""
+
+
+class SampleCache(abc.ABC):
+    """Stores and finds samples by id. Implementations count hits/misses/errors."""
+
+    backend: str = "abstract"
+
+    def __init__(self, metrics: Metrics, ttl_s: int) -> None:
+        self.metrics = metrics
+        self.ttl_s = int(ttl_s)
+
+    async def put_many(self, records: Iterable[SampleRecord]) -> None:
+        """Store records (TTL applied); raises CacheUnavailable."""
+        records = list(records)
+        if not records:
+            return
+        try:
+            await self._put_many(records)
+        except CacheUnavailable:
+            self._count_error("put")
+            raise
+
+    async def get(self, sample_id: str) -> SampleRecord | None:
+        """The record, or None when unknown/expired; raises CacheUnavailable."""
+        try:
+            record = await self._get(sample_id)
+        except CacheUnavailable:
+            self._count_error("get")
+            raise
+        (self.metrics.cache_hits if record else self.metrics.cache_misses).labels(self.backend).inc()
+        return record
+
+    def _count_error(self, operation: str) -> None:
+        self.metrics.cache_errors.labels(self.backend, operation).inc()
+
+    @abc.abstractmethod
+    async def _put_many(self, records: list[SampleRecord]) -> None: ...
+
+    @abc.abstractmethod
+    async def _get(self, sample_id: str) -> SampleRecord | None: ...
+
+    async def ping(self) -> bool:
+        """True when the backend answers."""
+        return True
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class MemorySampleCache(SampleCache):
+    """In-process LRU: evicts least recently used entries beyond ``max_bytes``; TTL on read."""
+
+    backend = "memory"
+
+    def __init__(self, metrics: Metrics, ttl_s: int, max_bytes: int) -> None:
+        super().__init__(metrics, ttl_s)
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[str, tuple[float, int, SampleRecord]] = OrderedDict()
+        self._bytes = 0
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def _put_many(self, records: list[SampleRecord]) -> None:
+        expires = time.monotonic() + self.ttl_s
+        for rec in records:
+            self._drop(rec.sample_id)
+            cost = int(rec.latent.nbytes) + _ENTRY_OVERHEAD_BYTES
+            latent = np.array(rec.latent, dtype=np.float32, copy=True)
+            latent.setflags(write=False)
+            self._entries[rec.sample_id] = (expires, cost, replace(rec, latent=latent))
+            self._bytes += cost
+        while self._bytes > self.max_bytes and self._entries:
+            oldest = next(iter(self._entries))
+            self._drop(oldest)
+
+    async def _get(self, sample_id: str) -> SampleRecord | None:
+        entry = self._entries.get(sample_id)
+        if entry is None:
+            return None
+        expires, _, record = entry
+        if time.monotonic() >= expires:
+            self._drop(sample_id)
+            return None
+        self._entries.move_to_end(sample_id)
+        return record
+
+    def _drop(self, sample_id: str) -> None:
+        entry = self._entries.pop(sample_id, None)
+        if entry is not None:
+            self._bytes -= entry[1]
+
+
+class RedisSampleCache(SampleCache):
+    """Redis-backed cache; one hash per sample, TTL set in the same transaction."""
+
+    backend = "redis"
+
+    def __init__(self, metrics: Metrics, ttl_s: int, url: str, namespace: str = "lf", timeout_s: float = 0.25) -> None:
+        super().__init__(metrics, ttl_s)
+        import redis
+        import redis.asyncio as redis_asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.url = url
+        self.prefix = f"{namespace}:{KEY_VERSION}:sample:"
+        # No retries: an unreachable Redis must cost a Generate at most one timeout.
+        self._client = redis_asyncio.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self._redis_errors: tuple[type[BaseException], ...] = (
+            redis.exceptions.RedisError,
+            OSError,
+            TimeoutError,
+        )
+
+    def key(self, sample_id: str) -> str:
+        """The Redis key of a sample id."""
+        return self.prefix + sample_id
+
+    async def _put_many(self, records: list[SampleRecord]) -> None:
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                for rec in records:
+                    key = self.key(rec.sample_id)
+                    pipe.hset(key, mapping={
+                        "latent": np.ascontiguousarray(rec.latent, dtype="<f4").tobytes(),
+                        "meta": json.dumps(rec.meta(), separators=(",", ":")),
+                    })
+                    pipe.expire(key, self.ttl_s)
+                await pipe.execute()
+        except self._redis_errors as exc:
+            event(log, "cache_error", level=30, backend=self.backend, operation="put", error=_describe(exc))
+            raise CacheUnavailable(_describe(exc)) from None
+
+    async def _get(self, sample_id: str) -> SampleRecord | None:
+        try:
+            data = await self._client.hgetall(self.key(sample_id))
+        except self._redis_errors as exc:
+            event(log, "cache_error", level=30, backend=self.backend, operation="get", error=_describe(exc))
+            raise CacheUnavailable(_describe(exc)) from None
+        if not data or b"latent" not in data or b"meta" not in data:
+            return None
+        try:
+            return SampleRecord.from_parts(sample_id, data[b"latent"], json.loads(data[b"meta"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            event(log, "cache_corrupt_entry", level=30, error=_describe(exc))
+            return None
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except self._redis_errors:
+            return False
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def make_cache(metrics: Metrics, *, redis_url: str | None, ttl_s: int, max_bytes: int, namespace: str, timeout_s: float) -> SampleCache:
+    """Redis when a URL is given, else the in-process LRU."""
+    if redis_url:
+        return RedisSampleCache(metrics, ttl_s, redis_url, namespace, timeout_s)
+    return MemorySampleCache(metrics, ttl_s, max_bytes)

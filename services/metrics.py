@@ -1,0 +1,64 @@
+"""Prometheus metrics of one server instance, in a registry of its own.
+
+Names follow DESIGN.md: ``latentforge_`` prefix, base units, counters end in ``_total``, labels
+with bounded values only (method, model, version, code, provider, backend, operation) - never a
+sample id or a seed. Deploy dashboards and alerts refer to these names: rename with care.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass
+class Metrics:
+    """All metric objects of one server; ``registry`` is what /metrics exposes."""
+
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "latentforge_requests", "RPCs finished, by method and status code.",
+            ["method", "code"], registry=r)
+        self.request_duration = Histogram(
+            "latentforge_request_duration_seconds", "RPC latency, by method and status code.",
+            ["method", "code"], buckets=LATENCY_BUCKETS, registry=r)
+        self.inflight = Gauge(
+            "latentforge_requests_in_flight", "RPCs being served now, by method.",
+            ["method"], registry=r)
+        self.queue_depth = Gauge(
+            "latentforge_queue_depth", "Inference requests waiting for a batch/worker, by model.",
+            ["model", "version"], registry=r)
+        self.queue_wait = Histogram(
+            "latentforge_queue_wait_seconds", "Time an inference request waited before running.",
+            ["model", "version"], buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram(
+            "latentforge_batch_size", "Rows per ONNX Runtime call.",
+            ["model", "version", "graph"], buckets=BATCH_BUCKETS, registry=r)
+        self.inference_duration = Histogram(
+            "latentforge_inference_duration_seconds", "ONNX Runtime call time.",
+            ["model", "version", "graph", "provider"], buckets=LATENCY_BUCKETS, registry=r)
+        self.samples = Counter(
+            "latentforge_samples_generated", "Images produced, by model and method.",
+            ["model", "version", "method"], registry=r)
+        self.cache_hits = Counter(
+            "latentforge_cache_hits", "Sample lookups found in the cache.", ["backend"], registry=r)
+        self.cache_misses = Counter(
+            "latentforge_cache_misses", "Sample lookups not in the cache.", ["backend"], registry=r)
+        self.cache_errors = Counter(
+            "latentforge_cache_errors", "Cache operations that failed (cache unreachable).",
+            ["backend", "operation"], registry=r)
+        self.models_loaded = Gauge(
+            "latentforge_models_loaded", "Model versions loaded and serving.", registry=r)
+        self.model_info = Info(
+            "latentforge_model", "One series per loaded model version (value 1).",
+            ["model", "version"], registry=r)
+        self.model_load_failures = Counter(
+            "latentforge_model_load_failures", "Model versions that failed to load.",
+            ["model"], registry=r)

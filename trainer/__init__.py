@@ -1,0 +1,1 @@
+"""PyTorch trainer: model families (DCGAN, VAE), data loading, the training loop."""

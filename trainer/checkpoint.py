@@ -1,0 +1,104 @@
+"""Checkpoints: written atomically, read back with a clear error when broken.
+
+A checkpoint holds everything to continue exactly (networks, optimisers, step, every
+rank's RNG state) and to export (the resolved config and the data's shape). Files are
+written to a temporary name in the same folder, flushed, then renamed, so a crash never
+leaves a half-written checkpoint under a real name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "latentforge-checkpoint"
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^step_(\d{8})\.pt$")
+REQUIRED_KEYS = ("format", "format_version", "family", "config", "data", "step", "modules")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or not one of ours."""
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return checkpoint_dir(run_dir) / f"step_{step:08d}.pt"
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call write(file) on a temp file beside `path`, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int = 3) -> Path:
+    """Write step_<step>.pt atomically and prune all but the newest `keep`."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, **payload}
+    path = checkpoint_path(run_dir, step)
+    atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The newest checkpoint of a run, or a CheckpointError that says what was looked at."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(f"no checkpoints in {checkpoint_dir(run_dir)}; train first or pass a .pt file")
+    return found[-1]
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load and check a checkpoint file (tensors only: no code runs while loading)."""
+    path = Path(path)
+    if path.is_dir():
+        path = latest_checkpoint(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or not a torch file?): {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a torch file but not a latentforge checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {payload.get('format_version')}, expected {FORMAT_VERSION}")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}")
+    payload["path"] = str(path)
+    return payload

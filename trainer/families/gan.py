@@ -1,0 +1,88 @@
+"""DCGAN family: adversarial training of a Generator against a Discriminator."""
+
+from __future__ import annotations
+
+import torch
+
+from trainer.families.base import ExportGraph, Family
+from trainer.losses import gan_loss
+from trainer.networks.dcgan import Discriminator, Generator
+
+
+class DCGAN(Family):
+    """Unconditional DCGAN; images in [-1, 1] (tanh), trained with a named GAN loss."""
+
+    name = "dcgan"
+    kind = "gan"
+    value_range = (-1.0, 1.0)
+    default_latent_dim = 100
+
+    def __init__(self, cfg, shape, num_classes, device) -> None:
+        super().__init__(cfg, shape, num_classes, device)
+        self.loss = gan_loss(cfg.gan_loss)
+        self.modules = {
+            "generator": Generator(self.latent_dim, shape, cfg.width).to(device),
+            "discriminator": Discriminator(shape, cfg.width).to(device),
+        }
+        self.optimizers = {
+            "generator": torch.optim.Adam(self.modules["generator"].parameters(), lr=self.lr, betas=self.betas),
+            "discriminator": torch.optim.Adam(
+                self.modules["discriminator"].parameters(), lr=cfg.lr_d or self.lr, betas=self.betas
+            ),
+        }
+        self.train_modules = dict(self.modules)
+
+    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
+        G, D = self.train_modules["generator"], self.train_modules["discriminator"]
+        opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
+        real = batch * 2.0 - 1.0
+        z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
+        fake = G(z)
+
+        # Discriminator: real and fake halves each get their own forward/backward.
+        opt_d.zero_grad(set_to_none=True)
+        real_logits = D(real)
+        loss_real = self.loss.real(real_logits)
+        loss_real.backward()
+        fake_logits = D(fake.detach())
+        loss_fake = self.loss.fake(fake_logits)
+        loss_fake.backward()
+        d_norm = self.clip(self.modules["discriminator"])
+        opt_d.step()
+
+        # Generator: fool the freshly updated discriminator.
+        opt_g.zero_grad(set_to_none=True)
+        gen_logits = D(fake)
+        loss_g = self.loss.generator(gen_logits)
+        loss_g.backward()
+        g_norm = self.clip(self.modules["generator"])
+        opt_g.step()
+
+        return {
+            "loss_d": float(loss_real.detach() + loss_fake.detach()),
+            "loss_g": float(loss_g),
+            "d_real": float(torch.sigmoid(real_logits).mean()),
+            "d_fake": float(torch.sigmoid(fake_logits).mean()),
+            "grad_norm_d": d_norm,
+            "grad_norm_g": g_norm,
+        }
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor) -> torch.Tensor:
+        with self._eval():
+            return (self.modules["generator"](z.to(self.device)) + 1.0) / 2.0
+
+    def export_graphs(self) -> list[ExportGraph]:
+        gen = self.modules["generator"].cpu().eval()
+        return [
+            ExportGraph(
+                role="generator",
+                module=gen,
+                example_inputs=(torch.randn(2, self.latent_dim),),
+                input_names=["z"],
+                output_names=["image"],
+                make_inputs=lambda n, g: (torch.randn(n, self.latent_dim, generator=g),),
+            )
+        ]
+
+

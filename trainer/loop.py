@@ -1,0 +1,241 @@
+"""The training loop: batches in, one family step per batch, checkpoints, grids and metrics out.
+
+Layout of a run folder (rank 0 writes all of it):
+
+    <out>/run.json                    config, data and family, updated at the end
+    <out>/metrics.jsonl               one JSON object per logged step
+    <out>/checkpoints/step_*.pt       atomic, newest `keep_checkpoints` kept
+    <out>/samples/step_*.png          grids from one fixed latent batch (+ latest.png)
+    <out>/samples/recon_step_*.png    VAE: originals beside reconstructions
+
+Resuming continues exactly: the data order is a function of (seed, step), and the
+checkpoint restores networks, optimisers and every rank's RNG state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DistributedSampler
+
+from trainer.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from trainer.config import TrainConfig
+from trainer.data import DataError, ImageData, load_data
+from trainer.distributed import DistContext, init_distributed, shutdown
+from trainer.families import Family, family_class
+from trainer.grids import save_grid
+
+log = logging.getLogger(__name__)
+
+# Settings that shape the networks or the data: a resumed run must not change them.
+ARCHITECTURE_KEYS = ("model", "data", "image_size", "channels", "latent_dim", "width", "gan_loss", "recon", "seed")
+
+
+@dataclass
+class TrainResult:
+    """What a finished run left behind."""
+
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+    metrics: Path
+    samples: Path | None
+
+
+def build_family(cfg: TrainConfig, shape: tuple[int, int, int], num_classes: int, device: torch.device) -> Family:
+    """Construct a family's networks deterministically from the config's seed."""
+    torch.manual_seed(cfg.seed)
+    return family_class(cfg.model)(cfg, shape, num_classes, device)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train (or continue) a run as the config describes; under torchrun, on every rank."""
+    cfg.validate()
+    family_class(cfg.model)  # fail on an unknown model before loading any data
+    ctx = init_distributed(cfg.device)
+    try:
+        return _train(cfg, resume, ctx)
+    finally:
+        shutdown(ctx)
+
+
+def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    elif ctx.enabled and ctx.device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ctx.local_world_size))
+
+    payload = _resume_payload(cfg) if resume else None
+    data = load_data(cfg.data, cfg.image_size, cfg.channels, cfg.min_image_size)
+    per_rank = len(data) // ctx.world_size
+    if per_rank < cfg.batch_size:
+        raise DataError(
+            f"{data.source}: {len(data)} images give {per_rank} per process, fewer than "
+            f"batch_size {cfg.batch_size}; lower --batch-size or add data"
+        )
+
+    family = build_family(cfg, data.shape, 0, ctx.device)
+    start = 0
+    if payload is not None:
+        family.load_state(payload)
+        start = int(payload["step"])
+        rng = payload.get("rng") or []
+        if len(rng) == ctx.world_size:
+            torch.set_rng_state(rng[ctx.rank])
+        else:
+            torch.manual_seed(cfg.seed + 7919 * (ctx.rank + 1) + start)
+    else:
+        torch.manual_seed(cfg.seed + 7919 * (ctx.rank + 1))
+    family.wrap(ctx.wrap)
+
+    out = cfg.out
+    metrics_path = out / "metrics.jsonl"
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_run_info(out, cfg, data, family, ctx, start)
+        _truncate_metrics(metrics_path, start)
+    ctx.barrier()
+
+    images = torch.from_numpy(data.images)
+    sampler = DistributedSampler(
+        range(len(data)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True
+    )
+    steps_per_epoch = len(sampler) // cfg.batch_size
+    fixed = family.latents(cfg.grid_size, torch.Generator().manual_seed(cfg.seed))
+    fixed_batch = images[: max(1, cfg.grid_size // 2)].to(ctx.device)
+
+    progress = _progress(cfg, start, ctx.is_main and cfg.progress)
+    indices: list[int] = []
+    epoch = -1
+    last_ckpt: Path | None = None
+    window: list[float] = []
+    metrics_file = open(metrics_path, "a") if ctx.is_main else None
+    try:
+        for step in range(start, cfg.steps):
+            e, offset = divmod(step, steps_per_epoch)
+            if e != epoch:
+                epoch = e
+                sampler.set_epoch(epoch)
+                indices = list(sampler)
+            batch = images[indices[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]].to(ctx.device)
+            t0 = time.perf_counter()
+            metrics = family.train_step(batch, step)
+            window.append(time.perf_counter() - t0)
+            done = step + 1
+            final = done == cfg.steps
+            if metrics_file is not None and (done % cfg.log_every == 0 or final):
+                record: dict[str, Any] = {"step": done, "epoch": epoch, "time": round(time.time(), 3)}
+                record["step_seconds"] = sum(window) / len(window)
+                record.update({k: round(v, 6) for k, v in metrics.items()})
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+                window.clear()
+            if progress is not None:
+                progress.update(1)
+                if done % cfg.log_every == 0 or final:
+                    progress.set_postfix({k: f"{v:.3f}" for k, v in list(metrics.items())[:3]}, refresh=False)
+            if ctx.is_main and (done % cfg.sample_every == 0 or final):
+                _save_grids(out, family, fixed, fixed_batch, done)
+            if done % cfg.checkpoint_every == 0 or final:
+                rng = ctx.gather(torch.get_rng_state())  # collective: every rank takes part
+                if ctx.is_main:
+                    last_ckpt = save_checkpoint(out, done, _payload(cfg, data, family, rng), cfg.keep_checkpoints)
+                ctx.barrier()
+    finally:
+        if progress is not None:
+            progress.close()
+        if metrics_file is not None:
+            metrics_file.close()
+    if ctx.is_main:
+        _write_run_info(out, cfg, data, family, ctx, cfg.steps, finished=True)
+    samples = out / "samples" / "latest.png"
+    return TrainResult(out, cfg.steps, last_ckpt, metrics_path, samples if samples.exists() else None)
+
+
+def _resume_payload(cfg: TrainConfig) -> dict[str, Any]:
+    payload = load_checkpoint(latest_checkpoint(cfg.out))
+    saved = payload["config"]
+    mismatched = [k for k in ARCHITECTURE_KEYS if saved.get(k) != getattr(cfg, k)]
+    if mismatched:
+        detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(cfg, k)!r}" for k in mismatched)
+        raise CheckpointError(f"cannot resume {cfg.out}: settings differ from the checkpoint ({detail})")
+    if int(payload["step"]) >= cfg.steps:
+        raise CheckpointError(
+            f"{cfg.out} already reached step {payload['step']}; pass --steps larger than that to continue"
+        )
+    return payload
+
+
+def _payload(cfg: TrainConfig, data: ImageData, family: Family, rng: list[torch.Tensor]) -> dict[str, Any]:
+    return {
+        "family": family.name,
+        "config": cfg.to_dict(),
+        "data": _data_info(data),
+        "rng": rng,
+        **family.state(),
+    }
+
+
+def _data_info(data: ImageData) -> dict[str, Any]:
+    return {
+        "source": data.source,
+        "count": len(data),
+        "shape": list(data.shape),
+        "num_classes": 0,
+        "skipped_files": len(data.skipped),
+    }
+
+
+def _save_grids(out: Path, family: Family, fixed: torch.Tensor, fixed_batch: torch.Tensor, step: int) -> None:
+    folder = out / "samples"
+    path = save_grid(family.sample(fixed), folder / f"step_{step:08d}.png")
+    shutil.copyfile(path, folder / "latest.png")
+    for name, grid in family.extra_grids(fixed_batch).items():
+        # Originals and reconstructions alternate, so an even column count pairs them.
+        cols = 2 * max(1, int((grid.shape[0] // 2) ** 0.5))
+        path = save_grid(grid, folder / f"{name}_step_{step:08d}.png", columns=cols)
+        shutil.copyfile(path, folder / f"{name}_latest.png")
+
+
+def _write_run_info(out: Path, cfg: TrainConfig, data: ImageData, family: Family, ctx: DistContext,
+                    step: int, finished: bool = False) -> None:
+    info = {
+        "family": family.name,
+        "kind": family.kind,
+        "latent_dim": family.latent_dim,
+        "value_range": list(family.value_range),
+        "config": cfg.to_dict(),
+        "data": _data_info(data),
+        "world_size": ctx.world_size,
+        "device": str(ctx.device),
+        "step": step,
+        "finished": finished,
+        "torch": torch.__version__,
+    }
+    tmp = out / ".run.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(out / "run.json")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop metric lines logged after the checkpoint we continue from."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _progress(cfg: TrainConfig, start: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.model}", unit="step", dynamic_ncols=True)
