@@ -59,10 +59,10 @@ class DCGAN(Family):
         opt_g.step()
 
         return {
-            "loss_d": float(loss_real.detach() + loss_fake.detach()),
-            "loss_g": float(loss_g),
-            "d_real": float(torch.sigmoid(real_logits).mean()),
-            "d_fake": float(torch.sigmoid(fake_logits).mean()),
+            "loss_d": (loss_real + loss_fake).item(),
+            "loss_g": loss_g.item(),
+            "d_real": torch.sigmoid(real_logits).mean().item(),
+            "d_fake": torch.sigmoid(fake_logits).mean().item(),
             "grad_norm_d": d_norm,
             "grad_norm_g": g_norm,
         }

@@ -54,11 +54,11 @@ class VAE(Family):
         norm = self.clip(self.modules["vae"])
         opt.step()
         return {
-            "loss": float(loss.detach()),
-            "recon": float(recon),
-            "kl": float(kl),
+            "loss": loss.item(),
+            "recon": recon.item(),
+            "kl": kl.item(),
             "kl_weight": weight,
-            "elbo": float(-(recon + kl)),
+            "elbo": -(recon.item() + kl.item()),
             "grad_norm": norm,
         }
 

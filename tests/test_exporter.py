@@ -1,0 +1,150 @@
+"""Exporter: ONNX files, parity, manifest, atomic versions, and refusal of broken input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from exporter.onnx_export import ExportError
+from exporter.repository import export_run
+from latentforge.cli import main
+from latentforge.manifest import Manifest, list_versions, sha256_file, verify_files
+from trainer.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from trainer.config import TrainConfig
+from trainer.loop import build_family
+
+
+def test_gan_manifest_describes_the_version(model_repo: Path, dcgan_run: Path):
+    vdir = model_repo / "mnist-dcgan" / "1"
+    m = Manifest.read(vdir)
+    assert (m.kind, m.latent_dim, m.num_classes, m.version) == ("gan", 100, 0, 1)
+    assert m.output.shape == (1, 28, 28) and m.output.value_range == (-1.0, 1.0)
+    assert m.graphs == {"generator": "generator.onnx"}
+    assert m.opset == 18
+    assert 0 <= m.parity.max_abs_error <= 1e-4 and m.parity.batch_sizes == (1, 7)
+    assert m.files["generator.onnx"].sha256 == sha256_file(vdir / "generator.onnx")
+    assert m.source_checkpoint["step"] == 30
+    assert Path(m.source_checkpoint["path"]) == latest_checkpoint(dcgan_run).resolve()
+    verify_files(vdir, m)
+    assert sorted(p.name for p in vdir.iterdir()) == ["generator.onnx", "manifest.json"]
+
+
+def test_vae_exports_encoder_and_decoder(model_repo: Path):
+    m = Manifest.read(model_repo / "mnist-vae" / "1")
+    assert m.kind == "vae" and m.latent_dim == 16
+    assert m.graphs == {"decoder": "decoder.onnx", "encoder": "encoder.onnx"}
+    assert m.output.value_range == (0.0, 1.0)
+    assert set(m.parity.per_graph) == {"decoder", "encoder"}
+    assert max(m.parity.per_graph.values()) <= 1e-4
+
+
+def test_onnx_matches_torch_at_new_batch_sizes(model_repo: Path, dcgan_run: Path):
+    """The batch axis is dynamic: sizes never seen at export agree with PyTorch."""
+    import onnxruntime as ort
+
+    payload = load_checkpoint(dcgan_run)
+    family = build_family(TrainConfig.from_dict(payload["config"]), (1, 28, 28), 0, torch.device("cpu"))
+    family.load_state(payload, with_optimizers=False)
+    gen = family.modules["generator"].eval()
+    sess = ort.InferenceSession(str(model_repo / "mnist-dcgan" / "1" / "generator.onnx"))
+    for n in (3, 64):
+        z = torch.randn(n, 100)
+        with torch.no_grad():
+            want = gen(z).numpy()
+        got = sess.run(["image"], {"z": z.numpy()})[0]
+        assert got.shape == (n, 1, 28, 28)
+        assert np.abs(got - want).max() <= 1e-4
+
+
+def test_files_run_in_plain_onnxruntime_without_project_code(model_repo: Path):
+    """A fresh interpreter that can import only onnxruntime and numpy runs both models."""
+    script = textwrap.dedent(
+        """
+        import json, sys
+        repo, root = sys.argv[1], sys.argv[2]
+        # Hide the project: its source folder and the editable-install import hook.
+        sys.path = [p for p in sys.path if "site-packages" in p or not p.startswith(root)]
+        sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+        import numpy as np, onnxruntime as ort
+        g = ort.InferenceSession(repo + "/mnist-dcgan/1/generator.onnx")
+        img = g.run(None, {"z": np.random.randn(5, 100).astype(np.float32)})[0]
+        assert img.shape == (5, 1, 28, 28) and -1 <= img.min() and img.max() <= 1
+        e = ort.InferenceSession(repo + "/mnist-vae/1/encoder.onnx")
+        d = ort.InferenceSession(repo + "/mnist-vae/1/decoder.onnx")
+        mu, logvar = e.run(["mu", "logvar"], {"image": np.random.rand(3, 1, 28, 28).astype(np.float32)})
+        out = d.run(["image"], {"z": mu})[0]
+        assert mu.shape == logvar.shape == (3, 16) and out.shape == (3, 1, 28, 28)
+        try:
+            import latentforge, trainer
+        except ImportError:
+            print("ok")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-I", "-c", script, str(model_repo), str(Path(__file__).resolve().parents[1])], capture_output=True, text=True,
+                          cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_second_export_is_version_2_and_leaves_no_staging(tmp_path: Path, dcgan_run: Path):
+    repo = tmp_path / "repo"
+    assert export_run(dcgan_run, repo, "digits").name == "1"
+    assert export_run(dcgan_run, repo, "digits").name == "2"
+    assert list_versions(repo / "digits") == [1, 2]
+    assert sorted(p.name for p in (repo / "digits").iterdir()) == ["1", "2"]
+
+
+def test_failed_parity_publishes_nothing(tmp_path: Path, vae_run: Path):
+    repo = tmp_path / "repo"
+    with pytest.raises(ExportError, match="not published"):
+        export_run(vae_run, repo, "strict", tolerance=0.0)
+    assert list((repo / "strict").iterdir()) == []
+
+
+def test_broken_checkpoint_is_refused_clearly(tmp_path: Path, dcgan_run: Path):
+    src = latest_checkpoint(dcgan_run).read_bytes()
+    bad = tmp_path / "run" / "checkpoints" / "step_00000030.pt"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(src[: len(src) // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        export_run(tmp_path / "run", tmp_path / "repo", "broken")
+    assert not (tmp_path / "repo" / "broken").exists() or not list((tmp_path / "repo" / "broken").iterdir())
+
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not a latentforge checkpoint"):
+        export_run(tmp_path, tmp_path / "repo", "broken", checkpoint=foreign)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        export_run(tmp_path / "nothing", tmp_path / "repo", "broken")
+    (tmp_path / "empty-run").mkdir()
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        export_run(tmp_path / "empty-run", tmp_path / "repo", "broken")
+
+
+def test_bad_model_name_is_refused(tmp_path: Path, dcgan_run: Path):
+    with pytest.raises(ExportError, match="model name"):
+        export_run(dcgan_run, tmp_path, "../escape")
+
+
+def test_exported_graph_is_self_contained_and_checked(model_repo: Path):
+    model = onnx.load(str(model_repo / "mnist-dcgan" / "1" / "generator.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+
+
+def test_cli_export(tmp_path: Path, vae_run: Path, capsys):
+    assert main(["export", str(vae_run), "--repo", str(tmp_path), "--name", "cli-vae"]) == 0
+    assert "version 1" in capsys.readouterr().out
+    data = json.loads((tmp_path / "cli-vae" / "1" / "manifest.json").read_text())
+    assert data["kind"] == "vae"
+    assert main(["export", str(tmp_path / "none"), "--repo", str(tmp_path), "--name", "x"]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,102 @@
+"""Generated code is current, the serving side never imports torch, settings precedence,
+and the CLI commands against a real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from latentforge.cli import main
+from services.config import ConfigError, ServeConfig, load_config
+from services.protogen import GENERATED_SUFFIXES, ROOT, generate
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+
+
+def test_committed_generated_code_matches_the_proto(tmp_path: Path):
+    written = generate(tmp_path)
+    assert len(written) == len(GENERATED_SUFFIXES)
+    for path in written:
+        committed = ROOT / path.relative_to(tmp_path)
+        assert committed.read_bytes() == path.read_bytes(), (
+            f"{committed.relative_to(ROOT)} is stale: run `python -m services.protogen`")
+
+
+def test_serving_modules_do_not_import_torch():
+    code = ("import sys, services.server, services.cli, services.client, services.batching; "
+            "import latentforge.cli; latentforge.cli.build_parser(); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT_DIR, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_service_cli_module_imports_nothing_heavy():
+    code = ("import sys; import services.cli; "
+            "print(sorted(m for m in ('grpc', 'onnxruntime', 'numpy', 'torch', 'redis') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT_DIR, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_settings_precedence_cli_over_env_over_file_over_defaults(tmp_path: Path):
+    toml = tmp_path / "serve.toml"
+    toml.write_text('[serve]\nport = 6000\nmax_count = 8\nredis_url = "redis://file:6379"\nproviders = ["CPUExecutionProvider"]\n')
+    env = {"LATENTFORGE_PORT": "7000", "LATENTFORGE_BATCHING": "false", "LATENTFORGE_METRICS_PORT": "none",
+           "UNRELATED": "x"}
+    config = load_config(toml, environ=env, overrides={"port": 8000, "max_count": None})
+    assert config.port == 8000  # CLI
+    assert config.batching is False and config.metrics_port is None  # env
+    assert config.max_count == 8 and config.redis_url == "redis://file:6379"  # file
+    assert config.providers == ("CPUExecutionProvider",)
+    assert config.cache_ttl_s == ServeConfig().cache_ttl_s  # default
+    js = tmp_path / "serve.json"
+    js.write_text(json.dumps({"models": "repo", "workers": 3}))
+    from_json = load_config(environ={"LATENTFORGE_CONFIG": str(js)})
+    assert from_json.models == Path("repo") and from_json.workers == 3
+
+
+@pytest.mark.parametrize("env,words", [
+    ({"LATENTFORGE_PORT": "abc"}, "port"),
+    ({"LATENTFORGE_MAX_COUNT": "0"}, "max_count"),
+    ({"LATENTFORGE_BATCHING": "maybe"}, "batching"),
+])
+def test_bad_settings_say_which(env, words):
+    with pytest.raises(ConfigError, match=words):
+        load_config(environ=env)
+
+
+def test_unknown_file_setting_is_refused(tmp_path: Path):
+    bad = tmp_path / "c.json"
+    bad.write_text('{"prot": 1}')
+    with pytest.raises(ConfigError, match="unknown setting 'prot'"):
+        load_config(bad, environ={})
+
+
+def test_cli_models_generate_interpolate(memory_server, tmp_path: Path, capsys):
+    target = memory_server.target
+    assert main(["models", "--target", target]) == 0
+    listing = capsys.readouterr().out
+    assert "mnist-dcgan" in listing and "CPUExecutionProvider" in listing
+    grid = tmp_path / "grid.png"
+    assert main(["generate", "--target", target, "--model", "mnist-dcgan", "--count", "16", "--seed", "7",
+                 "--out", str(grid)]) == 0
+    assert Image.open(grid).size == (4 * 30 + 2, 4 * 30 + 2)
+    strip, gif = tmp_path / "strip.png", tmp_path / "anim.gif"
+    assert main(["interpolate", "--target", target, "--model", "mnist-dcgan", "--from-seed", "1", "--to-seed", "2",
+                 "--steps", "8", "--slerp", "--out", str(strip), "--gif", str(gif)]) == 0
+    assert Image.open(strip).size == (8 * 30 + 2, 30 + 2)
+    assert Image.open(gif).n_frames == 8
+
+
+def test_cli_reports_rpc_errors(memory_server, tmp_path: Path, capsys):
+    code = main(["interpolate", "--target", memory_server.target, "--model", "mnist-dcgan", "--from-seed", "1",
+                 "--to-seed", "2", "--steps", "1", "--out", str(tmp_path / "x.png")])
+    assert code == 1
+    assert "INVALID_ARGUMENT: steps must be between 2" in capsys.readouterr().err
+    code = main(["generate", "--target", memory_server.target, "--model", "nope", "--out", str(tmp_path / "y.png")])
+    assert code == 1
+    assert "NOT_FOUND: unknown model 'nope'" in capsys.readouterr().err

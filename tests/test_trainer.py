@@ -1,0 +1,126 @@
+"""Short real training runs: outputs, exact resume, and refusals before training starts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latentforge.cli import main
+from tests.conftest import tiny_config
+from trainer.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from trainer.data import DataError
+from trainer.loop import train
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_dcgan_run_writes_checkpoints_grids_and_metrics(dcgan_run: Path):
+    ckpts = list_checkpoints(dcgan_run)
+    assert [p.name for p in ckpts] == ["step_00000015.pt", "step_00000030.pt"]
+    assert not [p for p in (dcgan_run / "checkpoints").iterdir() if p.name.startswith(".")]  # no temp files
+    grid = Image.open(dcgan_run / "samples" / "latest.png")
+    assert grid.mode == "L" and grid.size == (4 * 30 + 2, 4 * 30 + 2)  # 16 tiles of 28 px, 2 px padding
+    rows = _metrics(dcgan_run)
+    assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30]
+    for r in rows:
+        assert {"loss_d", "loss_g", "d_real", "d_fake", "step_seconds"} <= r.keys()
+        assert np.isfinite([r["loss_d"], r["loss_g"]]).all()
+    info = json.loads((dcgan_run / "run.json").read_text())
+    assert info["finished"] and info["step"] == 30 and info["data"]["count"] == 5000
+
+
+def test_vae_run_writes_reconstruction_grids(vae_run: Path):
+    assert (vae_run / "samples" / "recon_latest.png").is_file()
+    rows = _metrics(vae_run)
+    assert {"recon", "kl", "kl_weight", "elbo"} <= rows[-1].keys()
+    # Linear KL warm-up over 500 steps: the weight at step 30 (0-based 29) is 29/500.
+    assert rows[-1]["kl_weight"] == pytest.approx(29 / 500)
+    # Reconstruction improves even in 30 steps on real digits.
+    assert rows[-1]["recon"] < rows[0]["recon"]
+
+
+@pytest.mark.parametrize("model", ["dcgan", "vae"])
+def test_trains_on_an_rgb_image_folder(tmp_path: Path, model: str):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(40):
+        w, h = rng.integers(40, 90, size=2)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    train(tiny_config(model, out, data=str(folder), image_size=32, steps=6, batch_size=8,
+                      sample_every=6, checkpoint_every=6))
+    payload = load_checkpoint(out)
+    assert payload["data"]["shape"] == [3, 32, 32]
+    assert Image.open(out / "samples" / "latest.png").mode == "RGB"
+
+
+@pytest.mark.parametrize("model", ["dcgan", "vae"])
+def test_resume_continues_exactly(tmp_path: Path, model: str):
+    """20 steps straight == 10 steps, stop, resume to 20: same losses and weights."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    opts = dict(log_every=1, checkpoint_every=10, sample_every=100)
+    train(tiny_config(model, straight, steps=20, **opts))
+    train(tiny_config(model, resumed, steps=10, **opts))
+    assert [r["step"] for r in _metrics(resumed)] == list(range(1, 11))
+    train(tiny_config(model, resumed, steps=20, **opts), resume=True)
+
+    a, b = _metrics(straight), _metrics(resumed)
+    assert [r["step"] for r in b] == list(range(1, 21))
+    drop = {"time", "step_seconds"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in a] == [
+        {k: v for k, v in r.items() if k not in drop} for r in b
+    ]
+    wa, wb = load_checkpoint(straight)["modules"], load_checkpoint(resumed)["modules"]
+    for net in wa:
+        for key in wa[net]:
+            assert torch.equal(wa[net][key], wb[net][key]), (net, key)
+
+
+def test_resume_refuses_changed_architecture(tmp_path: Path):
+    out = tmp_path / "run"
+    train(tiny_config("dcgan", out, steps=4, checkpoint_every=4))
+    with pytest.raises(CheckpointError, match="width"):
+        train(tiny_config("dcgan", out, steps=8, width=32), resume=True)
+    with pytest.raises(CheckpointError, match="already reached step 4"):
+        train(tiny_config("dcgan", out, steps=4), resume=True)
+
+
+def test_resume_without_checkpoint_says_so(tmp_path: Path):
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        train(tiny_config("dcgan", tmp_path / "fresh", steps=4), resume=True)
+
+
+def test_bad_data_is_refused_before_any_output(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "run"
+    with pytest.raises(DataError):
+        train(tiny_config("dcgan", out, data=str(tmp_path / "empty")))
+    assert not out.exists()
+
+
+def test_dataset_smaller_than_a_batch_is_refused(tmp_path: Path):
+    np.save(tmp_path / "few.npy", np.zeros((5, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="lower --batch-size"):
+        train(tiny_config("dcgan", tmp_path / "run", data=str(tmp_path / "few.npy"), batch_size=8))
+
+
+def test_cli_train_and_resume(tmp_path: Path, capsys):
+    out = tmp_path / "cli-run"
+    common = ["--out", str(out), "--model", "vae", "--width", "16", "--batch-size", "16",
+              "--checkpoint-every", "3", "--no-progress"]
+    assert main(["train", "--steps", "3", *common]) == 0
+    assert "checkpoint" in capsys.readouterr().out
+    assert main(["train", "--resume", "--out", str(out), "--steps", "6", "--no-progress"]) == 0
+    assert load_checkpoint(out)["step"] == 6
+    assert main(["train", "--out", str(tmp_path / "x"), "--data", str(tmp_path / "missing")]) == 2
+    assert "neither 'mnist5k'" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "y"), "--model", "nope"]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
