@@ -21,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="model name, e.g. mnist-dcgan")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--tolerance", type=float, default=None, help="max abs parity error allowed (default 1e-4)")
+    p.add_argument("--fp16", dest="variants", action="append_const", const="fp16",
+                   help="also write float16 copies of the graphs (for GPU serving), parity-checked")
+    p.add_argument("--ort-optimized", dest="variants", action="append_const", const="ort-cpu",
+                   help="also write copies pre-optimised by ONNX Runtime for its CPU provider")
     p.set_defaults(func=run)
 
 
@@ -43,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint=args.run if is_file else None,
             opset=args.opset or DEFAULT_OPSET,
             tolerance=args.tolerance if args.tolerance is not None else PARITY_TOLERANCE,
+            variants=tuple(args.variants or ()),
         )
     except (CheckpointError, ExportError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

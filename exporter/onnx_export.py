@@ -83,3 +83,39 @@ def measure_parity(
                 raise ExportError(f"{graph.role}: ONNX output shape {got.shape} != torch {tuple(want.shape)} at batch {n}")
             worst = max(worst, float(np.max(np.abs(want.numpy() - got))))
     return worst
+
+
+def write_fp16_variant(src: Path, dst: Path) -> None:
+    """Float16 copy of a graph with float32 inputs and outputs (for GPU serving).
+
+    ONNX Runtime's converter inserts casts at the inputs and outputs; its node order is not
+    always topological, so the graph is re-sorted before the checker runs.
+    """
+    import onnx_ir as ir
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    converted = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, disable_shape_infer=False)
+    model = ir.serde.deserialize_model(converted)
+    model.graph.sort()
+    converted = ir.serde.serialize_model(model)
+    try:
+        onnx.checker.check_model(converted, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"the float16 copy of {src.name} fails onnx.checker: {exc}") from None
+    onnx.save(converted, str(dst))
+
+
+def write_ort_cpu_variant(src: Path, dst: Path) -> None:
+    """The graph as ONNX Runtime optimises it for its CPU provider (fused ops, folded constants).
+
+    Loading it skips those optimisations at start-up; it runs only on ONNX Runtime's CPU
+    provider, ideally of the same version (recorded in the manifest's producer).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    if not dst.is_file():
+        raise ExportError(f"ONNX Runtime did not write an optimised copy of {src.name}")

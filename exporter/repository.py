@@ -18,7 +18,15 @@ from pathlib import Path
 import onnx
 import torch
 
-from exporter.onnx_export import DEFAULT_OPSET, PARITY_BATCH_SIZES, ExportError, export_graph, measure_parity
+from exporter.onnx_export import (
+    DEFAULT_OPSET,
+    PARITY_BATCH_SIZES,
+    ExportError,
+    export_graph,
+    measure_parity,
+    write_fp16_variant,
+    write_ort_cpu_variant,
+)
 from latentforge import __version__
 from latentforge.manifest import (
     NAME_PATTERN,
@@ -36,6 +44,9 @@ from trainer.loop import build_family
 log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-4
+# float16 keeps ~3 significant digits; on images in [-1, 1] the error is typically ~1e-3.
+FP16_TOLERANCE = 2e-2
+VARIANTS = ("fp16", "ort-cpu")
 
 
 def export_run(
@@ -45,12 +56,16 @@ def export_run(
     checkpoint: Path | None = None,
     opset: int = DEFAULT_OPSET,
     tolerance: float = PARITY_TOLERANCE,
+    variants: tuple[str, ...] = (),
 ) -> Path:
     """Export a run's newest (or the given) checkpoint to `repo/name/<next version>/`.
 
     Returns the new version folder. Raises CheckpointError for a missing or broken
     checkpoint, ExportError when a graph fails export, onnx.checker or parity.
     """
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise ExportError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     if not NAME_PATTERN.match(name):
         raise ExportError(f"model name {name!r} must match {NAME_PATTERN.pattern} (lower case, digits, . _ -)")
     payload = load_checkpoint(Path(checkpoint) if checkpoint else Path(run))
@@ -66,6 +81,7 @@ def export_run(
     try:
         graphs: dict[str, str] = {}
         errors: dict[str, float] = {}
+        variant_files: dict[str, dict[str, str]] = {}
         for graph in family.export_graphs():
             fname = f"{graph.role}.onnx"
             export_graph(graph, staging / fname, opset)
@@ -77,7 +93,21 @@ def export_run(
                 )
             graphs[graph.role] = fname
             errors[graph.role] = err
-        files = {f: FileEntry(sha256=sha256_file(staging / f), bytes=(staging / f).stat().st_size) for f in graphs.values()}
+            for variant in variants:
+                vname = f"{graph.role}.{variant}.onnx"
+                writer = write_fp16_variant if variant == "fp16" else write_ort_cpu_variant
+                writer(staging / fname, staging / vname)
+                verr = measure_parity(graph, staging / vname)
+                limit = FP16_TOLERANCE if variant == "fp16" else tolerance
+                log.info("%s@%s: parity max abs error %.3g", graph.role, variant, verr)
+                if not verr <= limit:
+                    raise ExportError(
+                        f"{graph.role} ({variant}): differs from PyTorch by {verr:.3g} (> {limit:g}); not published"
+                    )
+                variant_files.setdefault(variant, {})[graph.role] = vname
+                errors[f"{graph.role}@{variant}"] = verr
+        names = list(graphs.values()) + [f for roles in variant_files.values() for f in roles.values()]
+        files = {f: FileEntry(sha256=sha256_file(staging / f), bytes=(staging / f).stat().st_size) for f in names}
         c, h, w = shape
         manifest_fields = dict(
             name=name,
@@ -88,8 +118,9 @@ def export_run(
             graphs=graphs,
             files=files,
             opset=opset,
+            variants=variant_files,
             parity=Parity(
-                max_abs_error=max(errors.values()),
+                max_abs_error=max(errors[role] for role in graphs),
                 tolerance=tolerance,
                 batch_sizes=PARITY_BATCH_SIZES,
                 per_graph=errors,
@@ -102,7 +133,7 @@ def export_run(
             },
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             training={"config": payload["config"], "data": payload["data"]},
-            producer={"latentforge": __version__, "torch": torch.__version__, "onnx": onnx.__version__},
+            producer=_producer(),
         )
         return _publish(model_dir, staging, manifest_fields)
     finally:
@@ -130,3 +161,14 @@ def _publish(model_dir: Path, staging: Path, fields: dict) -> Path:
 
 def _numeric_dirs(model_dir: Path) -> list[int]:
     return [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+
+
+def _producer() -> dict[str, str]:
+    import onnxruntime
+
+    return {
+        "latentforge": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }

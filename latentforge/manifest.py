@@ -85,6 +85,12 @@ class Manifest:
     created: str
     training: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, str] = field(default_factory=dict)
+    # Optional alternative files of the same graphs, by variant name -> role -> file:
+    #   "fp16": float16 weights and compute, float32 inputs and outputs (for GPUs);
+    #   "ort-cpu": graphs pre-optimised by ONNX Runtime (producer["onnxruntime"]) for its CPU
+    #   provider, which load faster there and only there.
+    # Their parity errors are in parity.per_graph as "<role>@<variant>".
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -146,6 +152,10 @@ class Manifest:
                 created=str(data["created"]),
                 training=dict(data.get("training", {})),
                 producer={str(k): str(v) for k, v in data.get("producer", {}).items()},
+                variants={
+                    str(name): {str(role): str(f) for role, f in roles.items()}
+                    for name, roles in data.get("variants", {}).items()
+                },
             )
         except ManifestError:
             raise
@@ -182,6 +192,10 @@ class Manifest:
         for role, fname in self.graphs.items():
             if fname not in self.files:
                 raise ManifestError(f"graph {role!r} names {fname!r}, which is not in files")
+        for variant, roles in self.variants.items():
+            for role, fname in roles.items():
+                if role not in self.graphs or fname not in self.files:
+                    raise ManifestError(f"variant {variant!r} lists {role!r} -> {fname!r}, unknown role or file")
         for fname in self.files:
             if Path(fname).name != fname or fname in ("", ".", ".."):
                 raise ManifestError(f"file name {fname!r} must be a plain name inside the folder")

@@ -148,3 +148,26 @@ def test_cli_export(tmp_path: Path, vae_run: Path, capsys):
     assert data["kind"] == "vae"
     assert main(["export", str(tmp_path / "none"), "--repo", str(tmp_path), "--name", "x"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_fp16_and_ort_optimized_variants(tmp_path: Path, vae_run: Path):
+    import onnxruntime as ort
+
+    vdir = export_run(vae_run, tmp_path, "variants", variants=("fp16", "ort-cpu"))
+    m = Manifest.read(vdir)
+    assert m.variants == {
+        "fp16": {"decoder": "decoder.fp16.onnx", "encoder": "encoder.fp16.onnx"},
+        "ort-cpu": {"decoder": "decoder.ort-cpu.onnx", "encoder": "encoder.ort-cpu.onnx"},
+    }
+    verify_files(vdir, m)  # every variant file is hashed too
+    assert 0 < m.parity.per_graph["decoder@fp16"] <= 2e-2
+    assert m.parity.per_graph["encoder@ort-cpu"] <= 1e-4
+    assert m.parity.max_abs_error <= 1e-4  # the float32 graphs' figure
+    assert "onnxruntime" in m.producer
+    fp16 = onnx.load(str(vdir / "decoder.fp16.onnx"))
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 in and out
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
+    out = ort.InferenceSession(str(vdir / "decoder.fp16.onnx")).run(None, {"z": np.zeros((3, 16), np.float32)})[0]
+    assert out.shape == (3, 1, 28, 28) and out.dtype == np.float32
+    with pytest.raises(ExportError, match="unknown variant"):
+        export_run(vae_run, tmp_path, "variants", variants=("int3",))
