@@ -10,12 +10,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 
 ENV_PREFIX = "LATENTFORGE_"
 
@@ -45,7 +49,7 @@ class ServeConfig:
     workers: int = 2  # threads running inference and PNG encoding off the event loop
     max_batch_size: int = 64  # rows per ONNX Runtime call
     batching: bool = True  # merge concurrent requests into one ONNX Runtime call
-    max_queue_delay_ms: float = 2.0  # how long a batch may wait for more requests
+    max_queue_delay_ms: float = 1.0  # how long a batch may wait for more requests
     max_queue_size: int = 1024  # queued requests per model version before RESOURCE_EXHAUSTED
     stream_chunk: int = 4  # GenerateStream samples per inference call
     reload_interval_s: float = 30.0  # how often to look for new model versions; 0: never

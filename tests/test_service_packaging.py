@@ -100,3 +100,38 @@ def test_cli_reports_rpc_errors(memory_server, tmp_path: Path, capsys):
     code = main(["generate", "--target", memory_server.target, "--model", "nope", "--out", str(tmp_path / "y.png")])
     assert code == 1
     assert "NOT_FOUND: unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_serve_command_runs_logs_json_and_stops_on_sigterm(model_repo: Path):
+    import signal
+
+    from services.client import GenerationClient
+
+    env = {**__import__("os").environ, "LATENTFORGE_RELOAD_INTERVAL_S": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "latentforge", "serve", "--models", str(model_repo), "--port", "0",
+         "--metrics-port", "0", "--host", "127.0.0.1"],
+        cwd=ROOT_DIR, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        events = []
+        port = None
+        while len([e for e in events if e["event"] == "model_loaded"]) < 2:
+            line = proc.stderr.readline()
+            assert line, f"serve exited early with {proc.poll()}: {events}"
+            events.append(json.loads(line))  # every log line is one JSON object
+            if events[-1]["event"] == "server_started":
+                port = events[-1]["port"]
+        assert port and {e["provider"] for e in events if e["event"] == "model_loaded"} == {"CPUExecutionProvider"}
+        with GenerationClient(f"127.0.0.1:{port}") as client:
+            assert len(client.generate("mnist-dcgan", 2).samples) == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        rest = [json.loads(line) for line in proc.stderr.read().splitlines() if line.strip()]
+        rpc = [e for e in rest if e["event"] == "rpc"]
+        assert rpc and rpc[0]["method"] == "Generate" and rpc[0]["code"] == "OK" and rpc[0]["request_id"]
+        assert not any("png" in json.dumps(e).lower() for e in rpc)
+        assert rest[-1]["event"] == "server_stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

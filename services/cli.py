@@ -1,0 +1,162 @@
+"""``latentforge serve | generate | interpolate | models``: the service's sub-commands.
+
+Imports nothing heavy at module import time; each command imports what it needs when run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TARGET = "localhost:50051"
+
+
+def register(subparsers: Any) -> None:
+    """Add the service's sub-commands to the ``latentforge`` parser."""
+    p = subparsers.add_parser("serve", help="serve a model repository over gRPC",
+                              description="Serve models/<name>/<version>/ over gRPC. Settings: CLI > "
+                                          "LATENTFORGE_* environment > --config file > defaults.")
+    p.add_argument("--config", type=Path, help="JSON or TOML settings file")
+    p.add_argument("--models", type=Path, help="model repository root (default: models)")
+    p.add_argument("--host", help="gRPC bind address (default 127.0.0.1; 0.0.0.0 to serve other hosts)")
+    p.add_argument("--port", type=int, help="gRPC port (default 50051)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (default 9090)")
+    p.add_argument("--metrics-host", help="/metrics bind address (default 127.0.0.1)")
+    p.add_argument("--redis-url", help="Redis URL for the shared sample cache (default: in-process cache)")
+    p.add_argument("--max-count", type=int, help="max samples per request (default 64)")
+    p.add_argument("--workers", type=int, help="inference threads (default 2)")
+    p.add_argument("--provider", dest="providers", action="append",
+                   help="ONNX Runtime execution provider, repeatable (default: CUDA if available, else CPU)")
+    p.add_argument("--no-batching", dest="batching", action="store_const", const=False,
+                   help="one ONNX Runtime call per request")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    p.set_defaults(func=_serve)
+
+    g = subparsers.add_parser("generate", help="generate samples from a running server into a PNG grid")
+    _client_args(g)
+    g.add_argument("--count", type=int, default=16)
+    g.add_argument("--seed", type=int, help="base seed (default: the server picks one)")
+    g.add_argument("--truncation", type=float, help="truncation psi (>= 0.05)")
+    g.add_argument("--label", type=int, help="class label for conditional models")
+    g.add_argument("--out", type=Path, default=Path("grid.png"), help="output PNG (default grid.png)")
+    g.set_defaults(func=_generate)
+
+    i = subparsers.add_parser("interpolate", help="frames between two seeds, as a PNG strip and/or GIF")
+    _client_args(i)
+    i.add_argument("--from-seed", type=int, required=True)
+    i.add_argument("--to-seed", type=int, required=True)
+    i.add_argument("--steps", type=int, default=8)
+    i.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
+    i.add_argument("--truncation", type=float)
+    i.add_argument("--label", type=int)
+    i.add_argument("--out", type=Path, default=Path("strip.png"), help="output PNG strip (default strip.png)")
+    i.add_argument("--gif", type=Path, help="also write an animated GIF")
+    i.set_defaults(func=_interpolate)
+
+    m = subparsers.add_parser("models", help="list the models a running server has loaded")
+    m.add_argument("--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})")
+    m.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    m.set_defaults(func=_models)
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})")
+    p.add_argument("--model", required=True, help="model name (see `latentforge models`)")
+    p.add_argument("--version", type=int, help="model version (default: newest)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from services.config import ConfigError, load_config
+    from services.logging_setup import configure_logging
+    from services.server import serve
+
+    overrides = {
+        "models": args.models, "host": args.host, "port": args.port, "metrics_port": args.metrics_port,
+        "metrics_host": args.metrics_host, "redis_url": args.redis_url, "max_count": args.max_count,
+        "workers": args.workers, "providers": tuple(args.providers) if args.providers else None,
+        "batching": args.batching, "log_level": args.log_level,
+    }
+    try:
+        config = load_config(args.config, overrides=overrides)
+    except ConfigError as exc:
+        print(f"latentforge serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.log_json)
+    return serve(config)
+
+
+def _rpc_error(exc: Any) -> int:
+    print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+    return 1
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import grpc
+
+    from services.client import GenerationClient
+    from services.images import grid
+
+    try:
+        with GenerationClient(args.target, timeout_s=args.timeout) as client:
+            result = client.generate(args.model, args.count, seed=args.seed, version=args.version,
+                                     truncation=args.truncation, label=args.label, fmt="tensor")
+            info = _model_info(client, result.model, result.version)
+    except grpc.RpcError as exc:
+        return _rpc_error(exc)
+    grid([s.image.tensor for s in result.samples], info.value_range).save(args.out)
+    print(f"{args.out}: {len(result.samples)} samples from {result.model} v{result.version}, seed {result.seed}")
+    return 0
+
+
+def _interpolate(args: argparse.Namespace) -> int:
+    import grpc
+
+    from services.client import Endpoint, GenerationClient
+    from services.images import save_gif, strip
+
+    try:
+        with GenerationClient(args.target, timeout_s=args.timeout) as client:
+            result = client.interpolate(args.model, Endpoint(seed=args.from_seed), Endpoint(seed=args.to_seed),
+                                        args.steps, slerp=args.slerp, version=args.version,
+                                        truncation=args.truncation, label=args.label, fmt="tensor")
+            info = _model_info(client, result.model, result.version)
+    except grpc.RpcError as exc:
+        return _rpc_error(exc)
+    frames = [s.image.tensor for s in result.samples]
+    strip(frames, info.value_range).save(args.out)
+    print(f"{args.out}: {len(frames)} frames from {result.model} v{result.version}")
+    if args.gif:
+        save_gif(frames, info.value_range, str(args.gif))
+        print(f"{args.gif}: animated")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    import grpc
+
+    from services.client import GenerationClient
+
+    try:
+        with GenerationClient(args.target, timeout_s=args.timeout) as client:
+            models = client.list_models()
+    except grpc.RpcError as exc:
+        return _rpc_error(exc)
+    header = ("NAME", "VERSION", "KIND", "LATENT", "CLASSES", "OUTPUT", "RANGE", "PROVIDER", "METHODS")
+    rows = [header] + [
+        (m.name, f"{m.version}{'*' if m.latest else ''}", m.kind, str(m.latent_dim), str(m.num_classes),
+         "x".join(map(str, m.shape)), f"[{m.value_range[0]:g},{m.value_range[1]:g}]",
+         m.execution_provider, ",".join(m.supported_methods))
+        for m in models
+    ]
+    widths = [max(len(r[k]) for r in rows) for k in range(len(header))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _model_info(client: Any, name: str, version: int) -> Any:
+    """The ListModels entry of the version that answered (for its value range)."""
+    return next(m for m in client.list_models(name) if m.version == version)

@@ -1,0 +1,263 @@
+"""A small synchronous Python client of GenerationService, returning numpy/Pillow/dataclasses.
+
+    with GenerationClient("localhost:50051") as client:
+        result = client.generate("mnist-dcgan", count=16, seed=7)
+        result.samples[0].pil().save("first.png")
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import grpc
+import numpy as np
+from PIL import Image
+
+from latentforge.v1 import generation_pb2 as pb
+from latentforge.v1 import generation_pb2_grpc as pb_grpc
+
+_FORMATS = {"png": pb.OUTPUT_FORMAT_PNG, "tensor": pb.OUTPUT_FORMAT_TENSOR}
+_KINDS = {pb.MODEL_KIND_GAN: "gan", pb.MODEL_KIND_VAE: "vae"}
+_ORIGINS = {pb.SAMPLE_ORIGIN_GENERATE: "generate", pb.SAMPLE_ORIGIN_INTERPOLATE: "interpolate",
+            pb.SAMPLE_ORIGIN_ENCODE: "encode", pb.SAMPLE_ORIGIN_VARIATION: "variation"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One loaded model version, as ListModels describes it."""
+
+    name: str
+    version: int
+    latest: bool
+    kind: str
+    latent_dim: int
+    num_classes: int
+    shape: tuple[int, int, int]
+    value_range: tuple[float, float]
+    supported_methods: tuple[str, ...]
+    execution_provider: str
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """An image from the server: PNG bytes or a float32 (C, H, W) tensor."""
+
+    png: bytes | None = None
+    tensor: np.ndarray | None = None
+
+    def pil(self) -> Image.Image:
+        """As a Pillow image (PNG output only)."""
+        if self.png is None:
+            raise ValueError("this image was returned as a tensor; use .tensor")
+        return Image.open(io.BytesIO(self.png))
+
+    def array(self) -> np.ndarray:
+        """PNG output as uint8 (H, W) or (H, W, C); tensor output as float32 (C, H, W)."""
+        return self.tensor if self.tensor is not None else np.asarray(self.pil())
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample: its id, seed (when it has one), image and latent (when asked)."""
+
+    sample_id: str
+    index: int
+    image: GeneratedImage | None
+    seed: int | None = None
+    label: int | None = None
+    latent: np.ndarray | None = None
+
+    def pil(self) -> Image.Image:
+        """The image as a Pillow image (PNG output)."""
+        if self.image is None:
+            raise ValueError("this sample has no image (Encode samples carry only a latent)")
+        return self.image.pil()
+
+
+@dataclass(frozen=True)
+class Result:
+    """Samples of one call and the model version that made them."""
+
+    model: str
+    version: int
+    samples: list[Sample]
+    seed: int | None = None
+    stored: bool = True
+
+
+@dataclass(frozen=True)
+class StoredSample:
+    """GetSample's answer."""
+
+    sample_id: str
+    model: str
+    version: int
+    latent: np.ndarray
+    origin: str
+    seed: int | None = None
+    label: int | None = None
+    truncation: float | None = None
+    parent_sample_id: str | None = None
+    created_unix_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One end of an interpolation: exactly one of sample_id, seed, latent."""
+
+    sample_id: str | None = None
+    seed: int | None = None
+    latent: Sequence[float] | None = None
+
+    def to_proto(self) -> pb.Endpoint:
+        given = [x is not None for x in (self.sample_id, self.seed, self.latent)]
+        if sum(given) != 1:
+            raise ValueError("an Endpoint needs exactly one of sample_id, seed, latent")
+        if self.sample_id is not None:
+            return pb.Endpoint(sample_id=self.sample_id)
+        if self.seed is not None:
+            return pb.Endpoint(seed=self.seed)
+        return pb.Endpoint(latent=pb.Latent(values=[float(v) for v in np.asarray(self.latent).ravel()]))
+
+
+def image_from_proto(image: pb.Image) -> GeneratedImage:
+    kind = image.WhichOneof("data")
+    if kind == "png":
+        return GeneratedImage(png=image.png)
+    if kind == "tensor":
+        t = image.tensor
+        return GeneratedImage(tensor=np.frombuffer(t.data, dtype="<f4").reshape(tuple(t.shape)).astype(np.float32))
+    raise ValueError("empty image in response")
+
+
+def image_to_proto(image: Any) -> pb.Image:
+    """PNG bytes, a Pillow image, or a float32 (C, H, W) array in the model's value range."""
+    if isinstance(image, (bytes, bytearray)):
+        return pb.Image(png=bytes(image))
+    if isinstance(image, Image.Image):
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return pb.Image(png=buf.getvalue())
+    arr = np.ascontiguousarray(image, dtype="<f4")
+    return pb.Image(tensor=pb.Tensor(dtype="float32", shape=list(arr.shape), data=arr.tobytes()))
+
+
+def sample_from_proto(s: pb.Sample) -> Sample:
+    return Sample(
+        sample_id=s.sample_id,
+        index=s.index,
+        image=image_from_proto(s.image) if s.HasField("image") else None,
+        seed=s.seed if s.HasField("seed") else None,
+        label=s.label if s.HasField("label") else None,
+        latent=np.asarray(s.latent, dtype=np.float32) if len(s.latent) else None,
+    )
+
+
+class GenerationClient:
+    """Blocking client; one channel, reused. Errors surface as grpc.RpcError."""
+
+    def __init__(self, target: str, timeout_s: float = 30.0, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self.target = target
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ])
+        self.stub = pb_grpc.GenerationServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "GenerationClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Block until the channel is connected."""
+        grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+
+    def list_models(self, name: str = "") -> list[ModelInfo]:
+        response = self.stub.ListModels(pb.ListModelsRequest(name=name), timeout=self.timeout_s)
+        return [
+            ModelInfo(
+                name=m.name, version=m.version, latest=m.latest, kind=_KINDS.get(m.kind, "unknown"),
+                latent_dim=m.latent_dim, num_classes=m.num_classes,
+                shape=(m.output.channels, m.output.height, m.output.width),
+                value_range=(m.output.value_min, m.output.value_max),
+                supported_methods=tuple(m.supported_methods), execution_provider=m.execution_provider,
+            )
+            for m in response.models
+        ]
+
+    def generate(self, model: str, count: int = 1, *, seed: int | None = None, version: int | None = None,
+                 truncation: float | None = None, label: int | None = None, fmt: str = "png",
+                 return_latents: bool = False) -> Result:
+        request = self._generate_request(model, count, seed, version, truncation, label, fmt, return_latents)
+        r = self.stub.Generate(request, timeout=self.timeout_s)
+        return Result(r.model, r.version, [sample_from_proto(s) for s in r.samples], r.seed, r.samples_stored)
+
+    def generate_stream(self, model: str, count: int = 1, *, seed: int | None = None, version: int | None = None,
+                        truncation: float | None = None, label: int | None = None, fmt: str = "png",
+                        return_latents: bool = False):
+        """Yields samples as the server sends them."""
+        request = self._generate_request(model, count, seed, version, truncation, label, fmt, return_latents)
+        for s in self.stub.GenerateStream(request, timeout=self.timeout_s):
+            yield sample_from_proto(s)
+
+    def interpolate(self, model: str, start: Endpoint, end: Endpoint, steps: int = 8, *, slerp: bool = False,
+                    version: int | None = None, truncation: float | None = None, label: int | None = None,
+                    fmt: str = "png", return_latents: bool = False) -> Result:
+        request = pb.InterpolateRequest(
+            model=model, start=start.to_proto(), end=end.to_proto(), steps=steps,
+            method=pb.INTERPOLATION_METHOD_SLERP if slerp else pb.INTERPOLATION_METHOD_LERP,
+            format=_FORMATS[fmt], return_latents=return_latents)
+        _set_optional(request, version=version, truncation=truncation, label=label)
+        r = self.stub.Interpolate(request, timeout=self.timeout_s)
+        return Result(r.model, r.version, [sample_from_proto(s) for s in r.frames], None, r.samples_stored)
+
+    def encode(self, model: str, images: Sequence[Any], *, version: int | None = None) -> Result:
+        request = pb.EncodeRequest(model=model, images=[image_to_proto(i) for i in images])
+        _set_optional(request, version=version)
+        r = self.stub.Encode(request, timeout=self.timeout_s)
+        return Result(r.model, r.version, [sample_from_proto(s) for s in r.samples], None, r.samples_stored)
+
+    def reconstruct(self, model: str, images: Sequence[Any], *, version: int | None = None,
+                    fmt: str = "png") -> list[GeneratedImage]:
+        request = pb.ReconstructRequest(model=model, images=[image_to_proto(i) for i in images], format=_FORMATS[fmt])
+        _set_optional(request, version=version)
+        r = self.stub.Reconstruct(request, timeout=self.timeout_s)
+        return [image_from_proto(i) for i in r.images]
+
+    def variations(self, sample_id: str, count: int = 4, strength: float = 0.5, *, seed: int | None = None,
+                   fmt: str = "png", return_latents: bool = False) -> Result:
+        request = pb.VariationsRequest(sample_id=sample_id, count=count, strength=strength,
+                                       format=_FORMATS[fmt], return_latents=return_latents)
+        _set_optional(request, seed=seed)
+        r = self.stub.Variations(request, timeout=self.timeout_s)
+        return Result(r.model, r.version, [sample_from_proto(s) for s in r.samples], r.seed, r.samples_stored)
+
+    def get_sample(self, sample_id: str) -> StoredSample:
+        r = self.stub.GetSample(pb.GetSampleRequest(sample_id=sample_id), timeout=self.timeout_s)
+        return StoredSample(
+            sample_id=r.sample_id, model=r.model, version=r.version,
+            latent=np.asarray(r.latent, dtype=np.float32), origin=_ORIGINS.get(r.origin, "unknown"),
+            seed=r.seed if r.HasField("seed") else None, label=r.label if r.HasField("label") else None,
+            truncation=r.truncation if r.HasField("truncation") else None,
+            parent_sample_id=r.parent_sample_id or None, created_unix_s=r.created_unix_s,
+        )
+
+    @staticmethod
+    def _generate_request(model, count, seed, version, truncation, label, fmt, return_latents) -> pb.GenerateRequest:
+        request = pb.GenerateRequest(model=model, count=count, format=_FORMATS[fmt], return_latents=return_latents)
+        _set_optional(request, seed=seed, version=version, truncation=truncation, label=label)
+        return request
+
+
+def _set_optional(message: Any, **fields: Any) -> None:
+    for name, value in fields.items():
+        if value is not None:
+            setattr(message, name, value)
