@@ -9,6 +9,7 @@ random inputs at several batch sizes with plain onnxruntime.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,9 @@ from trainer.families import ExportGraph
 DEFAULT_OPSET = 18
 PARITY_BATCH_SIZES = (1, 7)
 
-for _name in ("torch.onnx", "onnx_ir", "onnxscript"):
+# The exporter narrates every pass and warns about optional torchvision ops; keep real errors only.
+logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+for _name in ("onnx_ir", "onnxscript"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
@@ -33,18 +36,20 @@ def export_graph(graph: ExportGraph, path: Path, opset: int = DEFAULT_OPSET) -> 
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     dynamic = tuple({0: batch} for _ in graph.example_inputs)
     try:
-        program = torch.onnx.export(
-            graph.module,
-            graph.example_inputs,
-            dynamo=True,
-            opset_version=opset,
-            input_names=graph.input_names,
-            output_names=graph.output_names,
-            dynamic_shapes=dynamic,
-            optimize=True,
-            verbose=False,
-        )
-        program.save(str(path), external_data=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations
+            program = torch.onnx.export(
+                graph.module,
+                graph.example_inputs,
+                dynamo=True,
+                opset_version=opset,
+                input_names=graph.input_names,
+                output_names=graph.output_names,
+                dynamic_shapes=dynamic,
+                optimize=True,
+                verbose=False,
+            )
+            program.save(str(path), external_data=False)
     except Exception as exc:  # the exporter raises a wide variety of errors
         raise ExportError(f"exporting the {graph.role} failed: {type(exc).__name__}: {exc}") from exc
     try:

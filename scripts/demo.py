@@ -122,14 +122,14 @@ def _reconstructions(client, path: Path) -> None:
     from services.images import tile
 
     x, _ = mnist_data()
-    picks = x[np.random.default_rng(0).choice(len(x), 16, replace=False)].reshape(-1, 28, 28)
+    picks = x[np.random.default_rng(0).choice(len(x), 16, replace=False)].reshape(-1, 28, 28).astype(np.uint8)
     originals = [Image.fromarray(a, mode="L") for a in picks]
     print("(python client) Reconstruct: 16 mnist5k digits -> mnist-vae", flush=True)
     recon = client.reconstruct("mnist-vae", originals)
     tiles = []
     for orig, rec in zip(originals, recon):
         tiles += [np.asarray(orig, np.float32)[None] / 255.0, np.asarray(rec.pil(), np.float32)[None] / 255.0]
-    tile(np.stack(tiles), columns=8, value_range=(0.0, 1.0)).save(path)
+    tile(tiles, columns=8, value_range=(0.0, 1.0)).save(path)
 
 
 if __name__ == "__main__":
