@@ -14,11 +14,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
 
-# redis-server for the cache tests (Debian/Ubuntu; needs root or sudo once).
+# System packages the tests start for real: redis-server (cache tests), prometheus and
+# promtool (alert-rule checks, scrape test). Debian/Ubuntu; needs root or sudo once.
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 # Train a small GAN and VAE on mnist5k, export, serve, call it over gRPC, write PNGs.
 demo: setup

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Entrypoint of the trainer image: `latentforge train ARGS...`, under torchrun when the job asks
+# for more than one process, then (optionally) `latentforge export` of the run.
+#
+# Arguments are passed to `latentforge train` as they are (they must include --out).
+# Environment (all optional):
+#   NPROC_PER_NODE  processes on this machine/pod (default 1)
+#   NNODES          machines/pods in the job (default 1)
+#   NODE_RANK       this pod's rank (default $JOB_COMPLETION_INDEX of an indexed Job, else 0)
+#   MASTER_ADDR     address of node 0 (default 127.0.0.1)
+#   MASTER_PORT     torchrun rendezvous port on node 0 (default 29500)
+#   EXPORT_NAME     after training, node 0 exports the run as this model name ...
+#   EXPORT_REPO     ... into this model repository (default /models)
+#   DRY_RUN=1       print the commands instead of running them
+set -euo pipefail
+
+nproc="${NPROC_PER_NODE:-1}"
+nnodes="${NNODES:-1}"
+node_rank="${NODE_RANK:-${JOB_COMPLETION_INDEX:-0}}"
+master_addr="${MASTER_ADDR:-127.0.0.1}"
+master_port="${MASTER_PORT:-29500}"
+export_name="${EXPORT_NAME:-}"
+export_repo="${EXPORT_REPO:-/models}"
+
+# The run folder, from --out DIR or --out=DIR.
+out=""
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[$i]}" in
+    --out) out="${args[$((i + 1))]:-}" ;;
+    --out=*) out="${args[$i]#--out=}" ;;
+  esac
+done
+if [[ -z "$out" ]]; then
+  echo "latentforge-train: pass the run folder as --out DIR" >&2
+  exit 2
+fi
+
+run() {
+  if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    echo "$*"
+  else
+    "$@"
+  fi
+}
+
+if (( nproc * nnodes > 1 )); then
+  # Static rendezvous: node ranks are fixed (an indexed Job's completion index), node 0 hosts
+  # the store. Rank 0 (node 0, local rank 0) alone writes checkpoints, grids and metrics.
+  run torchrun --nnodes "$nnodes" --nproc-per-node "$nproc" --node-rank "$node_rank" \
+    --master-addr "$master_addr" --master-port "$master_port" \
+    -m latentforge train "$@"
+else
+  run latentforge train "$@"
+fi
+
+if [[ -n "$export_name" && "$node_rank" == 0 ]]; then
+  # Publishes <repo>/<name>/<next version>/ atomically; running servers pick it up on reload.
+  run latentforge export "$out" --repo "$export_repo" --name "$export_name"
+fi
