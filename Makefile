@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 EXTRAS ?= train,serve,datasets,dev
 
-.PHONY: setup system-deps demo test proto clean
+.PHONY: setup system-deps demo test proto bench-serving bench-train clean
 
 # Python environment with every extra (torch pinned by constraints.txt).
 setup: $(VENV)/.installed
@@ -37,6 +37,14 @@ test: setup system-deps
 # Regenerate the gRPC code from proto/ (a test checks it is up to date).
 proto: setup
 	$(BIN)/python -m services.protogen
+
+# Service vs raw ONNX Runtime on the demo models: docs/benchmarks/serving.{md,json,png}.
+bench-serving: setup system-deps
+	$(BIN)/python -m scripts.bench_serving
+
+# Median training-step time per family: docs/benchmarks/training.md.
+bench-train: setup
+	$(BIN)/python -m scripts.bench_train --out docs/benchmarks/training.md
 
 clean:
 	rm -rf runs models out .pytest_cache

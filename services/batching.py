@@ -1,181 +1,324 @@
 """Dynamic batching: concurrent requests for one model version share ONNX Runtime calls.
 
-Each (model, version, graph) has a queue. A batch starts with the oldest waiting request and
-takes more while they fit in ``max_batch_size`` rows; while another batch of the same model is
-running it also waits up to ``max_queue_delay_s`` for more (Triton's "max queue delay"), whereas
-an idle model runs a lone request at once, so batching costs nothing at low load. The batch then
-runs on a worker thread and each request gets its own rows back. Requests larger than a batch
-are split. A full queue answers RESOURCE_EXHAUSTED.
+Each (model, version, graph) has a queue; a shared pool of ``max_concurrent`` batch slots (the
+worker threads) serves all queues, oldest request first. A batch takes queued requests in order
+while they fit in ``max_batch_size`` rows. An idle model runs what is queued at once, so
+batching costs nothing at low load; while another batch of the same model is running, a batch
+that is not full waits up to ``max_queue_delay_s`` for more (Triton's "max queue delay"). The
+batch runs on a worker thread - one ONNX Runtime call, then each request's ``finish`` (e.g. PNG
+encoding) on its own rows - and one callback hands every request its result.
+
+Everything on the event loop is constant work per request (a deque append, a check); there is no
+task or timer per request. Requests larger than a batch are split. A request whose deadline
+passes while it is queued is answered DEADLINE_EXCEEDED without running; a cancelled one is
+dropped. A full queue answers RESOURCE_EXHAUSTED at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import Executor
+from collections import deque
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from services.errors import ResourceExhausted
-from services.inference import InferenceRunner, OnnxModel
+from services.errors import ResourceExhausted, Unavailable
+from services.inference import Finish, InferenceRunner, OnnxModel, expired
 from services.metrics import Metrics
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
-    """One request's rows, waiting for a batch."""
+    """One request's rows (at most a batch), waiting for a batch."""
 
     inputs: np.ndarray
     labels: np.ndarray | None
+    finish: Finish | None
     future: asyncio.Future
+    deadline: float | None  # loop.time() after which it is not started
     enqueued: float = field(default_factory=time.perf_counter)
 
 
 class _ModelQueue:
-    """The queue and batch workers of one (model, version, graph)."""
+    """The waiting requests of one (model, version, graph)."""
 
-    def __init__(self, runner: "BatchingRunner", model: OnnxModel, graph: str) -> None:
-        self.runner, self.model, self.graph = runner, model, graph
-        self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self.depth = runner.metrics.queue_depth.labels(model.name, str(model.version))
-        self.wait = runner.metrics.queue_wait.labels(model.name, str(model.version))
-        self._carry: _Pending | None = None
-        self.running = 0  # batches of this queue in ONNX Runtime now
-        # As many batches in flight as there are worker threads: a busy pool lets batches grow.
-        workers = max(1, getattr(runner.executor, "_max_workers", 1))
-        self.tasks = [asyncio.create_task(self._work(), name=f"batch-{model.name}-{graph}") for _ in range(workers)]
+    def __init__(self, model: OnnxModel, graph: str, metrics: Metrics) -> None:
+        self.model, self.graph = model, graph
+        self.items: deque[_Pending] = deque()
+        self.running = 0  # batches of this queue on worker threads now
+        self.timer: asyncio.TimerHandle | None = None
+        labels = (model.name, str(model.version))
+        self.depth = metrics.queue_depth.labels(*labels)
+        self.wait = metrics.queue_wait.labels(*labels)
+        self.rejected = metrics.queue_rejected.labels(*labels)
+        self.expired = metrics.queue_expired.labels(*labels)
 
-    def put(self, item: _Pending) -> None:
-        if self.queue.qsize() >= self.runner.max_queue_size:
-            raise ResourceExhausted(
-                f"the queue of model {self.model.name} v{self.model.version} is full "
-                f"({self.runner.max_queue_size} requests); retry with backoff")
-        self.depth.inc()
-        self.queue.put_nowait(item)
-
-    async def _next(self, timeout: float | None) -> _Pending | None:
-        if self._carry is not None:
-            item, self._carry = self._carry, None
-            return item
-        try:
-            if timeout is None:
-                item = await self.queue.get()
-            elif timeout <= 0:
-                item = self.queue.get_nowait()
-            else:
-                item = await asyncio.wait_for(self.queue.get(), timeout)
-        except (asyncio.QueueEmpty, asyncio.TimeoutError):
-            return None
-        self.depth.dec()
-        return item
-
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        limit = self.runner.max_batch_size
-        while True:
-            first = await self._next(None)
-            assert first is not None
-            batch, rows = [first], len(first.inputs)
-            delay = self.runner.max_queue_delay_s if self.running else 0.0
-            deadline = loop.time() + delay
-            while rows < limit:
-                item = await self._next(deadline - loop.time())
-                if item is None:
-                    break
-                if rows + len(item.inputs) > limit:
-                    self._carry = item
-                    break
-                batch.append(item)
-                rows += len(item.inputs)
-            batch = [p for p in batch if not p.future.done()]  # drop requests cancelled while queued
-            if batch:
-                self.running += 1
-                try:
-                    await self._run(batch)
-                finally:
-                    self.running -= 1
-
-    async def _run(self, batch: list[_Pending]) -> None:
-        started = time.perf_counter()
-        for item in batch:
-            self.wait.observe(started - item.enqueued)
-        inputs = np.concatenate([p.inputs for p in batch]) if len(batch) > 1 else batch[0].inputs
-        labels = None
-        if any(p.labels is not None for p in batch):
-            labels = np.concatenate([p.labels if p.labels is not None else np.zeros(len(p.inputs), np.int64)
-                                     for p in batch])
-        runner, model = self.runner, self.model
-        try:
-            if self.graph == "encoder":
-                result: Any = await asyncio.get_running_loop().run_in_executor(
-                    runner.executor, runner._timed_encoder, model, inputs)
-            else:
-                result = await asyncio.get_running_loop().run_in_executor(
-                    runner.executor, runner._timed_image, model, inputs, labels)
-        except Exception as exc:  # every request of the batch gets the error
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(exc)
-            return
-        offset = 0
-        for p in batch:
+    def take(self, limit: int, now: float) -> list[_Pending]:
+        """Pop the next batch (up to ``limit`` rows), answering expired requests on the way."""
+        batch: list[_Pending] = []
+        rows = 0
+        items = self.items
+        while items:
+            p = items[0]
+            if p.future.done():  # cancelled while queued
+                items.popleft()
+                self.depth.dec()
+                continue
+            if p.deadline is not None and now >= p.deadline:
+                items.popleft()
+                self.depth.dec()
+                self.expired.inc()
+                p.future.set_exception(expired(self.model))
+                continue
             n = len(p.inputs)
-            part = tuple(r[offset:offset + n] for r in result) if isinstance(result, tuple) else result[offset:offset + n]
-            offset += n
-            if not p.future.done():
-                p.future.set_result(part)
+            if rows + n > limit:
+                break
+            items.popleft()
+            self.depth.dec()
+            batch.append(p)
+            rows += n
+        return batch
 
-    def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
+    def rows_queued(self, limit: int) -> int:
+        """Rows waiting, counted up to ``limit``."""
+        rows = 0
+        for p in self.items:
+            rows += len(p.inputs)
+            if rows >= limit:
+                break
+        return rows
 
 
 class BatchingRunner(InferenceRunner):
     """An InferenceRunner that merges concurrent requests per model version."""
 
     def __init__(self, executor: Executor, metrics: Metrics, max_batch_size: int, max_queue_delay_s: float,
-                 max_queue_size: int) -> None:
+                 max_queue_size: int, max_concurrent: int = 1) -> None:
         super().__init__(executor, metrics, max_batch_size)
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_size = max_queue_size
+        self.max_concurrent = max(1, max_concurrent)
+        self._free = self.max_concurrent
         self._queues: dict[tuple[str, int, str], _ModelQueue] = {}
+        self._scheduled = False
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _queue(self, model: OnnxModel, graph: str) -> _ModelQueue:
-        key = (model.name, model.version, graph)
-        q = self._queues.get(key)
-        if q is None or q.model is not model:  # a reloaded version gets a fresh queue
-            if q is not None:
-                q.close()
-            q = self._queues[key] = _ModelQueue(self, model, graph)
-        return q
+    # ---- the servicer's side ------------------------------------------------------------------
 
-    async def _submit(self, model: OnnxModel, graph: str, inputs: np.ndarray, labels: np.ndarray | None) -> list[Any]:
+    async def decode(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None,
+                     finish: Finish | None = None, deadline: float | None = None) -> Any:
+        parts = await self._submit(model, model.manifest.image_graph, z, labels, finish, deadline)
+        if len(parts) == 1:
+            return parts[0]
+        if finish is not None:
+            return [item for part in parts for item in part]
+        return np.concatenate(parts)
+
+    async def encode(self, model: OnnxModel, images: np.ndarray,
+                     deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        parts = await self._submit(model, "encoder", images, None, None, deadline)
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    async def _submit(self, model: OnnxModel, graph: str, inputs: np.ndarray, labels: np.ndarray | None,
+                      finish: Finish | None, deadline: float | None) -> list[Any]:
+        if self._closed:
+            raise Unavailable("the server is shutting down; retry on another replica")
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
         q = self._queue(model, graph)
-        loop = asyncio.get_running_loop()
+        step = self.max_batch_size
+        chunks = (len(inputs) + step - 1) // step
+        if len(q.items) + chunks > self.max_queue_size:
+            q.rejected.inc()
+            raise ResourceExhausted(
+                f"the queue of model {model.name} v{model.version} is full "
+                f"({self.max_queue_size} requests); retry with backoff")
         futures = []
-        for start in range(0, len(inputs), self.max_batch_size):
-            stop = start + self.max_batch_size
+        for start in range(0, len(inputs), step):
             fut = loop.create_future()
-            q.put(_Pending(inputs[start:stop], None if labels is None else labels[start:stop], fut))
+            q.items.append(_Pending(inputs[start:start + step], None if labels is None else labels[start:start + step],
+                                    finish, fut, deadline))
             futures.append(fut)
+        q.depth.inc(chunks)
+        self._schedule()
         try:
+            if len(futures) == 1:
+                return [await futures[0]]
             return list(await asyncio.gather(*futures))
         except asyncio.CancelledError:
             for fut in futures:
                 fut.cancel()
             raise
 
-    async def decode(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-        parts = await self._submit(model, model.manifest.image_graph, z, labels)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    def _queue(self, model: OnnxModel, graph: str) -> _ModelQueue:
+        key = (model.name, model.version, graph)
+        q = self._queues.get(key)
+        if q is None or q.model is not model:  # a reloaded version gets a fresh queue
+            if q is not None:
+                self._fail(q, Unavailable(f"model {model.name} v{model.version} was reloaded; retry"))
+            q = self._queues[key] = _ModelQueue(model, graph, self.metrics)
+        return q
 
-    async def encode(self, model: OnnxModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parts = await self._submit(model, "encoder", images, None)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    # ---- batch formation (event loop) ---------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Form batches on the next loop iteration, so requests arriving together batch together."""
+        if not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        self._scheduled = False
+        loop = self._loop
+        assert loop is not None
+        while self._free > 0 and not self._closed:
+            q = self._ready_queue(loop)
+            if q is None:
+                return
+            batch = q.take(self.max_batch_size, loop.time())
+            if batch:
+                self._launch(q, batch)
+
+    def _ready_queue(self, loop: asyncio.AbstractEventLoop) -> _ModelQueue | None:
+        """The queue whose oldest request is oldest among those allowed to start now."""
+        best: _ModelQueue | None = None
+        now = time.perf_counter()
+        for q in self._queues.values():
+            if not q.items:
+                continue
+            head = q.items[0]
+            if q.running and self.max_queue_delay_s > 0:
+                waited = now - head.enqueued
+                if waited < self.max_queue_delay_s and q.rows_queued(self.max_batch_size) < self.max_batch_size:
+                    if q.timer is None:  # look again when the oldest has waited long enough
+                        q.timer = loop.call_later(self.max_queue_delay_s - waited, self._timer_fired, q)
+                    continue
+            if best is None or head.enqueued < best.items[0].enqueued:
+                best = q
+        return best
+
+    def _timer_fired(self, q: _ModelQueue) -> None:
+        q.timer = None
+        self._schedule()
+
+    def _launch(self, q: _ModelQueue, batch: list[_Pending]) -> None:
+        self._free -= 1
+        q.running += 1
+        started = time.perf_counter()
+        for p in batch:
+            q.wait.observe(started - p.enqueued)
+        loop = self._loop
+        assert loop is not None
+        try:
+            job = self.executor.submit(self._run_batch, q, batch)
+        except RuntimeError as exc:  # executor shut down
+            self._finished(q, batch, None, exc)
+            return
+        job.add_done_callback(lambda f: _post(loop, self._completed, q, batch, f))
+
+    # ---- the batch itself (worker thread) -------------------------------------------------------
+
+    def _run_batch(self, q: _ModelQueue, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+        """One ONNX Runtime call for the batch, then each request's finish on its rows.
+
+        Deadlines are checked again here: a batch may have waited behind other work for a
+        worker thread, and a request that can no longer be answered in time is not run.
+        """
+        now = self._loop.time() if self._loop is not None else time.monotonic()  # a monotonic clock
+        results: list[tuple[bool, Any]] = [(False, None)] * len(batch)
+        live = []
+        for k, p in enumerate(batch):
+            if p.deadline is not None and now >= p.deadline:
+                q.expired.inc()
+                results[k] = (False, expired(q.model))
+            else:
+                live.append(k)
+        if not live:
+            return results
+        run = [batch[k] for k in live]
+        inputs = np.concatenate([p.inputs for p in run]) if len(run) > 1 else run[0].inputs
+        if q.graph == "encoder":
+            mu, logvar = self._timed_encoder(q.model, inputs)
+            parts = _split(run, lambda a, b: (mu[a:b], logvar[a:b]))
+        else:
+            labels = None
+            if any(p.labels is not None for p in run):
+                labels = np.concatenate([p.labels if p.labels is not None else np.zeros(len(p.inputs), np.int64)
+                                         for p in run])
+            images = self._timed_image(q.model, inputs, labels)
+            parts = _split(run, lambda a, b: images[a:b], finish=True)
+        for k, part in zip(live, parts):
+            results[k] = part
+        return results
+
+    # ---- results (event loop) ---------------------------------------------------------------------
+
+    def _completed(self, q: _ModelQueue, batch: list[_Pending], job: Future) -> None:
+        exc = job.exception()
+        self._finished(q, batch, None if exc else job.result(), exc)
+
+    def _finished(self, q: _ModelQueue, batch: list[_Pending], results: list[tuple[bool, Any]] | None,
+                  exc: BaseException | None) -> None:
+        self._free += 1
+        q.running -= 1
+        for k, p in enumerate(batch):
+            if p.future.done():
+                continue
+            if results is None:
+                p.future.set_exception(exc or RuntimeError("batch failed"))
+            else:
+                ok, value = results[k]
+                if ok:
+                    p.future.set_result(value)
+                else:
+                    p.future.set_exception(value)
+        if any(qq.items for qq in self._queues.values()):
+            self._schedule()
+
+    def _fail(self, q: _ModelQueue, exc: Exception) -> None:
+        if q.timer is not None:
+            q.timer.cancel()
+            q.timer = None
+        while q.items:
+            p = q.items.popleft()
+            q.depth.dec()
+            if not p.future.done():
+                p.future.set_exception(exc)
 
     async def close(self) -> None:
+        self._closed = True
         for q in self._queues.values():
-            q.close()
+            self._fail(q, Unavailable("the server is shutting down; retry on another replica"))
         self._queues.clear()
+
+
+def _post(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
+    """Hand a finished batch back to the loop; a loop already closed (shutdown) has no one waiting."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
+        pass
+
+
+def _split(batch: list[_Pending], rows_of: Any, finish: bool = False) -> list[tuple[bool, Any]]:
+    """Each request's rows of a batch result, passed through its finish when asked."""
+    out: list[tuple[bool, Any]] = []
+    offset = 0
+    for p in batch:
+        n = len(p.inputs)
+        part = rows_of(offset, offset + n)
+        offset += n
+        if finish and p.finish is not None:
+            try:
+                part = p.finish(part)
+            except Exception as exc:  # noqa: BLE001 - this request's error, not the batch's
+                out.append((False, exc))
+                continue
+        out.append((True, part))
+    return out

@@ -1,12 +1,17 @@
-"""The sample cache: sample id -> latent and metadata, with a TTL, shared by replicas.
+"""The sample cache: sample id -> latent and metadata, with a TTL, shared by replicas; and the
+rendered-output cache: (model, version, latent, output parameters) -> encoded image bytes.
 
 One interface (``SampleCache``), two implementations:
 
 * ``RedisSampleCache`` - Redis via ``redis.asyncio``; key ``<namespace>:v1:sample:<id>`` holds a
-  hash with the latent as float32 little-endian bytes and the metadata as JSON; every key gets
-  the TTL. For several replicas.
-* ``MemorySampleCache`` - an in-process LRU bounded by bytes and TTL; the default when no Redis
+  hash with the latent as float32 little-endian bytes and the metadata as JSON; rendered outputs
+  are plain values under ``<namespace>:v1:render:<key>``; every key gets a TTL. For several
+  replicas.
+* ``MemorySampleCache`` - in-process LRUs bounded by bytes and TTL; the default when no Redis
   URL is configured (one replica).
+
+A rendered output is only an optimisation: a lookup that fails counts as a miss and a store that
+fails is dropped (both counted as cache errors), so a request never fails because of it.
 
 The cache is not the source of truth: when it fails, operations raise ``CacheUnavailable`` and
 callers decide (Generate still answers; calls that need an id fail with UNAVAILABLE).
@@ -15,6 +20,7 @@ callers decide (Generate still answers; calls that need an id fail with UNAVAILA
 from __future__ import annotations
 
 import abc
+import hashlib
 import json
 import re
 import secrets
@@ -34,6 +40,13 @@ KEY_VERSION = "v1"
 SAMPLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Rough per-entry overhead of the in-process cache beyond the latent bytes.
 _ENTRY_OVERHEAD_BYTES = 512
+
+
+def render_key(model: str, version: int, latent: np.ndarray, label: int | None, output: str) -> str:
+    """Key of one rendered output: model, version, a hash of the exact latent bytes, the label
+    and the output parameters (e.g. "png1" = PNG at zlib level 1, "f32" = raw tensor)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(latent, dtype="<f4").tobytes(), digest_size=16).hexdigest()
+    return f"{model}:{version}:{output}:{'' if label is None else label}:{digest}"
 
 
 def new_sample_id() -> str:
@@ -124,11 +137,40 @@ class SampleCache(abc.ABC):
     def _count_error(self, operation: str) -> None:
         self.metrics.cache_errors.labels(self.backend, operation).inc()
 
+    async def get_rendered(self, keys: list[str]) -> list[bytes | None]:
+        """Cached rendered outputs of ``keys`` (None where absent); never raises."""
+        try:
+            values = await self._get_rendered(keys)
+        except CacheUnavailable:
+            self._count_error("get_rendered")
+            return [None] * len(keys)
+        hits = sum(v is not None for v in values)
+        if hits:
+            self.metrics.render_cache_hits.labels(self.backend).inc(hits)
+        if hits < len(keys):
+            self.metrics.render_cache_misses.labels(self.backend).inc(len(keys) - hits)
+        return values
+
+    async def put_rendered(self, items: dict[str, bytes]) -> None:
+        """Store rendered outputs under their keys (TTL applied); never raises."""
+        if not items:
+            return
+        try:
+            await self._put_rendered(items)
+        except CacheUnavailable:
+            self._count_error("put_rendered")
+
     @abc.abstractmethod
     async def _put_many(self, records: list[SampleRecord]) -> None: ...
 
     @abc.abstractmethod
     async def _get(self, sample_id: str) -> SampleRecord | None: ...
+
+    @abc.abstractmethod
+    async def _get_rendered(self, keys: list[str]) -> list[bytes | None]: ...
+
+    @abc.abstractmethod
+    async def _put_rendered(self, items: dict[str, bytes]) -> None: ...
 
     async def ping(self) -> bool:
         """True when the backend answers."""
@@ -138,16 +180,56 @@ class SampleCache(abc.ABC):
         """Release connections."""
 
 
+class _BytesLru:
+    """Key -> bytes with a TTL, evicting least recently used values beyond ``max_bytes``."""
+
+    def __init__(self, ttl_s: int, max_bytes: int) -> None:
+        self.ttl_s, self.max_bytes = ttl_s, max_bytes
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self.size_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str, now: float) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if now >= entry[0]:
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: str, value: bytes, now: float) -> None:
+        cost = len(value) + len(key) + _ENTRY_OVERHEAD_BYTES
+        if cost > self.max_bytes:
+            return
+        self._drop(key)
+        self._entries[key] = (now + self.ttl_s, value)
+        self.size_bytes += cost
+        while self.size_bytes > self.max_bytes and self._entries:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.size_bytes -= len(entry[1]) + len(key) + _ENTRY_OVERHEAD_BYTES
+
+
 class MemorySampleCache(SampleCache):
-    """In-process LRU: evicts least recently used entries beyond ``max_bytes``; TTL on read."""
+    """In-process LRU: evicts least recently used entries beyond ``max_bytes``; TTL on read.
+    Rendered outputs live in a second LRU with their own TTL and bound."""
 
     backend = "memory"
 
-    def __init__(self, metrics: Metrics, ttl_s: int, max_bytes: int) -> None:
+    def __init__(self, metrics: Metrics, ttl_s: int, max_bytes: int, render_ttl_s: int = 3600,
+                 render_max_bytes: int = 0) -> None:
         super().__init__(metrics, ttl_s)
         self.max_bytes = int(max_bytes)
         self._entries: OrderedDict[str, tuple[float, int, SampleRecord]] = OrderedDict()
         self._bytes = 0
+        self.rendered = _BytesLru(int(render_ttl_s), int(render_max_bytes))
 
     @property
     def size_bytes(self) -> int:
@@ -185,14 +267,26 @@ class MemorySampleCache(SampleCache):
         if entry is not None:
             self._bytes -= entry[1]
 
+    async def _get_rendered(self, keys: list[str]) -> list[bytes | None]:
+        now = time.monotonic()
+        return [self.rendered.get(k, now) for k in keys]
+
+    async def _put_rendered(self, items: dict[str, bytes]) -> None:
+        now = time.monotonic()
+        for key, value in items.items():
+            self.rendered.put(key, value, now)
+
 
 class RedisSampleCache(SampleCache):
     """Redis-backed cache; one hash per sample, TTL set in the same transaction."""
 
     backend = "redis"
 
-    def __init__(self, metrics: Metrics, ttl_s: int, url: str, namespace: str = "lf", timeout_s: float = 0.25) -> None:
+    def __init__(self, metrics: Metrics, ttl_s: int, url: str, namespace: str = "lf", timeout_s: float = 0.25,
+                 render_ttl_s: int = 3600) -> None:
         super().__init__(metrics, ttl_s)
+        self.render_ttl_s = int(render_ttl_s)
+        self.render_prefix = f"{namespace}:{KEY_VERSION}:render:"
         import redis
         import redis.asyncio as redis_asyncio
         from redis.asyncio.retry import Retry
@@ -247,6 +341,23 @@ class RedisSampleCache(SampleCache):
             event(log, "cache_corrupt_entry", level=30, error=_describe(exc))
             return None
 
+    async def _get_rendered(self, keys: list[str]) -> list[bytes | None]:
+        try:
+            return list(await self._client.mget([self.render_prefix + k for k in keys]))
+        except self._redis_errors as exc:
+            event(log, "cache_error", level=30, backend=self.backend, operation="get_rendered", error=_describe(exc))
+            raise CacheUnavailable(_describe(exc)) from None
+
+    async def _put_rendered(self, items: dict[str, bytes]) -> None:
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, value in items.items():
+                    pipe.set(self.render_prefix + key, value, ex=self.render_ttl_s)
+                await pipe.execute()
+        except self._redis_errors as exc:
+            event(log, "cache_error", level=30, backend=self.backend, operation="put_rendered", error=_describe(exc))
+            raise CacheUnavailable(_describe(exc)) from None
+
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())
@@ -262,8 +373,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def make_cache(metrics: Metrics, *, redis_url: str | None, ttl_s: int, max_bytes: int, namespace: str, timeout_s: float) -> SampleCache:
+def make_cache(metrics: Metrics, *, redis_url: str | None, ttl_s: int, max_bytes: int, namespace: str, timeout_s: float,
+               render_ttl_s: int = 3600, render_max_bytes: int = 0) -> SampleCache:
     """Redis when a URL is given, else the in-process LRU."""
     if redis_url:
-        return RedisSampleCache(metrics, ttl_s, redis_url, namespace, timeout_s)
-    return MemorySampleCache(metrics, ttl_s, max_bytes)
+        return RedisSampleCache(metrics, ttl_s, redis_url, namespace, timeout_s, render_ttl_s)
+    return MemorySampleCache(metrics, ttl_s, max_bytes, render_ttl_s, render_max_bytes)

@@ -1,4 +1,4 @@
-"""``latentforge serve | generate | interpolate | models``: the service's sub-commands.
+"""``latentforge serve | generate | interpolate | models | bench``: the service's sub-commands.
 
 Imports nothing heavy at module import time; each command imports what it needs when run.
 """
@@ -31,6 +31,13 @@ def register(subparsers: Any) -> None:
                    help="ONNX Runtime execution provider, repeatable (default: CUDA if available, else CPU)")
     p.add_argument("--no-batching", dest="batching", action="store_const", const=False,
                    help="one ONNX Runtime call per request")
+    p.add_argument("--max-batch-size", type=int, help="rows per ONNX Runtime call (default 64)")
+    p.add_argument("--max-queue-delay-ms", type=float, help="how long a batch may wait for more requests (default 1)")
+    p.add_argument("--max-queue-size", type=int, help="queued requests per model before RESOURCE_EXHAUSTED (default 1024)")
+    p.add_argument("--intra-op-threads", type=int, help="ONNX Runtime threads per call (default: cores // workers)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), help="fp16: load the fp16 variant where exported")
+    p.add_argument("--no-access-log", dest="access_log", action="store_const", const=False,
+                   help="no log line per successful RPC (errors are still logged)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.set_defaults(func=_serve)
 
@@ -60,6 +67,16 @@ def register(subparsers: Any) -> None:
     m.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     m.set_defaults(func=_models)
 
+    b = subparsers.add_parser("bench", help="load-test a running server, or measure ONNX Runtime alone (--raw)",
+                              description="Closed-loop gRPC load generator (requests/s, images/s, latency "
+                                          "percentiles, errors, client and server CPU per image), or with --raw "
+                                          "the in-process ONNX Runtime limit of a version folder at batch sizes "
+                                          "1..256 with the server's session settings.")
+    from services.bench import add_arguments  # argparse only: nothing heavy at import
+
+    add_arguments(b)
+    b.set_defaults(func=_bench)
+
 
 def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})")
@@ -77,7 +94,9 @@ def _serve(args: argparse.Namespace) -> int:
         "models": args.models, "host": args.host, "port": args.port, "metrics_port": args.metrics_port,
         "metrics_host": args.metrics_host, "redis_url": args.redis_url, "max_count": args.max_count,
         "workers": args.workers, "providers": tuple(args.providers) if args.providers else None,
-        "batching": args.batching, "log_level": args.log_level,
+        "batching": args.batching, "log_level": args.log_level, "max_batch_size": args.max_batch_size,
+        "max_queue_delay_ms": args.max_queue_delay_ms, "max_queue_size": args.max_queue_size,
+        "intra_op_threads": args.intra_op_threads, "precision": args.precision, "access_log": args.access_log,
     }
     try:
         config = load_config(args.config, overrides=overrides)
@@ -86,6 +105,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(config.log_level, config.log_json)
     return serve(config)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from services.bench import run
+
+    return run(args)
 
 
 def _rpc_error(exc: Any) -> int:

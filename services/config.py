@@ -22,6 +22,9 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 ENV_PREFIX = "LATENTFORGE_"
+GRAPH_OPTIMIZATIONS = ("disabled", "basic", "extended", "all")
+PRECISIONS = ("fp32", "fp16")
+IO_BINDINGS = ("auto", "on", "off")
 
 
 class ConfigError(ValueError):
@@ -45,13 +48,26 @@ class ServeConfig:
     max_count: int = 64  # max samples / frames / images per request
     max_message_bytes: int = 32 * 1024 * 1024  # gRPC send/receive limit
     providers: tuple[str, ...] = ()  # ONNX Runtime providers; empty: CUDA if present, else CPU
-    intra_op_threads: int = 0  # ONNX Runtime threads per session; 0: its default
-    workers: int = 2  # threads running inference and PNG encoding off the event loop
+    workers: int = 2  # ONNX Runtime batches that may run at once (threads), also used for image decoding
+    intra_op_threads: int = 0  # ONNX Runtime threads per call; 0: CPU cores // workers, at least 1
+    graph_optimization: str = "all"  # ONNX Runtime graph optimisation: disabled, basic, extended, all
+    ort_spinning: bool = False  # idle ORT threads spin: a little lower latency, CPU taken from gRPC
+    cpu_mem_arena: bool = True  # ONNX Runtime's CPU memory arena (buffers reused across calls)
+    precision: str = "fp32"  # "fp16": load a version's fp16 variant where the manifest lists one (GPUs)
+    prefer_ort_variant: bool = True  # on the CPU provider, load the ort-cpu variant made by this ORT version
+    io_binding: str = "auto"  # bind inputs/outputs to buffers: "auto" (on CUDA only), "on", "off"
+    tensorrt_cache_dir: str | None = None  # TensorRT engine cache (with TensorrtExecutionProvider)
+    worker_nice: int = 10  # added to the worker threads' nice value (Linux), so the gRPC loop is not starved
     max_batch_size: int = 64  # rows per ONNX Runtime call
     batching: bool = True  # merge concurrent requests into one ONNX Runtime call
-    max_queue_delay_ms: float = 1.0  # how long a batch may wait for more requests
+    max_queue_delay_ms: float = 1.0  # how long a batch may wait for more requests while another runs
     max_queue_size: int = 1024  # queued requests per model version before RESOURCE_EXHAUSTED
     stream_chunk: int = 4  # GenerateStream samples per inference call
+    png_compress_level: int = 1  # zlib level of PNG outputs, 0..9: low is fast, high is small
+    render_cache: bool = True  # cache rendered outputs of requests that name their seed
+    render_cache_ttl_s: int = 3_600  # how long a rendered output stays cached
+    render_cache_max_bytes: int = 64 * 1024 * 1024  # in-process rendered-output cache memory bound
+    access_log: bool = True  # one log line per RPC (at INFO); off saves CPU at high request rates
     reload_interval_s: float = 30.0  # how often to look for new model versions; 0: never
     log_level: str = "INFO"
     log_json: bool = True  # one JSON object per line; False: plain text
@@ -65,6 +81,15 @@ class ServeConfig:
             (self.cache_ttl_s >= 1, "cache_ttl_s must be >= 1"),
             (self.cache_max_bytes >= 1024, "cache_max_bytes must be >= 1024"),
             (self.workers >= 1, "workers must be >= 1"),
+            (self.intra_op_threads >= 0, "intra_op_threads must be >= 0"),
+            (0 <= self.worker_nice <= 19, "worker_nice must be 0..19"),
+            (self.graph_optimization in GRAPH_OPTIMIZATIONS,
+             f"graph_optimization must be one of {', '.join(GRAPH_OPTIMIZATIONS)}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
+            (self.io_binding in IO_BINDINGS, f"io_binding must be one of {', '.join(IO_BINDINGS)}"),
+            (0 <= self.png_compress_level <= 9, "png_compress_level must be 0..9"),
+            (self.render_cache_ttl_s >= 1, "render_cache_ttl_s must be >= 1"),
+            (self.render_cache_max_bytes >= 0, "render_cache_max_bytes must be >= 0"),
             (self.max_batch_size >= 1, "max_batch_size must be >= 1"),
             (self.max_queue_delay_ms >= 0, "max_queue_delay_ms must be >= 0"),
             (self.max_queue_size >= 1, "max_queue_size must be >= 1"),

@@ -6,8 +6,11 @@ pixels. Every conversion between the two lives here.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import struct
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -46,11 +49,51 @@ def to_pil(image: np.ndarray, value_range: tuple[float, float]) -> Image.Image:
     raise ImageError(f"cannot make a picture of {pixels.shape[2]} channels (need 1 or 3)")
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type (grey, RGB)
+_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def png_from_pixels(pixels: np.ndarray, compress_level: int = 1) -> bytes:
+    """PNG bytes of uint8 (H, W, C) pixels, C = 1 or 3, written directly with zlib.
+
+    An 8-bit PNG is a header, the rows each prefixed by a filter byte (0: none), deflated, and
+    an end marker; writing that here costs a fraction of Pillow's generic save path, which
+    matters when every served image is encoded. Deflate runs with the run-length strategy: on
+    unfiltered image rows it compresses about as well as the default and twice as fast.
+    """
+    h, w, c = pixels.shape
+    raw = np.empty((h, w * c + 1), dtype=np.uint8)
+    raw[:, 0] = 0
+    raw[:, 1:] = pixels.reshape(h, w * c)
+    deflate = zlib.compressobj(compress_level, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    body = deflate.compress(raw.tobytes()) + deflate.flush()
+    return _png_head(h, w, c) + _png_chunk(b"IDAT", body) + _IEND
+
+
+@functools.lru_cache(maxsize=64)
+def _png_head(h: int, w: int, c: int) -> bytes:
+    """Signature and header chunk of an 8-bit image of this size: the same for every image of a model."""
+    if c not in _PNG_COLOR_TYPES:
+        raise ImageError(f"cannot make a picture of {c} channels (need 1 or 3)")
+    return _PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, _PNG_COLOR_TYPES[c], 0, 0, 0))
+
+
 def encode_png(image: np.ndarray, value_range: tuple[float, float], compress_level: int = 1) -> bytes:
     """PNG bytes of a float (C, H, W) image; low compression since latency matters more."""
-    buf = io.BytesIO()
-    to_pil(image, value_range).save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
+    return png_from_pixels(to_uint8(image, value_range), compress_level)
+
+
+def encode_pngs(images: np.ndarray, value_range: tuple[float, float], compress_level: int = 1) -> list[bytes]:
+    """PNG bytes of each float (C, H, W) image of a batch (N, C, H, W); pixels mapped in one go."""
+    lo, hi = value_range
+    scaled = (np.asarray(images, dtype=np.float32) - lo) * (255.0 / (hi - lo))
+    pixels = np.clip(np.rint(scaled), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    return [png_from_pixels(p, compress_level) for p in pixels]
 
 
 def decode_png(data: bytes, shape: tuple[int, int, int], value_range: tuple[float, float]) -> np.ndarray:

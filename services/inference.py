@@ -1,32 +1,45 @@
 """ONNX Runtime sessions of one model version, and the runner that calls them off the loop.
 
-``OnnxModel`` owns the sessions of a version folder (generator, or decoder + encoder) and runs
-them synchronously. A runner (``InferenceRunner``) is what the servicer awaits: ``DirectRunner``
-here sends each request's rows to the worker threads; ``services.batching.BatchingRunner`` merges
-concurrent requests into shared batches behind the same interface.
+``OrtSettings`` is every ONNX Runtime choice the server makes (providers, threads, graph
+optimisation, memory arena, which file variant, IO binding); the load benchmark
+(``services.ortbench``) builds its sessions from the same object, so "raw" and "served" numbers
+compare like with like. ``OnnxModel`` owns the sessions of a version folder (generator, or
+decoder + encoder) and runs them synchronously. A runner (``InferenceRunner``) is what the
+servicer awaits: ``DirectRunner`` here sends each request's rows to the worker threads;
+``services.batching.BatchingRunner`` merges concurrent requests into shared batches behind the
+same interface.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from latentforge.manifest import Manifest
-from services.errors import ServiceError
+from services.errors import DeadlineExceeded, ServiceError
 from services.logging_setup import event, get_logger
 from services.metrics import Metrics
 
 log = get_logger("inference")
 
 CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
 CPU = "CPUExecutionProvider"
+ORT_CPU_VARIANT = "ort-cpu"
+FP16_VARIANT = "fp16"
+
+# Runs on a worker thread on one request's output rows; its list (one item per row) is what the
+# request gets back instead of the raw images, e.g. encoded PNGs.
+Finish = Callable[[np.ndarray], list]
 
 
 def choose_providers(requested: Sequence[str] = ()) -> list[str]:
@@ -45,27 +58,119 @@ def choose_providers(requested: Sequence[str] = ()) -> list[str]:
     return chosen
 
 
+@dataclass(frozen=True)
+class OrtSettings:
+    """How sessions are built; one object shared by the server and the raw benchmark."""
+
+    providers: tuple[str, ...] = (CPU,)
+    intra_op_threads: int = 1  # resolved: >= 1
+    graph_optimization: str = "all"
+    spinning: bool = False
+    cpu_mem_arena: bool = True
+    precision: str = "fp32"
+    prefer_ort_variant: bool = True
+    io_binding: str = "auto"
+    tensorrt_cache_dir: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Any, providers: Sequence[str] | None = None) -> "OrtSettings":
+        """Settings of a ServeConfig, with threads sized to the machine: cores // workers.
+
+        ``workers`` batches run at once, each on ``intra_op_threads`` threads; keeping their
+        product at the core count leaves the event loop and gRPC threads room to run.
+        """
+        threads = config.intra_op_threads or max(1, (os.cpu_count() or 1) // max(1, config.workers))
+        return cls(
+            providers=tuple(providers if providers is not None else choose_providers(config.providers)),
+            intra_op_threads=threads, graph_optimization=config.graph_optimization,
+            spinning=config.ort_spinning, cpu_mem_arena=config.cpu_mem_arena, precision=config.precision,
+            prefer_ort_variant=config.prefer_ort_variant, io_binding=config.io_binding,
+            tensorrt_cache_dir=config.tensorrt_cache_dir,
+        )
+
+    @property
+    def cpu_only(self) -> bool:
+        return list(self.providers) == [CPU]
+
+    def session_options(self) -> Any:
+        """An ``onnxruntime.SessionOptions`` for these settings."""
+        import onnxruntime as ort
+
+        levels = {
+            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
+        options = ort.SessionOptions()
+        options.graph_optimization_level = levels[self.graph_optimization]
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # one graph, no inter-op parallelism
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = self.cpu_mem_arena
+        options.enable_mem_pattern = True
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        options.log_severity_level = 3
+        return options
+
+    def provider_list(self) -> list[Any]:
+        """Providers with their options, in ONNX Runtime's ``providers=`` form."""
+        out: list[Any] = []
+        for p in self.providers:
+            if p == TENSORRT:
+                opts: dict[str, Any] = {"trt_fp16_enable": self.precision == "fp16"}
+                if self.tensorrt_cache_dir:
+                    opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(self.tensorrt_cache_dir))
+                out.append((p, opts))
+            elif p == CUDA:
+                out.append((p, {"cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": True}))
+            else:
+                out.append(p)
+        return out
+
+    def graph_file(self, manifest: Manifest, role: str) -> tuple[str, str]:
+        """(file name, variant) to load for a graph role; variant "" is the plain export.
+
+        fp16 when asked for and listed; else the ORT-optimised copy on a CPU-only chain when it
+        was written by this very ONNX Runtime version (its fused ops are version-specific).
+        """
+        import onnxruntime as ort
+
+        variants = manifest.variants
+        if self.precision == "fp16" and role in variants.get(FP16_VARIANT, {}):
+            return variants[FP16_VARIANT][role], FP16_VARIANT
+        if (self.cpu_only and self.prefer_ort_variant and self.precision == "fp32"
+                and role in variants.get(ORT_CPU_VARIANT, {})
+                and manifest.producer.get("onnxruntime") == ort.__version__):
+            return variants[ORT_CPU_VARIANT][role], ORT_CPU_VARIANT
+        return manifest.graphs[role], ""
+
+
 class OnnxModel:
     """The loaded sessions of one model version. Thread-safe: ORT sessions allow concurrent run()."""
 
-    def __init__(self, manifest: Manifest, version_dir: Path, providers: Sequence[str], intra_op_threads: int = 0) -> None:
+    def __init__(self, manifest: Manifest, version_dir: Path, settings: OrtSettings) -> None:
         import onnxruntime as ort
 
         self.manifest = manifest
         self.version_dir = Path(version_dir)
-        options = ort.SessionOptions()
-        if intra_op_threads > 0:
-            options.intra_op_num_threads = intra_op_threads
-        options.log_severity_level = 3
+        self.settings = settings
+        options = settings.session_options()
         self.sessions: dict[str, ort.InferenceSession] = {}
-        for role, fname in manifest.graphs.items():
+        self.files: dict[str, str] = {}
+        variants = set()
+        for role in manifest.graphs:
             if role not in ("generator", "decoder", "encoder"):
                 continue
+            fname, variant = settings.graph_file(manifest, role)
             self.sessions[role] = ort.InferenceSession(
-                str(self.version_dir / fname), sess_options=options, providers=list(providers)
-            )
+                str(self.version_dir / fname), sess_options=options, providers=settings.provider_list())
+            self.files[role] = fname
+            variants.add(variant)
+        self.variant = ",".join(sorted(v for v in variants if v))
         image_session = self.sessions[manifest.image_graph]
         self.provider: str = image_session.get_providers()[0]
+        self.io_binding = settings.io_binding == "on" or (settings.io_binding == "auto" and self.provider != CPU)
         self._takes_labels = any(i.name == "labels" for i in image_session.get_inputs())
         if manifest.num_classes > 0 and not self._takes_labels:
             raise ValueError(f"{manifest.image_graph} graph has no 'labels' input but num_classes > 0")
@@ -104,16 +209,41 @@ class OnnxModel:
             if labels is None:
                 labels = np.zeros(len(z), dtype=np.int64)
             feeds["labels"] = np.ascontiguousarray(labels, dtype=np.int64)
-        (images,) = self.sessions[self.manifest.image_graph].run(["image"], feeds)
         expected = (len(z), *self.image_shape)
+        session = self.sessions[self.manifest.image_graph]
+        if self.io_binding:
+            images = self._run_bound(session, feeds, {"image": expected})["image"]
+        else:
+            (images,) = session.run(["image"], feeds)
         if images.shape != expected:
             raise ServiceError(f"model {self.name} v{self.version} returned shape {images.shape}, manifest says {expected}")
         return images
 
     def run_encoder(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Images (N, C, H, W) -> (mu, logvar), each (N, latent_dim)."""
-        mu, logvar = self.sessions["encoder"].run(["mu", "logvar"], {"image": np.ascontiguousarray(images, dtype=np.float32)})
+        feeds = {"image": np.ascontiguousarray(images, dtype=np.float32)}
+        session = self.sessions["encoder"]
+        if self.io_binding:
+            shape = (len(images), self.manifest.latent_dim)
+            out = self._run_bound(session, feeds, {"mu": shape, "logvar": shape})
+            return out["mu"], out["logvar"]
+        mu, logvar = session.run(["mu", "logvar"], feeds)
         return mu, logvar
+
+    @staticmethod
+    def _run_bound(session: Any, feeds: dict[str, np.ndarray], outputs: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+        """One run with IO binding: inputs copied once to the device (none on CPU), outputs
+        written by ONNX Runtime straight into float32 host arrays allocated here."""
+        binding = session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        result = {}
+        for name, shape in outputs.items():
+            buf = np.empty(shape, dtype=np.float32)
+            binding.bind_output(name, "cpu", 0, np.float32, list(shape), buf.ctypes.data)
+            result[name] = buf
+        session.run_with_iobinding(binding)
+        return result
 
     def warm_up(self) -> None:
         """One call per graph, so the first request does not pay for lazy initialisation;
@@ -128,7 +258,12 @@ class OnnxModel:
 
 
 class InferenceRunner(abc.ABC):
-    """What the servicer awaits to run a model. Implementations decide how rows are batched."""
+    """What the servicer awaits to run a model. Implementations decide how rows are batched.
+
+    ``finish`` (optional) runs on the worker thread on the request's images, so that encoding
+    them costs no extra thread hop; ``deadline`` (``loop.time()`` seconds) is when a request
+    that has not started yet stops being worth running.
+    """
 
     def __init__(self, executor: Executor, metrics: Metrics, max_batch_size: int) -> None:
         self.executor = executor
@@ -136,11 +271,13 @@ class InferenceRunner(abc.ABC):
         self.max_batch_size = max_batch_size
 
     @abc.abstractmethod
-    async def decode(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-        """Latents -> images, (N, C, H, W)."""
+    async def decode(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None,
+                     finish: Finish | None = None, deadline: float | None = None) -> Any:
+        """Latents -> images (N, C, H, W), or ``finish``'s list when given."""
 
     @abc.abstractmethod
-    async def encode(self, model: OnnxModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    async def encode(self, model: OnnxModel, images: np.ndarray,
+                     deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Images -> (mu, logvar)."""
 
     async def close(self) -> None:
@@ -175,15 +312,22 @@ class InferenceRunner(abc.ABC):
         self.metrics.inference_duration.labels(model.name, v, graph, model.provider).observe(seconds)
 
 
+def expired(model: OnnxModel) -> DeadlineExceeded:
+    """The error of a request whose deadline passed while it waited to run."""
+    return DeadlineExceeded(f"the deadline passed while the request waited for model {model.name} "
+                            f"v{model.version}; it was not run (allow more time or retry later)")
+
+
 class DirectRunner(InferenceRunner):
     """Each request runs on its own in a worker thread (no merging across requests)."""
 
-    async def _submit(self, model: OnnxModel, fn, *args):
+    async def _submit(self, model: OnnxModel, deadline: float | None, fn: Callable[..., Any], *args: Any) -> Any:
         labels = (model.name, str(model.version))
         depth = self.metrics.queue_depth.labels(*labels)
+        loop = asyncio.get_running_loop()
         queued_at = time.perf_counter()
+        state = {"left_queue": False, "cancelled": False}
         lock = threading.Lock()
-        state = {"left_queue": False}
 
         def leave_queue() -> None:
             with lock:
@@ -191,25 +335,40 @@ class DirectRunner(InferenceRunner):
                     state["left_queue"] = True
                     depth.dec()
 
-        def call():
+        def call() -> Any:
             leave_queue()
+            if state["cancelled"]:
+                return None
+            if deadline is not None and loop.time() >= deadline:
+                raise expired(model)
             self.metrics.queue_wait.labels(*labels).observe(time.perf_counter() - queued_at)
             return fn(*args)
 
         depth.inc()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+            return await loop.run_in_executor(self.executor, call)
+        except asyncio.CancelledError:
+            state["cancelled"] = True
+            raise
         finally:
             leave_queue()  # a cancelled request that never ran
 
-    async def decode(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-        return await self._submit(model, self._timed_image, model, z, labels)
+    async def decode(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None,
+                     finish: Finish | None = None, deadline: float | None = None) -> Any:
+        def work() -> Any:
+            images = self._timed_image(model, z, labels)
+            return finish(images) if finish is not None else images
 
-    async def encode(self, model: OnnxModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return await self._submit(model, self._timed_encoder, model, images)
+        return await self._submit(model, deadline, work)
+
+    async def encode(self, model: OnnxModel, images: np.ndarray,
+                     deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return await self._submit(model, deadline, self._timed_encoder, model, images)
 
 
 def log_loaded(model: OnnxModel) -> None:
-    """The one log line that says which provider runs a model."""
+    """The one log line that says which provider and files run a model."""
     event(log, "model_loaded", model=model.name, version=model.version, kind=model.manifest.kind,
-          provider=model.provider, graphs=sorted(model.sessions))
+          provider=model.provider, graphs=sorted(model.sessions), files=model.files,
+          variant=model.variant or "plain", intra_op_threads=model.settings.intra_op_threads,
+          io_binding=model.io_binding)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -38,6 +38,12 @@ class Metrics:
         self.queue_wait = Histogram(
             "latentforge_queue_wait_seconds", "Time an inference request waited before running.",
             ["model", "version"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_rejected = Counter(
+            "latentforge_queue_rejected", "Inference requests refused because the queue was full.",
+            ["model", "version"], registry=r)
+        self.queue_expired = Counter(
+            "latentforge_queue_expired", "Inference requests whose deadline passed in the queue (not run).",
+            ["model", "version"], registry=r)
         self.batch_size = Histogram(
             "latentforge_batch_size", "Rows per ONNX Runtime call.",
             ["model", "version", "graph"], buckets=BATCH_BUCKETS, registry=r)
@@ -54,6 +60,12 @@ class Metrics:
         self.cache_errors = Counter(
             "latentforge_cache_errors", "Cache operations that failed (cache unreachable).",
             ["backend", "operation"], registry=r)
+        self.render_cache_hits = Counter(
+            "latentforge_render_cache_hits", "Rendered outputs (PNG/tensor) served from the cache.",
+            ["backend"], registry=r)
+        self.render_cache_misses = Counter(
+            "latentforge_render_cache_misses", "Rendered outputs looked up and not in the cache.",
+            ["backend"], registry=r)
         self.models_loaded = Gauge(
             "latentforge_models_loaded", "Model versions loaded and serving.", registry=r)
         self.model_info = Info(
@@ -62,3 +74,6 @@ class Metrics:
         self.model_load_failures = Counter(
             "latentforge_model_load_failures", "Model versions that failed to load.",
             ["model"], registry=r)
+        # latentforge_process_cpu_seconds_total and friends: the server's own CPU time, which
+        # the load generator divides by the images served.
+        ProcessCollector(namespace="latentforge", registry=r)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Sequence
 
 from latentforge.manifest import NAME_PATTERN, Manifest, ManifestError, list_versions, verify_files
 from services.errors import NotFound, Unavailable
-from services.inference import OnnxModel, log_loaded
+from services.inference import OnnxModel, OrtSettings, log_loaded
 from services.logging_setup import event, get_logger
 from services.metrics import Metrics
 
@@ -25,11 +24,10 @@ log = get_logger("model_repository")
 class ModelRepository:
     """The loaded versions of every model under ``root``."""
 
-    def __init__(self, root: Path, metrics: Metrics, providers: Sequence[str], intra_op_threads: int = 0) -> None:
+    def __init__(self, root: Path, metrics: Metrics, settings: OrtSettings) -> None:
         self.root = Path(root)
         self.metrics = metrics
-        self.providers = list(providers)
-        self.intra_op_threads = intra_op_threads
+        self.settings = settings
         self._models: dict[str, dict[int, OnnxModel]] = {}
         self._failed: set[tuple[str, int]] = set()
         self._refresh_lock = threading.Lock()
@@ -78,8 +76,8 @@ class ModelRepository:
                 raise ManifestError(
                     f"manifest says {manifest.name} v{manifest.version} but sits in {name}/{version}"
                 )
-            verify_files(version_dir, manifest)
-            model = OnnxModel(manifest, version_dir, self.providers, self.intra_op_threads)
+            verify_files(version_dir, manifest)  # every file, variants included
+            model = OnnxModel(manifest, version_dir, self.settings)
             model.warm_up()
         except Exception as exc:  # a broken version must not stop the others from serving
             self._failed.add((name, version))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.cache import SampleCache, make_cache
 from services.config import ServeConfig
-from services.inference import DirectRunner, InferenceRunner, choose_providers
+from services.inference import DirectRunner, InferenceRunner, OrtSettings
 from services.logging_setup import event, get_logger
 from services.metrics import Metrics
 from services.model_repository import ModelRepository
@@ -35,13 +36,24 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+def _lower_priority(increment: int) -> None:
+    """Run this worker thread at a lower CPU priority, so that on a busy machine the event loop
+    (accepting, refusing and answering RPCs) is not starved by inference. Linux threads have
+    their own nice value (and threads they start, e.g. ONNX Runtime's pool, inherit it)."""
+    if increment > 0 and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + increment)
+        except OSError:
+            pass
+
+
 def make_runner(config: ServeConfig, executor: ThreadPoolExecutor, metrics: Metrics) -> InferenceRunner:
     """The dynamic batcher when enabled, else one ORT call per request."""
     if config.batching:
         from services.batching import BatchingRunner
 
-        return BatchingRunner(executor, metrics, config.max_batch_size,
-                              config.max_queue_delay_ms / 1000.0, config.max_queue_size)
+        return BatchingRunner(executor, metrics, config.max_batch_size, config.max_queue_delay_ms / 1000.0,
+                              config.max_queue_size, max_concurrent=config.workers)
     return DirectRunner(executor, metrics, config.max_batch_size)
 
 
@@ -51,12 +63,15 @@ class GenerationServer:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="lf-infer")
-        self.providers = choose_providers(config.providers)
-        self.repository = ModelRepository(config.models, self.metrics, self.providers, config.intra_op_threads)
+        self.executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="lf-infer",
+                                           initializer=_lower_priority, initargs=(config.worker_nice,))
+        self.ort_settings = OrtSettings.from_config(config)
+        self.providers = list(self.ort_settings.providers)
+        self.repository = ModelRepository(config.models, self.metrics, self.ort_settings)
         self.cache: SampleCache = make_cache(
             self.metrics, redis_url=config.redis_url, ttl_s=config.cache_ttl_s,
-            max_bytes=config.cache_max_bytes, namespace=config.cache_namespace, timeout_s=config.redis_timeout_s)
+            max_bytes=config.cache_max_bytes, namespace=config.cache_namespace, timeout_s=config.redis_timeout_s,
+            render_ttl_s=config.render_cache_ttl_s, render_max_bytes=config.render_cache_max_bytes)
         self.runner = make_runner(config, self.executor, self.metrics)
         self.health = health.aio.HealthServicer()
         self.servicer = GenerationServicer(config, self.repository, self.runner, self.cache, self.metrics, self.executor)
@@ -95,7 +110,9 @@ class GenerationServer:
             self.metrics_port = self._metrics_httpd.server_port
         event(log, "server_started", port=self.port, host=self.config.host, metrics_port=self.metrics_port,
               providers=self.providers, cache=self.cache.backend, models=str(self.config.models),
-              batching=self.config.batching)
+              batching=self.config.batching, workers=self.config.workers,
+              intra_op_threads=self.ort_settings.intra_op_threads, max_batch_size=self.config.max_batch_size,
+              max_queue_delay_ms=self.config.max_queue_delay_ms, max_queue_size=self.config.max_queue_size)
         self._tasks.append(asyncio.create_task(self._load_loop(), name="model-loader"))
 
     async def _load_loop(self) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import itertools
 import math
+import random
 import secrets
 import time
-import uuid
 from concurrent.futures import Executor
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
@@ -24,10 +25,11 @@ from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services import images as imaging
 from services import latents
-from services.cache import SAMPLE_ID_PATTERN, CacheUnavailable, SampleCache, SampleRecord, new_sample_id
+from services.cache import (SAMPLE_ID_PATTERN, CacheUnavailable, SampleCache, SampleRecord, new_sample_id,
+                            render_key)
 from services.config import ServeConfig
 from services.errors import InvalidArgument, NotFound, ServiceError, Unavailable
-from services.inference import InferenceRunner, OnnxModel
+from services.inference import Finish, InferenceRunner, OnnxModel
 from services.logging_setup import event, get_logger, request_id_var
 from services.metrics import Metrics
 from services.model_repository import ModelRepository
@@ -62,11 +64,37 @@ def _add_trailer(key: str, value: str) -> None:
         call.extra_trailers.append((key, value))
 
 
+# Server-made request ids: a random per-process prefix and a counter - unique without a system
+# call per request.
+_ID_PREFIX = secrets.token_hex(8)
+_id_counter = itertools.count(1)
+
+
 def _request_id(context: grpc.aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str) and SAMPLE_ID_PATTERN.match(value):
             return value
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_id_counter):08x}"
+
+
+# Seeds the server picks need to be unpredictable enough to differ, not secret: a generator
+# seeded once from the OS avoids a system call per request.
+_seed_source = random.Random(secrets.randbits(128))
+
+
+def _random_seed() -> int:
+    return _seed_source.getrandbits(64)
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The call's deadline in ``loop.time()`` seconds, or None when the client set none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else asyncio.get_running_loop().time() + remaining
+
+
+# Outcomes not logged when the per-RPC access log is off: success and the client's own limits.
+_QUIET_CODES = frozenset({grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED,
+                          grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 class _Call:
@@ -83,7 +111,7 @@ class _Call:
     def __enter__(self) -> "_Call":
         self._tokens = (request_id_var.set(self.request_id), _current_call.set(self))
         self.start = time.perf_counter()
-        self.servicer.metrics.inflight.labels(self.method).inc()
+        self.servicer._inflight(self.method).inc()
         return self
 
     def fail(self, exc: BaseException) -> None:
@@ -99,15 +127,17 @@ class _Call:
 
     def __exit__(self, *exc_info: Any) -> None:
         seconds = time.perf_counter() - self.start
-        m = self.servicer.metrics
-        m.inflight.labels(self.method).dec()
+        servicer = self.servicer
+        servicer._inflight(self.method).dec()
         code = self.code.name
-        m.requests.labels(self.method, code).inc()
-        m.request_duration.labels(self.method, code).observe(seconds)
-        fields = {"method": self.method, "code": code, "duration_ms": round(seconds * 1000, 3), **self.fields}
-        if self.message and self.code != grpc.StatusCode.INTERNAL:
-            fields["message"] = self.message
-        event(log, "rpc", **fields)
+        requests, duration = servicer._outcome(self.method, code)
+        requests.inc()
+        duration.observe(seconds)
+        if servicer.config.access_log or self.code not in _QUIET_CODES:
+            fields = {"method": self.method, "code": code, "duration_ms": round(seconds * 1000, 3), **self.fields}
+            if self.message and self.code != grpc.StatusCode.INTERNAL:
+                fields["message"] = self.message
+            event(log, "rpc", **fields)
         request_id_var.reset(self._tokens[0])
         _current_call.reset(self._tokens[1])
 
@@ -166,6 +196,30 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         self.cache = cache
         self.metrics = metrics
         self.executor = executor
+        # Labelled metric children, looked up once: .labels() takes a lock and builds a key.
+        self._inflight_children: dict[str, Any] = {}
+        self._outcome_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._sample_children: dict[tuple[str, int, str], Any] = {}
+
+    def _inflight(self, method: str) -> Any:
+        child = self._inflight_children.get(method)
+        if child is None:
+            child = self._inflight_children[method] = self.metrics.inflight.labels(method)
+        return child
+
+    def _outcome(self, method: str, code: str) -> tuple[Any, Any]:
+        pair = self._outcome_children.get((method, code))
+        if pair is None:
+            pair = self._outcome_children[(method, code)] = (
+                self.metrics.requests.labels(method, code), self.metrics.request_duration.labels(method, code))
+        return pair
+
+    def _count_samples(self, model: OnnxModel, method: str, n: int) -> None:
+        key = (model.name, model.version, method)
+        child = self._sample_children.get(key)
+        if child is None:
+            child = self._sample_children[key] = self.metrics.samples.labels(model.name, str(model.version), method)
+        child.inc(n)
 
     # ---- RPCs -------------------------------------------------------------------------------
 
@@ -179,7 +233,8 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
     @_unary
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
         model, count, base_seed, psi, fmt = self._generate_args(request)
-        samples, stored = await self._generate_chunk(model, request, base_seed, 0, count, psi, fmt, "Generate")
+        samples, stored = await self._generate_chunk(model, request, base_seed, 0, count, psi, fmt, "Generate",
+                                                     _deadline(context))
         return pb.GenerateResponse(model=model.name, version=model.version, seed=base_seed,
                                    samples=samples, samples_stored=stored)
 
@@ -189,7 +244,8 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         all_stored = True
         for start in range(0, count, self.config.stream_chunk):
             n = min(self.config.stream_chunk, count - start)
-            samples, stored = await self._generate_chunk(model, request, base_seed, start, n, psi, fmt, "GenerateStream")
+            samples, stored = await self._generate_chunk(model, request, base_seed, start, n, psi, fmt,
+                                                         "GenerateStream", _deadline(context))
             all_stored &= stored
             for sample in samples:
                 yield sample
@@ -214,12 +270,11 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             label = label_a if label_a is not None else 0
         labels = None if label is None else np.full(steps, label, dtype=np.int64)
         _note(model=model.name, version=model.version, steps=steps)
-        images = await self.runner.decode(model, z, labels)
-        rendered = await self._render(model, images, fmt)
+        rendered = await self._render(model, z, labels, fmt, _deadline(context))
         records = [SampleRecord(new_sample_id(), model.name, model.version, z[k], "interpolate", label=label)
                    for k in range(steps)]
         stored = await self._store(records)
-        self.metrics.samples.labels(model.name, str(model.version), "Interpolate").inc(steps)
+        self._count_samples(model, "Interpolate", steps)
         frames = [self._sample(r, k, rendered[k], request.return_latents) for k, r in enumerate(records)]
         return pb.InterpolateResponse(model=model.name, version=model.version, frames=frames, samples_stored=stored)
 
@@ -228,7 +283,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         model = self._resolve(request.model, request)
         self._require_encoder(model, "Encode")
         batch = await self._input_images(model, request.images)
-        mu, _ = await self.runner.encode(model, batch)
+        mu, _ = await self.runner.encode(model, batch, _deadline(context))
         records = [SampleRecord(new_sample_id(), model.name, model.version, mu[k].astype(np.float32), "encode")
                    for k in range(len(mu))]
         stored = await self._store(records)
@@ -241,10 +296,10 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         self._require_encoder(model, "Reconstruct")
         fmt = self._format(request.format)
         batch = await self._input_images(model, request.images)
-        mu, _ = await self.runner.encode(model, batch)
-        images = await self.runner.decode(model, mu, None)
-        rendered = await self._render(model, images, fmt)
-        self.metrics.samples.labels(model.name, str(model.version), "Reconstruct").inc(len(images))
+        deadline = _deadline(context)
+        mu, _ = await self.runner.encode(model, batch, deadline)
+        rendered = await self._render(model, mu, None, fmt, deadline)
+        self._count_samples(model, "Reconstruct", len(rendered))
         return pb.ReconstructResponse(model=model.name, version=model.version, images=rendered)
 
     @_unary
@@ -260,16 +315,15 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         if not math.isfinite(strength) or not 0.0 <= strength <= MAX_STRENGTH:
             raise InvalidArgument(f"strength must be finite and in [0, {MAX_STRENGTH}], got {request.strength}")
         fmt = self._format(request.format)
-        base_seed = request.seed if request.HasField("seed") else secrets.randbits(64)
+        base_seed = request.seed if request.HasField("seed") else _random_seed()
         seeds, z = latents.variations(parent.latent, base_seed, count, strength)
         labels = None if parent.label is None else np.full(count, parent.label, dtype=np.int64)
         _note(model=model.name, version=model.version, count=count)
-        images = await self.runner.decode(model, z, labels)
-        rendered = await self._render(model, images, fmt)
+        rendered = await self._render(model, z, labels, fmt, _deadline(context))
         records = [SampleRecord(new_sample_id(), model.name, model.version, z[k], "variation", seed=seeds[k],
                                 label=parent.label, parent_id=parent.sample_id) for k in range(count)]
         stored = await self._store(records)
-        self.metrics.samples.labels(model.name, str(model.version), "Variations").inc(count)
+        self._count_samples(model, "Variations", count)
         samples = [self._sample(r, k, rendered[k], request.return_latents) for k, r in enumerate(records)]
         return pb.VariationsResponse(model=model.name, version=model.version, seed=base_seed,
                                      samples=samples, samples_stored=stored)
@@ -348,15 +402,21 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         psi = self._truncation(request)
         self._check_label(model, request.label if request.HasField("label") else None)
         fmt = self._format(request.format)
-        base_seed = request.seed if request.HasField("seed") else secrets.randbits(64)
+        base_seed = request.seed if request.HasField("seed") else _random_seed()
         _note(count=count)
         return model, count, base_seed, psi, fmt
 
     # ---- building blocks --------------------------------------------------------------------
 
     async def _generate_chunk(self, model: OnnxModel, request: pb.GenerateRequest, base_seed: int, start: int,
-                              n: int, psi: float | None, fmt: int, method: str) -> tuple[list[pb.Sample], bool]:
-        """Samples start..start+n-1 of a Generate request: latents, images, records."""
+                              n: int, psi: float | None, fmt: int, method: str,
+                              deadline: float | None) -> tuple[list[pb.Sample], bool]:
+        """Samples start..start+n-1 of a Generate request: latents, images, records.
+
+        When the client named the seed, rendered outputs are looked up in the cache first and
+        only the missing rows run through the model; a random seed never repeats, so those
+        requests skip the lookup.
+        """
         dim = model.manifest.latent_dim
         seeds = [latents.sample_seed(base_seed, start + i) for i in range(n)]
         z = np.stack([latents.latent_from_seed(s, dim, psi) for s in seeds])
@@ -368,26 +428,49 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         else:
             label_list = [None] * n
         labels = np.array(label_list, dtype=np.int64) if num_classes else None
-        images = await self.runner.decode(model, z, labels)
-        rendered = await self._render(model, images, fmt)
+        if self.config.render_cache and request.HasField("seed"):
+            rendered = await self._render_cached(model, z, labels, label_list, fmt, deadline)
+        else:
+            rendered = await self._render(model, z, labels, fmt, deadline)
         records = [SampleRecord(new_sample_id(), model.name, model.version, z[i], "generate", seed=seeds[i],
                                 label=label_list[i], truncation=psi) for i in range(n)]
         stored = await self._store(records)
-        self.metrics.samples.labels(model.name, str(model.version), method).inc(n)
+        self._count_samples(model, method, n)
         return [self._sample(r, start + i, rendered[i], request.return_latents) for i, r in enumerate(records)], stored
 
-    async def _render(self, model: OnnxModel, images: np.ndarray, fmt: int) -> list[pb.Image]:
-        """Images as proto messages; PNG encoding runs on the worker threads."""
+    def _finisher(self, model: OnnxModel, fmt: int) -> Finish:
+        """What turns a request's output rows into response payloads, on the worker thread."""
         if fmt == pb.OUTPUT_FORMAT_TENSOR:
-            return [
-                pb.Image(tensor=pb.Tensor(dtype="float32", shape=list(img.shape),
-                                          data=np.ascontiguousarray(img, dtype="<f4").tobytes()))
-                for img in images
-            ]
-        vr = model.value_range
-        pngs = await asyncio.get_running_loop().run_in_executor(
-            self.executor, lambda: [imaging.encode_png(img, vr) for img in images])
-        return [pb.Image(png=data) for data in pngs]
+            return lambda images: [np.ascontiguousarray(img, dtype="<f4").tobytes() for img in images]
+        vr, level = model.value_range, self.config.png_compress_level
+        return lambda images: imaging.encode_pngs(images, vr, level)
+
+    def _image(self, model: OnnxModel, fmt: int, payload: bytes) -> pb.Image:
+        if fmt == pb.OUTPUT_FORMAT_TENSOR:
+            return pb.Image(tensor=pb.Tensor(dtype="float32", shape=model.image_shape, data=payload))
+        return pb.Image(png=payload)
+
+    async def _render(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None, fmt: int,
+                      deadline: float | None) -> list[pb.Image]:
+        """Latents to images as proto messages; decoding and encoding run on a worker thread."""
+        payloads = await self.runner.decode(model, z, labels, self._finisher(model, fmt), deadline)
+        return [self._image(model, fmt, p) for p in payloads]
+
+    async def _render_cached(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None,
+                             label_list: Sequence[int | None], fmt: int, deadline: float | None) -> list[pb.Image]:
+        """``_render`` through the rendered-output cache: only the rows not cached run."""
+        output = "f32" if fmt == pb.OUTPUT_FORMAT_TENSOR else f"png{self.config.png_compress_level}"
+        keys = [render_key(model.name, model.version, z[i], label_list[i], output) for i in range(len(z))]
+        payloads = await self.cache.get_rendered(keys)
+        missing = [i for i, p in enumerate(payloads) if p is None]
+        if missing:
+            rows = np.asarray(missing)
+            fresh = await self.runner.decode(model, z[rows], None if labels is None else labels[rows],
+                                             self._finisher(model, fmt), deadline)
+            for i, p in zip(missing, fresh):
+                payloads[i] = p
+            await self.cache.put_rendered({keys[i]: p for i, p in zip(missing, fresh)})
+        return [self._image(model, fmt, p) for p in payloads]  # type: ignore[arg-type]
 
     async def _input_images(self, model: OnnxModel, items: Sequence[pb.Image]) -> np.ndarray:
         """Request images as one float32 (N, C, H, W) batch; INVALID_ARGUMENT naming the bad one."""

@@ -1,107 +1,290 @@
 """Dynamic batching: concurrent requests share ONNX Runtime calls and get exactly the rows
-they would get alone."""
+they would get alone (bit for bit on CPU); deadlines expire in the queue without running; a full
+queue answers RESOURCE_EXHAUSTED at once."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import grpc
 import numpy as np
+import pytest
 
+from latentforge.v1 import generation_pb2 as pb
+from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.client import GenerationClient
 from tests.conftest_service import start_server
 
+GEN = {"model": "mnist-dcgan", "version": "1", "graph": "generator"}
 
-def test_concurrent_requests_are_batched_and_answers_match_unbatched(model_repo):
-    batched = start_server(model_repo, batching=True, max_queue_delay_ms=20.0, workers=1)
-    direct = start_server(model_repo, batching=False)
+
+def write_conditional_model(repo: Path, name: str = "cond-toy", num_classes: int = 10, latent_dim: int = 8) -> Path:
+    """A small class-conditional generator built directly in ONNX (the trainer has no conditional
+    family yet): image = tanh((z + embedding[label]) @ W), 1x6x6. Real ONNX Runtime, real manifest."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from latentforge.manifest import FileEntry, Manifest, OutputSpec, Parity, sha256_file
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((num_classes, latent_dim)).astype(np.float32), "emb"),
+             numpy_helper.from_array(rng.standard_normal((latent_dim, 36)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array([-1, 1, 6, 6], np.int64), "shape")]
+    nodes = [helper.make_node("Gather", ["emb", "labels"], ["e"], axis=0),
+             helper.make_node("Add", ["z", "e"], ["h"]),
+             helper.make_node("MatMul", ["h", "w"], ["m"]),
+             helper.make_node("Tanh", ["m"], ["t"]),
+             helper.make_node("Reshape", ["t", "shape"], ["image"])]
+    graph = helper.make_graph(
+        nodes, "cond", [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", latent_dim]),
+                        helper.make_tensor_value_info("labels", TensorProto.INT64, ["N"])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 6, 6])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model, full_check=True)
+    version_dir = repo / name / "1"
+    version_dir.mkdir(parents=True)
+    onnx.save(model, str(version_dir / "generator.onnx"))
+    path = version_dir / "generator.onnx"
+    manifest = Manifest(
+        name=name, version=1, kind="gan", latent_dim=latent_dim, num_classes=num_classes,
+        output=OutputSpec(channels=1, height=6, width=6, value_range=(-1.0, 1.0)),
+        graphs={"generator": "generator.onnx"},
+        files={"generator.onnx": FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size)},
+        opset=18, parity=Parity(max_abs_error=0.0, tolerance=1e-4, batch_sizes=(1,)), source_checkpoint={},
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    (version_dir / "manifest.json").write_text(manifest.to_json())
+    return version_dir
+
+
+@pytest.fixture(scope="module")
+def mixed_repo(model_repo: Path, tmp_path_factory) -> Path:
+    """mnist-dcgan (unconditional, trained) and cond-toy (10 classes) side by side."""
+    import shutil
+
+    repo = tmp_path_factory.mktemp("mixed")
+    shutil.copytree(model_repo / "mnist-dcgan", repo / "mnist-dcgan")
+    write_conditional_model(repo)
+    return repo
+
+
+def _load(repo: Path, name: str):
+    from services.inference import OrtSettings
+    from services.metrics import Metrics
+    from services.model_repository import ModelRepository
+
+    metrics = Metrics()
+    repository = ModelRepository(repo, metrics, OrtSettings())
+    repository.refresh()
+    return repository.resolve(name), metrics
+
+
+def _generate(stub, model: str, count: int, seed: int, label: int | None, fmt: int) -> pb.GenerateResponse:
+    request = pb.GenerateRequest(model=model, count=count, seed=seed, format=fmt)
+    if label is not None:
+        request.label = label
+    return stub.Generate(request, timeout=30)
+
+
+def test_concurrent_requests_with_different_seeds_counts_and_labels_get_their_own_outputs(mixed_repo):
+    """Many concurrent requests through the batcher equal the same requests run one by one
+    without batching, bit for bit, for PNG and tensor outputs."""
+    batched = start_server(mixed_repo, batching=True, max_queue_delay_ms=20.0, workers=1, render_cache=False,
+                           max_batch_size=16)
+    direct = start_server(mixed_repo, batching=False, render_cache=False)
+    rng = np.random.default_rng(1)
+    requests = []
+    for k in range(40):
+        model = "cond-toy" if k % 2 else "mnist-dcgan"
+        label = int(rng.integers(0, 10)) if model == "cond-toy" and k % 3 else None
+        fmt = pb.OUTPUT_FORMAT_TENSOR if k % 4 < 2 else pb.OUTPUT_FORMAT_PNG
+        requests.append((model, int(rng.integers(1, 24)), 10_000 + 97 * k, label, fmt))  # counts up to 23 > batch 16
     try:
-        seeds = list(range(1000, 1024))
-        with GenerationClient(batched.target) as bc, GenerationClient(direct.target) as dc:
-            with ThreadPoolExecutor(12) as pool:
-                results = list(pool.map(lambda s: bc.generate("mnist-dcgan", 2, seed=s, fmt="tensor"), seeds))
-            reference = [dc.generate("mnist-dcgan", 2, seed=s, fmt="tensor") for s in seeds]
-        for got, want in zip(results, reference):
-            assert got.seed == want.seed
-            for a, b in zip(got.samples, want.samples):
-                np.testing.assert_allclose(a.image.tensor, b.image.tensor, atol=1e-5)
+        with grpc.insecure_channel(batched.target) as bc, grpc.insecure_channel(direct.target) as dc:
+            bstub, dstub = pb_grpc.GenerationServiceStub(bc), pb_grpc.GenerationServiceStub(dc)
+            with ThreadPoolExecutor(16) as pool:
+                got = list(pool.map(lambda r: _generate(bstub, *r), requests))
+            want = [_generate(dstub, *r) for r in requests]
+        for (model, count, seed, label, fmt), g, w in zip(requests, got, want):
+            assert g.model == model and len(g.samples) == count == len(w.samples)
+            for i, (a, b) in enumerate(zip(g.samples, w.samples)):
+                assert a.seed == b.seed == seed + i and a.index == i
+                assert a.label == b.label
+                if label is not None:
+                    assert a.label == label
+                assert a.image.SerializeToString() == b.image.SerializeToString(), (model, count, seed, i)
         reg = batched.server.metrics.registry
-        labels = {"model": "mnist-dcgan", "version": "1", "graph": "generator"}
-        calls = reg.get_sample_value("latentforge_batch_size_count", labels)
-        rows = reg.get_sample_value("latentforge_batch_size_sum", labels)
-        assert rows == 2 * len(seeds)  # the load-time warm-up bypasses the runner
-        assert 1 <= calls <= len(seeds)  # how many merge depends on timing; see the runner test below
-        assert reg.get_sample_value("latentforge_queue_wait_seconds_count",
-                                    {"model": "mnist-dcgan", "version": "1"}) == len(seeds)
+        rows = reg.get_sample_value("latentforge_batch_size_sum", GEN)
+        calls = reg.get_sample_value("latentforge_batch_size_count", GEN)
+        assert rows == sum(r[1] for r in requests if r[0] == "mnist-dcgan")
+        assert calls >= rows / 16  # never more than max_batch_size rows per call
     finally:
         batched.stop()
         direct.stop()
 
 
-def test_requests_queued_together_run_as_one_batch(model_repo):
-    """Deterministic: 24 requests enqueued in one loop turn form one ORT call of 48 rows."""
+def test_requests_queued_together_run_as_one_batch_and_match_alone(mixed_repo):
+    """Deterministic: requests of mixed sizes and labels enqueued in one loop turn form one ORT
+    call, and each gets exactly the rows the model gives it alone."""
     from services.batching import BatchingRunner
-    from services.metrics import Metrics
-    from services.model_repository import ModelRepository
 
-    metrics = Metrics()
-    repo = ModelRepository(model_repo, metrics, ["CPUExecutionProvider"])
-    repo.refresh()
-    model = repo.resolve("mnist-dcgan")
+    model, metrics = _load(mixed_repo, "cond-toy")
     rng = np.random.default_rng(0)
-    z = rng.standard_normal((24, 2, model.manifest.latent_dim)).astype(np.float32)
+    counts = [1, 3, 2, 5, 1, 4]
+    zs = [rng.standard_normal((n, 8)).astype(np.float32) for n in counts]
+    labels = [None if k == 2 else rng.integers(0, 10, n).astype(np.int64) for k, n in enumerate(counts)]
 
     async def go():
         with ThreadPoolExecutor(2) as pool:
-            runner = BatchingRunner(pool, metrics, max_batch_size=64, max_queue_delay_s=0.05, max_queue_size=100)
+            runner = BatchingRunner(pool, metrics, max_batch_size=64, max_queue_delay_s=0.05, max_queue_size=100,
+                                    max_concurrent=2)
             try:
-                return await asyncio.gather(*(runner.decode(model, z[k], None) for k in range(24)))
+                return await asyncio.gather(*(runner.decode(model, z, lab) for z, lab in zip(zs, labels)))
             finally:
                 await runner.close()
 
     outputs = asyncio.run(go())
-    for k, out in enumerate(outputs):
-        np.testing.assert_allclose(out, model.run_image(z[k]), atol=1e-5)
-    labels = {"model": "mnist-dcgan", "version": "1", "graph": "generator"}
-    assert metrics.registry.get_sample_value("latentforge_batch_size_count", labels) == 1
-    assert metrics.registry.get_sample_value("latentforge_batch_size_sum", labels) == 48
+    for z, lab, out in zip(zs, labels, outputs):
+        np.testing.assert_array_equal(out, model.run_image(z, lab))  # bit for bit
+    cond = {"model": "cond-toy", "version": "1", "graph": "generator"}
+    assert metrics.registry.get_sample_value("latentforge_batch_size_count", cond) == 1
+    assert metrics.registry.get_sample_value("latentforge_batch_size_sum", cond) == sum(counts)
 
 
-def test_full_queue_is_resource_exhausted(model_repo):
+class _Gate:
+    """A finish callable that holds its worker thread until released: it keeps a batch slot busy."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, images: np.ndarray) -> list:
+        self.entered.set()
+        self.release.wait(10)
+        return list(images)
+
+
+def test_a_deadline_that_passes_in_the_queue_is_answered_without_running(model_repo):
     from services.batching import BatchingRunner
-    from services.errors import ResourceExhausted
-    from services.metrics import Metrics
-    from services.model_repository import ModelRepository
+    from services.errors import DeadlineExceeded
 
-    metrics = Metrics()
-    repo = ModelRepository(model_repo, metrics, ["CPUExecutionProvider"])
-    repo.refresh()
-    model = repo.resolve("mnist-dcgan")
-    z = np.zeros((1, model.manifest.latent_dim), np.float32)
+    model, metrics = _load(model_repo, "mnist-dcgan")
+    z = np.zeros((3, model.manifest.latent_dim), np.float32)
+    gate = _Gate()
 
     async def go():
+        loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(1) as pool:
-            runner = BatchingRunner(pool, metrics, max_batch_size=1, max_queue_delay_s=0.0, max_queue_size=2)
+            runner = BatchingRunner(pool, metrics, max_batch_size=64, max_queue_delay_s=0.0, max_queue_size=100,
+                                    max_concurrent=1)
             try:
-                results = await asyncio.gather(*(runner.decode(model, z, None) for _ in range(6)),
-                                               return_exceptions=True)
+                blocker = asyncio.ensure_future(runner.decode(model, z[:1], None, finish=gate))
+                await loop.run_in_executor(None, gate.entered.wait, 10)
+                late = asyncio.ensure_future(runner.decode(model, z, None, deadline=loop.time() + 0.05))
+                on_time = asyncio.ensure_future(runner.decode(model, z[:2], None, deadline=loop.time() + 30))
+                await asyncio.sleep(0.2)
+                gate.release.set()
+                return await asyncio.gather(blocker, late, on_time, return_exceptions=True)
             finally:
+                gate.release.set()
                 await runner.close()
-        return results
 
-    results = asyncio.run(go())
-    assert any(isinstance(r, ResourceExhausted) for r in results)
-    assert any(isinstance(r, np.ndarray) for r in results)
+    blocker, late, on_time = asyncio.run(go())
+    assert len(blocker) == 1
+    assert isinstance(late, DeadlineExceeded) and late.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert on_time.shape == (2, *model.image_shape)
+    reg = metrics.registry
+    assert reg.get_sample_value("latentforge_batch_size_sum", GEN) == 1 + 2  # the late 3 rows never ran
+    assert reg.get_sample_value("latentforge_queue_expired_total", {"model": "mnist-dcgan", "version": "1"}) == 1
+
+
+def _hold_a_batch_slot(server, gate: _Gate):
+    """Occupy the server's only batch slot with a request whose finish waits on ``gate``."""
+    model = server.server.repository.resolve("mnist-dcgan")
+    z = np.zeros((1, model.manifest.latent_dim), np.float32)
+
+    async def start():
+        return asyncio.ensure_future(server.server.runner.decode(model, z, None, finish=gate))
+
+    future = server.call(start())
+    assert gate.entered.wait(10)
+    return future
+
+
+def test_grpc_deadline_expiring_in_the_queue_is_deadline_exceeded_and_never_runs(model_repo):
+    server = start_server(model_repo, workers=1, render_cache=False)
+    gate = _Gate()
+    try:
+        _hold_a_batch_slot(server, gate)
+        with grpc.insecure_channel(server.target) as channel:
+            stub = pb_grpc.GenerationServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Generate(pb.GenerateRequest(model="mnist-dcgan", count=5, seed=1), timeout=0.3)
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            gate.release.set()
+            assert len(stub.Generate(pb.GenerateRequest(model="mnist-dcgan", count=2, seed=1), timeout=30).samples) == 2
+        reg = server.server.metrics.registry
+        assert reg.get_sample_value("latentforge_batch_size_sum", GEN) == 1 + 2  # the 5 rows never ran
+        depth = reg.get_sample_value("latentforge_queue_depth", {"model": "mnist-dcgan", "version": "1"})
+        assert depth == 0
+    finally:
+        gate.release.set()
+        server.stop()
+
+
+def test_a_full_queue_answers_resource_exhausted_at_once(model_repo):
+    server = start_server(model_repo, workers=1, max_queue_size=2, render_cache=False)
+    gate = _Gate()
+    try:
+        _hold_a_batch_slot(server, gate)
+        with grpc.insecure_channel(server.target) as channel:
+            stub = pb_grpc.GenerationServiceStub(channel)
+            queued = [stub.Generate.future(pb.GenerateRequest(model="mnist-dcgan", count=1, seed=k), timeout=30)
+                      for k in range(2)]
+            deadline = time.monotonic() + 10
+            labels = {"model": "mnist-dcgan", "version": "1"}
+            while server.server.metrics.registry.get_sample_value("latentforge_queue_depth", labels) < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            t0 = time.perf_counter()
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Generate(pb.GenerateRequest(model="mnist-dcgan", count=1, seed=9), timeout=30)
+            assert time.perf_counter() - t0 < 1.0  # refused at once, not after waiting
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "full" in info.value.details()
+            gate.release.set()
+            assert [len(f.result().samples) for f in queued] == [1, 1]
+        assert server.server.metrics.registry.get_sample_value("latentforge_queue_rejected_total", labels) == 1
+    finally:
+        gate.release.set()
+        server.stop()
 
 
 def test_a_request_larger_than_the_batch_limit_is_split(model_repo):
-    server = start_server(model_repo, max_batch_size=4)
+    server = start_server(model_repo, max_batch_size=4, render_cache=False)
     try:
         with GenerationClient(server.target) as client:
             result = client.generate("mnist-dcgan", 10, seed=5, fmt="tensor")
             assert len(result.samples) == 10
+            alone = [client.generate("mnist-dcgan", 1, seed=5 + i, fmt="tensor").samples[0] for i in range(10)]
+        for a, b in zip(result.samples, alone):
+            np.testing.assert_array_equal(a.image.tensor, b.image.tensor)
         reg = server.server.metrics.registry
-        labels = {"model": "mnist-dcgan", "version": "1", "graph": "generator"}
-        assert reg.get_sample_value("latentforge_batch_size_count", labels) == 3  # 4 + 4 + 2
+        assert reg.get_sample_value("latentforge_batch_size_count", GEN) == 3 + 10  # 4 + 4 + 2, then the singles
+    finally:
+        server.stop()
+
+
+def test_without_batching_each_request_runs_alone_with_the_same_answers(model_repo):
+    server = start_server(model_repo, batching=False, render_cache=False)
+    try:
+        with GenerationClient(server.target) as client:
+            a = client.generate("mnist-dcgan", 3, seed=21, fmt="tensor")
+            b = client.generate("mnist-dcgan", 3, seed=21, fmt="tensor")
+        for x, y in zip(a.samples, b.samples):
+            np.testing.assert_array_equal(x.image.tensor, y.image.tensor)
+        assert server.server.metrics.registry.get_sample_value("latentforge_batch_size_count", GEN) == 2
     finally:
         server.stop()

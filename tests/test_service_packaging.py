@@ -148,3 +148,24 @@ def _wait_serving(client, timeout_s: float = 30.0) -> None:
     while stub.Check(health_pb2.HealthCheckRequest(service="")).status != health_pb2.HealthCheckResponse.SERVING:
         assert time.monotonic() < deadline, "server never became SERVING"
         time.sleep(0.05)
+
+
+def test_access_log_off_keeps_error_lines_only(model_repo: Path, caplog):
+    import logging
+
+    import grpc
+
+    from services.client import GenerationClient
+    from tests.conftest_service import start_server
+
+    server = start_server(model_repo, access_log=False)
+    try:
+        with caplog.at_level(logging.INFO, logger="latentforge"):
+            with GenerationClient(server.target) as client:
+                client.generate("mnist-dcgan", 1)
+                with pytest.raises(grpc.RpcError):
+                    client.generate("no-such-model", 1)
+    finally:
+        server.stop()
+    rpc = [r for r in caplog.records if r.getMessage() == "rpc"]
+    assert [r.fields["code"] for r in rpc] == ["NOT_FOUND"]

@@ -1,0 +1,248 @@
+"""Closed-loop gRPC load generator: C clients, each sending its next request when the last ends.
+
+It measures what a server delivers under a given concurrency: requests/s, images/s, latency
+percentiles, errors by status code, and the CPU time spent on each side (its own process, and
+the server's from ``latentforge_process_cpu_seconds_total`` on /metrics or from ``/proc/PID``),
+so that the cost per image can be compared with ONNX Runtime alone (``services.ortbench``).
+
+Requests are serialised once and responses are not parsed (only counted), so the generator
+itself spends as little CPU as a Python gRPC client can; that matters when it shares the cores
+with the server. Every run is bounded in time (``duration_s``) and in count (``max_requests``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import grpc
+
+from latentforge.v1 import generation_pb2 as pb
+
+GENERATE = "/latentforge.v1.GenerationService/Generate"
+GET_SAMPLE = "/latentforge.v1.GenerationService/GetSample"
+FORMATS = {"png": pb.OUTPUT_FORMAT_PNG, "raw": pb.OUTPUT_FORMAT_TENSOR}
+SEED_MODES = ("random", "fixed")
+MAX_BACKOFF_S = 1.0
+_CPU_METRIC = re.compile(r"^latentforge_process_cpu_seconds_total\s+([0-9.eE+-]+)\s*$", re.M)
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What to send, how many at once, and for how long at most."""
+
+    target: str
+    model: str
+    concurrency: int = 1
+    count: int = 1  # samples per Generate request
+    duration_s: float = 10.0
+    max_requests: int = 1_000_000  # a second bound beside the duration
+    fmt: str = "png"  # "png" or "raw" (float32 tensor)
+    method: str = "Generate"  # or "GetSample" (of one id made first)
+    seed_mode: str = "random"  # "random": the server picks seeds; "fixed": every request seed 7
+    warmup_s: float = 1.0  # load before measuring, not counted
+    timeout_s: float = 30.0  # per-request deadline
+    channels: int = 1  # HTTP/2 connections, clients spread over them
+    backoff_s: float = 0.0  # first pause after RESOURCE_EXHAUSTED/UNAVAILABLE; doubles while refused (to 1 s)
+
+    def validate(self) -> "LoadSpec":
+        if self.concurrency < 1 or self.count < 1 or self.channels < 1:
+            raise ValueError("concurrency, count and channels must be >= 1")
+        if not 0 < self.duration_s <= 3600 or self.max_requests < 1:
+            raise ValueError("duration must be in (0, 3600] s and max_requests >= 1")
+        if not 0 <= self.backoff_s <= MAX_BACKOFF_S or not 0 <= self.warmup_s <= 600:
+            raise ValueError(f"backoff must be in [0, {MAX_BACKOFF_S}] s and warm-up in [0, 600] s")
+        if self.fmt not in FORMATS or self.seed_mode not in SEED_MODES:
+            raise ValueError(f"format must be one of {sorted(FORMATS)}, seed mode one of {SEED_MODES}")
+        if self.method not in ("Generate", "GetSample"):
+            raise ValueError("method must be Generate or GetSample")
+        return self
+
+
+@dataclass
+class LoadResult:
+    """What one run measured; ``to_dict`` is the JSON the bench command writes."""
+
+    spec: dict[str, Any]
+    requests: int = 0
+    ok: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies_ms: dict[str, float] = field(default_factory=dict)  # of all requests
+    latencies_by_code_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    response_bytes: int = 0
+    client_cpu_s: float = 0.0
+    server_cpu_s: float | None = None
+    load_average: tuple[float, float, float] | None = None
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        cores = os.cpu_count() or 1
+        out.update(
+            requests_per_s=round(self.requests_per_s, 2),
+            images_per_s=round(self.images_per_s, 2),
+            client_cpu_share=round(self.client_cpu_s / (self.seconds * cores), 4) if self.seconds else None,
+            client_cpu_us_per_image=_per_image_us(self.client_cpu_s, self.images),
+            server_cpu_us_per_image=_per_image_us(self.server_cpu_s, self.images),
+            server_cpu_share=(round(self.server_cpu_s / (self.seconds * cores), 4)
+                              if self.server_cpu_s is not None and self.seconds else None),
+        )
+        return out
+
+
+def _per_image_us(cpu_s: float | None, images: int) -> float | None:
+    return None if cpu_s is None or not images else round(cpu_s / images * 1e6, 2)
+
+
+class ServerCpu:
+    """Reads a server process's CPU seconds, from its /metrics or from /proc/<pid>/stat."""
+
+    def __init__(self, metrics_url: str | None = None, pid: int | None = None) -> None:
+        self.metrics_url, self.pid = metrics_url, pid
+
+    def read(self) -> float | None:
+        """Total CPU seconds so far, or None when neither source is given or readable."""
+        if self.pid is not None:
+            try:
+                fields = open(f"/proc/{self.pid}/stat").read().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                return None
+        if self.metrics_url:
+            try:
+                text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+            except OSError:
+                return None
+            match = _CPU_METRIC.search(text)
+            return float(match.group(1)) if match else None
+        return None
+
+
+def percentiles(values_ms: list[float]) -> dict[str, float]:
+    """p50/p90/p99/max (nearest rank) of latencies in milliseconds."""
+    if not values_ms:
+        return {}
+    ordered = sorted(values_ms)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, max(0, int(round(p / 100.0 * len(ordered))) - 1))], 3)
+
+    return {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": round(ordered[-1], 3),
+            "mean": round(sum(ordered) / len(ordered), 3)}
+
+
+def _request_bytes(spec: LoadSpec, sample_id: str | None) -> bytes:
+    if spec.method == "GetSample":
+        return pb.GetSampleRequest(sample_id=sample_id or "").SerializeToString()
+    request = pb.GenerateRequest(model=spec.model, count=spec.count, format=FORMATS[spec.fmt])
+    if spec.seed_mode == "fixed":
+        request.seed = 7
+    return request.SerializeToString()
+
+
+async def _one_sample_id(channel: grpc.aio.Channel, spec: LoadSpec) -> str:
+    call = channel.unary_unary(GENERATE, request_serializer=pb.GenerateRequest.SerializeToString,
+                               response_deserializer=pb.GenerateResponse.FromString)
+    response = await call(pb.GenerateRequest(model=spec.model, count=1, seed=1), timeout=spec.timeout_s)
+    return response.samples[0].sample_id
+
+
+async def run_load(spec: LoadSpec, server_cpu: ServerCpu | None = None) -> LoadResult:
+    """Run ``spec`` against a server and return what it measured."""
+    spec.validate()
+    options = [("grpc.max_receive_message_length", 256 * 1024 * 1024), ("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(spec.target, options=options) for _ in range(spec.channels)]
+    try:
+        for ch in channels:
+            await asyncio.wait_for(ch.channel_ready(), timeout=spec.timeout_s)
+        sample_id = await _one_sample_id(channels[0], spec) if spec.method == "GetSample" else None
+        payload = _request_bytes(spec, sample_id)
+        path = GENERATE if spec.method == "Generate" else GET_SAMPLE
+        calls = [ch.unary_unary(path) for ch in channels]  # bytes in, bytes out: nothing parsed
+        per_request = spec.count if spec.method == "Generate" else 0
+        return await _drive(spec, calls, payload, per_request, server_cpu or ServerCpu())
+    finally:
+        for ch in channels:
+            await ch.close()
+
+
+async def _drive(spec: LoadSpec, calls: list[Any], payload: bytes, per_request: int, server_cpu: ServerCpu) -> LoadResult:
+    loop = asyncio.get_running_loop()
+    result = LoadResult(spec=asdict(spec))
+    latencies: list[float] = []
+    by_code: dict[str, list[float]] = {}
+    state = {"measuring": False, "stop": False, "sent": 0}
+    pushed_back = ("RESOURCE_EXHAUSTED", "UNAVAILABLE")
+
+    async def client(k: int) -> None:
+        call = calls[k % len(calls)]
+        backoff = spec.backoff_s
+        jitter = random.Random(k)
+        while not state["stop"] and state["sent"] < spec.max_requests:
+            measuring = state["measuring"]
+            if measuring:
+                state["sent"] += 1
+            t0 = loop.time()
+            try:
+                response = await call(payload, timeout=spec.timeout_s)
+                code = "OK"
+            except grpc.aio.AioRpcError as exc:
+                response, code = b"", exc.code().name
+            if measuring and not state["stop"]:
+                ms = (loop.time() - t0) * 1000.0
+                latencies.append(ms)
+                by_code.setdefault(code, []).append(ms)
+                result.requests += 1
+                if code == "OK":
+                    result.ok += 1
+                    result.images += per_request
+                    result.response_bytes += len(response)
+                else:
+                    result.errors[code] = result.errors.get(code, 0) + 1
+            if code in pushed_back and backoff > 0 and not state["stop"]:
+                # Like a gRPC retry policy: exponential backoff with jitter, reset by a success.
+                await asyncio.sleep(backoff * jitter.uniform(0.8, 1.2))
+                backoff = min(MAX_BACKOFF_S, backoff * 2)
+            elif code == "OK":
+                backoff = spec.backoff_s
+
+    tasks = [asyncio.create_task(client(k)) for k in range(spec.concurrency)]
+    try:
+        await asyncio.sleep(spec.warmup_s)
+        cpu0, server0, t0 = time.process_time(), server_cpu.read(), loop.time()
+        state["measuring"] = True
+        deadline = t0 + spec.duration_s
+        while loop.time() < deadline and state["sent"] < spec.max_requests and not all(t.done() for t in tasks):
+            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+        state["stop"] = True
+        result.seconds = loop.time() - t0
+        result.client_cpu_s = time.process_time() - cpu0
+        server1 = server_cpu.read()
+        if server0 is not None and server1 is not None:
+            result.server_cpu_s = server1 - server0
+    finally:
+        state["stop"] = True
+        try:
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), spec.timeout_s + 5)
+        except asyncio.TimeoutError:
+            for t in tasks:
+                t.cancel()
+    result.latencies_ms = percentiles(latencies)
+    result.latencies_by_code_ms = {code: percentiles(v) for code, v in by_code.items()}
+    result.load_average = os.getloadavg()
+    return result
