@@ -41,7 +41,7 @@ def main() -> None:
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, Python {platform.python_version()}",
         "",
-        f"| model | data | batch | median ms/step | p90 ms/step | steps/s |",
+        "| model | data | batch | median ms/step | p90 ms/step | steps/s |",
         "|---|---|---|---|---|---|",
     ]
     for model in ("dcgan", "vae"):

@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 
@@ -68,7 +67,7 @@ def main() -> int:
         from services.client import GenerationClient
 
         with GenerationClient(target) as client:
-            _wait_serving(client, server)
+            client.wait_serving(timeout_s=120)
             _run("models", "--target", target)
             _run("generate", "--target", target, "--model", "mnist-dcgan", "--count", "64", "--seed", "7",
                  "--out", str(out / "dcgan_samples.png"))
@@ -91,26 +90,6 @@ def main() -> int:
         print(f"  {out / name}")
     print(f"Training grids and metrics: {runs}/*/samples, {runs}/*/metrics.jsonl; models: {repo}")
     return 0
-
-
-def _wait_serving(client, server: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    """Poll the standard health service until the server reports SERVING."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    stub = health_pb2_grpc.HealthStub(client._channel)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with status {server.returncode}")
-        try:
-            status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status
-            if status == health_pb2.HealthCheckResponse.SERVING:
-                return
-        except grpc.RpcError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit("the server did not become healthy in time")
 
 
 def _reconstructions(client, path: Path) -> None:

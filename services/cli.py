@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_TARGET = "localhost:50051"
+TOKEN_ENV = "LATENTFORGE_TOKEN"  # bearer token for the client commands
 
 
 def register(subparsers: Any) -> None:
@@ -38,6 +39,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--precision", choices=("fp32", "fp16"), help="fp16: load the fp16 variant where exported")
     p.add_argument("--no-access-log", dest="access_log", action="store_const", const=False,
                    help="no log line per successful RPC (errors are still logged)")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve TLS (with --tls-key)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    p.add_argument("--tls-client-ca", type=Path, help="PEM CA: require client certificates it signed (mutual TLS)")
+    p.add_argument("--auth-tokens-file", type=Path,
+                   help="require 'authorization: Bearer <token>' with one of these tokens (one per line)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.set_defaults(func=_serve)
 
@@ -63,8 +69,7 @@ def register(subparsers: Any) -> None:
     i.set_defaults(func=_interpolate)
 
     m = subparsers.add_parser("models", help="list the models a running server has loaded")
-    m.add_argument("--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})")
-    m.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    _connection_args(m)
     m.set_defaults(func=_models)
 
     b = subparsers.add_parser("bench", help="load-test a running server, or measure ONNX Runtime alone (--raw)",
@@ -78,11 +83,32 @@ def register(subparsers: Any) -> None:
     b.set_defaults(func=_bench)
 
 
-def _client_args(p: argparse.ArgumentParser) -> None:
+def _connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (system CA roots unless --tls-ca)")
+    p.add_argument("--tls-ca", type=Path, help="PEM CA that signed the server's certificate (implies --tls)")
+    p.add_argument("--tls-cert", type=Path, help="PEM client certificate for mutual TLS")
+    p.add_argument("--tls-key", type=Path, help="PEM key of --tls-cert")
+    p.add_argument("--token-file", type=Path,
+                   help=f"file holding a bearer token (default: the {TOKEN_ENV} environment variable)")
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    _connection_args(p)
     p.add_argument("--model", required=True, help="model name (see `latentforge models`)")
     p.add_argument("--version", type=int, help="model version (default: newest)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+
+
+def _connect(args: argparse.Namespace):
+    """A GenerationClient from the connection flags; the token from --token-file or the environment."""
+    import os
+
+    from services.client import GenerationClient
+
+    token = args.token_file.read_text().strip() if args.token_file else os.environ.get(TOKEN_ENV) or None
+    return GenerationClient(args.target, timeout_s=args.timeout, tls=args.tls, tls_ca=args.tls_ca,
+                            tls_cert=args.tls_cert, tls_key=args.tls_key, token=token)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -97,6 +123,8 @@ def _serve(args: argparse.Namespace) -> int:
         "batching": args.batching, "log_level": args.log_level, "max_batch_size": args.max_batch_size,
         "max_queue_delay_ms": args.max_queue_delay_ms, "max_queue_size": args.max_queue_size,
         "intra_op_threads": args.intra_op_threads, "precision": args.precision, "access_log": args.access_log,
+        "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_client_ca": args.tls_client_ca,
+        "auth_tokens_file": args.auth_tokens_file,
     }
     try:
         config = load_config(args.config, overrides=overrides)
@@ -121,11 +149,10 @@ def _rpc_error(exc: Any) -> int:
 def _generate(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.client import GenerationClient
     from services.images import grid
 
     try:
-        with GenerationClient(args.target, timeout_s=args.timeout) as client:
+        with _connect(args) as client:
             result = client.generate(args.model, args.count, seed=args.seed, version=args.version,
                                      truncation=args.truncation, label=args.label, fmt="tensor")
             info = _model_info(client, result.model, result.version)
@@ -139,11 +166,11 @@ def _generate(args: argparse.Namespace) -> int:
 def _interpolate(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.client import Endpoint, GenerationClient
+    from services.client import Endpoint
     from services.images import save_gif, strip
 
     try:
-        with GenerationClient(args.target, timeout_s=args.timeout) as client:
+        with _connect(args) as client:
             result = client.interpolate(args.model, Endpoint(seed=args.from_seed), Endpoint(seed=args.to_seed),
                                         args.steps, slerp=args.slerp, version=args.version,
                                         truncation=args.truncation, label=args.label, fmt="tensor")
@@ -162,10 +189,8 @@ def _interpolate(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.client import GenerationClient
-
     try:
-        with GenerationClient(args.target, timeout_s=args.timeout) as client:
+        with _connect(args) as client:
             models = client.list_models()
     except grpc.RpcError as exc:
         return _rpc_error(exc)

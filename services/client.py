@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import grpc
@@ -17,6 +18,7 @@ from PIL import Image
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
+from services.security import client_channel
 
 _FORMATS = {"png": pb.OUTPUT_FORMAT_PNG, "tensor": pb.OUTPUT_FORMAT_TENSOR}
 _KINDS = {pb.MODEL_KIND_GAN: "gan", pb.MODEL_KIND_VAE: "vae"}
@@ -158,10 +160,14 @@ def sample_from_proto(s: pb.Sample) -> Sample:
 class GenerationClient:
     """Blocking client; one channel, reused. Errors surface as grpc.RpcError."""
 
-    def __init__(self, target: str, timeout_s: float = 30.0, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, target: str, timeout_s: float = 30.0, max_message_bytes: int = 64 * 1024 * 1024, *,
+                 tls: bool = False, tls_ca: Path | None = None, tls_cert: Path | None = None,
+                 tls_key: Path | None = None, token: str | None = None) -> None:
+        """Plaintext by default; TLS when `tls` or a TLS file is given (mTLS with cert + key);
+        `token` is sent as ``authorization: Bearer <token>`` on every call."""
         self.target = target
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(target, options=[
+        self._channel = client_channel(target, tls=tls, ca=tls_ca, cert=tls_cert, key=tls_key, token=token, options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ])
@@ -179,6 +185,29 @@ class GenerationClient:
     def wait_ready(self, timeout_s: float = 10.0) -> None:
         """Block until the channel is connected."""
         grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+
+    def health(self, service: str = "") -> str:
+        """The grpc.health.v1 status of the server ("" = overall): SERVING, NOT_SERVING, ..."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        response = health_pb2_grpc.HealthStub(self._channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=self.timeout_s)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+    def wait_serving(self, timeout_s: float = 60.0, poll_s: float = 0.1) -> None:
+        """Block until health says SERVING (models loaded and warmed up); TimeoutError if not."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if self.health() == "SERVING":
+                    return
+            except grpc.RpcError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.target} did not report SERVING within {timeout_s:g} s")
+            time.sleep(poll_s)
 
     def list_models(self, name: str = "") -> list[ModelInfo]:
         response = self.stub.ListModels(pb.ListModelsRequest(name=name), timeout=self.timeout_s)

@@ -12,7 +12,7 @@ import json
 import os
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -45,6 +45,15 @@ class ServeConfig:
     cache_ttl_s: int = 86_400  # how long a sample id stays resolvable
     cache_max_bytes: int = 64 * 1024 * 1024  # in-process cache memory bound
     redis_timeout_s: float = 0.25  # per Redis command; a slow Redis must not stall Generate
+    # Transport security (all paths to PEM files): TLS with tls_cert + tls_key; mutual TLS when
+    # tls_client_ca is set too (clients must present a certificate that CA signed).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # Bearer-token check on GenerationService calls (health and reflection stay open): tokens
+    # inline (comma-separated in LATENTFORGE_AUTH_TOKENS) and/or one per line in a file.
+    auth_tokens: tuple[str, ...] = field(default=(), repr=False)  # secrets: never in repr or logs
+    auth_tokens_file: Path | None = None
     max_count: int = 64  # max samples / frames / images per request
     max_message_bytes: int = 32 * 1024 * 1024  # gRPC send/receive limit
     providers: tuple[str, ...] = ()  # ONNX Runtime providers; empty: CUDA if present, else CPU
@@ -97,6 +106,11 @@ class ServeConfig:
             (self.reload_interval_s >= 0, "reload_interval_s must be >= 0"),
             (self.redis_timeout_s > 0, "redis_timeout_s must be > 0"),
             (bool(self.cache_namespace) and ":" not in self.cache_namespace, "cache_namespace must be non-empty without ':'"),
+        ]
+        checks += [
+            ((self.tls_cert is None) == (self.tls_key is None), "tls_cert and tls_key must be given together"),
+            (self.tls_client_ca is None or self.tls_cert is not None,
+             "tls_client_ca (mutual TLS) needs tls_cert and tls_key"),
         ]
         for ok, message in checks:
             if not ok:

@@ -27,6 +27,7 @@ from services.inference import DirectRunner, InferenceRunner, OrtSettings
 from services.logging_setup import event, get_logger
 from services.metrics import Metrics
 from services.model_repository import ModelRepository
+from services.security import BearerTokenInterceptor, load_tokens, server_credentials
 from services.servicer import GenerationServicer
 
 log = get_logger("server")
@@ -90,12 +91,19 @@ class GenerationServer:
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        server = grpc.aio.server(options=options)
+        tokens = load_tokens(self.config.auth_tokens, self.config.auth_tokens_file)
+        interceptors = [BearerTokenInterceptor(tokens)] if tokens else []
+        server = grpc.aio.server(options=options, interceptors=interceptors)
         pb_grpc.add_GenerationServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        address = f"{self.config.host}:{self.config.port}"
+        if self.config.tls_cert is not None:
+            credentials = server_credentials(self.config.tls_cert, self.config.tls_key, self.config.tls_client_ca)
+            self.port = server.add_secure_port(address, credentials)
+        else:
+            self.port = server.add_insecure_port(address)
         if not self.port:
             raise OSError(f"cannot bind gRPC to {self.config.host}:{self.config.port}")
         for name in ("", SERVICE_NAME):
@@ -110,6 +118,8 @@ class GenerationServer:
             self.metrics_port = self._metrics_httpd.server_port
         event(log, "server_started", port=self.port, host=self.config.host, metrics_port=self.metrics_port,
               providers=self.providers, cache=self.cache.backend, models=str(self.config.models),
+              tls="mutual" if self.config.tls_client_ca else ("on" if self.config.tls_cert else "off"),
+              auth_tokens=len(tokens),
               batching=self.config.batching, workers=self.config.workers,
               intra_op_threads=self.ort_settings.intra_op_threads, max_batch_size=self.config.max_batch_size,
               max_queue_delay_ms=self.config.max_queue_delay_ms, max_queue_size=self.config.max_queue_size)

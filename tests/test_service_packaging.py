@@ -123,7 +123,7 @@ def test_serve_command_runs_logs_json_and_stops_on_sigterm(model_repo: Path):
                 port = events[-1]["port"]
         assert port and {e["provider"] for e in events if e["event"] == "model_loaded"} == {"CPUExecutionProvider"}
         with GenerationClient(f"127.0.0.1:{port}") as client:
-            _wait_serving(client)  # logged "model_loaded" precedes the switch to the new model set
+            client.wait_serving()  # logged "model_loaded" precedes the switch to the new model set
             assert len(client.generate("mnist-dcgan", 2).samples) == 2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
@@ -137,17 +137,6 @@ def test_serve_command_runs_logs_json_and_stops_on_sigterm(model_repo: Path):
             proc.kill()
             proc.wait(5)
 
-
-def _wait_serving(client, timeout_s: float = 30.0) -> None:
-    import time
-
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    stub = health_pb2_grpc.HealthStub(client._channel)
-    deadline = time.monotonic() + timeout_s
-    while stub.Check(health_pb2.HealthCheckRequest(service="")).status != health_pb2.HealthCheckResponse.SERVING:
-        assert time.monotonic() < deadline, "server never became SERVING"
-        time.sleep(0.05)
 
 
 def test_access_log_off_keeps_error_lines_only(model_repo: Path, caplog):
