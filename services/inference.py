@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import math
 import os
 import threading
 import time
@@ -58,6 +59,25 @@ def choose_providers(requested: Sequence[str] = ()) -> list[str]:
     return chosen
 
 
+def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: the container's CPU limit (cgroup v2 cpu.max, or v1 quota)
+    when set, else the CPUs it is allowed to run on. os.cpu_count() alone would report the
+    whole node inside a Kubernetes pod and oversubscribe it."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            if period_file is None:
+                quota, period = (cgroup_root / quota_file).read_text().split()[:2]
+            else:
+                quota = (cgroup_root / quota_file).read_text().strip()
+                period = (cgroup_root / period_file).read_text().strip()
+            if quota not in ("max", "-1"):
+                return max(1, min(cpus, math.ceil(int(quota) / int(period))))
+        except (OSError, ValueError):
+            continue
+    return max(1, cpus)
+
+
 @dataclass(frozen=True)
 class OrtSettings:
     """How sessions are built; one object shared by the server and the raw benchmark."""
@@ -79,7 +99,7 @@ class OrtSettings:
         ``workers`` batches run at once, each on ``intra_op_threads`` threads; keeping their
         product at the core count leaves the event loop and gRPC threads room to run.
         """
-        threads = config.intra_op_threads or max(1, (os.cpu_count() or 1) // max(1, config.workers))
+        threads = config.intra_op_threads or max(1, available_cpus() // max(1, config.workers))
         return cls(
             providers=tuple(providers if providers is not None else choose_providers(config.providers)),
             intra_op_threads=threads, graph_optimization=config.graph_optimization,

@@ -115,3 +115,15 @@ def test_session_settings_follow_the_config():
                                                        "trt_engine_cache_path": "/tmp/trt"})
     assert listed[1][0] == "CUDAExecutionProvider" and listed[2] == "CPUExecutionProvider"
     assert not trt.cpu_only
+
+
+def test_cpu_count_follows_the_container_limit(tmp_path: Path):
+    """Inside a pod, a CPU limit (cgroup cpu.max) sizes ONNX Runtime's threads, not the node's cores."""
+    from services.inference import available_cpus
+
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # a 1.5-CPU limit
+    assert available_cpus(tmp_path) == 2
+    (tmp_path / "cpu.max").write_text("max 100000\n")  # no limit: the CPUs we may run on
+    import os
+
+    assert available_cpus(tmp_path) == len(os.sched_getaffinity(0))
