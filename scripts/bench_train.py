@@ -9,7 +9,9 @@ until the end) and reads the per-step times it logs. The first 10 steps are warm
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -38,8 +40,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     lines = [
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}, Python {platform.python_version()}",
+        "# Training speed",
+        "",
+        f"Produced by `python -m scripts.bench_train --steps {args.steps}` on "
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}; "
+        f"load average at start {[round(x, 2) for x in os.getloadavg()]} (a shared machine: other work may run).",
+        "Each figure is the median over the run's steps after 10 warm-up steps, default widths.",
         "",
         "| model | data | batch | median ms/step | p90 ms/step | steps/s |",
         "|---|---|---|---|---|---|",
@@ -48,6 +57,7 @@ def main() -> None:
         r = measure(model, args.steps, args.batch_size)
         lines.append(f"| {model} (default width) | mnist5k 28x28x1 | {args.batch_size} | {r['median_ms']:.1f} | "
                      f"{r['p90_ms']:.1f} | {1000 / r['median_ms']:.1f} |")
+    lines += ["", f"Load average at end {[round(x, 2) for x in os.getloadavg()]}."]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
