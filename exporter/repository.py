@@ -34,7 +34,6 @@ from latentforge.manifest import (
     Manifest,
     OutputSpec,
     Parity,
-    list_versions,
     sha256_file,
 )
 from trainer.checkpoint import load_checkpoint
@@ -144,16 +143,20 @@ def export_run(
 def _publish(model_dir: Path, staging: Path, fields: dict) -> Path:
     """Claim the next version number with an exclusive mkdir, then rename staging onto it."""
     for _ in range(100):
-        version = max(list_versions(model_dir) + _numeric_dirs(model_dir), default=0) + 1
+        version = max(_numeric_dirs(model_dir), default=0) + 1  # claimed folders count too
         target = model_dir / str(version)
         try:
             target.mkdir()  # exclusive: a concurrent exporter gets FileExistsError and retries
         except FileExistsError:
             continue
-        manifest = Manifest(version=version, **fields)
-        manifest.validate()
-        (staging / "manifest.json").write_text(manifest.to_json())
-        os.replace(staging, target)  # replaces the empty placeholder atomically
+        try:
+            manifest = Manifest(version=version, **fields)
+            manifest.validate()
+            (staging / "manifest.json").write_text(manifest.to_json())
+            os.replace(staging, target)  # replaces the empty placeholder atomically
+        except BaseException:
+            target.rmdir()  # give the version number back
+            raise
         log.info("published %s", target)
         return target
     raise ExportError(f"could not claim a version folder in {model_dir}")

@@ -28,11 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"latentforge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _PARTS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue  # a part that is not in this install simply has no sub-commands
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -98,10 +98,6 @@ class Manifest:
         """Role of the graph that turns latents into images."""
         return "generator" if self.kind == "gan" else "decoder"
 
-    @property
-    def supports_encode(self) -> bool:
-        return "encoder" in self.graphs
-
     def to_json(self) -> str:
         data = asdict(self)
         data["output"]["value_range"] = list(self.output.value_range)

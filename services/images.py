@@ -103,7 +103,7 @@ def decode_png(data: bytes, shape: tuple[int, int, int], value_range: tuple[floa
     """
     channels, height, width = shape
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=("PNG",)) as img:
             if img.width * img.height > MAX_INPUT_PIXELS:
                 raise ImageError(f"image is {img.width}x{img.height}; this model takes {width}x{height}")
             img.load()
@@ -114,7 +114,7 @@ def decode_png(data: bytes, shape: tuple[int, int, int], value_range: tuple[floa
             converted = img.convert("L" if channels == 1 else "RGB")
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"image bytes could not be decoded as PNG: {exc}") from None
     pixels = np.asarray(converted, dtype=np.uint8)
     if pixels.ndim == 2:

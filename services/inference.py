@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import math
-import os
 import threading
 import time
 from concurrent.futures import Executor
@@ -25,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from latentforge.cpus import available_cpus
 from latentforge.manifest import Manifest
 from services.errors import DeadlineExceeded, ServiceError
 from services.logging_setup import event, get_logger
@@ -57,25 +56,6 @@ def choose_providers(requested: Sequence[str] = ()) -> list[str]:
     if CPU not in chosen:
         chosen.append(CPU)
     return chosen
-
-
-def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
-    """CPUs this process may use: the container's CPU limit (cgroup v2 cpu.max, or v1 quota)
-    when set, else the CPUs it is allowed to run on. os.cpu_count() alone would report the
-    whole node inside a Kubernetes pod and oversubscribe it."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
-        try:
-            if period_file is None:
-                quota, period = (cgroup_root / quota_file).read_text().split()[:2]
-            else:
-                quota = (cgroup_root / quota_file).read_text().strip()
-                period = (cgroup_root / period_file).read_text().strip()
-            if quota not in ("max", "-1"):
-                return max(1, min(cpus, math.ceil(int(quota) / int(period))))
-        except (OSError, ValueError):
-            continue
-    return max(1, cpus)
 
 
 @dataclass(frozen=True)
@@ -175,6 +155,7 @@ class OnnxModel:
         self.manifest = manifest
         self.version_dir = Path(version_dir)
         self.settings = settings
+        self.retired = False  # set by the repository when the version's folder is gone
         options = settings.session_options()
         self.sessions: dict[str, ort.InferenceSession] = {}
         self.files: dict[str, str] = {}

@@ -28,3 +28,23 @@ def test_pngs_decode_to_exactly_the_pixels(shape, mode, level):
 def test_other_channel_counts_are_refused():
     with pytest.raises(ImageError, match="2 channels"):
         png_from_pixels(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_a_decompression_bomb_and_non_png_formats_are_refused_cleanly():
+    """A tiny PNG header claiming 20000x20000 pixels, and a JPEG: ImageError, not a crash."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from services.images import ImageError, decode_png
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    with pytest.raises(ImageError):
+        decode_png(b"\x89PNG\r\n\x1a\n" + chunk, (1, 28, 28), (0.0, 1.0))
+    buf = io.BytesIO()
+    Image.new("L", (28, 28)).save(buf, format="JPEG")
+    with pytest.raises(ImageError, match="PNG"):
+        decode_png(buf.getvalue(), (1, 28, 28), (0.0, 1.0))

@@ -119,7 +119,7 @@ def test_session_settings_follow_the_config():
 
 def test_cpu_count_follows_the_container_limit(tmp_path: Path):
     """Inside a pod, a CPU limit (cgroup cpu.max) sizes ONNX Runtime's threads, not the node's cores."""
-    from services.inference import available_cpus
+    from latentforge.cpus import available_cpus
 
     (tmp_path / "cpu.max").write_text("150000 100000\n")  # a 1.5-CPU limit
     assert available_cpus(tmp_path) == 2

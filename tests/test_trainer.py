@@ -124,3 +124,17 @@ def test_cli_train_and_resume(tmp_path: Path, capsys):
     assert "neither 'mnist5k'" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "y"), "--model", "nope"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_a_fresh_run_refuses_a_folder_with_checkpoints(tmp_path: Path):
+    """Without --resume, old checkpoints would be pruned in favour of the new run's: refuse."""
+    out = tmp_path / "run"
+    train(tiny_config("dcgan", out, steps=4, checkpoint_every=4))
+    with pytest.raises(CheckpointError, match="already holds checkpoints"):
+        train(tiny_config("dcgan", out, steps=4))
+    assert [p.name for p in list_checkpoints(out)] == ["step_00000004.pt"]
+
+
+def test_log_every_zero_is_refused_before_training(tmp_path: Path):
+    with pytest.raises(ValueError, match="log_every must be > 0"):
+        train(tiny_config("dcgan", tmp_path / "run", log_every=0))

@@ -50,6 +50,7 @@ class TrainConfig:
     progress: bool = True
     threads: int = 0  # torch intra-op threads per process; 0 = torch's default
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+    device_data_max_bytes: int = 2 << 30  # data sets up to this size are kept on the GPU
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,7 +69,9 @@ class TrainConfig:
             problems.append(f"image_size must be >= 8 (got {self.image_size})")
         if self.lr is not None and self.lr <= 0:
             problems.append("lr must be > 0")
-        for name in ("beta2", "sample_every", "checkpoint_every", "grid_size", "width"):
+        if self.lr_d is not None and self.lr_d <= 0:
+            problems.append("lr_d must be > 0")
+        for name in ("beta2", "sample_every", "checkpoint_every", "grid_size", "width", "log_every"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")
         if self.recon not in ("auto", "bce", "mse"):

@@ -148,7 +148,7 @@ def _load_folder(
             with Image.open(path) as img:
                 img.load()
                 image = img.copy()
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
             skipped.append(f"{path.name}: {exc}")
             continue
         if min(image.size) < max(min_image_size, 1):

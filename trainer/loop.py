@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,7 +25,8 @@ from typing import Any
 import torch
 from torch.utils.data import DistributedSampler
 
-from trainer.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from latentforge.cpus import available_cpus
+from trainer.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import DataError, ImageData, load_data
 from trainer.distributed import DistContext, init_distributed, shutdown
@@ -71,9 +71,11 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     elif ctx.enabled and ctx.device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ctx.local_world_size))
+        torch.set_num_threads(max(1, available_cpus() // ctx.local_world_size))
 
     payload = _resume_payload(cfg) if resume else None
+    if payload is None and list_checkpoints(cfg.out):
+        raise CheckpointError(f"{cfg.out} already holds checkpoints; pass --resume to continue it or a new --out")
     data = load_data(cfg.data, cfg.image_size, cfg.channels, cfg.min_image_size)
     per_rank = len(data) // ctx.world_size
     if per_rank < cfg.batch_size:
@@ -89,7 +91,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
         start = int(payload["step"])
         rng = payload.get("rng") or []
         if len(rng) == ctx.world_size:
-            torch.set_rng_state(rng[ctx.rank])
+            _set_rng_state(rng[ctx.rank], ctx.device)
         else:
             torch.manual_seed(cfg.seed + 7919 * (ctx.rank + 1) + start)
     else:
@@ -104,7 +106,10 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
         _truncate_metrics(metrics_path, start)
     ctx.barrier()
 
+    # Small data sets live on the training device, so a step does not copy its batch there.
     images = torch.from_numpy(data.images)
+    if ctx.device.type != "cpu" and data.images.nbytes <= cfg.device_data_max_bytes:
+        images = images.to(ctx.device)
     sampler = DistributedSampler(
         range(len(data)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True
     )
@@ -128,7 +133,8 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
             batch = images[indices[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]].to(ctx.device)
             t0 = time.perf_counter()
             metrics = family.train_step(batch, step)
-            window.append(time.perf_counter() - t0)
+            if metrics_file is not None:
+                window.append(time.perf_counter() - t0)
             done = step + 1
             final = done == cfg.steps
             if metrics_file is not None and (done % cfg.log_every == 0 or final):
@@ -145,7 +151,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
             if ctx.is_main and (done % cfg.sample_every == 0 or final):
                 _save_grids(out, family, fixed, fixed_batch, done)
             if done % cfg.checkpoint_every == 0 or final:
-                rng = ctx.gather(torch.get_rng_state())  # collective: every rank takes part
+                rng = ctx.gather(_rng_state(ctx.device))  # collective: every rank takes part
                 if ctx.is_main:
                     last_ckpt = save_checkpoint(out, done, _payload(cfg, data, family, rng), cfg.keep_checkpoints)
                 ctx.barrier()
@@ -158,6 +164,22 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
         _write_run_info(out, cfg, data, family, ctx, cfg.steps, finished=True)
     samples = out / "samples" / "latest.png"
     return TrainResult(out, cfg.steps, last_ckpt, metrics_path, samples if samples.exists() else None)
+
+
+def _rng_state(device: torch.device) -> torch.Tensor | list[torch.Tensor]:
+    """This rank's generator state: the CPU's, plus the device's when training on CUDA."""
+    if device.type == "cuda":
+        return [torch.get_rng_state(), torch.cuda.get_rng_state(device)]
+    return torch.get_rng_state()
+
+
+def _set_rng_state(state: torch.Tensor | list[torch.Tensor], device: torch.device) -> None:
+    if isinstance(state, list):
+        torch.set_rng_state(state[0])
+        if device.type == "cuda" and len(state) > 1:
+            torch.cuda.set_rng_state(state[1], device)
+    else:
+        torch.set_rng_state(state)
 
 
 def _resume_payload(cfg: TrainConfig) -> dict[str, Any]:
