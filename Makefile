@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 EXTRAS ?= train,serve,datasets,dev
 
-.PHONY: setup system-deps demo test proto bench-serving bench-train clean
+.PHONY: setup system-deps demo test soak proto bench-serving bench-train clean
 
 # Python environment with every extra (torch pinned by constraints.txt).
 setup: $(VENV)/.installed
@@ -33,6 +33,11 @@ demo: setup
 # The whole test suite.
 test: setup system-deps
 	$(BIN)/python -m pytest -q
+
+# The service's soak test at full length: 60 s of mixed load with Redis outages and model
+# versions appearing and disappearing (the regular suite runs it for 8 s); prints its figures.
+soak: setup system-deps
+	LATENTFORGE_SOAK_S=60 $(BIN)/python -m pytest -q -s tests/test_service_soak.py
 
 # Regenerate the gRPC code from proto/ (a test checks it is up to date).
 proto: setup

@@ -10,8 +10,13 @@ encoding) on its own rows - and one callback hands every request its result.
 
 Everything on the event loop is constant work per request (a deque append, a check); there is no
 task or timer per request. Requests larger than a batch are split. A request whose deadline
-passes while it is queued is answered DEADLINE_EXCEEDED without running; a cancelled one is
-dropped. A full queue answers RESOURCE_EXHAUSTED at once.
+passes while it is queued is answered DEADLINE_EXCEEDED without running; a cancelled one (the
+client went away) is dropped, also when its batch was already waiting for a worker thread. A full
+queue answers RESOURCE_EXHAUSTED at once.
+
+Queues belong to model objects, not names: when a version is swapped (a new folder, or the same
+version re-exported), requests that resolved the old object drain on it while new ones queue on
+the new one; the queue of a version the repository unloaded (``retired``) is dropped once empty.
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ class BatchingRunner(InferenceRunner):
         self.max_queue_size = max_queue_size
         self.max_concurrent = max(1, max_concurrent)
         self._free = self.max_concurrent
-        self._queues: dict[tuple[str, int, str], _ModelQueue] = {}
+        self._queues: dict[tuple[int, str], _ModelQueue] = {}  # (id(model), graph); the queue holds the model
         self._scheduled = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -157,13 +162,19 @@ class BatchingRunner(InferenceRunner):
             raise
 
     def _queue(self, model: OnnxModel, graph: str) -> _ModelQueue:
-        key = (model.name, model.version, graph)
+        key = (id(model), graph)
         q = self._queues.get(key)
-        if q is None or q.model is not model:  # a reloaded version gets a fresh queue
-            if q is not None:
-                self._fail(q, Unavailable(f"model {model.name} v{model.version} was reloaded; retry"))
+        if q is None:
             q = self._queues[key] = _ModelQueue(model, graph, self.metrics)
         return q
+
+    def _drop_if_retired(self, q: _ModelQueue) -> None:
+        """Forget the queue of an unloaded version once nothing waits or runs on it."""
+        if q.model.retired and not q.items and not q.running:
+            if q.timer is not None:
+                q.timer.cancel()
+                q.timer = None
+            self._queues.pop((id(q.model), q.graph), None)
 
     # ---- batch formation (event loop) ---------------------------------------------------------
 
@@ -189,8 +200,9 @@ class BatchingRunner(InferenceRunner):
         """The queue whose oldest request is oldest among those allowed to start now."""
         best: _ModelQueue | None = None
         now = time.perf_counter()
-        for q in self._queues.values():
+        for q in list(self._queues.values()):
             if not q.items:
+                self._drop_if_retired(q)
                 continue
             head = q.items[0]
             if q.running and self.max_queue_delay_s > 0:
@@ -234,6 +246,8 @@ class BatchingRunner(InferenceRunner):
         results: list[tuple[bool, Any]] = [(False, None)] * len(batch)
         live = []
         for k, p in enumerate(batch):
+            if p.future.done():  # cancelled (client gone) while the batch waited; a plain read of its state
+                continue
             if p.deadline is not None and now >= p.deadline:
                 q.expired.inc()
                 results[k] = (False, expired(q.model))
@@ -267,6 +281,7 @@ class BatchingRunner(InferenceRunner):
                   exc: BaseException | None) -> None:
         self._free += 1
         q.running -= 1
+        self._drop_if_retired(q)
         for k, p in enumerate(batch):
             if p.future.done():
                 continue

@@ -28,6 +28,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
+from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 import numpy as np
 
@@ -278,12 +279,26 @@ class MemorySampleCache(SampleCache):
 
 
 class RedisSampleCache(SampleCache):
-    """Redis-backed cache; one hash per sample, TTL set in the same transaction."""
+    """Redis-backed cache; one hash per sample, TTL set in the same transaction.
+
+    Any redis-py URL works: ``redis://[user:password@]host:port/db`` (ACL user or plain
+    ``requirepass``), ``rediss://`` for TLS (CA, client certificate and key from ``tls_*`` or
+    from the URL's ``ssl_ca_certs=``/``ssl_certfile=``/``ssl_keyfile=`` query), ``unix://``.
+    Keys start with ``<namespace>:v1:``, so deployments with different namespaces share a Redis
+    without seeing each other's ids. The password never reaches a log line (``redact_url``).
+
+    An outage is logged once when it starts (``cache_unavailable``), every ``_REMIND_S`` while
+    it lasts, and once when Redis answers again (``cache_recovered``); every failed operation is
+    counted in ``latentforge_cache_errors_total``. No reconnect loop is needed: each operation
+    takes a pooled connection or opens a new one.
+    """
 
     backend = "redis"
+    _REMIND_S = 30.0
 
     def __init__(self, metrics: Metrics, ttl_s: int, url: str, namespace: str = "lf", timeout_s: float = 0.25,
-                 render_ttl_s: int = 3600) -> None:
+                 render_ttl_s: int = 3600, *, tls_ca: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None) -> None:
         super().__init__(metrics, ttl_s)
         self.render_ttl_s = int(render_ttl_s)
         self.render_prefix = f"{namespace}:{KEY_VERSION}:render:"
@@ -292,8 +307,16 @@ class RedisSampleCache(SampleCache):
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        self.url = url
+        self.url = redact_url(url)  # for logs and messages; the real URL is not kept
+        self.namespace = namespace
         self.prefix = f"{namespace}:{KEY_VERSION}:sample:"
+        parts = urlsplit(url)
+        self._secrets = tuple(unquote(v) for v in (parts.password, *_query_secrets(parts.query)) if v)
+        tls: dict[str, Any] = {k: str(v) for k, v in (("ssl_ca_certs", tls_ca), ("ssl_certfile", tls_cert),
+                                                       ("ssl_keyfile", tls_key)) if v}
+        if tls and parts.scheme != "rediss":
+            raise ValueError(f"Redis TLS files are set but the URL {self.url} is not rediss://")
+        self.tls = parts.scheme == "rediss"
         # No retries: an unreachable Redis must cost a Generate at most one timeout.
         self._client = redis_asyncio.Redis.from_url(
             url,
@@ -301,16 +324,48 @@ class RedisSampleCache(SampleCache):
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
+            **tls,
         )
         self._redis_errors: tuple[type[BaseException], ...] = (
             redis.exceptions.RedisError,
             OSError,
             TimeoutError,
         )
+        self._down_since: float | None = None  # monotonic time of the first failure of an outage
+        self._down_errors = 0
+        self._reminded = 0.0
 
     def key(self, sample_id: str) -> str:
         """The Redis key of a sample id."""
         return self.prefix + sample_id
+
+    def _unavailable(self, operation: str, exc: BaseException) -> CacheUnavailable:
+        """Log the outage (once, then reminders), return the exception to raise."""
+        text = self._describe(exc)
+        now = time.monotonic()
+        self._down_errors += 1
+        if self._down_since is None:
+            self._down_since = self._reminded = now
+            event(log, "cache_unavailable", level=30, backend=self.backend, url=self.url, operation=operation,
+                  error=text)
+        elif now - self._reminded >= self._REMIND_S:
+            self._reminded = now
+            event(log, "cache_still_unavailable", level=30, backend=self.backend, url=self.url,
+                  seconds=round(now - self._down_since, 1), errors=self._down_errors, error=text)
+        return CacheUnavailable(text)
+
+    def _answered(self) -> None:
+        if self._down_since is not None:
+            event(log, "cache_recovered", backend=self.backend, url=self.url,
+                  seconds=round(time.monotonic() - self._down_since, 3), errors=self._down_errors)
+            self._down_since = None
+            self._down_errors = 0
+
+    def _describe(self, exc: BaseException) -> str:
+        text = _describe(exc)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     async def _put_many(self, records: list[SampleRecord]) -> None:
         try:
@@ -324,15 +379,15 @@ class RedisSampleCache(SampleCache):
                     pipe.expire(key, self.ttl_s)
                 await pipe.execute()
         except self._redis_errors as exc:
-            event(log, "cache_error", level=30, backend=self.backend, operation="put", error=_describe(exc))
-            raise CacheUnavailable(_describe(exc)) from None
+            raise self._unavailable("put", exc) from None
+        self._answered()
 
     async def _get(self, sample_id: str) -> SampleRecord | None:
         try:
             data = await self._client.hgetall(self.key(sample_id))
         except self._redis_errors as exc:
-            event(log, "cache_error", level=30, backend=self.backend, operation="get", error=_describe(exc))
-            raise CacheUnavailable(_describe(exc)) from None
+            raise self._unavailable("get", exc) from None
+        self._answered()
         if not data or b"latent" not in data or b"meta" not in data:
             return None
         try:
@@ -343,10 +398,11 @@ class RedisSampleCache(SampleCache):
 
     async def _get_rendered(self, keys: list[str]) -> list[bytes | None]:
         try:
-            return list(await self._client.mget([self.render_prefix + k for k in keys]))
+            values = list(await self._client.mget([self.render_prefix + k for k in keys]))
         except self._redis_errors as exc:
-            event(log, "cache_error", level=30, backend=self.backend, operation="get_rendered", error=_describe(exc))
-            raise CacheUnavailable(_describe(exc)) from None
+            raise self._unavailable("get_rendered", exc) from None
+        self._answered()
+        return values
 
     async def _put_rendered(self, items: dict[str, bytes]) -> None:
         try:
@@ -355,8 +411,8 @@ class RedisSampleCache(SampleCache):
                     pipe.set(self.render_prefix + key, value, ex=self.render_ttl_s)
                 await pipe.execute()
         except self._redis_errors as exc:
-            event(log, "cache_error", level=30, backend=self.backend, operation="put_rendered", error=_describe(exc))
-            raise CacheUnavailable(_describe(exc)) from None
+            raise self._unavailable("put_rendered", exc) from None
+        self._answered()
 
     async def ping(self) -> bool:
         try:
@@ -373,9 +429,39 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
+_SECRET_QUERY_KEYS = ("password", "ssl_password")
+
+
+def _query_secrets(query: str) -> list[str]:
+    return [v for k, values in parse_qs(query).items() if k in _SECRET_QUERY_KEYS for v in values]
+
+
+def redact_url(url: str) -> str:
+    """A Redis URL fit for a log line: its password (in the authority or the query) as ``***``."""
+    parts = urlsplit(url)
+    out = url
+    if parts.password is not None:
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        out = out.replace(parts.netloc, f"{userinfo.partition(':')[0]}:***@{hostport}", 1)
+    if parts.query and _query_secrets(parts.query):
+        query = "&".join(f"{k}=***" if k in _SECRET_QUERY_KEYS else f"{k}={v}"
+                         for k, v in parse_qsl(parts.query, keep_blank_values=True))
+        head, _, _ = out.partition("?")
+        out = f"{head}?{query}" + (f"#{parts.fragment}" if parts.fragment else "")
+    return out
+
+
 def make_cache(metrics: Metrics, *, redis_url: str | None, ttl_s: int, max_bytes: int, namespace: str, timeout_s: float,
-               render_ttl_s: int = 3600, render_max_bytes: int = 0) -> SampleCache:
-    """Redis when a URL is given, else the in-process LRU."""
+               render_ttl_s: int = 3600, render_max_bytes: int = 0, redis_tls_ca: str | None = None,
+               redis_tls_cert: str | None = None, redis_tls_key: str | None = None) -> SampleCache:
+    """Redis when a URL is given, else the in-process LRU. Logs which, without secrets."""
+    cache: SampleCache
     if redis_url:
-        return RedisSampleCache(metrics, ttl_s, redis_url, namespace, timeout_s, render_ttl_s)
-    return MemorySampleCache(metrics, ttl_s, max_bytes, render_ttl_s, render_max_bytes)
+        cache = RedisSampleCache(metrics, ttl_s, redis_url, namespace, timeout_s, render_ttl_s,
+                                 tls_ca=redis_tls_ca, tls_cert=redis_tls_cert, tls_key=redis_tls_key)
+        event(log, "cache_configured", backend=cache.backend, url=cache.url, tls=cache.tls, namespace=namespace,
+              ttl_s=ttl_s, timeout_s=timeout_s)
+    else:
+        cache = MemorySampleCache(metrics, ttl_s, max_bytes, render_ttl_s, render_max_bytes)
+        event(log, "cache_configured", backend=cache.backend, max_bytes=max_bytes, ttl_s=ttl_s)
+    return cache

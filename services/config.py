@@ -78,6 +78,7 @@ class ServeConfig:
     render_cache_max_bytes: int = 64 * 1024 * 1024  # in-process rendered-output cache memory bound
     access_log: bool = True  # one log line per RPC (at INFO); off saves CPU at high request rates
     reload_interval_s: float = 30.0  # how often to look for new model versions; 0: never
+    drain_grace_s: float = 5.0  # on SIGTERM: NOT_SERVING, refuse new calls, let calls in flight finish this long
     log_level: str = "INFO"
     log_json: bool = True  # one JSON object per line; False: plain text
 
@@ -104,6 +105,7 @@ class ServeConfig:
             (self.max_queue_size >= 1, "max_queue_size must be >= 1"),
             (self.stream_chunk >= 1, "stream_chunk must be >= 1"),
             (self.reload_interval_s >= 0, "reload_interval_s must be >= 0"),
+            (self.drain_grace_s >= 0, "drain_grace_s must be >= 0"),
             (self.redis_timeout_s > 0, "redis_timeout_s must be > 0"),
             (bool(self.cache_namespace) and ":" not in self.cache_namespace, "cache_namespace must be non-empty without ':'"),
         ]

@@ -4,7 +4,14 @@ Reads ``<root>/<name>/<version>/`` folders written by the exporter (see
 ``latentforge.manifest``). Every complete version is loaded after its sha256 check and a
 warm-up run; a version that fails is logged, counted and skipped. ``refresh()`` runs again
 while serving to pick up new versions; the table of loaded versions is swapped whole, so a
-request in flight keeps the model object it resolved.
+request in flight keeps the model object it resolved, and a version whose folder vanished is
+unloaded (marked ``retired``) without failing the requests that already hold it.
+
+A version is refused (logged, counted in ``latentforge_model_load_failures_total``) when its
+folder, its model folder or its manifest is a symbolic link or resolves outside the repository,
+when a listed file is a link, missing or fails sha256, when ONNX Runtime cannot load it, or when
+a graph keeps tensor data in external files (not covered by the manifest's sha256; the exporter
+never writes them).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from latentforge.manifest import NAME_PATTERN, Manifest, ManifestError, list_versions, verify_files
+from latentforge.manifest import MANIFEST_NAME, NAME_PATTERN, Manifest, ManifestError, list_versions, verify_files
 from services.errors import NotFound, Unavailable
 from services.inference import OnnxModel, OrtSettings, log_loaded
 from services.logging_setup import event, get_logger
@@ -60,23 +67,27 @@ class ModelRepository:
             for name in list(current):
                 for version in list(current[name]):
                     if (name, version) not in seen:
-                        del current[name][version]
+                        # Requests that resolved it keep their reference and finish on it.
+                        current[name].pop(version).retired = True
                         self.metrics.model_info.remove(name, str(version))
                         event(log, "model_unloaded", model=name, version=version)
                 if not current[name]:
                     del current[name]
+            self._failed &= seen  # a refused version whose folder went away is tried again if it returns
             self._models = current
             self.metrics.models_loaded.set(sum(len(v) for v in current.values()))
             return added
 
     def _load(self, version_dir: Path, name: str, version: int) -> OnnxModel | None:
         try:
+            self._check_inside(version_dir)
             manifest = Manifest.read(version_dir)
             if manifest.name != name or manifest.version != version:
                 raise ManifestError(
                     f"manifest says {manifest.name} v{manifest.version} but sits in {name}/{version}"
                 )
             verify_files(version_dir, manifest)  # every file, variants included
+            _refuse_external_data(version_dir, manifest)
             model = OnnxModel(manifest, version_dir, self.settings)
             model.warm_up()
         except Exception as exc:  # a broken version must not stop the others from serving
@@ -90,6 +101,15 @@ class ModelRepository:
         )
         log_loaded(model)
         return model
+
+    def _check_inside(self, version_dir: Path) -> None:
+        """Refuse a version reached through a symbolic link or lying outside the repository."""
+        for path in (version_dir.parent, version_dir, version_dir / MANIFEST_NAME):
+            if path.is_symlink():
+                raise ManifestError(f"{path.relative_to(self.root)} is a symbolic link; a model repository "
+                                    "holds real folders and files only")
+        if not version_dir.resolve().is_relative_to(self.root.resolve()):
+            raise ManifestError(f"{version_dir} resolves outside the model repository {self.root}")
 
     def all(self) -> list[OnnxModel]:
         """Every loaded version, by name then version."""
@@ -122,3 +142,89 @@ class ModelRepository:
         if model is None:
             raise NotFound(f"model {name!r} has no version {version}; loaded versions: {sorted(versions)}")
         return model
+
+
+# Where an ONNX ModelProto can hold a TensorProto (field numbers of onnx/onnx-ml.proto), by the
+# message that holds them: just enough of the schema to find every tensor, without the onnx
+# package (the serving install does not carry it).
+_MODEL, _TRAINING, _GRAPH, _NODE, _ATTRIBUTE, _SPARSE, _FUNCTION, _TENSOR = range(8)
+_CHILDREN = {
+    _MODEL: {7: _GRAPH, 20: _TRAINING, 25: _FUNCTION},  # graph, training_info, functions
+    _TRAINING: {1: _GRAPH, 2: _GRAPH},  # initialization, algorithm
+    _GRAPH: {1: _NODE, 5: _TENSOR, 15: _SPARSE},  # node, initializer, sparse_initializer
+    _NODE: {5: _ATTRIBUTE},  # attribute
+    _ATTRIBUTE: {5: _TENSOR, 6: _GRAPH, 10: _TENSOR, 11: _GRAPH, 22: _SPARSE, 23: _SPARSE},
+    _SPARSE: {1: _TENSOR, 2: _TENSOR},  # values, indices
+    _FUNCTION: {7: _NODE, 11: _ATTRIBUTE},  # node, attribute_proto
+    _TENSOR: {},
+}
+_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION, _EXTERNAL = 13, 14, 1
+_MAX_NESTING = 64
+
+
+def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise ValueError("truncated or malformed protobuf varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def uses_external_data(data: bytes) -> bool:
+    """Whether a serialized ONNX model keeps any tensor's data in another file
+    (``TensorProto.data_location = EXTERNAL`` or ``external_data`` entries), subgraphs and
+    functions included. Raises ValueError when the bytes are not a well-formed protobuf."""
+    stack = [(0, len(data), _MODEL, 0)]
+    while stack:
+        pos, end, kind, depth = stack.pop()
+        if depth > _MAX_NESTING:
+            raise ValueError(f"ONNX graphs nested deeper than {_MAX_NESTING} levels")
+        children = _CHILDREN[kind]
+        while pos < end:
+            key, pos = _varint(data, pos, end)
+            field_number, wire = key >> 3, key & 7
+            if wire == 0:
+                value, pos = _varint(data, pos, end)
+                if kind == _TENSOR and field_number == _TENSOR_DATA_LOCATION and value == _EXTERNAL:
+                    return True
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            elif wire == 2:
+                size, pos = _varint(data, pos, end)
+                if pos + size > end:
+                    raise ValueError("truncated protobuf field")
+                if kind == _TENSOR and field_number == _TENSOR_EXTERNAL_DATA:
+                    return True
+                child = children.get(field_number)
+                if child is not None:
+                    stack.append((pos, pos + size, child, depth + 1))
+                pos += size
+            else:
+                raise ValueError(f"unexpected protobuf wire type {wire}")
+            if pos > end:
+                raise ValueError("truncated protobuf field")
+    return False
+
+
+def _refuse_external_data(version_dir: Path, manifest: Manifest) -> None:
+    """Refuse graphs whose tensors live in other files: those files escape the sha256 check, and
+    their paths could point outside the folder (recent ONNX Runtime refuses that itself; the
+    loader does not rely on it)."""
+    graph_files = set(manifest.graphs.values())
+    for roles in manifest.variants.values():
+        graph_files.update(roles.values())
+    for fname in sorted(graph_files):
+        try:
+            external = uses_external_data((version_dir / fname).read_bytes())
+        except ValueError as exc:
+            raise ManifestError(f"{fname} in {version_dir} is not a valid ONNX file: {exc}") from None
+        if external:
+            raise ManifestError(f"{fname} in {version_dir} keeps tensor data in external files, which the "
+                                "loader refuses; export the graph with its weights inside the .onnx file")

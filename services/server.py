@@ -1,8 +1,10 @@
 """The gRPC server process: wiring of repository, runner, cache, metrics, health, reflection.
 
 ``GenerationServer`` is one server instance (its own metrics registry, so several can run in
-one process). ``serve()`` runs one until SIGINT/SIGTERM; ``ServerThread`` runs one on a
-background event loop for tests and benchmarks.
+one process). ``serve()`` runs one until SIGINT/SIGTERM, then drains it (what a Kubernetes
+rolling update needs): health NOT_SERVING, new calls refused with UNAVAILABLE, calls in flight
+finish within ``drain_grace_s``, exit status 0. ``ServerThread`` runs one on a background event
+loop for tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import os
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,6 +38,7 @@ log = get_logger("server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GenerationService"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_WRITE_OUT_S = 0.5  # after the drain, how long answers already made may take to leave
 
 
 def _lower_priority(increment: int) -> None:
@@ -69,6 +73,10 @@ class GenerationServer:
         self.ort_settings = OrtSettings.from_config(config)
         self.providers = list(self.ort_settings.providers)
         self.repository = ModelRepository(config.models, self.metrics, self.ort_settings)
+        # Versions are verified, loaded and warmed up on a thread of their own, so that a new
+        # version never takes an inference worker from requests being served.
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lf-loader",
+                                          initializer=_lower_priority, initargs=(config.worker_nice,))
         self.cache: SampleCache = make_cache(
             self.metrics, redis_url=config.redis_url, ttl_s=config.cache_ttl_s,
             max_bytes=config.cache_max_bytes, namespace=config.cache_namespace, timeout_s=config.redis_timeout_s,
@@ -130,7 +138,7 @@ class GenerationServer:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                await loop.run_in_executor(self.executor, self.repository.refresh)
+                await loop.run_in_executor(self._loader, self.repository.refresh)
             except Exception as exc:  # keep serving what is loaded
                 event(log, "model_refresh_failed", level=40, error=f"{type(exc).__name__}: {exc}")
             ready = len(self.repository) > 0
@@ -143,19 +151,32 @@ class GenerationServer:
                 return
             await asyncio.sleep(self.config.reload_interval_s)
 
-    async def stop(self, grace_s: float = 2.0) -> None:
-        """Refuse new calls, finish running ones within grace_s, release everything."""
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain, then release everything: health NOT_SERVING, new calls refused (UNAVAILABLE,
+        retry on another replica), calls in flight finish within ``grace_s`` (default
+        ``config.drain_grace_s``); calls still running after it are cancelled."""
+        grace = self.config.drain_grace_s if grace_s is None else grace_s
+        started = time.monotonic()
         await self.health.enter_graceful_shutdown()
+        self.servicer.start_draining()
         for task in self._tasks:
             task.cancel()
+        in_flight = self.servicer.in_flight
+        event(log, "server_draining", in_flight=in_flight, grace_s=grace)
+        drained = await self.servicer.wait_idle(grace)
+        event(log, "server_drained", in_flight=in_flight, left=self.servicer.in_flight, drained=drained,
+              seconds=round(time.monotonic() - started, 3))
         if self._server is not None:
-            await self._server.stop(grace_s)
+            # The last answers may still be on their way out: a moment for them, then whatever
+            # outlived the grace period is cancelled.
+            await self._server.stop(_WRITE_OUT_S)
         await self.runner.close()
         await self.cache.close()
         if self._metrics_httpd is not None:
             self._metrics_httpd.shutdown()
             self._metrics_httpd.server_close()
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self._loader.shutdown(wait=True, cancel_futures=True)
         event(log, "server_stopped", port=self.port)
 
     async def wait_for_termination(self) -> None:

@@ -38,6 +38,7 @@ log = get_logger("servicer")
 
 REQUEST_ID_HEADER = "x-request-id"
 SAMPLES_STORED_HEADER = "x-samples-stored"
+DRAINING_MESSAGE = "the server is shutting down; retry on another replica"
 MAX_STRENGTH = 10.0
 _current_call: contextvars.ContextVar["_Call | None"] = contextvars.ContextVar("current_call", default=None)
 
@@ -112,6 +113,7 @@ class _Call:
         self._tokens = (request_id_var.set(self.request_id), _current_call.set(self))
         self.start = time.perf_counter()
         self.servicer._inflight(self.method).inc()
+        self.servicer._active += 1
         return self
 
     def fail(self, exc: BaseException) -> None:
@@ -129,6 +131,9 @@ class _Call:
         seconds = time.perf_counter() - self.start
         servicer = self.servicer
         servicer._inflight(self.method).dec()
+        servicer._active -= 1
+        if servicer._active == 0 and servicer._idle is not None:
+            servicer._idle.set()
         code = self.code.name
         requests, duration = servicer._outcome(self.method, code)
         requests.inc()
@@ -153,6 +158,8 @@ def _unary(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any
     async def wrapper(self: "GenerationServicer", request: Any, context: grpc.aio.ServicerContext) -> Any:
         with _Call(self, name, context) as call:
             try:
+                if self.draining:
+                    raise Unavailable(DRAINING_MESSAGE)
                 response = await method(self, request, context)
                 context.set_trailing_metadata(call.trailers)
                 return response
@@ -172,6 +179,8 @@ def _stream(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIte
     async def wrapper(self: "GenerationServicer", request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         with _Call(self, name, context) as call:
             try:
+                if self.draining:
+                    raise Unavailable(DRAINING_MESSAGE)
                 async for item in method(self, request, context):
                     yield item
                 context.set_trailing_metadata(call.trailers)
@@ -200,6 +209,31 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         self._inflight_children: dict[str, Any] = {}
         self._outcome_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._sample_children: dict[tuple[str, int, str], Any] = {}
+        # Shutdown: once draining, new calls are refused with UNAVAILABLE while those in flight
+        # (counted in _active) finish; _idle is set when the last one does.
+        self.draining = False
+        self._active = 0
+        self._idle: asyncio.Event | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """RPCs being served now."""
+        return self._active
+
+    def start_draining(self) -> None:
+        """Refuse new calls (UNAVAILABLE, retry elsewhere); calls in flight go on."""
+        self.draining = True
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no RPC is in flight (True) or ``timeout_s`` has passed (False)."""
+        if self._active == 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._idle.wait(), max(0.0, timeout_s))
+            return True
+        except asyncio.TimeoutError:
+            return self._active == 0
 
     def _inflight(self, method: str) -> Any:
         child = self._inflight_children.get(method)

@@ -276,8 +276,11 @@ def test_service_links_cannot_break_the_server_settings(rendered):
 
 
 def test_termination_grace_covers_the_server_drain(rendered):
-    drain_s = inspect.signature(GenerationServer.stop).parameters["grace_s"].default
+    # `latentforge serve` drains for drain_grace_s of the config it runs with (GenerationServer.stop
+    # with no grace given), so the grace period is checked against what the ConfigMap produces.
+    assert inspect.signature(GenerationServer.stop).parameters["grace_s"].default is None
     for target in ("overlays/cpu", "overlays/gpu"):
+        drain_s = server_config(rendered[target]).drain_grace_s
         pod = one(rendered[target], "Deployment", "latentforge")["spec"]["template"]["spec"]
         pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
         assert pre_stop[0] == "sleep"
