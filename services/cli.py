@@ -25,7 +25,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--port", type=int, help="gRPC port (default 50051)")
     p.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (default 9090)")
     p.add_argument("--metrics-host", help="/metrics bind address (default 127.0.0.1)")
-    p.add_argument("--redis-url", help="Redis URL for the shared sample cache (default: in-process cache)")
+    p.add_argument("--redis-url", help="Redis URL for the shared sample cache (default: in-process cache); "
+                                       "rediss://user:password@host:6380/0 for TLS and ACL users")
+    p.add_argument("--redis-tls-ca", type=Path, help="PEM CA that signed the Redis server's certificate")
+    p.add_argument("--redis-tls-cert", type=Path, help="PEM client certificate for Redis (with --redis-tls-key)")
+    p.add_argument("--redis-tls-key", type=Path, help="PEM key of --redis-tls-cert")
     p.add_argument("--max-count", type=int, help="max samples per request (default 64)")
     p.add_argument("--workers", type=int, help="inference threads (default 2)")
     p.add_argument("--provider", dest="providers", action="append",
@@ -124,7 +128,8 @@ def _serve(args: argparse.Namespace) -> int:
         "max_queue_delay_ms": args.max_queue_delay_ms, "max_queue_size": args.max_queue_size,
         "intra_op_threads": args.intra_op_threads, "precision": args.precision, "access_log": args.access_log,
         "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_client_ca": args.tls_client_ca,
-        "auth_tokens_file": args.auth_tokens_file,
+        "auth_tokens_file": args.auth_tokens_file, "redis_tls_ca": args.redis_tls_ca,
+        "redis_tls_cert": args.redis_tls_cert, "redis_tls_key": args.redis_tls_key,
     }
     try:
         config = load_config(args.config, overrides=overrides)

@@ -45,6 +45,11 @@ class ServeConfig:
     cache_ttl_s: int = 86_400  # how long a sample id stays resolvable
     cache_max_bytes: int = 64 * 1024 * 1024  # in-process cache memory bound
     redis_timeout_s: float = 0.25  # per Redis command; a slow Redis must not stall Generate
+    # Redis over TLS (with a rediss:// URL): CA to trust, and a client certificate + key when
+    # the Redis requires one. Password / ACL user go in the URL: rediss://user:password@host:6380/0
+    redis_tls_ca: Path | None = None
+    redis_tls_cert: Path | None = None
+    redis_tls_key: Path | None = None
     # Transport security (all paths to PEM files): TLS with tls_cert + tls_key; mutual TLS when
     # tls_client_ca is set too (clients must present a certificate that CA signed).
     tls_cert: Path | None = None

@@ -80,7 +80,9 @@ class GenerationServer:
         self.cache: SampleCache = make_cache(
             self.metrics, redis_url=config.redis_url, ttl_s=config.cache_ttl_s,
             max_bytes=config.cache_max_bytes, namespace=config.cache_namespace, timeout_s=config.redis_timeout_s,
-            render_ttl_s=config.render_cache_ttl_s, render_max_bytes=config.render_cache_max_bytes)
+            render_ttl_s=config.render_cache_ttl_s, render_max_bytes=config.render_cache_max_bytes,
+            redis_tls_ca=_path_str(config.redis_tls_ca), redis_tls_cert=_path_str(config.redis_tls_cert),
+            redis_tls_key=_path_str(config.redis_tls_key))
         self.runner = make_runner(config, self.executor, self.metrics)
         self.health = health.aio.HealthServicer()
         self.servicer = GenerationServicer(config, self.repository, self.runner, self.cache, self.metrics, self.executor)
@@ -125,7 +127,8 @@ class GenerationServer:
                 self.config.metrics_port, addr=self.config.metrics_host, registry=self.metrics.registry)
             self.metrics_port = self._metrics_httpd.server_port
         event(log, "server_started", port=self.port, host=self.config.host, metrics_port=self.metrics_port,
-              providers=self.providers, cache=self.cache.backend, models=str(self.config.models),
+              providers=self.providers, cache=self.cache.backend, cache_url=getattr(self.cache, "url", None),
+              models=str(self.config.models),
               tls="mutual" if self.config.tls_client_ca else ("on" if self.config.tls_cert else "off"),
               auth_tokens=len(tokens),
               batching=self.config.batching, workers=self.config.workers,
@@ -261,3 +264,7 @@ def loopback_config(**overrides: Any) -> ServeConfig:
     base = dict(host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0, reload_interval_s=0.0)
     base.update(overrides)
     return dataclasses.replace(ServeConfig(), **base).validate()
+
+
+def _path_str(path: Any) -> str | None:
+    return None if path is None else str(path)
