@@ -32,7 +32,7 @@ import numpy as np
 
 from services.errors import ResourceExhausted, Unavailable
 from services.inference import Finish, InferenceRunner, OnnxModel, expired
-from services.metrics import Metrics
+from services.metrics import Metrics, version_child
 
 
 @dataclass(eq=False)
@@ -56,10 +56,11 @@ class _ModelQueue:
         self.running = 0  # batches of this queue on worker threads now
         self.timer: asyncio.TimerHandle | None = None
         labels = (model.name, str(model.version))
-        self.depth = metrics.queue_depth.labels(*labels)
-        self.wait = metrics.queue_wait.labels(*labels)
-        self.rejected = metrics.queue_rejected.labels(*labels)
-        self.expired = metrics.queue_expired.labels(*labels)
+        # A queue made for a version already unloaded must not export its removed series again.
+        self.depth = version_child(model, metrics.queue_depth, *labels)
+        self.wait = version_child(model, metrics.queue_wait, *labels)
+        self.rejected = version_child(model, metrics.queue_rejected, *labels)
+        self.expired = version_child(model, metrics.queue_expired, *labels)
 
     def take(self, limit: int, now: float) -> list[_Pending]:
         """Pop the next batch (up to ``limit`` rows), answering expired requests on the way."""
@@ -156,7 +157,9 @@ class BatchingRunner(InferenceRunner):
             if len(futures) == 1:
                 return [await futures[0]]
             return list(await asyncio.gather(*futures))
-        except asyncio.CancelledError:
+        except BaseException:
+            # Cancelled, or one chunk failed (expired, ORT error): the request is answered, so
+            # its other chunks must not run.
             for fut in futures:
                 fut.cancel()
             raise

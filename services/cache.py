@@ -113,6 +113,15 @@ class SampleCache(abc.ABC):
     def __init__(self, metrics: Metrics, ttl_s: int) -> None:
         self.metrics = metrics
         self.ttl_s = int(ttl_s)
+        self._children: dict[tuple[str, ...], Any] = {}  # labelled metric children, looked up once
+
+    def _counter(self, kind: str, *extra: str) -> Any:
+        """This backend's child of the ``kind`` counter (cache_hits, cache_errors, ...)."""
+        key = (kind, *extra)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = getattr(self.metrics, kind).labels(self.backend, *extra)
+        return child
 
     async def put_many(self, records: Iterable[SampleRecord]) -> None:
         """Store records (TTL applied); raises CacheUnavailable."""
@@ -132,11 +141,11 @@ class SampleCache(abc.ABC):
         except CacheUnavailable:
             self._count_error("get")
             raise
-        (self.metrics.cache_hits if record else self.metrics.cache_misses).labels(self.backend).inc()
+        self._counter("cache_hits" if record else "cache_misses").inc()
         return record
 
     def _count_error(self, operation: str) -> None:
-        self.metrics.cache_errors.labels(self.backend, operation).inc()
+        self._counter("cache_errors", operation).inc()
 
     async def get_rendered(self, keys: list[str]) -> list[bytes | None]:
         """Cached rendered outputs of ``keys`` (None where absent); never raises."""
@@ -147,9 +156,9 @@ class SampleCache(abc.ABC):
             return [None] * len(keys)
         hits = sum(v is not None for v in values)
         if hits:
-            self.metrics.render_cache_hits.labels(self.backend).inc(hits)
+            self._counter("render_cache_hits").inc(hits)
         if hits < len(keys):
-            self.metrics.render_cache_misses.labels(self.backend).inc(len(keys) - hits)
+            self._counter("render_cache_misses").inc(len(keys) - hits)
         return values
 
     async def put_rendered(self, items: dict[str, bytes]) -> None:

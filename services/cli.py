@@ -118,6 +118,7 @@ def _connect(args: argparse.Namespace):
 def _serve(args: argparse.Namespace) -> int:
     from services.config import ConfigError, load_config
     from services.logging_setup import configure_logging
+    from services.security import SecurityConfigError
     from services.server import serve
 
     overrides = {
@@ -137,7 +138,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"latentforge serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_json)
-    return serve(config)
+    try:
+        return serve(config)
+    except (SecurityConfigError, ValueError, OSError) as exc:
+        # Unusable TLS/token files, an unknown provider, a port in use: one line, no traceback.
+        print(f"latentforge serve: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _bench(args: argparse.Namespace) -> int:

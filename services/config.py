@@ -25,6 +25,7 @@ ENV_PREFIX = "LATENTFORGE_"
 GRAPH_OPTIMIZATIONS = ("disabled", "basic", "extended", "all")
 PRECISIONS = ("fp32", "fp16")
 IO_BINDINGS = ("auto", "on", "off")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
@@ -102,6 +103,7 @@ class ServeConfig:
              f"graph_optimization must be one of {', '.join(GRAPH_OPTIMIZATIONS)}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.io_binding in IO_BINDINGS, f"io_binding must be one of {', '.join(IO_BINDINGS)}"),
+            (self.log_level.upper() in LOG_LEVELS, f"log_level must be one of {', '.join(LOG_LEVELS)}"),
             (0 <= self.png_compress_level <= 9, "png_compress_level must be 0..9"),
             (self.render_cache_ttl_s >= 1, "render_cache_ttl_s must be >= 1"),
             (self.render_cache_max_bytes >= 0, "render_cache_max_bytes must be >= 0"),

@@ -16,6 +16,7 @@ import abc
 import asyncio
 import threading
 import time
+import weakref
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,9 @@ import numpy as np
 
 from latentforge.cpus import available_cpus
 from latentforge.manifest import Manifest
-from services.errors import DeadlineExceeded, ServiceError
+from services.errors import DeadlineExceeded, ResourceExhausted, ServiceError
 from services.logging_setup import event, get_logger
-from services.metrics import Metrics
+from services.metrics import Metrics, version_child
 
 log = get_logger("inference")
 
@@ -270,6 +271,11 @@ class InferenceRunner(abc.ABC):
         self.executor = executor
         self.metrics = metrics
         self.max_batch_size = max_batch_size
+        # Labelled metric children, looked up once per model object (.labels() takes a lock and
+        # builds a key); weakly keyed, so a version unloaded and loaded again gets fresh children
+        # (the repository removes an unloaded version's series).
+        self._run_children: weakref.WeakKeyDictionary[OnnxModel, dict[str, tuple[Any, Any]]] = (
+            weakref.WeakKeyDictionary())
 
     @abc.abstractmethod
     async def decode(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None,
@@ -308,9 +314,17 @@ class InferenceRunner(abc.ABC):
         return np.concatenate(mus), np.concatenate(logvars)
 
     def _record(self, model: OnnxModel, graph: str, rows: int, seconds: float) -> None:
-        v = str(model.version)
-        self.metrics.batch_size.labels(model.name, v, graph).observe(rows)
-        self.metrics.inference_duration.labels(model.name, v, graph, model.provider).observe(seconds)
+        per_graph = self._run_children.get(model)
+        if per_graph is None:
+            per_graph = self._run_children.setdefault(model, {})
+        children = per_graph.get(graph)
+        if children is None:
+            v = str(model.version)
+            children = per_graph[graph] = (
+                version_child(model, self.metrics.batch_size, model.name, v, graph),
+                version_child(model, self.metrics.inference_duration, model.name, v, graph, model.provider))
+        children[0].observe(rows)
+        children[1].observe(seconds)
 
 
 def expired(model: OnnxModel) -> DeadlineExceeded:
@@ -320,21 +334,55 @@ def expired(model: OnnxModel) -> DeadlineExceeded:
 
 
 class DirectRunner(InferenceRunner):
-    """Each request runs on its own in a worker thread (no merging across requests)."""
+    """Each request runs on its own in a worker thread (no merging across requests).
+
+    At most ``max_queue_size`` requests per model version wait for a worker; one more is
+    answered RESOURCE_EXHAUSTED at once, as with the batcher.
+    """
+
+    def __init__(self, executor: Executor, metrics: Metrics, max_batch_size: int,
+                 max_queue_size: int = 1024) -> None:
+        super().__init__(executor, metrics, max_batch_size)
+        self.max_queue_size = max_queue_size
+        self._pending: dict[tuple[str, str], int] = {}  # (model, version) -> requests waiting for a worker
+        self._pending_lock = threading.Lock()
+        # depth, wait, rejected children per model object (see _run_children)
+        self._queue_children: weakref.WeakKeyDictionary[OnnxModel, tuple[Any, Any, Any]] = weakref.WeakKeyDictionary()
+
+    def _children(self, model: OnnxModel, labels: tuple[str, str]) -> tuple[Any, Any, Any]:
+        children = self._queue_children.get(model)
+        if children is None:
+            m = self.metrics
+            children = self._queue_children[model] = tuple(
+                version_child(model, metric, *labels) for metric in (m.queue_depth, m.queue_wait, m.queue_rejected))
+        return children
 
     async def _submit(self, model: OnnxModel, deadline: float | None, fn: Callable[..., Any], *args: Any) -> Any:
         labels = (model.name, str(model.version))
-        depth = self.metrics.queue_depth.labels(*labels)
+        depth, wait, rejected = self._children(model, labels)
         loop = asyncio.get_running_loop()
         queued_at = time.perf_counter()
         state = {"left_queue": False, "cancelled": False}
-        lock = threading.Lock()
+        pending = self._pending
+
+        with self._pending_lock:
+            if pending.get(labels, 0) >= self.max_queue_size:
+                rejected.inc()
+                raise ResourceExhausted(
+                    f"the queue of model {model.name} v{model.version} is full "
+                    f"({self.max_queue_size} requests); retry with backoff")
+            pending[labels] = pending.get(labels, 0) + 1
 
         def leave_queue() -> None:
-            with lock:
+            with self._pending_lock:
                 if not state["left_queue"]:
                     state["left_queue"] = True
                     depth.dec()
+                    left = pending.get(labels, 1) - 1
+                    if left > 0:
+                        pending[labels] = left
+                    else:
+                        pending.pop(labels, None)
 
         def call() -> Any:
             leave_queue()
@@ -342,7 +390,7 @@ class DirectRunner(InferenceRunner):
                 return None
             if deadline is not None and loop.time() >= deadline:
                 raise expired(model)
-            self.metrics.queue_wait.labels(*labels).observe(time.perf_counter() - queued_at)
+            wait.observe(time.perf_counter() - queued_at)
             return fn(*args)
 
         depth.inc()

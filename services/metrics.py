@@ -77,3 +77,26 @@ class Metrics:
         # latentforge_process_cpu_seconds_total and friends: the server's own CPU time, which
         # the load generator divides by the images served.
         ProcessCollector(namespace="latentforge", registry=r)
+
+
+class _NullChild:
+    """Stands in for the labelled child of a retired model version: its series were removed
+    (so it is no longer exported) and must not be created again by requests still finishing."""
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def dec(self, amount: float = 1) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
+NULL_CHILD = _NullChild()
+
+
+def version_child(model: object, metric: object, *labels: str) -> object:
+    """``metric.labels(*labels)``, or NULL_CHILD when ``model`` is retired (unloaded)."""
+    return NULL_CHILD if getattr(model, "retired", False) else metric.labels(*labels)  # type: ignore[attr-defined]
+

@@ -42,8 +42,9 @@ class ModelRepository:
     def refresh(self) -> list[OnnxModel]:
         """Load versions that appeared, drop versions whose folder vanished; blocking.
 
-        Returns the newly loaded models. A version that failed once is not retried until
-        the server restarts (its folder is immutable by contract).
+        Returns the newly loaded models. A version that failed is not retried while its folder
+        stays (folders are immutable by contract); it is tried again if its folder disappears
+        and comes back, or after a restart.
         """
         with self._refresh_lock:
             current = {name: dict(versions) for name, versions in self._models.items()}
@@ -68,8 +69,9 @@ class ModelRepository:
                 for version in list(current[name]):
                     if (name, version) not in seen:
                         # Requests that resolved it keep their reference and finish on it.
-                        current[name].pop(version).retired = True
-                        self.metrics.model_info.remove(name, str(version))
+                        retired = current[name].pop(version)
+                        retired.retired = True
+                        self._remove_series(retired)
                         event(log, "model_unloaded", model=name, version=version)
                 if not current[name]:
                     del current[name]
@@ -78,18 +80,21 @@ class ModelRepository:
             self.metrics.models_loaded.set(sum(len(v) for v in current.values()))
             return added
 
+    def _remove_series(self, model: OnnxModel) -> None:
+        """Stop exporting an unloaded version: its info, queue and inference series."""
+        name, v, m = model.name, str(model.version), self.metrics
+        series = [(m.model_info, (name, v)), (m.queue_depth, (name, v)), (m.queue_wait, (name, v))]
+        for graph in model.sessions:
+            series += [(m.batch_size, (name, v, graph)), (m.inference_duration, (name, v, graph, model.provider))]
+        for metric, labels in series:
+            try:
+                metric.remove(*labels)
+            except KeyError:  # never observed
+                pass
+
     def _load(self, version_dir: Path, name: str, version: int) -> OnnxModel | None:
         try:
-            self._check_inside(version_dir)
-            manifest = Manifest.read(version_dir)
-            if manifest.name != name or manifest.version != version:
-                raise ManifestError(
-                    f"manifest says {manifest.name} v{manifest.version} but sits in {name}/{version}"
-                )
-            verify_files(version_dir, manifest)  # every file, variants included
-            _refuse_external_data(version_dir, manifest)
-            model = OnnxModel(manifest, version_dir, self.settings)
-            model.warm_up()
+            model = load_version(version_dir, self.settings, root=self.root, name=name, version=version)
         except Exception as exc:  # a broken version must not stop the others from serving
             self._failed.add((name, version))
             self.metrics.model_load_failures.labels(name).inc()
@@ -97,19 +102,10 @@ class ModelRepository:
                   error=f"{type(exc).__name__}: {exc}"[:500])
             return None
         self.metrics.model_info.labels(name, str(version)).info(
-            {"provider": model.provider, "kind": manifest.kind}
+            {"provider": model.provider, "kind": model.manifest.kind}
         )
         log_loaded(model)
         return model
-
-    def _check_inside(self, version_dir: Path) -> None:
-        """Refuse a version reached through a symbolic link or lying outside the repository."""
-        for path in (version_dir.parent, version_dir, version_dir / MANIFEST_NAME):
-            if path.is_symlink():
-                raise ManifestError(f"{path.relative_to(self.root)} is a symbolic link; a model repository "
-                                    "holds real folders and files only")
-        if not version_dir.resolve().is_relative_to(self.root.resolve()):
-            raise ManifestError(f"{version_dir} resolves outside the model repository {self.root}")
 
     def all(self) -> list[OnnxModel]:
         """Every loaded version, by name then version."""
@@ -142,6 +138,42 @@ class ModelRepository:
         if model is None:
             raise NotFound(f"model {name!r} has no version {version}; loaded versions: {sorted(versions)}")
         return model
+
+
+def load_version(version_dir: Path, settings: OrtSettings, root: Path | None = None, name: str | None = None,
+                 version: int | None = None) -> OnnxModel:
+    """Load and warm up one version folder with every check the server makes; raises on refusal.
+
+    ``root`` is the repository root (default: two levels up), ``name``/``version`` what the folder
+    path says (default: its parent's name and its own); the manifest must agree with them.
+    """
+    version_dir = Path(version_dir)
+    root = version_dir.parent.parent if root is None else Path(root)
+    name = version_dir.parent.name if name is None else name
+    if version is None:
+        try:
+            version = int(version_dir.name)
+        except ValueError:
+            raise ManifestError(f"{version_dir} is not a version folder (<name>/<integer version>)") from None
+    _check_inside(root, version_dir)
+    manifest = Manifest.read(version_dir)
+    if manifest.name != name or manifest.version != version:
+        raise ManifestError(f"manifest says {manifest.name} v{manifest.version} but sits in {name}/{version}")
+    verify_files(version_dir, manifest)  # every file, variants included
+    _refuse_external_data(version_dir, manifest)
+    model = OnnxModel(manifest, version_dir, settings)
+    model.warm_up()
+    return model
+
+
+def _check_inside(root: Path, version_dir: Path) -> None:
+    """Refuse a version reached through a symbolic link or lying outside the repository."""
+    for path in (version_dir.parent, version_dir, version_dir / MANIFEST_NAME):
+        if path.is_symlink():
+            raise ManifestError(f"{path.relative_to(root)} is a symbolic link; a model repository "
+                                "holds real folders and files only")
+    if not version_dir.resolve().is_relative_to(root.resolve()):
+        raise ManifestError(f"{version_dir} resolves outside the model repository {root}")
 
 
 # Where an ONNX ModelProto can hold a TensorProto (field numbers of onnx/onnx-ml.proto), by the

@@ -18,7 +18,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from latentforge.manifest import Manifest, verify_files
 from services.inference import OnnxModel, OrtSettings
 from services.loadgen import percentiles
 
@@ -38,12 +37,10 @@ class RawPoint:
 
 
 def load_model(version_dir: Path, settings: OrtSettings) -> OnnxModel:
-    """A version folder loaded the way the server loads it (files verified first)."""
-    manifest = Manifest.read(version_dir)
-    verify_files(version_dir, manifest)
-    model = OnnxModel(manifest, version_dir, settings)
-    model.warm_up()
-    return model
+    """A version folder loaded exactly as the server loads it (same checks, then a warm-up)."""
+    from services.model_repository import load_version
+
+    return load_version(Path(version_dir), settings)
 
 
 def measure_batch(model: OnnxModel, batch_size: int, threads: int, duration_s: float, max_calls: int = 100_000,

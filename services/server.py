@@ -59,7 +59,7 @@ def make_runner(config: ServeConfig, executor: ThreadPoolExecutor, metrics: Metr
 
         return BatchingRunner(executor, metrics, config.max_batch_size, config.max_queue_delay_ms / 1000.0,
                               config.max_queue_size, max_concurrent=config.workers)
-    return DirectRunner(executor, metrics, config.max_batch_size)
+    return DirectRunner(executor, metrics, config.max_batch_size, config.max_queue_size)
 
 
 class GenerationServer:
@@ -119,13 +119,18 @@ class GenerationServer:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, NOT_SERVING)
         await server.start()
-        self._server = server
-        if self.config.metrics_port is not None:
-            from prometheus_client import start_http_server
+        try:
+            if self.config.metrics_port is not None:
+                from prometheus_client import start_http_server
 
-            self._metrics_httpd, _ = start_http_server(
-                self.config.metrics_port, addr=self.config.metrics_host, registry=self.metrics.registry)
-            self.metrics_port = self._metrics_httpd.server_port
+                self._metrics_httpd, _ = start_http_server(
+                    self.config.metrics_port, addr=self.config.metrics_host, registry=self.metrics.registry)
+                self.metrics_port = self._metrics_httpd.server_port
+        except BaseException:
+            # e.g. the metrics port is taken: release the gRPC port and its threads before failing.
+            await server.stop(0)
+            raise
+        self._server = server
         event(log, "server_started", port=self.port, host=self.config.host, metrics_port=self.metrics_port,
               providers=self.providers, cache=self.cache.backend, cache_url=getattr(self.cache, "url", None),
               models=str(self.config.models),

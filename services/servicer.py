@@ -452,8 +452,8 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         requests skip the lookup.
         """
         dim = model.manifest.latent_dim
-        seeds = [latents.sample_seed(base_seed, start + i) for i in range(n)]
-        z = np.stack([latents.latent_from_seed(s, dim, psi) for s in seeds])
+        # Samples start.. of the request: seed (base + start + i) mod 2^64, as latents_from_seeds counts from 0.
+        seeds, z = latents.latents_from_seeds(latents.sample_seed(base_seed, start), n, dim, psi)
         num_classes = model.manifest.num_classes
         if request.HasField("label"):
             label_list: list[int | None] = [request.label] * n

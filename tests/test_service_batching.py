@@ -288,3 +288,71 @@ def test_without_batching_each_request_runs_alone_with_the_same_answers(model_re
         assert server.server.metrics.registry.get_sample_value("latentforge_batch_size_count", GEN) == 2
     finally:
         server.stop()
+
+
+def test_without_batching_a_full_queue_answers_resource_exhausted_at_once(model_repo):
+    from services.errors import ResourceExhausted
+    from services.inference import DirectRunner
+
+    model, metrics = _load(model_repo, "mnist-dcgan")
+    z = np.zeros((1, model.manifest.latent_dim), np.float32)
+    gate = _Gate()
+    labels = {"model": "mnist-dcgan", "version": "1"}
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1) as pool:
+            runner = DirectRunner(pool, metrics, max_batch_size=64, max_queue_size=2)
+            try:
+                blocker = asyncio.ensure_future(runner.decode(model, z, None, finish=gate))
+                await loop.run_in_executor(None, gate.entered.wait, 10)  # running: no longer queued
+                queued = [asyncio.ensure_future(runner.decode(model, z, None)) for _ in range(2)]
+                await asyncio.sleep(0.05)
+                assert metrics.registry.get_sample_value("latentforge_queue_depth", labels) == 2
+                with pytest.raises(ResourceExhausted, match="full"):
+                    await runner.decode(model, z, None)
+                gate.release.set()
+                results = await asyncio.gather(blocker, *queued)
+                # the queue drained: a new request is accepted again
+                results.append(await runner.decode(model, z, None))
+                return results
+            finally:
+                gate.release.set()
+                await runner.close()
+
+    results = asyncio.run(go())
+    assert len(results) == 4
+    reg = metrics.registry
+    assert reg.get_sample_value("latentforge_queue_rejected_total", labels) == 1
+    assert reg.get_sample_value("latentforge_queue_depth", labels) == 0
+
+
+def test_a_failed_chunk_cancels_the_other_chunks_of_its_request(model_repo):
+    from services.batching import BatchingRunner
+
+    model, metrics = _load(model_repo, "mnist-dcgan")
+    z = np.zeros((8, model.manifest.latent_dim), np.float32)
+    calls = []
+
+    def fail_first(images):
+        calls.append(len(images))
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return list(images)
+
+    async def go():
+        with ThreadPoolExecutor(1) as pool:
+            runner = BatchingRunner(pool, metrics, max_batch_size=2, max_queue_delay_s=0.0, max_queue_size=100,
+                                    max_concurrent=1)
+            try:
+                with pytest.raises(RuntimeError, match="boom"):
+                    await runner.decode(model, z, None, finish=fail_first)  # 4 chunks of 2 rows
+                await asyncio.sleep(0.2)  # a sibling would have run by now
+                return sum(len(q.items) for q in runner._queues.values())
+            finally:
+                await runner.close()
+
+    left = asyncio.run(go())
+    assert left == 0
+    assert len(calls) <= 2, calls  # the answered request's other chunks did not run (at most one had started)
+    assert metrics.registry.get_sample_value("latentforge_queue_depth", {"model": "mnist-dcgan", "version": "1"}) == 0

@@ -258,7 +258,13 @@ def test_a_deleted_version_is_unloaded_without_failing_its_requests_in_flight(mo
         # The batcher let go of the unloaded version's queue (and so of its ONNX Runtime sessions).
         queued_versions = server.call(_queue_versions(server.server.runner))
         assert 1 not in queued_versions and 2 in queued_versions
-        assert _metric(server, "latentforge_batch_size_sum", GEN) == 4 * 2
+        # The unloaded version's series are no longer exported; the serving version's are.
+        get = server.server.metrics.registry.get_sample_value
+        assert get("latentforge_batch_size_count", GEN) is None
+        assert get("latentforge_queue_depth", v1) is None and get("latentforge_queue_wait_seconds_count", v1) is None
+        assert get("latentforge_inference_duration_seconds_count", {**GEN, "provider": "CPUExecutionProvider"}) is None
+        assert get("latentforge_model_info", {**v1, "provider": "CPUExecutionProvider", "kind": "gan"}) is None
+        assert get("latentforge_batch_size_count", {**GEN, "version": "2"}) >= 1
     finally:
         gate.release.set()
         server.stop()

@@ -158,3 +158,34 @@ def test_access_log_off_keeps_error_lines_only(model_repo: Path, caplog):
         server.stop()
     rpc = [r for r in caplog.records if r.getMessage() == "rpc"]
     assert [r.fields["code"] for r in rpc] == ["NOT_FOUND"]
+
+
+@pytest.mark.parametrize("case", ["metrics_port_taken", "tokens_file_missing", "unknown_provider"])
+def test_serve_startup_errors_exit_2_with_one_line(model_repo: Path, tmp_path: Path, case: str):
+    import os
+    import socket
+
+    args = [sys.executable, "-m", "latentforge", "serve", "--models", str(model_repo), "--port", "0",
+            "--host", "127.0.0.1"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        if case == "metrics_port_taken":
+            args += ["--metrics-port", str(taken.getsockname()[1])]
+        else:
+            args += ["--metrics-port", "0"]
+        if case == "tokens_file_missing":
+            args += ["--auth-tokens-file", str(tmp_path / "missing-tokens")]
+        if case == "unknown_provider":
+            args += ["--provider", "NoSuchExecutionProvider"]
+        env = {**os.environ, "LATENTFORGE_RELOAD_INTERVAL_S": "0"}
+        proc = subprocess.run(args, cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("latentforge serve: error:")]
+    assert len(errors) == 1 and "\n" not in errors[0], proc.stderr
+
+
+def test_serve_rejects_an_unknown_log_level():
+    with pytest.raises(ConfigError, match="log_level"):
+        load_config(environ={}, overrides={"log_level": "LOUD"})
