@@ -25,11 +25,14 @@ class ImageError(ValueError):
 
 
 def to_uint8(image: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """Map float (C, H, W) in value_range to uint8 (H, W, C), clipped and rounded."""
+    """Map float (..., C, H, W) in value_range to uint8 (..., H, W, C), clipped and rounded.
+
+    Works on one image or a whole batch, so a batch is mapped in one vectorised pass.
+    """
     lo, hi = value_range
     scaled = (np.asarray(image, dtype=np.float32) - lo) * (255.0 / (hi - lo))
     pixels = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    return np.transpose(pixels, (1, 2, 0))
+    return np.moveaxis(pixels, -3, -1)
 
 
 def from_uint8(pixels: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
@@ -90,10 +93,7 @@ def encode_png(image: np.ndarray, value_range: tuple[float, float], compress_lev
 
 def encode_pngs(images: np.ndarray, value_range: tuple[float, float], compress_level: int = 1) -> list[bytes]:
     """PNG bytes of each float (C, H, W) image of a batch (N, C, H, W); pixels mapped in one go."""
-    lo, hi = value_range
-    scaled = (np.asarray(images, dtype=np.float32) - lo) * (255.0 / (hi - lo))
-    pixels = np.clip(np.rint(scaled), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-    return [png_from_pixels(p, compress_level) for p in pixels]
+    return [png_from_pixels(p, compress_level) for p in to_uint8(images, value_range)]
 
 
 def decode_png(data: bytes, shape: tuple[int, int, int], value_range: tuple[float, float]) -> np.ndarray:
