@@ -72,6 +72,13 @@ def init_distributed(device: str = "auto") -> DistContext:
     return DistContext(rank, world, local_rank, local_world, dev)
 
 
-def shutdown(ctx: DistContext) -> None:
+def shutdown(ctx: DistContext, together: bool = True) -> None:
+    """Leave the process group. After a clean run the ranks leave together (a rank that tears
+    gloo down while another still talks to it aborts the job at exit); after an error, at once,
+    since the other ranks may never reach the barrier."""
     if ctx.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if together:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()

@@ -62,9 +62,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     family_class(cfg.model)  # fail on an unknown model before loading any data
     ctx = init_distributed(cfg.device)
     try:
-        return _train(cfg, resume, ctx)
-    finally:
-        shutdown(ctx)
+        result = _train(cfg, resume, ctx)
+    except BaseException:
+        shutdown(ctx, together=False)
+        raise
+    shutdown(ctx)
+    return result
 
 
 def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
