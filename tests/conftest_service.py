@@ -7,6 +7,7 @@ Runtime. Imported by tests/conftest.py.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -88,6 +89,19 @@ def own_redis() -> Iterator[RedisProcess]:
     proc = RedisProcess().start()
     yield proc
     proc.stop()
+
+
+def broken_copy(model_repo: Path, dest: Path) -> Path:
+    """The model repository plus a version 2 of mnist-dcgan whose file fails its checksum."""
+    shutil.copytree(model_repo, dest)
+    v2 = dest / "mnist-dcgan" / "2"
+    shutil.copytree(dest / "mnist-dcgan" / "1", v2)
+    manifest = json.loads((v2 / "manifest.json").read_text())
+    manifest["version"] = 2
+    (v2 / "manifest.json").write_text(json.dumps(manifest))
+    with open(v2 / "generator.onnx", "ab") as f:
+        f.write(b"corrupt")
+    return dest
 
 
 def start_server(models: Path, **overrides):

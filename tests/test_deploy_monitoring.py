@@ -28,7 +28,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.client import Endpoint, GenerationClient
-from tests.conftest_service import free_port, start_server
+from tests.conftest_service import broken_copy, free_port, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -129,19 +129,6 @@ def scrape(url: str) -> dict[str, set[str]]:
         for sample in family.samples:
             seen[sample.name] |= set(sample.labels)
     return seen
-
-
-def broken_copy(model_repo: Path, dest: Path) -> Path:
-    """The model repository plus a version 2 of mnist-dcgan whose file fails its checksum."""
-    shutil.copytree(model_repo, dest)
-    v2 = dest / "mnist-dcgan" / "2"
-    shutil.copytree(dest / "mnist-dcgan" / "1", v2)
-    manifest = json.loads((v2 / "manifest.json").read_text())
-    manifest["version"] = 2
-    (v2 / "manifest.json").write_text(json.dumps(manifest))
-    with open(v2 / "generator.onnx", "ab") as f:
-        f.write(b"corrupt")
-    return dest
 
 
 @pytest.fixture(scope="module")

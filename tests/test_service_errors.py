@@ -15,7 +15,7 @@ from PIL import Image
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from tests.conftest_service import start_server
+from tests.conftest_service import broken_copy, start_server
 
 INVALID, NOT_FOUND, UNAVAILABLE = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
                                    grpc.StatusCode.UNAVAILABLE)
@@ -118,16 +118,7 @@ def test_no_model_loaded_is_unavailable_and_not_serving(tmp_path: Path):
 
 
 def test_a_version_failing_its_sha256_is_refused_and_the_rest_serve(model_repo: Path, tmp_path: Path):
-    repo = tmp_path / "models"
-    shutil.copytree(model_repo, repo)
-    bad = repo / "mnist-dcgan" / "2"
-    shutil.copytree(repo / "mnist-dcgan" / "1", bad)
-    manifest = json.loads((bad / "manifest.json").read_text())
-    manifest["version"] = 2
-    (bad / "manifest.json").write_text(json.dumps(manifest))
-    with open(bad / "generator.onnx", "ab") as fh:
-        fh.write(b"tampered")
-    server = start_server(repo)
+    server = start_server(broken_copy(model_repo, tmp_path / "models"))
     try:
         from services.client import GenerationClient
 
