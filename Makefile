@@ -41,7 +41,7 @@ soak: setup system-deps
 
 # Regenerate the gRPC code from proto/ (a test checks it is up to date).
 proto: setup
-	$(BIN)/python -m services.protogen
+	$(BIN)/python -m tools.protogen
 
 # Service vs raw ONNX Runtime on the demo models: docs/benchmarks/serving.{md,json,png}.
 bench-serving: setup system-deps

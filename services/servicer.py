@@ -23,7 +23,7 @@ import numpy as np
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from services import images as imaging
+from latentforge import images as imaging
 from services import latents
 from services.cache import (SAMPLE_ID_PATTERN, CacheUnavailable, SampleCache, SampleRecord, new_sample_id,
                             render_key)

@@ -1,4 +1,5 @@
-"""Shared fixtures: small real training runs on mnist5k and a model repository exported from them.
+"""Shared fixtures: small real training runs on mnist5k, a model repository exported from them,
+real redis-server processes and real servers on loopback ports (helpers in tests/helpers/).
 
 Session-scoped so the whole suite trains each tiny model once; tests that need their own
 run (resume, distributed) train their own.
@@ -6,21 +7,18 @@ run (resume, distributed) train their own.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
+from tests.helpers.processes import RedisProcess
+from tests.helpers.servers import start_server
+from tests.helpers.training import tiny_config
+
+
 # Small but real: the same networks at a narrower width, a few dozen steps.
-TINY = dict(steps=30, batch_size=32, width=16, sample_every=15, checkpoint_every=15, log_every=5,
-            grid_size=16, progress=False, threads=2)
-
-
-def tiny_config(model: str, out: Path, **overrides):
-    from trainer.config import TrainConfig
-
-    return TrainConfig(model=model, out=out, **{**TINY, **overrides})
-
-
 @pytest.fixture(scope="session")
 def dcgan_run(tmp_path_factory) -> Path:
     """A DCGAN trained for 30 steps on mnist5k."""
@@ -52,5 +50,58 @@ def model_repo(tmp_path_factory, dcgan_run: Path, vae_run: Path) -> Path:
     return repo
 
 
-# --- generation service fixtures (redis-server, servers, clients): tests/conftest_service.py ---
-from tests.conftest_service import *  # noqa: E402,F401,F403
+# --- generation service: redis-server, servers, clients ---
+
+@pytest.fixture(scope="session")
+def redis_proc() -> Iterator[RedisProcess]:
+    """One redis-server shared by the session's Redis-backed servers."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (make system-deps)")
+    proc = RedisProcess().start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture()
+def own_redis() -> Iterator[RedisProcess]:
+    """A redis-server of the test's own, which the test may stop and restart."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (make system-deps)")
+    proc = RedisProcess().start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def memory_server(model_repo: Path):
+    """A server with the in-process cache."""
+    server = start_server(model_repo)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_servers(model_repo: Path, redis_proc: RedisProcess):
+    """Two servers sharing one Redis (two replicas)."""
+    a = start_server(model_repo, redis_url=redis_proc.url)
+    b = start_server(model_repo, redis_url=redis_proc.url)
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def gen_server(request):
+    """Each API test runs once per cache backend."""
+    if request.param == "memory":
+        return request.getfixturevalue("memory_server")
+    return request.getfixturevalue("redis_servers")[0]
+
+
+@pytest.fixture()
+def gen_client(gen_server):
+    """A client of ``gen_server``."""
+    from services.client import GenerationClient
+
+    with GenerationClient(gen_server.target, timeout_s=30) as c:
+        yield c

@@ -23,6 +23,8 @@ import yaml
 
 from services.config import load_config
 
+pytestmark = pytest.mark.deploy
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "deploy" / "docker"
 SERVING = ("serve.Dockerfile", "serve-gpu.Dockerfile")
@@ -217,7 +219,7 @@ def test_healthcheck_passes_on_a_serving_server(memory_server):
 
 
 def test_healthcheck_fails_while_no_model_is_loaded(tmp_path: Path):
-    from tests.conftest_service import start_server
+    from tests.helpers.servers import start_server
 
     server = start_server(tmp_path)  # an empty model repository: NOT_SERVING
     try:
@@ -228,7 +230,7 @@ def test_healthcheck_fails_while_no_model_is_loaded(tmp_path: Path):
 
 
 def test_healthcheck_fails_when_nothing_listens():
-    from tests.conftest_service import free_port
+    from tests.helpers.processes import free_port
 
     result = _probe(f"127.0.0.1:{free_port()}")
     assert result.returncode == 1 and "UNAVAILABLE" in result.stdout, result.stdout + result.stderr

@@ -35,7 +35,8 @@ KUBERNETES_VERSIONS = ("1.29", "1.37")
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 SERVER_USER = 10001  # USER of deploy/docker/*.Dockerfile
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+pytestmark = [pytest.mark.deploy,
+              pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]
 
 Objects = list[dict[str, Any]]
 

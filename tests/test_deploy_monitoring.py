@@ -28,7 +28,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.client import Endpoint, GenerationClient
-from tests.conftest_service import broken_copy, free_port, start_server
+from tests.helpers.processes import free_port
+from tests.helpers.servers import broken_copy, start_server
+
+pytestmark = pytest.mark.deploy
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"

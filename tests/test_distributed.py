@@ -11,6 +11,9 @@ from pathlib import Path
 import torch
 
 from trainer.checkpoint import load_checkpoint
+import pytest
+
+pytestmark = pytest.mark.slow
 
 
 def test_torchrun_two_processes(tmp_path: Path):

@@ -5,8 +5,6 @@ queue answers RESOURCE_EXHAUSTED at once."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,47 +16,14 @@ import pytest
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.client import GenerationClient
-from tests.conftest_service import start_server
-
-GEN = {"model": "mnist-dcgan", "version": "1", "graph": "generator"}
-
-
-def write_conditional_model(repo: Path, name: str = "cond-toy", num_classes: int = 10, latent_dim: int = 8) -> Path:
-    """A small class-conditional generator built directly in ONNX (the trainer has no conditional
-    family yet): image = tanh((z + embedding[label]) @ W), 1x6x6. Real ONNX Runtime, real manifest."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    from latentforge.manifest import FileEntry, Manifest, OutputSpec, Parity, sha256_file
-
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal((num_classes, latent_dim)).astype(np.float32), "emb"),
-             numpy_helper.from_array(rng.standard_normal((latent_dim, 36)).astype(np.float32), "w"),
-             numpy_helper.from_array(np.array([-1, 1, 6, 6], np.int64), "shape")]
-    nodes = [helper.make_node("Gather", ["emb", "labels"], ["e"], axis=0),
-             helper.make_node("Add", ["z", "e"], ["h"]),
-             helper.make_node("MatMul", ["h", "w"], ["m"]),
-             helper.make_node("Tanh", ["m"], ["t"]),
-             helper.make_node("Reshape", ["t", "shape"], ["image"])]
-    graph = helper.make_graph(
-        nodes, "cond", [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", latent_dim]),
-                        helper.make_tensor_value_info("labels", TensorProto.INT64, ["N"])],
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 6, 6])], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    onnx.checker.check_model(model, full_check=True)
-    version_dir = repo / name / "1"
-    version_dir.mkdir(parents=True)
-    onnx.save(model, str(version_dir / "generator.onnx"))
-    path = version_dir / "generator.onnx"
-    manifest = Manifest(
-        name=name, version=1, kind="gan", latent_dim=latent_dim, num_classes=num_classes,
-        output=OutputSpec(channels=1, height=6, width=6, value_range=(-1.0, 1.0)),
-        graphs={"generator": "generator.onnx"},
-        files={"generator.onnx": FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size)},
-        opset=18, parity=Parity(max_abs_error=0.0, tolerance=1e-4, batch_sizes=(1,)), source_checkpoint={},
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    (version_dir / "manifest.json").write_text(manifest.to_json())
-    return version_dir
+from tests.helpers.servers import (
+    GEN,
+    Gate,
+    hold_a_batch_slot,
+    load_model,
+    start_server,
+    write_conditional_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,17 +35,6 @@ def mixed_repo(model_repo: Path, tmp_path_factory) -> Path:
     shutil.copytree(model_repo / "mnist-dcgan", repo / "mnist-dcgan")
     write_conditional_model(repo)
     return repo
-
-
-def _load(repo: Path, name: str):
-    from services.inference import OrtSettings
-    from services.metrics import Metrics
-    from services.model_repository import ModelRepository
-
-    metrics = Metrics()
-    repository = ModelRepository(repo, metrics, OrtSettings())
-    repository.refresh()
-    return repository.resolve(name), metrics
 
 
 def _generate(stub, model: str, count: int, seed: int, label: int | None, fmt: int) -> pb.GenerateResponse:
@@ -132,7 +86,7 @@ def test_requests_queued_together_run_as_one_batch_and_match_alone(mixed_repo):
     call, and each gets exactly the rows the model gives it alone."""
     from services.batching import BatchingRunner
 
-    model, metrics = _load(mixed_repo, "cond-toy")
+    model, metrics = load_model(mixed_repo, "cond-toy")
     rng = np.random.default_rng(0)
     counts = [1, 3, 2, 5, 1, 4]
     zs = [rng.standard_normal((n, 8)).astype(np.float32) for n in counts]
@@ -155,25 +109,13 @@ def test_requests_queued_together_run_as_one_batch_and_match_alone(mixed_repo):
     assert metrics.registry.get_sample_value("latentforge_batch_size_sum", cond) == sum(counts)
 
 
-class _Gate:
-    """A finish callable that holds its worker thread until released: it keeps a batch slot busy."""
-
-    def __init__(self) -> None:
-        self.entered, self.release = threading.Event(), threading.Event()
-
-    def __call__(self, images: np.ndarray) -> list:
-        self.entered.set()
-        self.release.wait(10)
-        return list(images)
-
-
 def test_a_deadline_that_passes_in_the_queue_is_answered_without_running(model_repo):
     from services.batching import BatchingRunner
     from services.errors import DeadlineExceeded
 
-    model, metrics = _load(model_repo, "mnist-dcgan")
+    model, metrics = load_model(model_repo, "mnist-dcgan")
     z = np.zeros((3, model.manifest.latent_dim), np.float32)
-    gate = _Gate()
+    gate = Gate()
 
     async def go():
         loop = asyncio.get_running_loop()
@@ -201,24 +143,11 @@ def test_a_deadline_that_passes_in_the_queue_is_answered_without_running(model_r
     assert reg.get_sample_value("latentforge_queue_expired_total", {"model": "mnist-dcgan", "version": "1"}) == 1
 
 
-def _hold_a_batch_slot(server, gate: _Gate):
-    """Occupy the server's only batch slot with a request whose finish waits on ``gate``."""
-    model = server.server.repository.resolve("mnist-dcgan")
-    z = np.zeros((1, model.manifest.latent_dim), np.float32)
-
-    async def start():
-        return asyncio.ensure_future(server.server.runner.decode(model, z, None, finish=gate))
-
-    future = server.call(start())
-    assert gate.entered.wait(10)
-    return future
-
-
 def test_grpc_deadline_expiring_in_the_queue_is_deadline_exceeded_and_never_runs(model_repo):
     server = start_server(model_repo, workers=1, render_cache=False)
-    gate = _Gate()
+    gate = Gate()
     try:
-        _hold_a_batch_slot(server, gate)
+        hold_a_batch_slot(server, gate)
         with grpc.insecure_channel(server.target) as channel:
             stub = pb_grpc.GenerationServiceStub(channel)
             with pytest.raises(grpc.RpcError) as info:
@@ -237,9 +166,9 @@ def test_grpc_deadline_expiring_in_the_queue_is_deadline_exceeded_and_never_runs
 
 def test_a_full_queue_answers_resource_exhausted_at_once(model_repo):
     server = start_server(model_repo, workers=1, max_queue_size=2, render_cache=False)
-    gate = _Gate()
+    gate = Gate()
     try:
-        _hold_a_batch_slot(server, gate)
+        hold_a_batch_slot(server, gate)
         with grpc.insecure_channel(server.target) as channel:
             stub = pb_grpc.GenerationServiceStub(channel)
             queued = [stub.Generate.future(pb.GenerateRequest(model="mnist-dcgan", count=1, seed=k), timeout=30)
@@ -294,9 +223,9 @@ def test_without_batching_a_full_queue_answers_resource_exhausted_at_once(model_
     from services.errors import ResourceExhausted
     from services.inference import DirectRunner
 
-    model, metrics = _load(model_repo, "mnist-dcgan")
+    model, metrics = load_model(model_repo, "mnist-dcgan")
     z = np.zeros((1, model.manifest.latent_dim), np.float32)
-    gate = _Gate()
+    gate = Gate()
     labels = {"model": "mnist-dcgan", "version": "1"}
 
     async def go():
@@ -330,7 +259,7 @@ def test_without_batching_a_full_queue_answers_resource_exhausted_at_once(model_
 def test_a_failed_chunk_cancels_the_other_chunks_of_its_request(model_repo):
     from services.batching import BatchingRunner
 
-    model, metrics = _load(model_repo, "mnist-dcgan")
+    model, metrics = load_model(model_repo, "mnist-dcgan")
     z = np.zeros((8, model.manifest.latent_dim), np.float32)
     calls = []
 

@@ -10,10 +10,16 @@ import grpc
 import numpy as np
 import pytest
 
-from services.cache import CacheUnavailable, MemorySampleCache, RedisSampleCache, SampleRecord, new_sample_id
+from services.cache import (
+    CacheUnavailable,
+    MemorySampleCache,
+    RedisSampleCache,
+    SampleRecord,
+    new_sample_id,
+)
 from services.client import Endpoint, GenerationClient
 from services.metrics import Metrics
-from tests.conftest_service import start_server
+from tests.helpers.servers import start_server
 
 
 def _record(dim: int = 8, **kw) -> SampleRecord:

@@ -8,11 +8,7 @@ Figures are printed; run with ``-s`` to see them.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -21,84 +17,23 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.servicer import DRAINING_MESSAGE
-from tests.conftest_service import start_server
-from tests.test_service_batching import _Gate, _hold_a_batch_slot
+from tests.helpers.processes import ServeProcess, health_status, wait_until
+from tests.helpers.servers import Gate, hold_a_batch_slot, start_server
 
-ROOT_DIR = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def _health(channel: grpc.Channel) -> int:
-    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
-
-
-def _wait(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def _in_flight(metrics_url: str) -> float:
     text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("latentforge_requests_in_flight{"))
-
-
-class ServeProcess:
-    """`latentforge serve` as a child process on loopback ports, its JSON log lines read by a
-    thread (so that a busy log never blocks the server on a full pipe)."""
-
-    def __init__(self, models: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        full_env = {**os.environ, "LATENTFORGE_RELOAD_INTERVAL_S": "0", **(env or {})}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "latentforge", "serve", "--models", str(models), "--host", "127.0.0.1",
-             "--port", "0", "--metrics-port", "0", *args],
-            cwd=ROOT_DIR, env=full_env, stderr=subprocess.PIPE, text=True)
-        self.lines: list[dict] = []
-        self._started = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        assert self._started.wait(60), f"serve did not start (exit {self.proc.poll()}): {self.lines[-5:]}"
-        started = next(e for e in self.lines if e["event"] == "server_started")
-        self.target = f"127.0.0.1:{started['port']}"
-        self.metrics_url = f"http://127.0.0.1:{started['metrics_port']}/metrics"
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            if len(self.lines) < 200_000 and line.strip():  # bounded
-                entry = json.loads(line)  # every log line is one JSON object
-                self.lines.append(entry)
-                if entry["event"] == "server_started":
-                    self._started.set()
-        self._started.set()
-
-    def events(self, name: str) -> list[dict]:
-        return [e for e in self.lines if e["event"] == name]
-
-    def rss_bytes(self) -> int:
-        """Resident memory of the server process (Linux /proc)."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
-
-    def wait(self, timeout_s: float) -> int:
-        code = self.proc.wait(timeout_s)
-        self._reader.join(10)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self._reader.join(10)
 
 
 def test_sigterm_drains_every_call_in_flight_and_exits_0(model_repo: Path):
@@ -114,7 +49,7 @@ def test_sigterm_drains_every_call_in_flight_and_exits_0(model_repo: Path):
     try:
         target, metrics_url = server.target, server.metrics_url
         with grpc.insecure_channel(target) as channel:
-            _wait(lambda: _health(channel) == SERVING, 60, "SERVING")
+            wait_until(lambda: health_status(channel) == SERVING, 60, "SERVING")
             stub = pb_grpc.GenerationServiceStub(channel)
             started = [threading.Event() for _ in range(streams)]
 
@@ -144,11 +79,11 @@ def test_sigterm_drains_every_call_in_flight_and_exits_0(model_repo: Path):
                 for event in started:  # every stream is sending
                     assert event.wait(30)
                 jobs += [pool.submit(large, k) for k in range(unary)]
-                _wait(lambda: _in_flight(metrics_url) >= streams + unary, 10, "every call to be in flight")
+                wait_until(lambda: _in_flight(metrics_url) >= streams + unary, 10, "every call to be in flight")
                 in_flight_at_sigterm = _in_flight(metrics_url)
                 t0 = time.monotonic()
                 server.proc.send_signal(signal.SIGTERM)
-                _wait(lambda: _health(channel) == NOT_SERVING, 10, "NOT_SERVING")
+                wait_until(lambda: health_status(channel) == NOT_SERVING, 10, "NOT_SERVING")
                 with grpc.insecure_channel(target) as fresh:  # a newcomer during the drain
                     with pytest.raises(grpc.RpcError) as info:
                         pb_grpc.GenerationServiceStub(fresh).Generate(
@@ -175,18 +110,18 @@ def test_sigterm_drains_every_call_in_flight_and_exits_0(model_repo: Path):
 
 def test_drain_refuses_newcomers_and_waits_only_as_long_as_calls_run(model_repo: Path):
     server = start_server(model_repo, workers=1, render_cache=False)
-    gate = _Gate()
+    gate = Gate()
     stopper = threading.Thread(target=lambda: server.call(server.server.stop(20.0), timeout_s=40))
     try:
-        _hold_a_batch_slot(server, gate)
+        hold_a_batch_slot(server, gate)
         with grpc.insecure_channel(server.target) as channel:
             stub = pb_grpc.GenerationServiceStub(channel)
             queued = [stub.Generate.future(pb.GenerateRequest(model="mnist-dcgan", count=3, seed=k), timeout=30)
                       for k in range(3)]
-            _wait(lambda: server.server.servicer.in_flight == 3, 10, "calls in flight")
+            wait_until(lambda: server.server.servicer.in_flight == 3, 10, "calls in flight")
             t0 = time.monotonic()
             stopper.start()
-            _wait(lambda: _health(channel) == NOT_SERVING, 10, "NOT_SERVING")
+            wait_until(lambda: health_status(channel) == NOT_SERVING, 10, "NOT_SERVING")
             for call in (lambda: stub.Generate(pb.GenerateRequest(model="mnist-dcgan", count=1), timeout=10),
                          lambda: list(stub.GenerateStream(pb.GenerateRequest(model="mnist-dcgan", count=1), timeout=10)),
                          lambda: stub.ListModels(pb.ListModelsRequest(), timeout=10)):
@@ -211,13 +146,13 @@ def test_drain_refuses_newcomers_and_waits_only_as_long_as_calls_run(model_repo:
 
 def test_calls_outliving_the_grace_period_are_cancelled_and_the_server_stops(model_repo: Path):
     server = start_server(model_repo, workers=1, render_cache=False)
-    gate = _Gate()
+    gate = Gate()
     try:
-        _hold_a_batch_slot(server, gate)
+        hold_a_batch_slot(server, gate)
         with grpc.insecure_channel(server.target) as channel:
             stub = pb_grpc.GenerationServiceStub(channel)
             stuck = stub.Generate.future(pb.GenerateRequest(model="mnist-dcgan", count=2), timeout=30)
-            _wait(lambda: server.server.servicer.in_flight == 1, 10, "the call in flight")
+            wait_until(lambda: server.server.servicer.in_flight == 1, 10, "the call in flight")
             t0 = time.monotonic()
             stopping = threading.Thread(target=lambda: server.call(server.server.stop(0.3), timeout_s=30))
             stopping.start()

@@ -15,7 +15,7 @@ from PIL import Image
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from tests.conftest_service import broken_copy, start_server
+from tests.helpers.servers import broken_copy, start_server
 
 INVALID, NOT_FOUND, UNAVAILABLE = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
                                    grpc.StatusCode.UNAVAILABLE)

@@ -8,14 +8,12 @@ Figures (requests, failures, outcomes) are printed; run with ``-s`` to see them.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -24,8 +22,17 @@ import pytest
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.client import GenerationClient
-from tests.conftest_service import start_server
-from tests.test_service_batching import GEN, _Gate, _hold_a_batch_slot, _load
+from tests.helpers.processes import wait_until
+from tests.helpers.servers import (
+    GEN,
+    Gate,
+    hold_a_batch_slot,
+    load_model,
+    publish_version,
+    start_server,
+)
+
+pytestmark = pytest.mark.slow
 
 UNAVAILABLE, NOT_FOUND = grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND
 DCGAN = {"model": "mnist-dcgan"}
@@ -33,36 +40,6 @@ DCGAN = {"model": "mnist-dcgan"}
 
 def _metric(server, name: str, labels: dict | None = None) -> float:
     return server.server.metrics.registry.get_sample_value(name, labels or {}) or 0.0
-
-
-def _wait(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
-def publish_version(model_dir: Path, version: int, source: int = 1, tamper: str | None = None) -> Path:
-    """Write ``model_dir/<version>`` as the exporter does (staged, then renamed): a copy of
-    ``source`` with its manifest renumbered; ``tamper`` = "sha256" (bytes changed after hashing)
-    or "onnx" (not an ONNX file, with a matching sha256)."""
-    from latentforge.manifest import sha256_file
-
-    staged = model_dir / f".staging-{version}"
-    shutil.copytree(model_dir / str(source), staged)
-    manifest = json.loads((staged / "manifest.json").read_text())
-    manifest["version"] = version
-    graph = staged / "generator.onnx"
-    if tamper == "sha256":
-        with open(graph, "ab") as fh:
-            fh.write(b"tampered")
-    elif tamper == "onnx":
-        graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])  # cut short
-        manifest["files"]["generator.onnx"] = {"sha256": sha256_file(graph), "bytes": graph.stat().st_size}
-    (staged / "manifest.json").write_text(json.dumps(manifest))
-    target = model_dir / str(version)
-    staged.rename(target)
-    return target
 
 
 # ---- Redis ------------------------------------------------------------------------------------
@@ -145,7 +122,7 @@ def test_redis_outage_mid_load_with_concurrent_clients(model_repo, own_redis):
             time.sleep(1.5)
             phase[0] = "back"
             own_redis.start()
-            _wait(lambda: outcomes[("GetSample", "OK", "back")] >= 20, 15, "lookups to work again")
+            wait_until(lambda: outcomes[("GetSample", "OK", "back")] >= 20, 15, "lookups to work again")
             time.sleep(0.5)
             stop.set()
             for job in jobs:
@@ -204,12 +181,12 @@ def test_new_versions_swap_in_under_load_and_broken_ones_are_refused(model_repo,
             jobs = [pool.submit(client_loop, k) for k in range(6)]
             time.sleep(0.7)
             publish_version(model_dir, 2)
-            _wait(lambda: versions[2] > 20, 15, "version 2 to serve")
+            wait_until(lambda: versions[2] > 20, 15, "version 2 to serve")
             publish_version(model_dir, 3, tamper="sha256")
             publish_version(model_dir, 4, tamper="onnx")
-            _wait(lambda: _metric(server, "latentforge_model_load_failures_total", DCGAN) >= 2, 15, "refusals")
+            wait_until(lambda: _metric(server, "latentforge_model_load_failures_total", DCGAN) >= 2, 15, "refusals")
             seen = sum(versions.values())
-            _wait(lambda: sum(versions.values()) > seen + 100, 15, "more requests after the refusals")
+            wait_until(lambda: sum(versions.values()) > seen + 100, 15, "more requests after the refusals")
             stop.set()
             for job in jobs:
                 job.result(60)
@@ -237,17 +214,17 @@ def test_a_deleted_version_is_unloaded_without_failing_its_requests_in_flight(mo
     shutil.copytree(model_repo / "mnist-dcgan", repo / "mnist-dcgan")
     publish_version(repo / "mnist-dcgan", 2)
     server = start_server(repo, reload_interval_s=0.1, workers=1, render_cache=False)
-    gate = _Gate()
+    gate = Gate()
     v1 = {"model": "mnist-dcgan", "version": "1"}
     try:
-        _hold_a_batch_slot(server, gate)  # the only batch slot, on v2: v1 requests wait in its queue
+        hold_a_batch_slot(server, gate)  # the only batch slot, on v2: v1 requests wait in its queue
         with grpc.insecure_channel(server.target) as channel:
             stub = pb_grpc.GenerationServiceStub(channel)
             pinned = [stub.Generate.future(pb.GenerateRequest(model="mnist-dcgan", version=1, count=2, seed=k),
                                            timeout=30) for k in range(4)]
-            _wait(lambda: _metric(server, "latentforge_queue_depth", v1) == 4, 10, "v1 requests to queue")
+            wait_until(lambda: _metric(server, "latentforge_queue_depth", v1) == 4, 10, "v1 requests to queue")
             shutil.rmtree(repo / "mnist-dcgan" / "1")
-            _wait(lambda: [m.version for m in server.server.repository.all()] == [2], 10, "v1 to be unloaded")
+            wait_until(lambda: [m.version for m in server.server.repository.all()] == [2], 10, "v1 to be unloaded")
             with pytest.raises(grpc.RpcError) as info:  # new requests for v1: it is gone
                 stub.Generate(pb.GenerateRequest(model="mnist-dcgan", version=1, count=1), timeout=30)
             assert info.value.code() == NOT_FOUND and "has no version 1" in info.value.details()
@@ -279,20 +256,20 @@ async def _queue_versions(runner) -> set[int]:
 
 def test_cancelled_requests_are_never_computed(model_repo):
     server = start_server(model_repo, workers=1, render_cache=False)
-    gate = _Gate()
+    gate = Gate()
     try:
-        _hold_a_batch_slot(server, gate)
+        hold_a_batch_slot(server, gate)
         with grpc.insecure_channel(server.target) as channel:
             stub = pb_grpc.GenerationServiceStub(channel)
             calls = [stub.Generate.future(pb.GenerateRequest(model="mnist-dcgan", count=5, seed=k), timeout=30)
                      for k in range(3)]
             stream = stub.GenerateStream(pb.GenerateRequest(model="mnist-dcgan", count=8, seed=9), timeout=30)
             labels = {"model": "mnist-dcgan", "version": "1"}
-            _wait(lambda: _metric(server, "latentforge_queue_depth", labels) == 3 + 1, 10, "requests to queue")
+            wait_until(lambda: _metric(server, "latentforge_queue_depth", labels) == 3 + 1, 10, "requests to queue")
             for call in calls:
                 call.cancel()
             stream.cancel()  # the client goes away before the stream's first chunk ran
-            _wait(lambda: _metric(server, "latentforge_requests_in_flight", {"method": "Generate"}) == 0
+            wait_until(lambda: _metric(server, "latentforge_requests_in_flight", {"method": "Generate"}) == 0
                   and _metric(server, "latentforge_requests_in_flight", {"method": "GenerateStream"}) == 0,
                   10, "the server to see the cancellations")
             gate.release.set()
@@ -310,9 +287,9 @@ def test_a_cancelled_request_whose_batch_waits_for_a_thread_is_not_run(model_rep
     meanwhile."""
     from services.batching import BatchingRunner
 
-    model, metrics = _load(model_repo, "mnist-dcgan")
+    model, metrics = load_model(model_repo, "mnist-dcgan")
     z = np.zeros((3, model.manifest.latent_dim), np.float32)
-    gate = _Gate()
+    gate = Gate()
 
     async def go():
         loop = asyncio.get_running_loop()

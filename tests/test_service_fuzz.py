@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
 
+pytestmark = pytest.mark.slow
+
 ALLOWED = {
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.NOT_FOUND,

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.images import ImageError, encode_png, encode_pngs, png_from_pixels, to_uint8
+from latentforge.images import (
+    ImageError,
+    encode_png,
+    encode_pngs,
+    png_from_pixels,
+    to_uint8,
+)
 
 
 @pytest.mark.parametrize("shape,mode", [((1, 28, 28), "L"), ((3, 64, 64), "RGB"), ((3, 5, 9), "RGB")])
@@ -38,7 +44,7 @@ def test_a_decompression_bomb_and_non_png_formats_are_refused_cleanly():
 
     from PIL import Image
 
-    from services.images import ImageError, decode_png
+    from latentforge.images import ImageError, decode_png
 
     ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
     chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))

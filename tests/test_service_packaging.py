@@ -13,9 +13,8 @@ from PIL import Image
 
 from latentforge.cli import main
 from services.config import ConfigError, ServeConfig, load_config
-from services.protogen import GENERATED_SUFFIXES, ROOT, generate
+from tools.protogen import GENERATED_SUFFIXES, ROOT, generate
 
-ROOT_DIR = Path(__file__).resolve().parent.parent
 
 
 def test_committed_generated_code_matches_the_proto(tmp_path: Path):
@@ -24,21 +23,21 @@ def test_committed_generated_code_matches_the_proto(tmp_path: Path):
     for path in written:
         committed = ROOT / path.relative_to(tmp_path)
         assert committed.read_bytes() == path.read_bytes(), (
-            f"{committed.relative_to(ROOT)} is stale: run `python -m services.protogen`")
+            f"{committed.relative_to(ROOT)} is stale: run `python -m tools.protogen`")
 
 
 def test_serving_modules_do_not_import_torch():
     code = ("import sys, services.server, services.cli, services.client, services.batching; "
             "import latentforge.cli; latentforge.cli.build_parser(); "
             "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT_DIR, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
 
 
 def test_service_cli_module_imports_nothing_heavy():
     code = ("import sys; import services.cli; "
             "print(sorted(m for m in ('grpc', 'onnxruntime', 'numpy', 'torch', 'redis') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT_DIR, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
@@ -111,7 +110,7 @@ def test_serve_command_runs_logs_json_and_stops_on_sigterm(model_repo: Path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "latentforge", "serve", "--models", str(model_repo), "--port", "0",
          "--metrics-port", "0", "--host", "127.0.0.1"],
-        cwd=ROOT_DIR, env=env, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     try:
         events = []
         port = None
@@ -145,7 +144,7 @@ def test_access_log_off_keeps_error_lines_only(model_repo: Path, caplog):
     import grpc
 
     from services.client import GenerationClient
-    from tests.conftest_service import start_server
+    from tests.helpers.servers import start_server
 
     server = start_server(model_repo, access_log=False)
     try:
@@ -179,7 +178,7 @@ def test_serve_startup_errors_exit_2_with_one_line(model_repo: Path, tmp_path: P
         if case == "unknown_provider":
             args += ["--provider", "NoSuchExecutionProvider"]
         env = {**os.environ, "LATENTFORGE_RELOAD_INTERVAL_S": "0"}
-        proc = subprocess.run(args, cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("latentforge serve: error:")]

@@ -21,7 +21,8 @@ import pytest
 from services.cache import RedisSampleCache, redact_url
 from services.client import GenerationClient
 from services.metrics import Metrics
-from tests.conftest_service import free_port, start_server
+from tests.helpers.processes import free_port
+from tests.helpers.servers import start_server
 
 PASSWORD = "Pw-4-redis-never-logged-7x"
 ACL_PASSWORD = "acl-user-secret-Q9z-never-logged"

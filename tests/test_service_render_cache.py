@@ -12,7 +12,7 @@ import pytest
 from services.cache import MemorySampleCache, render_key
 from services.client import GenerationClient
 from services.metrics import Metrics
-from tests.conftest_service import start_server
+from tests.helpers.servers import start_server
 
 GEN = {"model": "mnist-dcgan", "version": "1", "graph": "generator"}
 

@@ -13,12 +13,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.security import SecurityConfigError, channel_credentials, load_tokens
-from tests.conftest_service import start_server
+from tests.helpers.processes import health_status
+from tests.helpers.servers import start_server
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 
@@ -78,10 +79,6 @@ def _generate(channel: grpc.Channel, metadata=None) -> int:
                              metadata=metadata).samples)
 
 
-def _health(channel: grpc.Channel) -> int:
-    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status
-
-
 def _secure(server, pki, *, client: bool = True, token: str | None = None) -> grpc.Channel:
     creds = channel_credentials(pki["ca"], pki["client"] if client else None, pki["client_key"] if client else None,
                                 token=token)
@@ -138,7 +135,7 @@ def test_bearer_tokens(model_repo: Path, tmp_path: Path, caplog):
                     pb.GenerateRequest(model="mnist-dcgan", count=2), timeout=10))
             assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
             assert _generate(channel, metadata=[("authorization", f"Bearer {TOKEN}")]) == 1
-            assert _health(channel) == health_pb2.HealthCheckResponse.SERVING  # probes need no token
+            assert health_status(channel) == health_pb2.HealthCheckResponse.SERVING  # probes need no token
     finally:
         server.stop()
     assert TOKEN not in caplog.text  # secrets never reach the logs

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.latents import latent_from_seed, slerp, lerp
+from services.latents import latent_from_seed, lerp, slerp
 
 
 def reference_latent(seed: int, latent_dim: int, psi: float | None = None) -> np.ndarray:

@@ -26,8 +26,11 @@ from PIL import Image
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from tests.test_service_drain import SERVING, ServeProcess, _health, _wait
-from tests.test_service_faults import publish_version
+from tests.helpers.processes import SERVING, ServeProcess, health_status, wait_until
+from tests.helpers.servers import publish_version
+import pytest
+
+pytestmark = pytest.mark.slow
 
 SOAK_S = float(os.environ.get("LATENTFORGE_SOAK_S", "8"))
 CLIENTS = 4
@@ -173,7 +176,7 @@ def test_soak_mixed_load_with_faults(model_repo: Path, own_redis, tmp_path: Path
                 (0.8, "delete_old_versions", delete_oldest)]
     try:
         with grpc.insecure_channel(server.target) as channel:
-            _wait(lambda: _health(channel) == SERVING, 60, "SERVING")
+            wait_until(lambda: health_status(channel) == SERVING, 60, "SERVING")
         t0 = time.monotonic()
         with ThreadPoolExecutor(CLIENTS) as pool:
             jobs = [pool.submit(client, k) for k in range(CLIENTS)]

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from latentforge.cli import main
-from tests.conftest import tiny_config
+from tests.helpers.training import tiny_config
 from trainer.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from trainer.data import DataError
 from trainer.loop import train

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from services.images import tile
+from latentforge.images import tile
 
 
 def save_grid(images: torch.Tensor, path: Path, columns: int | None = None) -> Path:

@@ -1,1 +1,1 @@
-"""Generated gRPC/protobuf code for ``proto/latentforge/v1`` (regenerate: python -m services.protogen)."""
+"""Generated gRPC/protobuf code for ``proto/latentforge/v1`` (regenerate: python -m tools.protogen)."""

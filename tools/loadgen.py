@@ -3,7 +3,7 @@
 It measures what a server delivers under a given concurrency: requests/s, images/s, latency
 percentiles, errors by status code, and the CPU time spent on each side (its own process, and
 the server's from ``latentforge_process_cpu_seconds_total`` on /metrics or from ``/proc/PID``),
-so that the cost per image can be compared with ONNX Runtime alone (``services.ortbench``).
+so that the cost per image can be compared with ONNX Runtime alone (``tools.ortbench``).
 
 Requests are serialised once and responses are not parsed (only counted), so the generator
 itself spends as little CPU as a Python gRPC client can; that matters when it shares the cores
@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from latentforge.v1 import generation_pb2 as pb
+from tools.stats import percentiles
 
 GENERATE = "/latentforge.v1.GenerationService/Generate"
 GET_SAMPLE = "/latentforge.v1.GenerationService/GetSample"
@@ -133,19 +134,6 @@ class ServerCpu:
         return None
 
 
-def percentiles(values_ms: list[float]) -> dict[str, float]:
-    """p50/p90/p99/max (nearest rank) of latencies in milliseconds."""
-    if not values_ms:
-        return {}
-    ordered = sorted(values_ms)
-
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, max(0, int(round(p / 100.0 * len(ordered))) - 1))], 3)
-
-    return {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": round(ordered[-1], 3),
-            "mean": round(sum(ordered) / len(ordered), 3)}
-
-
 def _request_bytes(spec: LoadSpec, sample_id: str | None) -> bytes:
     if spec.method == "GetSample":
         return pb.GetSampleRequest(sample_id=sample_id or "").SerializeToString()
@@ -169,7 +157,10 @@ async def run_load(spec: LoadSpec, server_cpu: ServerCpu | None = None) -> LoadR
     channels = [grpc.aio.insecure_channel(spec.target, options=options) for _ in range(spec.channels)]
     try:
         for ch in channels:
-            await asyncio.wait_for(ch.channel_ready(), timeout=spec.timeout_s)
+            try:
+                await asyncio.wait_for(ch.channel_ready(), timeout=spec.timeout_s)
+            except asyncio.TimeoutError:
+                raise ConnectionError(f"no server at {spec.target} within {spec.timeout_s:g} s") from None
         sample_id = await _one_sample_id(channels[0], spec) if spec.method == "GetSample" else None
         payload = _request_bytes(spec, sample_id)
         path = GENERATE if spec.method == "Generate" else GET_SAMPLE

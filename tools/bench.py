@@ -4,8 +4,8 @@
                       [--format png|raw] [--metrics-url URL | --server-pid PID] [--json OUT]
     latentforge bench --raw --model-path models/NAME/VERSION [--batch-sizes 1,2,...] [--json OUT]
 
-The first is a closed-loop load generator (``services.loadgen``); the second is the limit the
-first is compared with (``services.ortbench``), built with the server's own settings (flags,
+The first is a closed-loop load generator (``tools.loadgen``); the second is the limit the
+first is compared with (``tools.ortbench``), built with the server's own settings (flags,
 ``LATENTFORGE_*`` variables, ``--config``) so that both use the same session options. Both print
 a summary and write the full result as JSON.
 """
@@ -18,6 +18,17 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add ``latentforge bench`` to the ``latentforge`` parser."""
+    b = subparsers.add_parser("bench", help="load-test a running server, or measure ONNX Runtime alone (--raw)",
+                              description="Closed-loop gRPC load generator (requests/s, images/s, latency "
+                                          "percentiles, errors, client and server CPU per image), or with --raw "
+                                          "the in-process ONNX Runtime limit of a version folder at batch sizes "
+                                          "1..256 with the server's session settings.")
+    add_arguments(b)
+    b.set_defaults(func=run)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_load(args: argparse.Namespace) -> dict[str, Any]:
-    from services.loadgen import LoadSpec, ServerCpu, run_load
+    from tools.loadgen import LoadSpec, ServerCpu, run_load
 
     if not args.target or not args.model:
         raise ValueError("give --target and --model (or --raw --model-path)")
@@ -84,7 +95,7 @@ def _run_load(args: argparse.Namespace) -> dict[str, Any]:
 def _run_raw(args: argparse.Namespace) -> dict[str, Any]:
     from services.config import ConfigError, load_config
     from services.inference import OrtSettings
-    from services.ortbench import run_raw
+    from tools.ortbench import run_raw
 
     if not args.model_path:
         raise ValueError("--raw needs --model-path models/NAME/VERSION")
@@ -135,7 +146,7 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m services.bench``: the same as ``latentforge bench``."""
+    """``python -m tools.bench``: the same as ``latentforge bench``."""
     parser = argparse.ArgumentParser(prog="latentforge bench", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))

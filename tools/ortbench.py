@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from services.inference import OnnxModel, OrtSettings
-from services.loadgen import percentiles
+from tools.stats import percentiles
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 

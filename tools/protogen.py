@@ -1,4 +1,4 @@
-"""Regenerate the committed Python code for ``proto/`` (``python -m services.protogen``).
+"""Regenerate the committed Python code for ``proto/`` (``python -m tools.protogen``).
 
 The generated modules live in ``latentforge/v1/`` and are committed; a test regenerates them
 into a temporary folder and checks nothing changed. Needs grpcio-tools (the ``dev`` extra).
