@@ -1,9 +1,11 @@
 """torch -> ONNX for one graph, then the checks that decide whether it may be published.
 
 Export uses the dynamo-based exporter (`dynamo=True`) at a fixed opset, traced with a batch
-of 2 and a symbolic batch dimension, and writes one self-contained file (no external data,
-so nothing can point outside the version folder). Parity is measured against PyTorch on
-random inputs at several batch sizes with plain onnxruntime.
+of 2 and a symbolic batch dimension named ``N``, and writes one self-contained file (no
+external data, so nothing can point outside the version folder). Parity is measured against
+PyTorch on random inputs at several batch sizes with plain onnxruntime. The manifest's
+signature of a graph is read back from the written file (``read_signature``), so it says
+what the file really takes and returns.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import onnx
 import torch
 
+from latentforge.manifest import BATCH_AXIS, Signature, TensorSpec
 from trainer.families import ExportGraph
 
 DEFAULT_OPSET = 18
@@ -33,7 +36,7 @@ class ExportError(RuntimeError):
 
 def export_graph(graph: ExportGraph, path: Path, opset: int = DEFAULT_OPSET) -> None:
     """Export one graph to `path` with a dynamic batch axis and run onnx.checker on it."""
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    batch = torch.export.Dim(BATCH_AXIS, min=1, max=1 << 16)
     dynamic = tuple({0: batch} for _ in graph.example_inputs)
     try:
         with warnings.catch_warnings():
@@ -65,6 +68,32 @@ def _check_batch_axis(path: Path, graph: ExportGraph) -> None:
         dim0 = value.type.tensor_type.shape.dim[0]
         if not dim0.dim_param:
             raise ExportError(f"{graph.role}: {value.name} has a fixed batch axis ({dim0.dim_value}); expected dynamic")
+
+
+def read_signature(path: Path, optional_inputs: tuple[str, ...] = ()) -> Signature:
+    """A graph's inputs and outputs as the ONNX file declares them: names, dtypes, and shapes
+    whose dynamic axes keep their names (an axis with neither size nor name gets one).
+
+    ``optional_inputs`` are the inputs a caller may leave out (fed as zeros); they must exist.
+    """
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {t.name for t in model.graph.initializer}
+
+    def spec(value: onnx.ValueInfoProto, optional: bool) -> TensorSpec:
+        if not value.type.HasField("tensor_type"):
+            raise ExportError(f"{path.name}: {value.name} is not a tensor; the service runs tensor graphs only")
+        tensor = value.type.tensor_type
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        shape = tuple(d.dim_param or (d.dim_value if d.HasField("dim_value") else f"{value.name}_{k}")
+                      for k, d in enumerate(tensor.shape.dim))
+        return TensorSpec(name=value.name, dtype=dtype, shape=shape, optional=optional)
+
+    inputs = [v for v in model.graph.input if v.name not in initializers]
+    missing = sorted(set(optional_inputs) - {v.name for v in inputs})
+    if missing:
+        raise ExportError(f"{path.name}: optional input(s) {', '.join(missing)} are not inputs of the graph")
+    return Signature(inputs=tuple(spec(v, v.name in optional_inputs) for v in inputs),
+                     outputs=tuple(spec(v, False) for v in model.graph.output))
 
 
 def measure_parity(

@@ -24,6 +24,7 @@ from exporter.onnx_export import (
     ExportError,
     export_graph,
     measure_parity,
+    read_signature,
     write_fp16_variant,
     write_ort_cpu_variant,
 )
@@ -34,6 +35,7 @@ from latentforge.manifest import (
     Manifest,
     OutputSpec,
     Parity,
+    Signature,
     sha256_file,
 )
 from trainer.checkpoint import load_checkpoint
@@ -79,6 +81,7 @@ def export_run(
     staging.mkdir()
     try:
         graphs: dict[str, str] = {}
+        signatures: dict[str, Signature] = {}
         errors: dict[str, float] = {}
         variant_files: dict[str, dict[str, str]] = {}
         for graph in family.export_graphs():
@@ -91,6 +94,7 @@ def export_run(
                     f"{graph.role}: ONNX Runtime differs from PyTorch by {err:.3g} (> {tolerance:g}); not published"
                 )
             graphs[graph.role] = fname
+            signatures[graph.role] = read_signature(staging / fname, graph.optional_inputs)
             errors[graph.role] = err
             for variant in variants:
                 vname = f"{graph.role}.{variant}.onnx"
@@ -113,6 +117,9 @@ def export_run(
             kind=family.kind,
             latent_dim=family.latent_dim,
             num_classes=family.num_classes,
+            classes=tuple(payload["data"].get("classes") or ()),
+            tasks=dict(family.tasks),
+            signatures=signatures,
             output=OutputSpec(channels=c, height=h, width=w, value_range=family.value_range),
             graphs=graphs,
             files=files,

@@ -2,15 +2,40 @@
 
 A repository looks like ``<repo>/<name>/<version>/manifest.json`` plus the ONNX files the
 manifest lists. This module holds the manifest's schema and the pure helpers both sides
-need (hashing, version discovery); it imports neither torch nor onnxruntime so that the
-trainer and the serving install can both use it.
+need (hashing, version discovery, checking a call against a graph's signature); it imports
+neither torch nor onnxruntime so that the trainer and the serving install can both use it.
 
-Graph contracts (input and output names are fixed so that any client can run the files):
+A manifest says what a model can do, as data:
 
-* ``generator`` / ``decoder``: ``z`` float32 ``(N, latent_dim)`` [+ ``labels`` int64 ``(N,)``
-  when ``num_classes > 0``] -> ``image`` float32 ``(N, C, H, W)`` in ``output.value_range``.
-* ``encoder`` (VAE): ``image`` float32 ``(N, C, H, W)`` in ``output.value_range`` ->
-  ``mu`` and ``logvar`` float32 ``(N, latent_dim)``.
+* ``graphs``: role -> ONNX file, e.g. ``{"decoder": "decoder.onnx", "encoder": "encoder.onnx"}``.
+* ``signatures``: role -> the graph's inputs and outputs, each with a name, a dtype (NumPy
+  name: ``float32``, ``int64``...) and a shape whose entries are sizes or names of dynamic
+  axes (``["N", 100]``: any batch ``N``; one name used twice in a call means one size).
+  An input marked ``optional`` may be left out by a caller: it is then fed as zeros (e.g.
+  ``labels`` of a conditional model -> class 0, the initial ``h``/``c`` state of a recurrent
+  decoder).
+* ``tasks``: task -> the role of the graph that performs it. Known tasks and the contract of
+  their graph (``N`` is the batch axis):
+
+  - ``decode``: ``z`` float32 ``(N, latent_dim)`` [+ ``labels`` int64 ``(N,)``, optional, when
+    ``num_classes > 0``] -> ``image`` float32 ``(N, C, H, W)`` in ``output.value_range``.
+  - ``sample``: the model has a prior: latents drawn from the standard normal are meaningful
+    inputs of this graph (the ``decode`` graph of a GAN or VAE).
+  - ``encode``: ``image`` float32 ``(N, C, H, W)`` in ``output.value_range`` -> ``mu``
+    float32 ``(N, latent_dim)`` [+ ``logvar``, same shape, for a VAE].
+  - to come: ``complete`` (``image``, ``mask``, ``z`` -> ``image``) and ``draw_strokes`` (one
+    step of a recurrent stroke decoder, the loop run by the service).
+
+  A reader ignores tasks it does not know, so an older service still serves the rest.
+* ``kind``: the family's name (``gan``, ``vae``, ``ae``...), for people and dashboards; what
+  the service does follows ``tasks``, not ``kind``.
+* ``classes``: class names of a conditional model (index = label), or empty.
+* ``quality``: optional scores of the project's quality meter and the meter's version.
+
+Format 1 manifests (no tasks, signatures, classes or quality) are still read: their tasks
+and signatures are derived from ``kind`` and ``graphs`` as the graph contract above implies
+(``gan``: ``generator`` samples and decodes; ``vae``: ``decoder`` samples and decodes,
+``encoder`` encodes to ``mu`` and ``logvar``).
 """
 
 from __future__ import annotations
@@ -20,17 +45,32 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 # Model names become folder names, metric labels and Redis key parts: keep them tame.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-KINDS = ("gan", "vae")
+# Kinds, tasks, roles, tensor and axis names: identifiers.
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+KINDS_V1 = ("gan", "vae")
+DTYPES = ("float32", "float16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
+BATCH_AXIS = "N"
+# Inputs and outputs a known task's graph must have: name -> dtype. Unknown tasks have no contract.
+TASK_CONTRACTS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "decode": ({"z": "float32"}, {"image": "float32"}),
+    "sample": ({"z": "float32"}, {}),
+    "encode": ({"image": "float32"}, {"mu": "float32"}),
+}
 
 
 class ManifestError(ValueError):
     """A manifest is missing, malformed, or disagrees with the files beside it."""
+
+
+class SignatureError(ValueError):
+    """A call's inputs do not fit a graph's signature (name, dtype or shape)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +87,116 @@ class OutputSpec:
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.channels, self.height, self.width)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a graph. ``shape`` holds sizes (int) and dynamic axis names (str)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+    optional: bool = False  # inputs only: left out by a caller, it is fed as zeros
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TensorSpec":
+        return cls(name=str(data["name"]), dtype=str(data["dtype"]),
+                   shape=tuple(d if isinstance(d, str) else int(d) for d in data["shape"]),
+                   optional=bool(data.get("optional", False)))
+
+    def describe(self) -> str:
+        """``name float32 [N, 100]``, for messages."""
+        return f"{self.name} {self.dtype} [{', '.join(str(d) for d in self.shape)}]"
+
+    def check(self) -> None:
+        if not IDENTIFIER.match(self.name):
+            raise ManifestError(f"tensor name {self.name!r} must be an identifier")
+        if self.dtype not in DTYPES:
+            raise ManifestError(f"{self.name}: dtype {self.dtype!r} is not one of {DTYPES}")
+        for d in self.shape:
+            if isinstance(d, str) and not IDENTIFIER.match(d):
+                raise ManifestError(f"{self.name}: dynamic axis name {d!r} must be an identifier")
+            if isinstance(d, int) and d < 0:
+                raise ManifestError(f"{self.name}: axis size {d} must be >= 0")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """How to call one graph: its inputs and outputs, in the graph's order."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Signature":
+        return cls(inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
+                   outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]))
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.inputs if t.name == name), None)
+
+    def output(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.outputs if t.name == name), None)
+
+    def check(self, role: str) -> None:
+        for what, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
+            names = [t.name for t in specs]
+            if len(set(names)) != len(names):
+                raise ManifestError(f"graph {role!r}: {what} names repeat: {names}")
+            for t in specs:
+                try:
+                    t.check()
+                except ManifestError as exc:
+                    raise ManifestError(f"graph {role!r}: {exc}") from None
+        if not self.outputs:
+            raise ManifestError(f"graph {role!r} has no outputs")
+        if any(t.optional for t in self.outputs):
+            raise ManifestError(f"graph {role!r}: only inputs can be optional")
+
+    def bind(self, feeds: Mapping[str, tuple[str, Sequence[int]]]) -> dict[str, int]:
+        """Check a call's feeds (name -> (dtype, shape)) and return the sizes of the dynamic axes.
+
+        Every required input must be fed, nothing unknown may be, dtypes must match exactly,
+        fixed axes must have their size and a dynamic axis one size throughout the call.
+        Raises SignatureError saying which input is wrong and what the signature expects.
+        """
+        known = {t.name for t in self.inputs}
+        unknown = sorted(set(feeds) - known)
+        if unknown:
+            raise SignatureError(f"unknown input(s) {', '.join(unknown)}; the graph takes "
+                                 f"{', '.join(t.describe() for t in self.inputs)}")
+        axes: dict[str, int] = {}
+        for spec in self.inputs:
+            if spec.name not in feeds:
+                if spec.optional:
+                    continue
+                raise SignatureError(f"input {spec.describe()} is required")
+            dtype, shape = feeds[spec.name]
+            if dtype != spec.dtype:
+                raise SignatureError(f"input {spec.name} is {dtype}; the graph takes {spec.describe()}")
+            if len(shape) != len(spec.shape):
+                raise SignatureError(f"input {spec.name} has shape {tuple(shape)}; the graph takes {spec.describe()}")
+            for axis, (want, got) in enumerate(zip(spec.shape, shape)):
+                if isinstance(want, int):
+                    if got != want:
+                        raise SignatureError(f"input {spec.name} has shape {tuple(shape)}; the graph takes "
+                                             f"{spec.describe()} (axis {axis} must be {want})")
+                elif axes.setdefault(want, int(got)) != got:
+                    raise SignatureError(f"input {spec.name} has {want} = {got} on axis {axis}, but another "
+                                         f"input has {want} = {axes[want]}; they must agree")
+        return axes
+
+    def resolve(self, spec: TensorSpec, axes: Mapping[str, int]) -> tuple[int, ...] | None:
+        """The concrete shape of ``spec`` under bound ``axes``, or None when an axis is unbound."""
+        out = []
+        for d in spec.shape:
+            if isinstance(d, int):
+                out.append(d)
+            elif d in axes:
+                out.append(axes[d])
+            else:
+                return None
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -68,16 +218,33 @@ class Parity:
 
 
 @dataclass(frozen=True)
+class Quality:
+    """Scores of the project's quality meter (e.g. FID, precision, recall) and the meter's version."""
+
+    meter_version: str
+    scores: dict[str, float | str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Quality":
+        scores: dict[str, float | str] = {}
+        for k, v in dict(data.get("scores", {})).items():
+            if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+                raise ManifestError(f"quality score {k!r} must be a number or a string, got {v!r}")
+            scores[str(k)] = v if isinstance(v, str) else float(v)
+        return cls(meter_version=str(data["meter_version"]), scores=scores)
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a loader or a client needs to call one model version."""
 
     name: str
     version: int
-    kind: str
+    kind: str  # the family's name: gan, vae, ae...
     latent_dim: int
     num_classes: int
     output: OutputSpec
-    graphs: dict[str, str]  # role ("generator", "decoder", "encoder") -> file name
+    graphs: dict[str, str]  # role ("generator", "decoder", "encoder"...) -> file name
     files: dict[str, FileEntry]
     opset: int
     parity: Parity
@@ -91,12 +258,27 @@ class Manifest:
     #   provider, which load faster there and only there.
     # Their parity errors are in parity.per_graph as "<role>@<variant>".
     variants: dict[str, dict[str, str]] = field(default_factory=dict)
+    tasks: dict[str, str] = field(default_factory=dict)  # task -> role of the graph performing it
+    signatures: dict[str, Signature] = field(default_factory=dict)  # role -> inputs and outputs
+    classes: tuple[str, ...] = ()  # class names by label; empty when unconditional or unnamed
+    quality: Quality | None = None
     format_version: int = FORMAT_VERSION
+
+    def has_task(self, task: str) -> bool:
+        return task in self.tasks
+
+    def graph_for(self, task: str) -> str:
+        """Role of the graph that performs ``task``; ManifestError when the model cannot."""
+        try:
+            return self.tasks[task]
+        except KeyError:
+            raise ManifestError(f"model {self.name} v{self.version} has no {task!r} task "
+                                f"(its tasks: {', '.join(sorted(self.tasks)) or 'none'})") from None
 
     @property
     def image_graph(self) -> str:
         """Role of the graph that turns latents into images."""
-        return "generator" if self.kind == "gan" else "decoder"
+        return self.graph_for("decode")
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -107,12 +289,13 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Manifest":
-        """Parse and validate a manifest dict; raises ManifestError with what is wrong."""
+        """Parse and validate a manifest dict (format 1 or 2); raises ManifestError with what is wrong."""
         try:
-            if data.get("format_version") != FORMAT_VERSION:
+            format_version = data.get("format_version")
+            if format_version not in READABLE_FORMAT_VERSIONS:
                 raise ManifestError(
-                    f"unsupported manifest format_version {data.get('format_version')!r}; "
-                    f"this build reads {FORMAT_VERSION}"
+                    f"unsupported manifest format_version {format_version!r}; this build reads "
+                    f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))} (a newer exporter wrote it? upgrade the server)"
                 )
             out = dict(data["output"])
             out.pop("shape", None)
@@ -125,7 +308,7 @@ class Manifest:
                 dtype=str(out.get("dtype", "float32")),
             )
             parity = data["parity"]
-            manifest = cls(
+            fields: dict[str, Any] = dict(
                 name=str(data["name"]),
                 version=int(data["version"]),
                 kind=str(data["kind"]),
@@ -152,10 +335,22 @@ class Manifest:
                     str(name): {str(role): str(f) for role, f in roles.items()}
                     for name, roles in data.get("variants", {}).items()
                 },
+                format_version=format_version,
             )
+            if format_version == 1:
+                fields.update(_implied_by_v1(fields))
+            else:
+                quality = data.get("quality")
+                fields.update(
+                    tasks={str(k): str(v) for k, v in data["tasks"].items()},
+                    signatures={str(role): Signature.from_dict(sig) for role, sig in data["signatures"].items()},
+                    classes=tuple(str(c) for c in data.get("classes", ())),
+                    quality=None if quality is None else Quality.from_dict(quality),
+                )
+            manifest = cls(**fields)
         except ManifestError:
             raise
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise ManifestError(f"malformed manifest: {type(exc).__name__}: {exc}") from None
         manifest.validate()
         return manifest
@@ -179,12 +374,18 @@ class Manifest:
             raise ManifestError(f"model name {self.name!r} must match {NAME_PATTERN.pattern}")
         if self.version < 1:
             raise ManifestError(f"version must be >= 1, got {self.version}")
-        if self.kind not in KINDS:
-            raise ManifestError(f"kind {self.kind!r} is not one of {KINDS}")
+        if self.format_version not in READABLE_FORMAT_VERSIONS:
+            raise ManifestError(f"format_version {self.format_version!r} is not one of {READABLE_FORMAT_VERSIONS}")
+        if self.format_version == 1 and self.kind not in KINDS_V1:
+            raise ManifestError(f"kind {self.kind!r} is not one of {KINDS_V1}")
+        if not IDENTIFIER.match(self.kind):
+            raise ManifestError(f"kind {self.kind!r} must be an identifier (the family's name)")
         if self.latent_dim < 1 or self.num_classes < 0:
             raise ManifestError("latent_dim must be >= 1 and num_classes >= 0")
-        if self.image_graph not in self.graphs:
-            raise ManifestError(f"a {self.kind} manifest needs a {self.image_graph!r} graph")
+        if self.classes and len(self.classes) != self.num_classes:
+            raise ManifestError(f"classes names {len(self.classes)} classes but num_classes is {self.num_classes}")
+        if len(set(self.classes)) != len(self.classes) or not all(self.classes):
+            raise ManifestError("class names must be distinct and non-empty")
         for role, fname in self.graphs.items():
             if fname not in self.files:
                 raise ManifestError(f"graph {role!r} names {fname!r}, which is not in files")
@@ -195,6 +396,70 @@ class Manifest:
         for fname in self.files:
             if Path(fname).name != fname or fname in ("", ".", ".."):
                 raise ManifestError(f"file name {fname!r} must be a plain name inside the folder")
+        self._validate_tasks()
+
+    def _validate_tasks(self) -> None:
+        if not self.tasks:
+            raise ManifestError("the manifest declares no tasks; a model must be able to do something")
+        if set(self.signatures) != set(self.graphs):
+            raise ManifestError(f"signatures describe graphs {sorted(self.signatures)}, but the manifest "
+                                f"lists graphs {sorted(self.graphs)}; every graph needs exactly one signature")
+        for role, signature in self.signatures.items():
+            signature.check(role)
+        for task, role in self.tasks.items():
+            if not IDENTIFIER.match(task):
+                raise ManifestError(f"task name {task!r} must be an identifier")
+            if role not in self.graphs:
+                raise ManifestError(f"task {task!r} names graph {role!r}, which is not in graphs")
+            inputs, outputs = TASK_CONTRACTS.get(task, ({}, {}))
+            signature = self.signatures[role]
+            for kind, wanted, find in (("input", inputs, signature.input), ("output", outputs, signature.output)):
+                for name, dtype in wanted.items():
+                    spec = find(name)
+                    if spec is None or spec.dtype != dtype:
+                        raise ManifestError(f"task {task!r} needs graph {role!r} to have a {dtype} {kind} {name!r}")
+        # The latent and image tensors of the known tasks agree with latent_dim and output.
+        for task, role in self.tasks.items():
+            sig = self.signatures[role]
+            latent = sig.input("z") if task in ("decode", "sample") else sig.output("mu") if task == "encode" else None
+            image = sig.output("image") if task == "decode" else sig.input("image") if task == "encode" else None
+            if latent is not None and tuple(latent.shape[1:]) != (self.latent_dim,):
+                raise ManifestError(f"graph {role!r} ({task}) has {latent.describe()}, but latent_dim is "
+                                    f"{self.latent_dim}; expected [N, {self.latent_dim}]")
+            if image is not None and tuple(image.shape[1:]) != self.output.shape:
+                raise ManifestError(f"graph {role!r} ({task}) has {image.describe()}, but the output is "
+                                    f"{self.output.shape}; expected [N, {', '.join(map(str, self.output.shape))}]")
+        if self.num_classes > 0 and "decode" in self.tasks:
+            labels = self.signatures[self.tasks["decode"]].input("labels")
+            if labels is None or labels.dtype != "int64":
+                raise ManifestError(f"a conditional model (num_classes {self.num_classes}) needs an int64 'labels' "
+                                    f"input on its decode graph {self.tasks['decode']!r}")
+
+
+def _implied_by_v1(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Tasks and signatures a format-1 manifest implies (its graph contract), from kind and graphs."""
+    kind, graphs = fields["kind"], fields["graphs"]
+    if kind not in KINDS_V1:
+        raise ManifestError(f"kind {kind!r} is not one of {KINDS_V1}")
+    image_role = "generator" if kind == "gan" else "decoder"
+    unknown = sorted(set(graphs) - {image_role, "encoder"})
+    if unknown or (kind == "gan" and "encoder" in graphs):
+        raise ManifestError(f"a format-1 {kind} manifest has no graph contract for {unknown or ['encoder']}")
+    if image_role not in graphs:
+        raise ManifestError(f"a {kind} manifest needs a {image_role!r} graph")
+    out: OutputSpec = fields["output"]
+    latent = (BATCH_AXIS, fields["latent_dim"])
+    image = TensorSpec("image", "float32", (BATCH_AXIS, *out.shape))
+    inputs = [TensorSpec("z", "float32", latent)]
+    if fields["num_classes"] > 0:
+        inputs.append(TensorSpec("labels", "int64", (BATCH_AXIS,), optional=True))
+    signatures = {image_role: Signature(inputs=tuple(inputs), outputs=(image,))}
+    tasks = {"sample": image_role, "decode": image_role}
+    if "encoder" in graphs:
+        signatures["encoder"] = Signature(
+            inputs=(image,), outputs=(TensorSpec("mu", "float32", latent), TensorSpec("logvar", "float32", latent)))
+        tasks["encode"] = "encoder"
+    return {"tasks": tasks, "signatures": signatures}
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from services.errors import ResourceExhausted, Unavailable
-from services.inference import Finish, InferenceRunner, OnnxModel, expired
+from services.inference import Finish, InferenceRunner, OnnxModel, concat_optional, expired
 from services.metrics import Metrics, version_child
 
 
@@ -117,7 +117,7 @@ class BatchingRunner(InferenceRunner):
 
     async def decode(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None,
                      finish: Finish | None = None, deadline: float | None = None) -> Any:
-        parts = await self._submit(model, model.manifest.image_graph, z, labels, finish, deadline)
+        parts = await self._submit(model, model.graph_for("decode"), z, labels, finish, deadline)
         if len(parts) == 1:
             return parts[0]
         if finish is not None:
@@ -125,11 +125,11 @@ class BatchingRunner(InferenceRunner):
         return np.concatenate(parts)
 
     async def encode(self, model: OnnxModel, images: np.ndarray,
-                     deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        parts = await self._submit(model, "encoder", images, None, None, deadline)
+                     deadline: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        parts = await self._submit(model, model.graph_for("encode"), images, None, None, deadline)
         if len(parts) == 1:
             return parts[0]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return np.concatenate([p[0] for p in parts]), concat_optional([p[1] for p in parts])
 
     async def _submit(self, model: OnnxModel, graph: str, inputs: np.ndarray, labels: np.ndarray | None,
                       finish: Finish | None, deadline: float | None) -> list[Any]:
@@ -260,9 +260,9 @@ class BatchingRunner(InferenceRunner):
             return results
         run = [batch[k] for k in live]
         inputs = np.concatenate([p.inputs for p in run]) if len(run) > 1 else run[0].inputs
-        if q.graph == "encoder":
+        if q.graph == q.model.manifest.tasks.get("encode"):
             mu, logvar = self._timed_encoder(q.model, inputs)
-            parts = _split(run, lambda a, b: (mu[a:b], logvar[a:b]))
+            parts = _split(run, lambda a, b: (mu[a:b], None if logvar is None else logvar[a:b]))
         else:
             labels = None
             if any(p.labels is not None for p in run):

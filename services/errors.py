@@ -39,3 +39,9 @@ class ResourceExhausted(ServiceError):
 
 class DeadlineExceeded(ServiceError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class FailedPrecondition(ServiceError):
+    """The request is well formed but the model cannot do it (e.g. Generate on a model with no prior)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION

@@ -3,11 +3,11 @@
 ``OrtSettings`` is every ONNX Runtime choice the server makes (providers, threads, graph
 optimisation, memory arena, which file variant, IO binding); the load benchmark
 (``tools.ortbench``) builds its sessions from the same object, so "raw" and "served" numbers
-compare like with like. ``OnnxModel`` owns the sessions of a version folder (generator, or
-decoder + encoder) and runs them synchronously. A runner (``InferenceRunner``) is what the
-servicer awaits: ``DirectRunner`` here sends each request's rows to the worker threads;
-``services.batching.BatchingRunner`` merges concurrent requests into shared batches behind the
-same interface.
+compare like with like. ``OnnxModel`` owns the sessions of a version folder (every graph its
+manifest lists) and runs them synchronously, by role, with feeds checked against the manifest's
+signatures. A runner (``InferenceRunner``) is what the servicer awaits: ``DirectRunner`` here
+sends each request's rows to the worker threads; ``services.batching.BatchingRunner`` merges
+concurrent requests into shared batches behind the same interface.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import weakref
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from latentforge.cpus import available_cpus
-from latentforge.manifest import Manifest
-from services.errors import DeadlineExceeded, ResourceExhausted, ServiceError
+from latentforge.manifest import Manifest, ManifestError, SignatureError
+from services.capabilities import missing_tasks, supported_rpcs
+from services.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError
 from services.logging_setup import event, get_logger
 from services.metrics import Metrics, version_child
 
@@ -147,8 +148,20 @@ class OrtSettings:
         return manifest.graphs[role], ""
 
 
+# ONNX Runtime's tensor type names -> the manifest's (NumPy) dtype names.
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int16)": "int16",
+               "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
+# What a missing task means to a client, for FAILED_PRECONDITION messages.
+_TASK_MEANING = {"sample": "no prior to sample latents from", "decode": "no graph from latents to images",
+                 "encode": "no encoder from images to latents"}
+
+
 class OnnxModel:
-    """The loaded sessions of one model version. Thread-safe: ORT sessions allow concurrent run()."""
+    """The loaded sessions of one model version: every graph its manifest lists, run by role
+    with feeds checked against the manifest's signatures. What the version can serve follows
+    from its manifest's tasks (``services.capabilities``). Thread-safe: ORT sessions allow
+    concurrent run()."""
 
     def __init__(self, manifest: Manifest, version_dir: Path, settings: OrtSettings) -> None:
         import onnxruntime as ort
@@ -162,20 +175,18 @@ class OnnxModel:
         self.files: dict[str, str] = {}
         variants = set()
         for role in manifest.graphs:
-            if role not in ("generator", "decoder", "encoder"):
-                continue
             fname, variant = settings.graph_file(manifest, role)
-            self.sessions[role] = ort.InferenceSession(
+            session = ort.InferenceSession(
                 str(self.version_dir / fname), sess_options=options, providers=settings.provider_list())
+            _check_session(manifest, role, fname, session)
+            self.sessions[role] = session
             self.files[role] = fname
             variants.add(variant)
         self.variant = ",".join(sorted(v for v in variants if v))
-        image_session = self.sessions[manifest.image_graph]
-        self.provider: str = image_session.get_providers()[0]
+        main = manifest.tasks.get("decode") or sorted(self.sessions)[0]
+        self.provider: str = self.sessions[main].get_providers()[0]
         self.io_binding = settings.io_binding == "on" or (settings.io_binding == "auto" and self.provider != CPU)
-        self._takes_labels = any(i.name == "labels" for i in image_session.get_inputs())
-        if manifest.num_classes > 0 and not self._takes_labels:
-            raise ValueError(f"{manifest.image_graph} graph has no 'labels' input but num_classes > 0")
+        self.methods: list[str] = supported_rpcs(manifest.tasks)
 
     @property
     def name(self) -> str:
@@ -195,68 +206,141 @@ class OnnxModel:
 
     @property
     def can_encode(self) -> bool:
-        return self.manifest.kind == "vae" and "encoder" in self.sessions
+        return "Encode" in self.methods
 
     def supported_methods(self) -> list[str]:
-        """RPC names this model accepts."""
-        methods = ["Generate", "GenerateStream", "Interpolate", "Variations", "GetSample"]
-        if self.can_encode:
-            methods += ["Encode", "Reconstruct"]
-        return methods
+        """RPC names this model accepts, from its manifest's tasks."""
+        return list(self.methods)
+
+    def has_task(self, task: str) -> bool:
+        return self.manifest.has_task(task)
+
+    def require(self, rpc: str) -> None:
+        """Raise FailedPrecondition, naming the RPCs this model does support, unless it supports ``rpc``."""
+        if rpc in self.methods:
+            return
+        missing = missing_tasks(rpc, self.manifest.tasks)
+        why = "; ".join(f"no {t!r} task ({_TASK_MEANING.get(t, 'not declared by its manifest')})" for t in missing)
+        raise FailedPrecondition(f"model {self.name} v{self.version} (a {self.manifest.kind}) does not support {rpc}: "
+                                 f"it has {why}; it supports {', '.join(self.methods)}")
+
+    def graph_for(self, task: str) -> str:
+        """Role of the graph performing ``task``; FailedPrecondition when the model has no such task."""
+        role = self.manifest.tasks.get(task)
+        if role is None:
+            raise FailedPrecondition(f"model {self.name} v{self.version} (a {self.manifest.kind}) has no {task!r} "
+                                     f"task; it supports {', '.join(self.methods)}")
+        return role
+
+    def run(self, role: str, feeds: Mapping[str, np.ndarray],
+            outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Run graph ``role`` on ``feeds`` (input name -> array) and return the named outputs (all by default).
+
+        Feeds are checked against the graph's signature: an array is cast to the declared
+        dtype when that keeps its kind (float64 -> float32, int32 -> int64), an optional input
+        left out is fed as zeros, and anything else that does not fit (unknown or missing
+        input, wrong dtype or shape) is an InvalidArgument that says what the graph takes.
+        """
+        signature = self.manifest.signatures[role]
+        arrays: dict[str, np.ndarray] = {}
+        for name, value in feeds.items():
+            arr = np.asarray(value)
+            spec = signature.input(name)
+            if spec is not None and arr.dtype.name != spec.dtype and np.can_cast(arr.dtype, spec.dtype, "same_kind"):
+                arr = arr.astype(spec.dtype)
+            arrays[name] = np.ascontiguousarray(arr)
+        try:
+            axes = signature.bind({n: (a.dtype.name, a.shape) for n, a in arrays.items()})
+        except SignatureError as exc:
+            raise InvalidArgument(f"model {self.name} v{self.version}, graph {role}: {exc}") from None
+        for spec in signature.inputs:
+            if spec.name not in arrays:
+                shape = signature.resolve(spec, axes)
+                if shape is None:
+                    raise InvalidArgument(f"model {self.name} v{self.version}, graph {role}: optional input "
+                                          f"{spec.describe()} can only be left out when the other inputs give "
+                                          "its axes; feed it")
+                arrays[spec.name] = np.zeros(shape, dtype=spec.dtype)
+        names = [t.name for t in signature.outputs] if outputs is None else list(outputs)
+        specs = []
+        for name in names:
+            spec = signature.output(name)
+            if spec is None:
+                raise ServiceError(f"graph {role} of model {self.name} v{self.version} has no output {name!r}")
+            specs.append(spec)
+        shapes = [signature.resolve(spec, axes) for spec in specs]
+        session = self.sessions[role]
+        if self.io_binding and all(shape is not None for shape in shapes):
+            result = self._run_bound(session, arrays, {s.name: (shape, s.dtype) for s, shape in zip(specs, shapes)})
+        else:
+            result = dict(zip(names, session.run(names, arrays)))
+        for spec, shape in zip(specs, shapes):
+            got = result[spec.name].shape
+            if got != shape if shape is not None else len(got) != len(spec.shape):
+                raise ServiceError(f"model {self.name} v{self.version} returned shape {got} for {spec.name} of "
+                                   f"graph {role}; its signature says {spec.describe()}")
+        return result
 
     def run_image(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-        """Latents (N, latent_dim) [+ labels (N,)] -> images (N, C, H, W) float32."""
-        feeds = {"z": np.ascontiguousarray(z, dtype=np.float32)}
-        if self._takes_labels:
-            if labels is None:
-                labels = np.zeros(len(z), dtype=np.int64)
-            feeds["labels"] = np.ascontiguousarray(labels, dtype=np.int64)
-        expected = (len(z), *self.image_shape)
-        session = self.sessions[self.manifest.image_graph]
-        if self.io_binding:
-            images = self._run_bound(session, feeds, {"image": expected})["image"]
-        else:
-            (images,) = session.run(["image"], feeds)
-        if images.shape != expected:
-            raise ServiceError(f"model {self.name} v{self.version} returned shape {images.shape}, manifest says {expected}")
-        return images
+        """Latents (N, latent_dim) [+ labels (N,)] -> images (N, C, H, W) float32, by the decode graph."""
+        feeds = {"z": z} if labels is None else {"z": z, "labels": labels}
+        return self.run(self.graph_for("decode"), feeds, ("image",))["image"]
 
-    def run_encoder(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Images (N, C, H, W) -> (mu, logvar), each (N, latent_dim)."""
-        feeds = {"image": np.ascontiguousarray(images, dtype=np.float32)}
-        session = self.sessions["encoder"]
-        if self.io_binding:
-            shape = (len(images), self.manifest.latent_dim)
-            out = self._run_bound(session, feeds, {"mu": shape, "logvar": shape})
-            return out["mu"], out["logvar"]
-        mu, logvar = session.run(["mu", "logvar"], feeds)
-        return mu, logvar
+    def run_encoder(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Images (N, C, H, W) -> (mu, logvar), each (N, latent_dim); logvar is None when the
+        encoder has none (a deterministic autoencoder)."""
+        role = self.graph_for("encode")
+        wanted = ["mu", "logvar"] if self.manifest.signatures[role].output("logvar") else ["mu"]
+        out = self.run(role, {"image": images}, wanted)
+        return out["mu"], out.get("logvar")
 
     @staticmethod
-    def _run_bound(session: Any, feeds: dict[str, np.ndarray], outputs: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    def _run_bound(session: Any, feeds: dict[str, np.ndarray],
+                   outputs: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, np.ndarray]:
         """One run with IO binding: inputs copied once to the device (none on CPU), outputs
-        written by ONNX Runtime straight into float32 host arrays allocated here."""
+        written by ONNX Runtime straight into host arrays allocated here."""
         binding = session.io_binding()
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)
         result = {}
-        for name, shape in outputs.items():
-            buf = np.empty(shape, dtype=np.float32)
-            binding.bind_output(name, "cpu", 0, np.float32, list(shape), buf.ctypes.data)
+        for name, (shape, dtype) in outputs.items():
+            buf = np.empty(shape, dtype=dtype)
+            binding.bind_output(name, "cpu", 0, buf.dtype.type, list(shape), buf.ctypes.data)
             result[name] = buf
         session.run_with_iobinding(binding)
         return result
 
     def warm_up(self) -> None:
-        """One call per graph, so the first request does not pay for lazy initialisation;
-        also checks the graphs' output shapes against the manifest."""
-        m = self.manifest
-        z = np.zeros((2, m.latent_dim), dtype=np.float32)
-        images = self.run_image(z, np.zeros(2, dtype=np.int64) if m.num_classes else None)
-        if self.can_encode:
-            mu, logvar = self.run_encoder(images)
-            if mu.shape != (2, m.latent_dim) or logvar.shape != (2, m.latent_dim):
-                raise ValueError(f"encoder returned {mu.shape}/{logvar.shape}, expected (2, {m.latent_dim})")
+        """One call per graph on zeros (each dynamic axis 2, optional inputs left out), so the
+        first request does not pay for lazy initialisation; also checks every output's shape
+        against the signature."""
+        for role, signature in self.manifest.signatures.items():
+            feeds = {t.name: np.zeros(tuple(2 if isinstance(d, str) else d for d in t.shape), dtype=t.dtype)
+                     for t in signature.inputs if not t.optional}
+            self.run(role, feeds)
+
+
+def _check_session(manifest: Manifest, role: str, fname: str, session: Any) -> None:
+    """Refuse a graph file whose inputs and outputs disagree with the manifest's signature."""
+    signature = manifest.signatures[role]
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    undeclared = sorted(set(inputs) - {t.name for t in signature.inputs})
+    if undeclared:
+        raise ManifestError(f"{fname} takes input(s) {', '.join(undeclared)} that the manifest's signature "
+                            f"of {role!r} does not declare")
+    for kind, specs, actual in (("input", signature.inputs, inputs), ("output", signature.outputs, outputs)):
+        for spec in specs:
+            arg = actual.get(spec.name)
+            if arg is None:
+                raise ManifestError(f"{fname} has no {kind} {spec.name!r}, which the manifest's signature "
+                                    f"of {role!r} declares")
+            dtype = _ORT_DTYPES.get(arg.type, arg.type)
+            shape = list(arg.shape or [])
+            if (dtype != spec.dtype or len(shape) != len(spec.shape)
+                    or any(isinstance(a, int) and isinstance(w, int) and a != w for a, w in zip(shape, spec.shape))):
+                raise ManifestError(f"{fname}: {kind} {spec.name} is {dtype} {shape}, but the manifest's signature "
+                                    f"of {role!r} says {spec.describe()}")
 
 
 class InferenceRunner(abc.ABC):
@@ -284,8 +368,8 @@ class InferenceRunner(abc.ABC):
 
     @abc.abstractmethod
     async def encode(self, model: OnnxModel, images: np.ndarray,
-                     deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Images -> (mu, logvar)."""
+                     deadline: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Images -> (mu, logvar); logvar is None for an encoder without one."""
 
     async def close(self) -> None:
         """Stop background work."""
@@ -293,7 +377,7 @@ class InferenceRunner(abc.ABC):
     def _timed_image(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         """Blocking: run the image graph in chunks of max_batch_size, recording metrics."""
         out = []
-        graph = model.manifest.image_graph
+        graph = model.graph_for("decode")
         for start in range(0, len(z), self.max_batch_size):
             zz = z[start:start + self.max_batch_size]
             ll = None if labels is None else labels[start:start + self.max_batch_size]
@@ -302,16 +386,18 @@ class InferenceRunner(abc.ABC):
             self._record(model, graph, len(zz), time.perf_counter() - t0)
         return out[0] if len(out) == 1 else np.concatenate(out)
 
-    def _timed_encoder(self, model: OnnxModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _timed_encoder(self, model: OnnxModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Blocking: run the encode graph in chunks of max_batch_size, recording metrics."""
         mus, logvars = [], []
+        graph = model.graph_for("encode")
         for start in range(0, len(images), self.max_batch_size):
             chunk = images[start:start + self.max_batch_size]
             t0 = time.perf_counter()
             mu, logvar = model.run_encoder(chunk)
-            self._record(model, "encoder", len(chunk), time.perf_counter() - t0)
+            self._record(model, graph, len(chunk), time.perf_counter() - t0)
             mus.append(mu)
             logvars.append(logvar)
-        return np.concatenate(mus), np.concatenate(logvars)
+        return np.concatenate(mus), concat_optional(logvars)
 
     def _record(self, model: OnnxModel, graph: str, rows: int, seconds: float) -> None:
         per_graph = self._run_children.get(model)
@@ -411,13 +497,20 @@ class DirectRunner(InferenceRunner):
         return await self._submit(model, deadline, work)
 
     async def encode(self, model: OnnxModel, images: np.ndarray,
-                     deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     deadline: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         return await self._submit(model, deadline, self._timed_encoder, model, images)
+
+
+def concat_optional(parts: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    """Rows of an optional output, None when the graph has no such output."""
+    if any(p is None for p in parts):
+        return None
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def log_loaded(model: OnnxModel) -> None:
     """The one log line that says which provider and files run a model."""
     event(log, "model_loaded", model=model.name, version=model.version, kind=model.manifest.kind,
-          provider=model.provider, graphs=sorted(model.sessions), files=model.files,
+          tasks=sorted(model.manifest.tasks), provider=model.provider, graphs=sorted(model.sessions), files=model.files,
           variant=model.variant or "plain", intra_op_threads=model.settings.intra_op_threads,
           io_binding=model.io_binding)

@@ -28,7 +28,7 @@ from services import latents
 from services.cache import (SAMPLE_ID_PATTERN, CacheUnavailable, SampleCache, SampleRecord, new_sample_id,
                             render_key)
 from services.config import ServeConfig
-from services.errors import InvalidArgument, NotFound, ServiceError, Unavailable
+from services.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError, Unavailable
 from services.inference import Finish, InferenceRunner, OnnxModel
 from services.logging_setup import event, get_logger, request_id_var
 from services.metrics import Metrics
@@ -266,7 +266,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
 
     @_unary
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
-        model, count, base_seed, psi, fmt = self._generate_args(request)
+        model, count, base_seed, psi, fmt = self._generate_args(request, "Generate")
         samples, stored = await self._generate_chunk(model, request, base_seed, 0, count, psi, fmt, "Generate",
                                                      _deadline(context))
         return pb.GenerateResponse(model=model.name, version=model.version, seed=base_seed,
@@ -274,7 +274,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
 
     @_stream
     async def GenerateStream(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Sample]:
-        model, count, base_seed, psi, fmt = self._generate_args(request)
+        model, count, base_seed, psi, fmt = self._generate_args(request, "GenerateStream")
         all_stored = True
         for start in range(0, count, self.config.stream_chunk):
             n = min(self.config.stream_chunk, count - start)
@@ -288,6 +288,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
     @_unary
     async def Interpolate(self, request: pb.InterpolateRequest, context: grpc.aio.ServicerContext) -> pb.InterpolateResponse:
         model = self._resolve(request.model, request)
+        model.require("Interpolate")
         steps = self._check_count(request.steps, "steps", minimum=2)
         psi = self._truncation(request)
         fmt = self._format(request.format)
@@ -344,6 +345,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         except NotFound:
             raise NotFound(f"sample {parent.sample_id!r} was made by {parent.model} v{parent.version}, "
                            "which is no longer loaded") from None
+        model.require("Variations")
         count = self._check_count(request.count, "count")
         strength = float(request.strength)
         if not math.isfinite(strength) or not 0.0 <= strength <= MAX_STRENGTH:
@@ -430,8 +432,10 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
                 f"{method} needs a VAE with an encoder; model {model.name} is a {model.manifest.kind.upper()}"
             )
 
-    def _generate_args(self, request: pb.GenerateRequest) -> tuple[OnnxModel, int, int, float | None, int]:
+    def _generate_args(self, request: pb.GenerateRequest,
+                       method: str) -> tuple[OnnxModel, int, int, float | None, int]:
         model = self._resolve(request.model, request)
+        model.require(method)
         count = self._check_count(request.count, "count")
         psi = self._truncation(request)
         self._check_label(model, request.label if request.HasField("label") else None)
@@ -542,6 +546,9 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
                     f"(model {record.model}); model {model.name} needs {dim}")
             return record.latent, record.label
         if kind == "seed":
+            if not model.has_task("sample"):
+                raise FailedPrecondition(f"{which}: model {model.name} has no prior, so a seed names no latent; "
+                                         "use a sample id (e.g. from Encode) or a latent")
             return latents.latent_from_seed(ep.seed, dim, psi), None
         if kind == "latent":
             try:

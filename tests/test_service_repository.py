@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latentforge.manifest import FileEntry, Manifest, OutputSpec, Parity, sha256_file
+from latentforge.manifest import FileEntry, Manifest, OutputSpec, Parity, Signature, TensorSpec, sha256_file
 from services.inference import OrtSettings
 from services.metrics import Metrics
 from services.model_repository import ModelRepository, uses_external_data
@@ -50,6 +50,9 @@ def write_version(folder: Path, name: str, version: int, model=None, extra_files
         name=name, version=version, kind="gan", latent_dim=4, num_classes=0,
         output=OutputSpec(channels=1, height=6, width=6, value_range=(-1.0, 1.0)),
         graphs={"generator": "generator.onnx"}, files=files, opset=18,
+        tasks={"sample": "generator", "decode": "generator"},
+        signatures={"generator": Signature(inputs=(TensorSpec("z", "float32", ("N", 4)),),
+                                           outputs=(TensorSpec("image", "float32", ("N", 1, 6, 6)),))},
         parity=Parity(max_abs_error=0.0, tolerance=1e-4, batch_sizes=(1,)), source_checkpoint={},
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     (folder / "manifest.json").write_text(manifest.to_json())

@@ -68,6 +68,8 @@ def write_conditional_model(repo: Path, name: str = "cond-toy", num_classes: int
         Manifest,
         OutputSpec,
         Parity,
+        Signature,
+        TensorSpec,
         sha256_file,
     )
 
@@ -94,6 +96,11 @@ def write_conditional_model(repo: Path, name: str = "cond-toy", num_classes: int
         name=name, version=1, kind="gan", latent_dim=latent_dim, num_classes=num_classes,
         output=OutputSpec(channels=1, height=6, width=6, value_range=(-1.0, 1.0)),
         graphs={"generator": "generator.onnx"},
+        tasks={"sample": "generator", "decode": "generator"},
+        signatures={"generator": Signature(
+            inputs=(TensorSpec("z", "float32", ("N", latent_dim)), TensorSpec("labels", "int64", ("N",), optional=True)),
+            outputs=(TensorSpec("image", "float32", ("N", 1, 6, 6)),))},
+        classes=tuple(f"class-{k}" for k in range(num_classes)),
         files={"generator.onnx": FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size)},
         opset=18, parity=Parity(max_abs_error=0.0, tolerance=1e-4, batch_sizes=(1,)), source_checkpoint={},
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))

@@ -27,6 +27,7 @@ class ExportGraph:
     input_names: list[str]
     output_names: list[str]
     make_inputs: Callable[[int, torch.Generator], tuple[torch.Tensor, ...]] = field(repr=False, default=None)  # type: ignore[assignment]
+    optional_inputs: tuple[str, ...] = ()  # inputs a caller may leave out (fed as zeros), e.g. labels
 
 
 class Family:
@@ -34,6 +35,7 @@ class Family:
 
     name: str = ""
     kind: str = ""  # manifest kind: "gan" or "vae"
+    tasks: dict[str, str] = {}  # manifest tasks: task ("sample", "decode", "encode") -> graph role
     value_range: tuple[float, float] = (0.0, 1.0)  # range of the images the graphs produce
     default_latent_dim: int = 100
     default_lr: float = 2e-4

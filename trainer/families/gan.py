@@ -14,6 +14,7 @@ class DCGAN(Family):
 
     name = "dcgan"
     kind = "gan"
+    tasks = {"sample": "generator", "decode": "generator"}
     value_range = (-1.0, 1.0)
     default_latent_dim = 100
 

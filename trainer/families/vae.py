@@ -26,6 +26,7 @@ class VAE(Family):
 
     name = "vae"
     kind = "vae"
+    tasks = {"sample": "decoder", "decode": "decoder", "encode": "encoder"}
     value_range = (0.0, 1.0)
     default_latent_dim = 16
     default_lr = 1e-3
