@@ -221,14 +221,14 @@ class OnnxModel:
             return
         missing = missing_tasks(rpc, self.manifest.tasks)
         why = "; ".join(f"no {t!r} task ({_TASK_MEANING.get(t, 'not declared by its manifest')})" for t in missing)
-        raise FailedPrecondition(f"model {self.name} v{self.version} (a {self.manifest.kind}) does not support {rpc}: "
+        raise FailedPrecondition(f"model {self.name} v{self.version} (kind {self.manifest.kind}) does not support {rpc}: "
                                  f"it has {why}; it supports {', '.join(self.methods)}")
 
     def graph_for(self, task: str) -> str:
         """Role of the graph performing ``task``; FailedPrecondition when the model has no such task."""
         role = self.manifest.tasks.get(task)
         if role is None:
-            raise FailedPrecondition(f"model {self.name} v{self.version} (a {self.manifest.kind}) has no {task!r} "
+            raise FailedPrecondition(f"model {self.name} v{self.version} (kind {self.manifest.kind}) has no {task!r} "
                                      f"task; it supports {', '.join(self.methods)}")
         return role
 
@@ -246,7 +246,7 @@ class OnnxModel:
         for name, value in feeds.items():
             arr = np.asarray(value)
             spec = signature.input(name)
-            if spec is not None and arr.dtype.name != spec.dtype and np.can_cast(arr.dtype, spec.dtype, "same_kind"):
+            if spec is not None and arr.dtype.name != spec.dtype and _same_kind(arr.dtype, np.dtype(spec.dtype)):
                 arr = arr.astype(spec.dtype)
             arrays[name] = np.ascontiguousarray(arr)
         try:
@@ -318,6 +318,14 @@ class OnnxModel:
             feeds = {t.name: np.zeros(tuple(2 if isinstance(d, str) else d for d in t.shape), dtype=t.dtype)
                      for t in signature.inputs if not t.optional}
             self.run(role, feeds)
+
+
+def _same_kind(src: np.dtype, dst: np.dtype) -> bool:
+    """Whether a cast keeps what the values mean: float to float (float64 -> float32), or integer
+    to an integer type holding every value (int32 -> int64); never integer to float or back."""
+    if src.kind == dst.kind == "f":
+        return True
+    return src.kind in "iu" and dst.kind in "iu" and bool(np.can_cast(src, dst, "safe"))
 
 
 def _check_session(manifest: Manifest, role: str, fname: str, session: Any) -> None:

@@ -16,7 +16,7 @@ import torch
 from exporter.onnx_export import ExportError
 from exporter.repository import export_run
 from latentforge.cli import main
-from latentforge.manifest import Manifest, list_versions, sha256_file, verify_files
+from latentforge.manifest import Manifest, Signature, TensorSpec, list_versions, sha256_file, verify_files
 from trainer.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from trainer.config import TrainConfig
 from trainer.loop import build_family
@@ -44,6 +44,37 @@ def test_vae_exports_encoder_and_decoder(model_repo: Path):
     assert m.output.value_range == (0.0, 1.0)
     assert set(m.parity.per_graph) == {"decoder", "encoder"}
     assert max(m.parity.per_graph.values()) <= 1e-4
+
+
+def test_manifests_declare_tasks_and_the_signatures_of_the_written_graphs(model_repo: Path):
+    """Format 2: tasks from the family, signatures read back from the ONNX files (batch axis N)."""
+    gan = Manifest.read(model_repo / "mnist-dcgan" / "1")
+    assert gan.format_version == 2 and gan.tasks == {"sample": "generator", "decode": "generator"}
+    assert gan.signatures == {"generator": Signature(inputs=(TensorSpec("z", "float32", ("N", 100)),),
+                                                     outputs=(TensorSpec("image", "float32", ("N", 1, 28, 28)),))}
+    assert gan.classes == () and gan.quality is None
+    vae = Manifest.read(model_repo / "mnist-vae" / "1")
+    assert vae.tasks == {"sample": "decoder", "decode": "decoder", "encode": "encoder"}
+    latent = ("N", 16)
+    assert vae.signatures["encoder"] == Signature(
+        inputs=(TensorSpec("image", "float32", ("N", 1, 28, 28)),),
+        outputs=(TensorSpec("mu", "float32", latent), TensorSpec("logvar", "float32", latent)))
+    assert vae.signatures["decoder"].inputs == (TensorSpec("z", "float32", latent),)
+    written = json.loads((model_repo / "mnist-vae" / "1" / "manifest.json").read_text())
+    assert written["format_version"] == 2 and written["classes"] == [] and written["quality"] is None
+
+
+def test_signatures_mark_optional_inputs_that_the_graph_has(tmp_path: Path):
+    from exporter.onnx_export import read_signature
+    from tests.helpers.servers import write_conditional_model
+
+    path = write_conditional_model(tmp_path, latent_dim=8) / "generator.onnx"
+    signature = read_signature(path, optional_inputs=("labels",))
+    assert signature.inputs == (TensorSpec("z", "float32", ("N", 8)),
+                                TensorSpec("labels", "int64", ("N",), optional=True))
+    assert signature.outputs == (TensorSpec("image", "float32", ("N", 1, 6, 6)),)
+    with pytest.raises(ExportError, match="optional input.*mask are not inputs of the graph"):
+        read_signature(path, optional_inputs=("mask",))
 
 
 def test_onnx_matches_torch_at_new_batch_sizes(model_repo: Path, dcgan_run: Path):

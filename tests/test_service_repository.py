@@ -1,4 +1,5 @@
-"""The model repository loader refuses what could escape the repository or its sha256 check:
+"""The model repository loader reads format-1 and format-2 manifests and refuses what could escape
+the repository or its sha256 check, or what its manifest does not describe:
 symbolic links (model folder, version folder, manifest, graph file), manifest file names with
 path parts, and ONNX graphs with external tensor data (inside or outside the version folder).
 Each refusal is logged and counted, and the good versions beside it keep loading. Crafted
@@ -199,3 +200,82 @@ def test_a_refused_version_is_tried_again_when_its_folder_comes_back(tmp_path: P
     repository.refresh()
     assert _loaded(repository) == {("tiny", 1), ("tiny", 2)}
     assert _failures(metrics, "tiny") == 1
+
+
+def _as_format_1(version_dir: Path) -> None:
+    """Rewrite a version's manifest as the format-1 exporter wrote it (no tasks, signatures,
+    classes or quality)."""
+    path = version_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    for key in ("tasks", "signatures", "classes", "quality"):
+        data.pop(key)
+    data["format_version"] = 1
+    path.write_text(json.dumps(data))
+
+
+def test_a_format_1_version_serves_as_before(model_repo: Path, tmp_path: Path, caplog):
+    """The exporter's VAE, its manifest rewritten as format 1: same tasks, same RPCs, same outputs."""
+    repo = tmp_path / "models"
+    shutil.copytree(model_repo / "mnist-vae" / "1", repo / "old-vae" / "1")
+    shutil.copytree(model_repo / "mnist-vae" / "1", repo / "new-vae" / "1")
+    for name in ("old-vae", "new-vae"):
+        path = repo / name / "1" / "manifest.json"
+        path.write_text(path.read_text().replace('"mnist-vae"', f'"{name}"'))
+    _as_format_1(repo / "old-vae" / "1")
+    repository, _, failed = _refresh(repo, caplog)
+    assert failed == []
+    old, new = repository.resolve("old-vae"), repository.resolve("new-vae")
+    assert (old.manifest.format_version, new.manifest.format_version) == (1, 2)
+    assert old.manifest.tasks == new.manifest.tasks == {"sample": "decoder", "decode": "decoder", "encode": "encoder"}
+    assert old.manifest.signatures == new.manifest.signatures
+    assert old.supported_methods() == new.supported_methods() and old.can_encode
+    z = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
+    images = old.run_image(z)
+    np.testing.assert_array_equal(images, new.run_image(z))
+    for a, b in zip(old.run_encoder(images), new.run_encoder(images)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unknown_format_versions_are_refused_and_the_rest_loads(tmp_path: Path, caplog):
+    repo = tmp_path / "models"
+    write_version(repo / "tiny" / "1", "tiny", 1)
+    newer = write_version(repo / "tiny" / "2", "tiny", 2)
+    data = json.loads((newer / "manifest.json").read_text())
+    data["format_version"] = 3
+    (newer / "manifest.json").write_text(json.dumps(data))
+    repository, metrics, failed = _refresh(repo, caplog)
+    assert _loaded(repository) == {("tiny", 1)}
+    assert "unsupported manifest format_version 3; this build reads 1, 2" in failed[0]["error"]
+    assert _failures(metrics, "tiny") == 1
+
+
+def _untasked(edit):
+    """An edit of the generator's signature under a task with no contract (so the manifest stays
+    self-consistent and only the graph file can disagree)."""
+    def apply(data: dict) -> None:
+        data["tasks"] = {"draw": "generator"}
+        edit(data["signatures"]["generator"])
+    return apply
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["signatures"]["generator"]["inputs"].append(
+        {"name": "labels", "dtype": "int64", "shape": ["N"], "optional": True}),
+     "generator.onnx has no input 'labels', which the manifest's signature of 'generator' declares"),
+    (_untasked(lambda sig: sig.update(inputs=[])), "generator.onnx takes input(s) z that the manifest's signature of 'generator' does not declare"),
+    (_untasked(lambda sig: sig["outputs"][0].update(dtype="float16")),
+     "output image is float32 ['N', 1, 6, 6], but the manifest's signature of 'generator' says image float16"),
+    (lambda d: d["signatures"]["generator"]["outputs"].append(
+        {"name": "mu", "dtype": "float32", "shape": ["N", 4], "optional": False}),
+     "generator.onnx has no output 'mu'"),
+])
+def test_a_graph_that_disagrees_with_its_signature_is_refused(tmp_path: Path, caplog, edit, message):
+    repo = tmp_path / "models"
+    write_version(repo / "tiny" / "1", "tiny", 1)
+    bad = write_version(repo / "tiny" / "2", "tiny", 2)
+    data = json.loads((bad / "manifest.json").read_text())
+    edit(data)
+    (bad / "manifest.json").write_text(json.dumps(data))
+    repository, metrics, failed = _refresh(repo, caplog)
+    assert _loaded(repository) == {("tiny", 1)}
+    assert message in failed[0]["error"]

@@ -1,5 +1,5 @@
 """In-process servers on loopback ports and model repositories to serve (published versions,
-tampered versions, a hand-built conditional model), and gates that hold a batch slot."""
+tampered versions, hand-built conditional and autoencoder models), and gates that hold a batch slot."""
 
 from __future__ import annotations
 
@@ -59,19 +59,11 @@ def publish_version(model_dir: Path, version: int, source: int = 1, tamper: str 
 
 def write_conditional_model(repo: Path, name: str = "cond-toy", num_classes: int = 10, latent_dim: int = 8) -> Path:
     """A small class-conditional generator built directly in ONNX (the trainer has no conditional
-    family yet): image = tanh((z + embedding[label]) @ W), 1x6x6. Real ONNX Runtime, real manifest."""
-    import onnx
+    family yet): image = tanh((z + embedding[label]) @ W), 1x6x6. Real ONNX Runtime, real manifest;
+    ``labels`` is optional (class 0 when left out)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from latentforge.manifest import (
-        FileEntry,
-        Manifest,
-        OutputSpec,
-        Parity,
-        Signature,
-        TensorSpec,
-        sha256_file,
-    )
+    from latentforge.manifest import OutputSpec, Signature, TensorSpec
 
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.standard_normal((num_classes, latent_dim)).astype(np.float32), "emb"),
@@ -86,24 +78,69 @@ def write_conditional_model(repo: Path, name: str = "cond-toy", num_classes: int
         nodes, "cond", [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", latent_dim]),
                         helper.make_tensor_value_info("labels", TensorProto.INT64, ["N"])],
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 6, 6])], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    onnx.checker.check_model(model, full_check=True)
-    version_dir = repo / name / "1"
+    signature = Signature(
+        inputs=(TensorSpec("z", "float32", ("N", latent_dim)), TensorSpec("labels", "int64", ("N",), optional=True)),
+        outputs=(TensorSpec("image", "float32", ("N", 1, 6, 6)),))
+    return write_hand_built_model(
+        repo / name / "1", {"generator": (graph, signature)}, name=name, kind="gan", latent_dim=latent_dim,
+        num_classes=num_classes, output=OutputSpec(channels=1, height=6, width=6, value_range=(-1.0, 1.0)),
+        tasks={"sample": "generator", "decode": "generator"}, classes=tuple(f"class-{k}" for k in range(num_classes)))
+
+
+def write_autoencoder_model(repo: Path, name: str = "ae-toy", latent_dim: int = 4) -> Path:
+    """A small deterministic autoencoder built directly in ONNX (the trainer has no such family yet):
+    encoder image (N, 1, 6, 6) -> mu = flatten(image) @ E, decoder z -> image = sigmoid(z @ D).
+    Its manifest declares encode and decode but no sample task: it has no prior."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from latentforge.manifest import OutputSpec, Signature, TensorSpec
+
+    rng = np.random.default_rng(1)
+    image_info = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 6, 6])
+    encoder = helper.make_graph(
+        [helper.make_node("Reshape", ["image", "flat"], ["x"]), helper.make_node("MatMul", ["x", "e"], ["mu"])],
+        "ae_encoder", [image_info], [helper.make_tensor_value_info("mu", TensorProto.FLOAT, ["N", latent_dim])],
+        initializer=[numpy_helper.from_array(np.array([-1, 36], np.int64), "flat"),
+                     numpy_helper.from_array(rng.standard_normal((36, latent_dim)).astype(np.float32) / 6, "e")])
+    decoder = helper.make_graph(
+        [helper.make_node("MatMul", ["z", "d"], ["m"]), helper.make_node("Sigmoid", ["m"], ["s"]),
+         helper.make_node("Reshape", ["s", "shape"], ["image"])],
+        "ae_decoder", [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", latent_dim])], [image_info],
+        initializer=[numpy_helper.from_array(rng.standard_normal((latent_dim, 36)).astype(np.float32), "d"),
+                     numpy_helper.from_array(np.array([-1, 1, 6, 6], np.int64), "shape")])
+    image = TensorSpec("image", "float32", ("N", 1, 6, 6))
+    latent = TensorSpec("mu", "float32", ("N", latent_dim))
+    return write_hand_built_model(
+        repo / name / "1",
+        {"encoder": (encoder, Signature(inputs=(image,), outputs=(latent,))),
+         "decoder": (decoder, Signature(inputs=(TensorSpec("z", "float32", ("N", latent_dim)),), outputs=(image,)))},
+        name=name, kind="ae", latent_dim=latent_dim, num_classes=0,
+        output=OutputSpec(channels=1, height=6, width=6, value_range=(0.0, 1.0)),
+        tasks={"encode": "encoder", "decode": "decoder"})
+
+
+def write_hand_built_model(version_dir: Path, graphs: dict, **fields) -> Path:
+    """A version folder of ONNX graphs built in code (role -> (GraphProto, Signature)) with a
+    format-2 manifest: ``fields`` are the manifest's (name, kind, tasks...), files and
+    signatures are filled in here."""
+    import onnx
+    from onnx import helper
+
+    from latentforge.manifest import FileEntry, Manifest, Parity, sha256_file
+
     version_dir.mkdir(parents=True)
-    onnx.save(model, str(version_dir / "generator.onnx"))
-    path = version_dir / "generator.onnx"
+    files, signatures = {}, {}
+    for role, (graph, signature) in graphs.items():
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        onnx.checker.check_model(model, full_check=True)
+        path = version_dir / f"{role}.onnx"
+        onnx.save(model, str(path))
+        files[path.name] = FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size)
+        signatures[role] = signature
     manifest = Manifest(
-        name=name, version=1, kind="gan", latent_dim=latent_dim, num_classes=num_classes,
-        output=OutputSpec(channels=1, height=6, width=6, value_range=(-1.0, 1.0)),
-        graphs={"generator": "generator.onnx"},
-        tasks={"sample": "generator", "decode": "generator"},
-        signatures={"generator": Signature(
-            inputs=(TensorSpec("z", "float32", ("N", latent_dim)), TensorSpec("labels", "int64", ("N",), optional=True)),
-            outputs=(TensorSpec("image", "float32", ("N", 1, 6, 6)),))},
-        classes=tuple(f"class-{k}" for k in range(num_classes)),
-        files={"generator.onnx": FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size)},
-        opset=18, parity=Parity(max_abs_error=0.0, tolerance=1e-4, batch_sizes=(1,)), source_checkpoint={},
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        version=int(version_dir.name), graphs={role: f"{role}.onnx" for role in graphs}, files=files,
+        signatures=signatures, opset=18, parity=Parity(max_abs_error=0.0, tolerance=1e-4, batch_sizes=(1,)),
+        source_checkpoint={}, created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **fields)
     (version_dir / "manifest.json").write_text(manifest.to_json())
     return version_dir
 
