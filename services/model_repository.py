@@ -1,17 +1,18 @@
 """Which model versions are loaded: scan the repository, verify, load, warm up, look up.
 
 Reads ``<root>/<name>/<version>/`` folders written by the exporter (see
-``latentforge.manifest``). Every complete version is loaded after its sha256 check and a
+``latentforge.manifest``; manifests of format 1 and 2). Every complete version is loaded after its sha256 check and a
 warm-up run; a version that fails is logged, counted and skipped. ``refresh()`` runs again
 while serving to pick up new versions; the table of loaded versions is swapped whole, so a
 request in flight keeps the model object it resolved, and a version whose folder vanished is
 unloaded (marked ``retired``) without failing the requests that already hold it.
 
 A version is refused (logged, counted in ``latentforge_model_load_failures_total``) when its
-folder, its model folder or its manifest is a symbolic link or resolves outside the repository,
-when a listed file is a link, missing or fails sha256, when ONNX Runtime cannot load it, or when
-a graph keeps tensor data in external files (not covered by the manifest's sha256; the exporter
-never writes them).
+manifest has a format version this build does not read or is inconsistent, when its folder, its
+model folder or its manifest is a symbolic link or resolves outside the repository, when a
+listed file is a link, missing or fails sha256, when ONNX Runtime cannot load it, when a graph's
+inputs or outputs disagree with the manifest's signature of it, or when a graph keeps tensor
+data in external files (not covered by the manifest's sha256; the exporter never writes them).
 """
 
 from __future__ import annotations
