@@ -276,7 +276,8 @@ class OnnxModel:
             result = dict(zip(names, session.run(names, arrays)))
         for spec, shape in zip(specs, shapes):
             got = result[spec.name].shape
-            if got != shape if shape is not None else len(got) != len(spec.shape):
+            wrong = got != shape if shape is not None else len(got) != len(spec.shape)
+            if wrong:
                 raise ServiceError(f"model {self.name} v{self.version} returned shape {got} for {spec.name} of "
                                    f"graph {role}; its signature says {spec.describe()}")
         return result
