@@ -27,7 +27,7 @@ import numpy as np
 from latentforge.cpus import available_cpus
 from latentforge.manifest import Manifest
 from services.errors import DeadlineExceeded, ResourceExhausted, ServiceError
-from services.logging_setup import event, get_logger
+from services.rpc.logs import event, get_logger
 from services.metrics import Metrics, version_child
 
 log = get_logger("inference")

@@ -83,7 +83,7 @@ def test_metrics_are_scraped_with_the_documented_names_and_bounded_labels(redis_
 
 
 def test_each_server_has_its_own_registry(memory_server, redis_servers):
-    assert memory_server.server.metrics.registry is not redis_servers[0].server.metrics.registry
+    assert memory_server.server.registry is not redis_servers[0].server.registry
     assert memory_server.metrics_url != redis_servers[0].metrics_url
 
 
