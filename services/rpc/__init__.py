@@ -5,7 +5,7 @@
 * ``calls``    - the per-call wrapper (``@unary`` / ``@stream``): request id, timing, access
                  log, error → status, drain refusal, trailers.
 * ``status``   - the one map from ``services.errors`` kinds to gRPC statuses.
-* ``health``   - readiness per service.
+* ``health``   - readiness per service and ``liveness``.
 * ``security`` - TLS / mutual TLS credentials and bearer tokens (server and client side).
 * ``logs``     - structured JSON logs with the request id; ``note`` adds facts to a call's line.
 * ``metrics``  - per-call metrics and the cache of labelled metric children.

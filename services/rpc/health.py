@@ -1,8 +1,10 @@
-"""grpc.health.v1 of one server: readiness per service.
+"""grpc.health.v1 of one server: readiness per service, and liveness.
 
-``""`` (the whole server) and each service's full name: a service is NOT_SERVING until it says
-it is ready (the GenerationService: a model version is loaded); the whole server is SERVING
-when every service on it is. Draining turns every name NOT_SERVING.
+* ``""`` (the whole server) and each service's full name: readiness. A service is NOT_SERVING
+  until it says it is ready (the GenerationService: a model version is loaded); the whole
+  server is SERVING when every service on it is. Readiness probes and load balancers use these.
+* ``"liveness"``: SERVING as soon as the server runs, NOT_SERVING only while it drains.
+  Liveness and startup probes use it, so a server waiting for its first model is not restarted.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+LIVENESS = "liveness"
 SERVICE_NAME = health.SERVICE_NAME
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -30,7 +33,8 @@ class Health:
         health_pb2_grpc.add_HealthServicer_to_server(self.servicer, server)
 
     async def start(self) -> None:
-        """The server is up: not ready until its services say so."""
+        """The server is up: alive, and not ready until its services say so."""
+        await self.servicer.set(LIVENESS, SERVING)
         for name in ("", *self._ready):
             await self.servicer.set(name, NOT_SERVING)
 
@@ -41,5 +45,5 @@ class Health:
         await self.servicer.set("", SERVING if all(self._ready.values()) else NOT_SERVING)
 
     async def drain(self) -> None:
-        """Every name NOT_SERVING from now on (the server is going away)."""
+        """Every name NOT_SERVING from now on, liveness included (the server is going away)."""
         await self.servicer.enter_graceful_shutdown()
