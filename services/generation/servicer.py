@@ -147,10 +147,12 @@ def _output(value: int) -> OutputFormat:
     return output
 
 
-def _generate_request(request: pb.GenerateRequest) -> GenerateRequest:
-    return GenerateRequest(model=request.model, version=_optional(request, "version"), count=request.count,
-                           seed=_optional(request, "seed"), truncation=_optional(request, "truncation"),
-                           label=_optional(request, "label"), output=_output(request.format))
+def _generate_request(r: pb.GenerateRequest) -> GenerateRequest:
+    # The hot path: optional fields read inline rather than through _optional.
+    return GenerateRequest(model=r.model, version=r.version if r.HasField("version") else None, count=r.count,
+                           seed=r.seed if r.HasField("seed") else None,
+                           truncation=r.truncation if r.HasField("truncation") else None,
+                           label=r.label if r.HasField("label") else None, output=_output(r.format))
 
 
 def _endpoint(ep: pb.Endpoint) -> Endpoint:

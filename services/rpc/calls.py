@@ -100,7 +100,9 @@ class _Call(RequestContext):
     __slots__ = ("tracker", "method", "code", "message", "extra_trailers", "start", "_token")
 
     def __init__(self, tracker: CallTracker, method: str, context: grpc.aio.ServicerContext) -> None:
-        super().__init__(_request_id(context))
+        # RequestContext's fields, set here: this runs once per call.
+        self.request_id = _request_id(context)
+        self.fields = {}
         self.tracker, self.method = tracker, method
         self.code = grpc.StatusCode.OK
         self.message = ""
