@@ -32,8 +32,9 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 import numpy as np
 
-from services.logging_setup import event, get_logger
+from services.rpc.logs import event, get_logger
 from services.metrics import Metrics
+from services.rpc.metrics import Children
 
 log = get_logger("cache")
 
@@ -113,15 +114,11 @@ class SampleCache(abc.ABC):
     def __init__(self, metrics: Metrics, ttl_s: int) -> None:
         self.metrics = metrics
         self.ttl_s = int(ttl_s)
-        self._children: dict[tuple[str, ...], Any] = {}  # labelled metric children, looked up once
+        self._children = Children(lambda kind, *extra: getattr(metrics, kind).labels(self.backend, *extra))
 
     def _counter(self, kind: str, *extra: str) -> Any:
         """This backend's child of the ``kind`` counter (cache_hits, cache_errors, ...)."""
-        key = (kind, *extra)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = getattr(self.metrics, kind).labels(self.backend, *extra)
-        return child
+        return self._children.get(kind, *extra)
 
     async def put_many(self, records: Iterable[SampleRecord]) -> None:
         """Store records (TTL applied); raises CacheUnavailable."""

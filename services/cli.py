@@ -16,39 +16,14 @@ TOKEN_ENV = "LATENTFORGE_TOKEN"  # bearer token for the client commands
 
 def register(subparsers: Any) -> None:
     """Add the service's sub-commands to the ``latentforge`` parser."""
+    from services.config import ServeConfig
+    from services.rpc.settings import add_flags
+
     p = subparsers.add_parser("serve", help="serve a model repository over gRPC",
                               description="Serve models/<name>/<version>/ over gRPC. Settings: CLI > "
                                           "LATENTFORGE_* environment > --config file > defaults.")
     p.add_argument("--config", type=Path, help="JSON or TOML settings file")
-    p.add_argument("--models", type=Path, help="model repository root (default: models)")
-    p.add_argument("--host", help="gRPC bind address (default 127.0.0.1; 0.0.0.0 to serve other hosts)")
-    p.add_argument("--port", type=int, help="gRPC port (default 50051)")
-    p.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (default 9090)")
-    p.add_argument("--metrics-host", help="/metrics bind address (default 127.0.0.1)")
-    p.add_argument("--redis-url", help="Redis URL for the shared sample cache (default: in-process cache); "
-                                       "rediss://user:password@host:6380/0 for TLS and ACL users")
-    p.add_argument("--redis-tls-ca", type=Path, help="PEM CA that signed the Redis server's certificate")
-    p.add_argument("--redis-tls-cert", type=Path, help="PEM client certificate for Redis (with --redis-tls-key)")
-    p.add_argument("--redis-tls-key", type=Path, help="PEM key of --redis-tls-cert")
-    p.add_argument("--max-count", type=int, help="max samples per request (default 64)")
-    p.add_argument("--workers", type=int, help="inference threads (default 2)")
-    p.add_argument("--provider", dest="providers", action="append",
-                   help="ONNX Runtime execution provider, repeatable (default: CUDA if available, else CPU)")
-    p.add_argument("--no-batching", dest="batching", action="store_const", const=False,
-                   help="one ONNX Runtime call per request")
-    p.add_argument("--max-batch-size", type=int, help="rows per ONNX Runtime call (default 64)")
-    p.add_argument("--max-queue-delay-ms", type=float, help="how long a batch may wait for more requests (default 1)")
-    p.add_argument("--max-queue-size", type=int, help="queued requests per model before RESOURCE_EXHAUSTED (default 1024)")
-    p.add_argument("--intra-op-threads", type=int, help="ONNX Runtime threads per call (default: cores // workers)")
-    p.add_argument("--precision", choices=("fp32", "fp16"), help="fp16: load the fp16 variant where exported")
-    p.add_argument("--no-access-log", dest="access_log", action="store_const", const=False,
-                   help="no log line per successful RPC (errors are still logged)")
-    p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve TLS (with --tls-key)")
-    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
-    p.add_argument("--tls-client-ca", type=Path, help="PEM CA: require client certificates it signed (mutual TLS)")
-    p.add_argument("--auth-tokens-file", type=Path,
-                   help="require 'authorization: Bearer <token>' with one of these tokens (one per line)")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    add_flags(p, ServeConfig)
     p.set_defaults(func=_serve)
 
     g = subparsers.add_parser("generate", help="generate samples from a running server into a PNG grid")
@@ -106,24 +81,14 @@ def _connect(args: argparse.Namespace):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from services.config import ConfigError, load_config
-    from services.logging_setup import configure_logging
-    from services.security import SecurityConfigError
+    from services.config import ConfigError, ServeConfig, load_config
+    from services.rpc.logs import configure_logging
+    from services.rpc.security import SecurityConfigError
+    from services.rpc.settings import flag_overrides
     from services.server import serve
 
-    overrides = {
-        "models": args.models, "host": args.host, "port": args.port, "metrics_port": args.metrics_port,
-        "metrics_host": args.metrics_host, "redis_url": args.redis_url, "max_count": args.max_count,
-        "workers": args.workers, "providers": tuple(args.providers) if args.providers else None,
-        "batching": args.batching, "log_level": args.log_level, "max_batch_size": args.max_batch_size,
-        "max_queue_delay_ms": args.max_queue_delay_ms, "max_queue_size": args.max_queue_size,
-        "intra_op_threads": args.intra_op_threads, "precision": args.precision, "access_log": args.access_log,
-        "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_client_ca": args.tls_client_ca,
-        "auth_tokens_file": args.auth_tokens_file, "redis_tls_ca": args.redis_tls_ca,
-        "redis_tls_cert": args.redis_tls_cert, "redis_tls_key": args.redis_tls_key,
-    }
     try:
-        config = load_config(args.config, overrides=overrides)
+        config = load_config(args.config, overrides=flag_overrides(ServeConfig, args))
     except ConfigError as exc:
         print(f"latentforge serve: {exc}", file=sys.stderr)
         return 2

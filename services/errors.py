@@ -1,47 +1,40 @@
-"""Request errors that carry the gRPC status a client can act on.
+"""Request errors a client can act on, independent of the transport.
 
-Service code raises these; the RPC wrapper in ``servicer.py`` turns them into a status with
-the message, and turns anything else into INTERNAL without details (never a stack trace).
+Service code (pipelines, runners, the repository) raises these with a message that says what to
+change; ``services.rpc.status`` is the one place that maps each kind to a gRPC status. Anything
+else that escapes a call becomes INTERNAL without details (never a stack trace).
 """
 
 from __future__ import annotations
 
-import grpc
-
 
 class ServiceError(Exception):
-    """A request failed with ``code``; ``message`` says what to change."""
+    """A request failed; ``message`` says what to change. Unmapped kinds answer INTERNAL."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
-
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        if code is not None:
-            self.code = code
 
 
 class InvalidArgument(ServiceError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    """The request itself is wrong (a value out of range, a bad image)."""
 
 
 class NotFound(ServiceError):
-    code = grpc.StatusCode.NOT_FOUND
+    """A named thing (model, version, sample id) does not exist."""
 
 
 class Unavailable(ServiceError):
-    code = grpc.StatusCode.UNAVAILABLE
+    """The server cannot answer now (nothing loaded, shutting down, cache down); retry."""
 
 
 class ResourceExhausted(ServiceError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    """A limit was reached (queue full); retry with backoff."""
 
 
 class DeadlineExceeded(ServiceError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    """The caller's deadline passed before the work could be done."""
 
 
 class FailedPrecondition(ServiceError):
     """The request is well formed but the model cannot do it (e.g. Generate on a model with no prior)."""
-
-    code = grpc.StatusCode.FAILED_PRECONDITION

@@ -28,7 +28,7 @@ from latentforge.cpus import available_cpus
 from latentforge.manifest import Manifest, ManifestError, SignatureError
 from services.capabilities import missing_tasks, supported_rpcs
 from services.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError
-from services.logging_setup import event, get_logger
+from services.rpc.logs import event, get_logger
 from services.metrics import Metrics, version_child
 
 log = get_logger("inference")

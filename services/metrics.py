@@ -1,37 +1,30 @@
-"""Prometheus metrics of one server instance, in a registry of its own.
+"""Prometheus metrics of the GenerationService, in the registry of its server.
 
-Names follow DESIGN.md: ``latentforge_`` prefix, base units, counters end in ``_total``, labels
-with bounded values only (method, model, version, code, provider, backend, operation) - never a
-sample id or a seed. Deploy dashboards and alerts refer to these names: rename with care.
+The per-call metrics every service shares (requests, latency, in flight) and the process's own
+are ``services.rpc.metrics.RpcMetrics``. Names follow DESIGN.md: ``latentforge_`` prefix, base
+units, counters end in ``_total``, labels with bounded values only (method, model, version, code,
+provider, backend, operation) - never a sample id or a seed. Deploy dashboards and alerts refer to these names: rename with care.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+from services.rpc.metrics import LATENCY_BUCKETS, new_registry
+
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 @dataclass
 class Metrics:
-    """All metric objects of one server; ``registry`` is what /metrics exposes."""
+    """The GenerationService's metric objects; ``registry`` is its server's (what /metrics exposes)."""
 
-    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    registry: CollectorRegistry = field(default_factory=new_registry)
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.requests = Counter(
-            "latentforge_requests", "RPCs finished, by method and status code.",
-            ["method", "code"], registry=r)
-        self.request_duration = Histogram(
-            "latentforge_request_duration_seconds", "RPC latency, by method and status code.",
-            ["method", "code"], buckets=LATENCY_BUCKETS, registry=r)
-        self.inflight = Gauge(
-            "latentforge_requests_in_flight", "RPCs being served now, by method.",
-            ["method"], registry=r)
         self.queue_depth = Gauge(
             "latentforge_queue_depth", "Inference requests waiting for a batch/worker, by model.",
             ["model", "version"], registry=r)
@@ -74,9 +67,6 @@ class Metrics:
         self.model_load_failures = Counter(
             "latentforge_model_load_failures", "Model versions that failed to load.",
             ["model"], registry=r)
-        # latentforge_process_cpu_seconds_total and friends: the server's own CPU time, which
-        # the load generator divides by the images served.
-        ProcessCollector(namespace="latentforge", registry=r)
 
 
 class _NullChild:

@@ -23,7 +23,7 @@ from pathlib import Path
 from latentforge.manifest import MANIFEST_NAME, NAME_PATTERN, Manifest, ManifestError, list_versions, verify_files
 from services.errors import NotFound, Unavailable
 from services.inference import OnnxModel, OrtSettings, log_loaded
-from services.logging_setup import event, get_logger
+from services.rpc.logs import event, get_logger
 from services.metrics import Metrics
 
 log = get_logger("model_repository")

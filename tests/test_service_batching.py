@@ -71,7 +71,7 @@ def test_concurrent_requests_with_different_seeds_counts_and_labels_get_their_ow
                 if label is not None:
                     assert a.label == label
                 assert a.image.SerializeToString() == b.image.SerializeToString(), (model, count, seed, i)
-        reg = batched.server.metrics.registry
+        reg = batched.server.registry
         rows = reg.get_sample_value("latentforge_batch_size_sum", GEN)
         calls = reg.get_sample_value("latentforge_batch_size_count", GEN)
         assert rows == sum(r[1] for r in requests if r[0] == "mnist-dcgan")
@@ -112,6 +112,7 @@ def test_requests_queued_together_run_as_one_batch_and_match_alone(mixed_repo):
 def test_a_deadline_that_passes_in_the_queue_is_answered_without_running(model_repo):
     from services.batching import BatchingRunner
     from services.errors import DeadlineExceeded
+    from services.rpc.status import status_code
 
     model, metrics = load_model(model_repo, "mnist-dcgan")
     z = np.zeros((3, model.manifest.latent_dim), np.float32)
@@ -136,7 +137,7 @@ def test_a_deadline_that_passes_in_the_queue_is_answered_without_running(model_r
 
     blocker, late, on_time = asyncio.run(go())
     assert len(blocker) == 1
-    assert isinstance(late, DeadlineExceeded) and late.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert isinstance(late, DeadlineExceeded) and status_code(late) == grpc.StatusCode.DEADLINE_EXCEEDED
     assert on_time.shape == (2, *model.image_shape)
     reg = metrics.registry
     assert reg.get_sample_value("latentforge_batch_size_sum", GEN) == 1 + 2  # the late 3 rows never ran
@@ -155,7 +156,7 @@ def test_grpc_deadline_expiring_in_the_queue_is_deadline_exceeded_and_never_runs
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             gate.release.set()
             assert len(stub.Generate(pb.GenerateRequest(model="mnist-dcgan", count=2, seed=1), timeout=30).samples) == 2
-        reg = server.server.metrics.registry
+        reg = server.server.registry
         assert reg.get_sample_value("latentforge_batch_size_sum", GEN) == 1 + 2  # the 5 rows never ran
         depth = reg.get_sample_value("latentforge_queue_depth", {"model": "mnist-dcgan", "version": "1"})
         assert depth == 0
@@ -175,7 +176,7 @@ def test_a_full_queue_answers_resource_exhausted_at_once(model_repo):
                       for k in range(2)]
             deadline = time.monotonic() + 10
             labels = {"model": "mnist-dcgan", "version": "1"}
-            while server.server.metrics.registry.get_sample_value("latentforge_queue_depth", labels) < 2:
+            while server.server.registry.get_sample_value("latentforge_queue_depth", labels) < 2:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
             t0 = time.perf_counter()
@@ -185,7 +186,7 @@ def test_a_full_queue_answers_resource_exhausted_at_once(model_repo):
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "full" in info.value.details()
             gate.release.set()
             assert [len(f.result().samples) for f in queued] == [1, 1]
-        assert server.server.metrics.registry.get_sample_value("latentforge_queue_rejected_total", labels) == 1
+        assert server.server.registry.get_sample_value("latentforge_queue_rejected_total", labels) == 1
     finally:
         gate.release.set()
         server.stop()
@@ -200,7 +201,7 @@ def test_a_request_larger_than_the_batch_limit_is_split(model_repo):
             alone = [client.generate("mnist-dcgan", 1, seed=5 + i, fmt="tensor").samples[0] for i in range(10)]
         for a, b in zip(result.samples, alone):
             np.testing.assert_array_equal(a.image.tensor, b.image.tensor)
-        reg = server.server.metrics.registry
+        reg = server.server.registry
         assert reg.get_sample_value("latentforge_batch_size_count", GEN) == 3 + 10  # 4 + 4 + 2, then the singles
     finally:
         server.stop()
@@ -214,7 +215,7 @@ def test_without_batching_each_request_runs_alone_with_the_same_answers(model_re
             b = client.generate("mnist-dcgan", 3, seed=21, fmt="tensor")
         for x, y in zip(a.samples, b.samples):
             np.testing.assert_array_equal(x.image.tensor, y.image.tensor)
-        assert server.server.metrics.registry.get_sample_value("latentforge_batch_size_count", GEN) == 2
+        assert server.server.registry.get_sample_value("latentforge_batch_size_count", GEN) == 2
     finally:
         server.stop()
 

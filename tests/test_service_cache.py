@@ -159,7 +159,7 @@ def test_generate_survives_a_redis_outage_and_recovers(model_repo, own_redis):
                 client.get_sample(before.samples[0].sample_id)
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "cache is unreachable" in info.value.details()
-            errors = server.server.metrics.registry.get_sample_value(
+            errors = server.server.registry.get_sample_value(
                 "latentforge_cache_errors_total", {"backend": "redis", "operation": "put"})
             assert errors >= 2
             own_redis.start()  # same port, empty: old ids are gone, new ones work again

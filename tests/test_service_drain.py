@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from services.servicer import DRAINING_MESSAGE
+from services.rpc.calls import DRAINING_MESSAGE
 from tests.helpers.processes import ServeProcess, health_status, wait_until
 from tests.helpers.servers import Gate, hold_a_batch_slot, start_server
 
@@ -111,16 +111,15 @@ def test_sigterm_drains_every_call_in_flight_and_exits_0(model_repo: Path):
 def test_drain_refuses_newcomers_and_waits_only_as_long_as_calls_run(model_repo: Path):
     server = start_server(model_repo, workers=1, render_cache=False)
     gate = Gate()
-    stopper = threading.Thread(target=lambda: server.call(server.server.stop(20.0), timeout_s=40))
     try:
         hold_a_batch_slot(server, gate)
         with grpc.insecure_channel(server.target) as channel:
             stub = pb_grpc.GenerationServiceStub(channel)
             queued = [stub.Generate.future(pb.GenerateRequest(model="mnist-dcgan", count=3, seed=k), timeout=30)
                       for k in range(3)]
-            wait_until(lambda: server.server.servicer.in_flight == 3, 10, "calls in flight")
+            wait_until(lambda: server.server.calls.in_flight == 3, 10, "calls in flight")
             t0 = time.monotonic()
-            stopper.start()
+            stopper = server.begin_stop(20.0)
             wait_until(lambda: health_status(channel) == NOT_SERVING, 10, "NOT_SERVING")
             for call in (lambda: stub.Generate(pb.GenerateRequest(model="mnist-dcgan", count=1), timeout=10),
                          lambda: list(stub.GenerateStream(pb.GenerateRequest(model="mnist-dcgan", count=1), timeout=10)),
@@ -133,14 +132,11 @@ def test_drain_refuses_newcomers_and_waits_only_as_long_as_calls_run(model_repo:
             assert [len(f.result(30).samples) for f in queued] == [3, 3, 3]
         stopper.join(30)
         assert not stopper.is_alive() and time.monotonic() - t0 < 10  # not the whole 20 s grace
-        refused = server.server.metrics.registry.get_sample_value(
+        refused = server.server.registry.get_sample_value(
             "latentforge_requests_total", {"method": "Generate", "code": "UNAVAILABLE"})
         assert refused == 1
     finally:
         gate.release.set()
-        if stopper.ident is not None:  # the server was stopped by the test
-            stopper.join(30)
-            server.server = None
         server.stop()
 
 
@@ -152,10 +148,9 @@ def test_calls_outliving_the_grace_period_are_cancelled_and_the_server_stops(mod
         with grpc.insecure_channel(server.target) as channel:
             stub = pb_grpc.GenerationServiceStub(channel)
             stuck = stub.Generate.future(pb.GenerateRequest(model="mnist-dcgan", count=2), timeout=30)
-            wait_until(lambda: server.server.servicer.in_flight == 1, 10, "the call in flight")
+            wait_until(lambda: server.server.calls.in_flight == 1, 10, "the call in flight")
             t0 = time.monotonic()
-            stopping = threading.Thread(target=lambda: server.call(server.server.stop(0.3), timeout_s=30))
-            stopping.start()
+            stopping = server.begin_stop(0.3)
             with pytest.raises(grpc.RpcError) as info:
                 stuck.result(30)
             assert info.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
@@ -164,5 +159,4 @@ def test_calls_outliving_the_grace_period_are_cancelled_and_the_server_stops(mod
             assert not stopping.is_alive() and time.monotonic() - t0 < 5
     finally:
         gate.release.set()
-        server.server = None
         server.stop()

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 import urllib.request
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from latentforge.v1 import generation_pb2 as pb
+from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.client import GenerationClient
+from services.rpc.health import LIVENESS
+from tests.helpers.processes import NOT_SERVING, SERVING, health_status, wait_until
+from tests.helpers.servers import Gate, hold_a_batch_slot, start_server
 
 EXPECTED = {
     "latentforge_requests": "counter",
@@ -83,7 +90,7 @@ def test_metrics_are_scraped_with_the_documented_names_and_bounded_labels(redis_
 
 
 def test_each_server_has_its_own_registry(memory_server, redis_servers):
-    assert memory_server.server.metrics.registry is not redis_servers[0].server.metrics.registry
+    assert memory_server.server.registry is not redis_servers[0].server.registry
     assert memory_server.metrics_url != redis_servers[0].metrics_url
 
 
@@ -93,6 +100,42 @@ def test_health_is_serving_once_models_are_loaded(memory_server):
         for service in ("", "latentforge.v1.GenerationService"):
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
             assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_liveness_serves_without_a_model_and_stops_only_while_draining(model_repo: Path, tmp_path: Path):
+    """Liveness and startup probes must not restart a server that waits for its first model:
+    "liveness" is SERVING once the server runs; readiness ("" and the service) waits for a
+    version; while the server drains every name is NOT_SERVING."""
+    repo = tmp_path / "models"
+    repo.mkdir()
+    server = start_server(repo, reload_interval_s=0.1, workers=1, render_cache=False)
+    gate = Gate()
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            assert health_status(channel, LIVENESS) == SERVING
+            assert health_status(channel) == NOT_SERVING
+            assert health_status(channel, "latentforge.v1.GenerationService") == NOT_SERVING
+            staged = repo / ".staging-mnist-dcgan"  # published as the exporter does: staged, then renamed
+            shutil.copytree(model_repo / "mnist-dcgan", staged)
+            staged.rename(repo / "mnist-dcgan")
+            wait_until(lambda: health_status(channel) == SERVING, 30, "readiness once a version is loaded")
+            assert health_status(channel, "latentforge.v1.GenerationService") == SERVING
+            assert health_status(channel, LIVENESS) == SERVING
+            # Drain with a call in flight (the only batch slot is held): liveness turns NOT_SERVING.
+            hold_a_batch_slot(server, gate)
+            stub = pb_grpc.GenerationServiceStub(channel)
+            in_flight = stub.Generate.future(pb.GenerateRequest(model="mnist-dcgan", count=1), timeout=30)
+            wait_until(lambda: server.server.calls.in_flight == 1, 10, "the call in flight")
+            stopper = server.begin_stop(20.0)
+            wait_until(lambda: health_status(channel, LIVENESS) == NOT_SERVING, 10, "liveness NOT_SERVING")
+            assert health_status(channel) == NOT_SERVING
+            gate.release.set()
+            assert len(in_flight.result(30).samples) == 1
+        stopper.join(30)
+        assert not stopper.is_alive()
+    finally:
+        gate.release.set()
+        server.stop()
 
 
 def test_reflection_lists_and_describes_the_service(memory_server):

@@ -126,7 +126,7 @@ def test_a_version_failing_its_sha256_is_refused_and_the_rest_serve(model_repo: 
             versions = [(m.name, m.version) for m in client.list_models()]
             assert ("mnist-dcgan", 1) in versions and ("mnist-dcgan", 2) not in versions
             assert client.generate("mnist-dcgan", 1).version == 1
-        failures = server.server.metrics.registry.get_sample_value(
+        failures = server.server.registry.get_sample_value(
             "latentforge_model_load_failures_total", {"model": "mnist-dcgan"})
         assert failures == 1.0
     finally:

@@ -39,7 +39,7 @@ DCGAN = {"model": "mnist-dcgan"}
 
 
 def _metric(server, name: str, labels: dict | None = None) -> float:
-    return server.server.metrics.registry.get_sample_value(name, labels or {}) or 0.0
+    return server.server.registry.get_sample_value(name, labels or {}) or 0.0
 
 
 # ---- Redis ------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ def test_a_deleted_version_is_unloaded_without_failing_its_requests_in_flight(mo
                                            timeout=30) for k in range(4)]
             wait_until(lambda: _metric(server, "latentforge_queue_depth", v1) == 4, 10, "v1 requests to queue")
             shutil.rmtree(repo / "mnist-dcgan" / "1")
-            wait_until(lambda: [m.version for m in server.server.repository.all()] == [2], 10, "v1 to be unloaded")
+            wait_until(lambda: [m.version for m in server.server.generation.repository.all()] == [2], 10, "v1 to be unloaded")
             with pytest.raises(grpc.RpcError) as info:  # new requests for v1: it is gone
                 stub.Generate(pb.GenerateRequest(model="mnist-dcgan", version=1, count=1), timeout=30)
             assert info.value.code() == NOT_FOUND and "has no version 1" in info.value.details()
@@ -233,10 +233,10 @@ def test_a_deleted_version_is_unloaded_without_failing_its_requests_in_flight(mo
             assert [(a.version, len(a.samples)) for a in answers] == [(1, 2)] * 4
             assert stub.Generate(pb.GenerateRequest(model="mnist-dcgan", count=1), timeout=30).version == 2
         # The batcher let go of the unloaded version's queue (and so of its ONNX Runtime sessions).
-        queued_versions = server.call(_queue_versions(server.server.runner))
+        queued_versions = server.call(_queue_versions(server.server.generation.runner))
         assert 1 not in queued_versions and 2 in queued_versions
         # The unloaded version's series are no longer exported; the serving version's are.
-        get = server.server.metrics.registry.get_sample_value
+        get = server.server.registry.get_sample_value
         assert get("latentforge_batch_size_count", GEN) is None
         assert get("latentforge_queue_depth", v1) is None and get("latentforge_queue_wait_seconds_count", v1) is None
         assert get("latentforge_inference_duration_seconds_count", {**GEN, "provider": "CPUExecutionProvider"}) is None

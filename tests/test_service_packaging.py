@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from latentforge.cli import main
+from latentforge.cli import build_parser, main
 from services.config import ConfigError, ServeConfig, load_config
 from tools.protogen import GENERATED_SUFFIXES, ROOT, generate
 
@@ -73,6 +73,42 @@ def test_unknown_file_setting_is_refused(tmp_path: Path):
     bad.write_text('{"prot": 1}')
     with pytest.raises(ConfigError, match="unknown setting 'prot'"):
         load_config(bad, environ={})
+
+
+def test_serve_flags_come_from_the_settings_table(capsys):
+    import argparse
+    import dataclasses
+    from dataclasses import fields
+
+    from services.rpc.settings import add_flags, flag_overrides
+
+    # Every flag `latentforge serve` has always had, spelled as before, lands in its setting.
+    args = build_parser().parse_args([
+        "serve", "--models", "repo", "--host", "0.0.0.0", "--port", "7000", "--metrics-port", "none",
+        "--metrics-host", "0.0.0.0", "--redis-url", "redis://r:6379/0", "--redis-tls-ca", "ca.pem",
+        "--redis-tls-cert", "c.pem", "--redis-tls-key", "k.pem", "--max-count", "8", "--workers", "3",
+        "--provider", "A", "--provider", "B", "--no-batching", "--max-batch-size", "16", "--max-queue-delay-ms", "2.5",
+        "--max-queue-size", "9", "--intra-op-threads", "1", "--precision", "fp16", "--no-access-log",
+        "--tls-cert", "t.pem", "--tls-key", "t.key", "--tls-client-ca", "cca.pem", "--auth-tokens-file", "tokens",
+        "--log-level", "DEBUG"])
+    config = load_config(environ={"LATENTFORGE_WORKERS": "5", "LATENTFORGE_METRICS_PORT": "9"},
+                         overrides=flag_overrides(ServeConfig, args))
+    assert config == dataclasses.replace(
+        ServeConfig(), models=Path("repo"), host="0.0.0.0", port=7000, metrics_port=None, metrics_host="0.0.0.0",
+        redis_url="redis://r:6379/0", redis_tls_ca=Path("ca.pem"), redis_tls_cert=Path("c.pem"),
+        redis_tls_key=Path("k.pem"), max_count=8, workers=3, providers=("A", "B"), batching=False,
+        max_batch_size=16, max_queue_delay_ms=2.5, max_queue_size=9, intra_op_threads=1, precision="fp16",
+        access_log=False, tls_cert=Path("t.pem"), tls_key=Path("t.key"), tls_client_ca=Path("cca.pem"),
+        auth_tokens_file=Path("tokens"), log_level="DEBUG")
+    # Every setting but the secret tokens has a flag, with help; a bad value is refused by name.
+    parser = argparse.ArgumentParser()
+    add_flags(parser, ServeConfig)
+    flagged = {a.dest: a for a in parser._actions if a.dest != "help"}
+    assert set(flagged) == {f.name for f in fields(ServeConfig)} - {"auth_tokens"}
+    assert all(a.help for a in flagged.values())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--port", "abc"])
+    assert "port" in capsys.readouterr().err
 
 
 def test_cli_models_generate_interpolate(memory_server, tmp_path: Path, capsys):

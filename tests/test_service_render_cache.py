@@ -29,11 +29,11 @@ def render_server(request, model_repo):
 
 
 def _value(server, name: str, labels: dict) -> float:
-    return server.server.metrics.registry.get_sample_value(name, labels) or 0.0
+    return server.server.registry.get_sample_value(name, labels) or 0.0
 
 
 def test_a_repeated_seed_is_served_from_the_cache_byte_for_byte(render_server):
-    backend = render_server.server.cache.backend
+    backend = render_server.server.generation.cache.backend
     with GenerationClient(render_server.target) as client:
         first = client.generate("mnist-dcgan", 4, seed=4242)
         rows = _value(render_server, "latentforge_batch_size_sum", GEN)
@@ -55,7 +55,7 @@ def test_a_repeated_seed_is_served_from_the_cache_byte_for_byte(render_server):
 
 
 def test_random_seeds_skip_the_cache(render_server):
-    backend = render_server.server.cache.backend
+    backend = render_server.server.generation.cache.backend
     with GenerationClient(render_server.target) as client:
         client.generate("mnist-dcgan", 3)
     assert _value(render_server, "latentforge_render_cache_misses_total", {"backend": backend}) == 0

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from services.security import SecurityConfigError, channel_credentials, load_tokens
+from services.rpc.security import SecurityConfigError, channel_credentials, load_tokens
 from tests.helpers.processes import health_status
 from tests.helpers.servers import start_server
 

@@ -19,6 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# Server settings that shape raw ONNX Runtime sessions (flags as `latentforge serve` spells them).
+_RAW_SETTINGS = ("workers", "intra_op_threads", "precision", "providers")
+
 
 def register(subparsers: Any) -> None:
     """Add ``latentforge bench`` to the ``latentforge`` parser."""
@@ -33,6 +36,9 @@ def register(subparsers: Any) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The bench command's flags."""
+    from services.config import ServeConfig
+    from services.rpc.settings import add_flags
+
     p.add_argument("--raw", action="store_true", help="measure ONNX Runtime alone on --model-path (no server)")
     p.add_argument("--json", type=Path, help="write the result here as JSON")
     load = p.add_argument_group("load generator (against a running server)")
@@ -59,10 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     raw.add_argument("--batch-sizes", default="1,2,4,8,16,32,64,128,256", help="comma-separated batch sizes")
     raw.add_argument("--size-duration", type=float, default=2.0, help="seconds per batch size (default 2)")
     raw.add_argument("--config", type=Path, help="the server's settings file (threads, precision, ...)")
-    raw.add_argument("--workers", type=int, help="batches at once, as the server's --workers (default: its setting)")
-    raw.add_argument("--intra-op-threads", type=int, help="ORT threads per call (default: the server's rule)")
-    raw.add_argument("--precision", choices=("fp32", "fp16"), help="file variant, as the server's setting")
-    raw.add_argument("--provider", dest="providers", action="append", help="ONNX Runtime provider, repeatable")
+    add_flags(raw, ServeConfig, only=_RAW_SETTINGS)  # the server's own flags for these settings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,9 +103,7 @@ def _run_raw(args: argparse.Namespace) -> dict[str, Any]:
     if not args.model_path:
         raise ValueError("--raw needs --model-path models/NAME/VERSION")
     try:
-        config = load_config(args.config, overrides={
-            "workers": args.workers, "intra_op_threads": args.intra_op_threads, "precision": args.precision,
-            "providers": tuple(args.providers) if args.providers else None})
+        config = load_config(args.config, overrides={name: getattr(args, name) for name in _RAW_SETTINGS})
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
     sizes = [int(b) for b in str(args.batch_sizes).split(",") if b.strip()]

@@ -1,24 +1,93 @@
-"""In-process servers on loopback ports and model repositories to serve (published versions,
-tampered versions, hand-built conditional and autoencoder models), and gates that hold a batch slot."""
+"""In-process servers on loopback ports (``ServerThread``), model repositories to serve
+(published versions, tampered versions, hand-built conditional and autoencoder models), and
+gates that hold a batch slot."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import shutil
 import threading
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 GEN = {"model": "mnist-dcgan", "version": "1", "graph": "generator"}
 
 
-def start_server(models: Path, **overrides):
-    from services.server import ServerThread, loopback_config
+def loopback_config(**overrides: Any):
+    """Loopback, free ports, no reload: a ServeConfig for tests."""
+    from services.config import ServeConfig
 
-    return ServerThread(loopback_config(models=models, **overrides)).start()
+    base = dict(host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0, reload_interval_s=0.0)
+    base.update(overrides)
+    return dataclasses.replace(ServeConfig(), **base).validate()
+
+
+def start_server(models: Path, wait_started: bool = True, **overrides) -> "ServerThread":
+    """A GenerationServer on ``models`` (loopback, free ports), after its first repository scan."""
+    from services.server import GenerationServer
+
+    config = loopback_config(models=models, **overrides)
+    return ServerThread(lambda: GenerationServer(config)).start(wait_started)
+
+
+class ServerThread:
+    """An RpcServer (any services on it) on its own event loop in a daemon thread."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self.build = build
+        self.loop = asyncio.new_event_loop()
+        self.server: Any = None
+        self._stopper: threading.Thread | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, name="lf-server", daemon=True)
+
+    def start(self, wait_started: bool = True, timeout_s: float = 60.0) -> "ServerThread":
+        """Start, and (by default) wait until each service's startup work has had its first go."""
+        self._thread.start()
+
+        async def boot() -> Any:
+            server = self.build()
+            await server.start()
+            if wait_started:
+                await asyncio.wait_for(server.wait_started(), timeout_s)
+            return server
+
+        self.server = asyncio.run_coroutine_threadsafe(boot(), self.loop).result(timeout_s + 10)
+        return self
+
+    @property
+    def target(self) -> str:
+        assert self.server is not None
+        return f"127.0.0.1:{self.server.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        assert self.server is not None and self.server.metrics_port
+        return f"http://127.0.0.1:{self.server.metrics_port}/metrics"
+
+    def call(self, coro: Any, timeout_s: float = 30.0) -> Any:
+        """Run a coroutine on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def begin_stop(self, grace_s: float) -> threading.Thread:
+        """Drain and stop the server on a thread of its own (``stop`` then waits for it)."""
+        server = self.server
+        self._stopper = threading.Thread(target=lambda: self.call(server.stop(grace_s), timeout_s=grace_s + 20))
+        self._stopper.start()
+        return self._stopper
+
+    def stop(self) -> None:
+        if self._stopper is not None:
+            self._stopper.join(60)
+        elif self.server is not None:
+            self.call(self.server.stop(0.5))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
 
 
 def broken_copy(model_repo: Path, dest: Path) -> Path:
@@ -170,11 +239,11 @@ class Gate:
 
 def hold_a_batch_slot(server, gate: Gate):
     """Occupy the server's only batch slot with a request whose finish waits on ``gate``."""
-    model = server.server.repository.resolve("mnist-dcgan")
+    model = server.server.generation.repository.resolve("mnist-dcgan")
     z = np.zeros((1, model.manifest.latent_dim), np.float32)
 
     async def start():
-        return asyncio.ensure_future(server.server.runner.decode(model, z, None, finish=gate))
+        return asyncio.ensure_future(server.server.generation.runner.decode(model, z, None, finish=gate))
 
     future = server.call(start())
     assert gate.entered.wait(10)

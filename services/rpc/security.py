@@ -3,7 +3,7 @@
 * TLS / mutual TLS: server certificate and key from files; with a client CA, every client
   must present a certificate that CA signed (grpc's own ``ssl_server_credentials``).
 * Bearer tokens: an optional check of ``authorization: Bearer <token>`` metadata on every
-  GenerationService call. A call without a token gets UNAUTHENTICATED, one with an unknown
+  call of the server's services. A call without a token gets UNAUTHENTICATED, one with an unknown
   token PERMISSION_DENIED. Health and reflection stay open so that probes and tools work.
 
 Tokens are compared in constant time and never logged; only how many are configured is.
@@ -87,7 +87,7 @@ def load_tokens(tokens: Iterable[str] = (), tokens_file: Path | None = None) -> 
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """Refuse GenerationService calls that lack a known bearer token."""
+    """Refuse calls (other than health and reflection) that lack a known bearer token."""
 
     def __init__(self, tokens: Iterable[str]) -> None:
         self._tokens = tuple(t.encode() for t in tokens)

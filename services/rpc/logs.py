@@ -1,8 +1,9 @@
-"""Structured logs: one JSON object per line, with the current request id.
+"""Structured logs: one JSON object per line, with the id of the request being served.
 
-Events are logged as ``log.info("event_name", extra={"fields": {...}})``; the formatter puts
-``event``, ``level``, ``logger``, ``time`` and ``request_id`` (from a context variable set per
-RPC) beside the fields. Callers never pass image bytes or latents.
+Events are logged as ``event(log, "event_name", **fields)``; the formatter puts ``event``,
+``level``, ``logger``, ``time`` and ``request_id`` (from the current request's context, set
+per call by ``services.rpc.calls``) beside the fields. Code serving a request adds facts to that
+request's one access-log line with ``note(...)``. Callers never pass image bytes or latents.
 """
 
 from __future__ import annotations
@@ -14,9 +15,33 @@ import sys
 import time
 from typing import Any
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-
 _ROOT = "latentforge"
+
+
+class RequestContext:
+    """The log context of one request: its id, and the facts noted while it runs."""
+
+    __slots__ = ("request_id", "fields")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.fields: dict[str, Any] = {}
+
+
+current_request: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "current_request", default=None)
+
+
+def note(**fields: Any) -> None:
+    """Add bounded, id-free facts (model, version, count) to the current request's log line."""
+    request = current_request.get()
+    if request is not None:
+        request.fields.update(fields)
+
+
+def _request_id() -> str | None:
+    request = current_request.get()
+    return None if request is None else request.request_id
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,7 +55,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        rid = getattr(record, "request_id", None) or request_id_var.get()
+        rid = getattr(record, "request_id", None) or _request_id()
         if rid:
             payload["request_id"] = rid
         payload.update(getattr(record, "fields", None) or {})
@@ -43,7 +68,7 @@ class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
         extra = dict(getattr(record, "fields", None) or {})
-        rid = request_id_var.get()
+        rid = _request_id()
         if rid:
             extra["request_id"] = rid
         return base + ("  " + " ".join(f"{k}={v}" for k, v in extra.items()) if extra else "")

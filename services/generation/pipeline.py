@@ -1,0 +1,345 @@
+"""The generation pipeline: resolve the model version → latents and labels → render (through
+the rendered-output cache) → store the samples. Knows nothing of gRPC: it takes the typed
+requests of ``services.generation.requests``, raises ``services.errors`` kinds with messages
+that say what to fix, and returns results the servicer turns into proto messages.
+
+Which operations a model version supports is checked in one place, ``_require``, from what the
+model says of itself (``supported_methods``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import secrets
+from concurrent.futures import Executor
+from typing import Sequence
+
+import numpy as np
+
+from latentforge import images as imaging
+from services import latents
+from services.cache import (SAMPLE_ID_PATTERN, CacheUnavailable, SampleCache, SampleRecord, new_sample_id,
+                            render_key)
+from services.config import ServeConfig
+from services.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.generation.requests import (EncodeRequest, Endpoint, GeneratePlan, GenerateRequest, ImageInput,
+                                          InterpolateRequest, ModelListing, OutputFormat, Rendered, Samples,
+                                          TensorInput, VariationsRequest)
+from services.inference import Finish, InferenceRunner, OnnxModel
+from services.metrics import Metrics
+from services.model_repository import ModelRepository
+from services.rpc.logs import note
+from services.rpc.metrics import OwnedChildren
+
+MAX_STRENGTH = 10.0
+
+# What an operation needs, for the message when a model version lacks it.
+_NEEDS = {"Encode": "a VAE with an encoder", "Reconstruct": "a VAE with an encoder"}
+
+# Seeds the server picks need to be unpredictable enough to differ, not secret: a generator
+# seeded once from the OS avoids a system call per request.
+_seed_source = random.Random(secrets.randbits(128))
+
+
+def _random_seed() -> int:
+    return _seed_source.getrandbits(64)
+
+
+class GenerationPipeline:
+    """Serves generation requests from a model repository, an inference runner and a cache."""
+
+    def __init__(self, config: ServeConfig, repository: ModelRepository, runner: InferenceRunner,
+                 cache: SampleCache, metrics: Metrics, executor: Executor) -> None:
+        self.config = config
+        self.repository = repository
+        self.runner = runner
+        self.cache = cache
+        self.executor = executor
+        # Per model version: the operations it supports, and its samples counter by operation.
+        self._supports = OwnedChildren(lambda model: frozenset(model.supported_methods()))
+        self._samples = OwnedChildren(
+            lambda model, operation: metrics.samples.labels(model.name, str(model.version), operation))
+
+    @property
+    def max_count(self) -> int:
+        """The most samples, frames or images one request may ask for."""
+        return self.config.max_count
+
+    # ---- operations ---------------------------------------------------------------------------
+
+    def models(self, name: str = "") -> list[ModelListing]:
+        """Every loaded version (of ``name``, when given)."""
+        found = [m for m in self.repository.all() if not name or m.name == name]
+        if name and not found:
+            raise NotFound(f"unknown model {name!r}; call ListModels with no name to see all models")
+        return [ModelListing(m, self.repository.latest_version(m.name) == m.version) for m in found]
+
+    def plan_generate(self, request: GenerateRequest, operation: str = "Generate") -> GeneratePlan:
+        """Check a Generate request and settle its model version and base seed."""
+        model = self._model(request.model, request.version, operation)
+        count = self._check_count(request.count, "count")
+        psi = _truncation(request.truncation)
+        self._check_label(model, request.label)
+        seed = request.seed if request.seed is not None else _random_seed()
+        note(count=count)
+        return GeneratePlan(model, count, seed, psi, request.label, request.output, request.seed is not None)
+
+    async def generate(self, plan: GeneratePlan, start: int, n: int, deadline: float | None,
+                       operation: str = "Generate") -> Samples:
+        """Samples start..start+n-1 of a planned request: latents, images, records.
+
+        When the client named the seed, rendered outputs are looked up in the cache first and
+        only the missing rows run through the model; a random seed never repeats, so those
+        requests skip the lookup.
+        """
+        model = plan.model
+        # Samples start.. of the request: seed (base + start + i) mod 2^64, as latents_from_seeds counts from 0.
+        seeds, z = latents.latents_from_seeds(latents.sample_seed(plan.seed, start), n, model.manifest.latent_dim,
+                                              plan.truncation)
+        num_classes = model.manifest.num_classes
+        if plan.label is not None:
+            label_list: list[int | None] = [plan.label] * n
+        elif num_classes:
+            label_list = [s % num_classes for s in seeds]
+        else:
+            label_list = [None] * n
+        labels = np.array(label_list, dtype=np.int64) if num_classes else None
+        if self.config.render_cache and plan.seed_given:
+            payloads = await self._render_cached(model, z, labels, label_list, plan.output, deadline)
+        else:
+            payloads = await self._render(model, z, labels, plan.output, deadline)
+        records = [SampleRecord(new_sample_id(), model.name, model.version, z[i], "generate", seed=seeds[i],
+                                label=label_list[i], truncation=plan.truncation) for i in range(n)]
+        stored = await self._store(records)
+        self._samples.get(model, operation).inc(n)
+        return Samples(model, records, payloads, stored, plan.seed)
+
+    async def interpolate(self, request: InterpolateRequest, deadline: float | None) -> Samples:
+        """Frames between two endpoints, each stored as a sample."""
+        model = self._model(request.model, request.version, "Interpolate")
+        steps = self._check_count(request.steps, "steps", minimum=2)
+        psi = _truncation(request.truncation)
+        a, label_a = await self._endpoint(model, request.start, psi, "start")
+        b, _ = await self._endpoint(model, request.end, psi, "end")
+        z = latents.slerp(a, b, steps) if request.slerp else latents.lerp(a, b, steps)
+        label = self._check_label(model, request.label)
+        if label is None and model.manifest.num_classes:
+            label = label_a if label_a is not None else 0
+        labels = None if label is None else np.full(steps, label, dtype=np.int64)
+        note(model=model.name, version=model.version, steps=steps)
+        payloads = await self._render(model, z, labels, request.output, deadline)
+        records = [SampleRecord(new_sample_id(), model.name, model.version, z[k], "interpolate", label=label)
+                   for k in range(steps)]
+        stored = await self._store(records)
+        self._samples.get(model, "Interpolate").inc(steps)
+        return Samples(model, records, payloads, stored)
+
+    async def encode(self, request: EncodeRequest, deadline: float | None) -> Samples:
+        """Images to latents (the encoder's mean), each stored as a sample."""
+        model = self._model(request.model, request.version, "Encode")
+        batch = await self._input_images(model, request.images)
+        mu, _ = await self.runner.encode(model, batch, deadline)
+        records = [SampleRecord(new_sample_id(), model.name, model.version, mu[k].astype(np.float32), "encode")
+                   for k in range(len(mu))]
+        stored = await self._store(records)
+        return Samples(model, records, None, stored)
+
+    async def reconstruct(self, request: EncodeRequest, deadline: float | None) -> Rendered:
+        """Images through the encoder and back through the decoder."""
+        model = self._model(request.model, request.version, "Reconstruct")
+        batch = await self._input_images(model, request.images)
+        mu, _ = await self.runner.encode(model, batch, deadline)
+        payloads = await self._render(model, mu, None, request.output, deadline)
+        self._samples.get(model, "Reconstruct").inc(len(payloads))
+        return Rendered(model, payloads)
+
+    async def variations(self, request: VariationsRequest, deadline: float | None) -> Samples:
+        """Samples near a stored one, on the model version that made it."""
+        parent = await self.sample(request.sample_id)
+        try:
+            model = self.repository.resolve(parent.model, parent.version)
+        except NotFound:
+            raise NotFound(f"sample {parent.sample_id!r} was made by {parent.model} v{parent.version}, "
+                           "which is no longer loaded") from None
+        self._require(model, "Variations")
+        count = self._check_count(request.count, "count")
+        strength = float(request.strength)
+        if not math.isfinite(strength) or not 0.0 <= strength <= MAX_STRENGTH:
+            raise InvalidArgument(f"strength must be finite and in [0, {MAX_STRENGTH}], got {request.strength}")
+        base_seed = request.seed if request.seed is not None else _random_seed()
+        seeds, z = latents.variations(parent.latent, base_seed, count, strength)
+        labels = None if parent.label is None else np.full(count, parent.label, dtype=np.int64)
+        note(model=model.name, version=model.version, count=count)
+        payloads = await self._render(model, z, labels, request.output, deadline)
+        records = [SampleRecord(new_sample_id(), model.name, model.version, z[k], "variation", seed=seeds[k],
+                                label=parent.label, parent_id=parent.sample_id) for k in range(count)]
+        stored = await self._store(records)
+        self._samples.get(model, "Variations").inc(count)
+        return Samples(model, records, payloads, stored, base_seed)
+
+    async def sample(self, sample_id: str) -> SampleRecord:
+        """A stored sample by id."""
+        if not SAMPLE_ID_PATTERN.match(sample_id or ""):
+            raise InvalidArgument("sample_id must be 1-64 characters of [A-Za-z0-9_-], as returned by the server")
+        try:
+            record = await self.cache.get(sample_id)
+        except CacheUnavailable:
+            raise Unavailable("the sample cache is unreachable, so sample ids cannot be resolved now; "
+                              "retry later") from None
+        if record is None:
+            raise NotFound(f"unknown or expired sample id {sample_id!r} "
+                           f"(ids are kept {self.config.cache_ttl_s} s)")
+        return record
+
+    # ---- the model version and what it supports ----------------------------------------------
+
+    def _model(self, name: str, version: int | None, operation: str) -> OnnxModel:
+        """The version a request names (the newest when unpinned), able to do ``operation``."""
+        if version is not None and version < 0:
+            raise InvalidArgument(f"version must be >= 1 (or 0/absent for the newest), got {version}")
+        model = self.repository.resolve(name, version or None)
+        note(model=model.name, version=model.version)
+        self._require(model, operation)
+        return model
+
+    def _require(self, model: OnnxModel, operation: str) -> None:
+        """The one capability check: refuse an operation the model version does not support.
+
+        Encode/Reconstruct on a model without an encoder is a wrong request (INVALID_ARGUMENT);
+        anything else the manifest's tasks rule out is FAILED_PRECONDITION naming what it supports.
+        """
+        if operation not in self._supports.get(model):
+            needs = _NEEDS.get(operation)
+            if needs is not None:
+                raise InvalidArgument(f"{operation} needs {needs}; model {model.name} is a "
+                                      f"{model.manifest.kind.upper()}")
+            model.require(operation)
+
+    # ---- request checks ---------------------------------------------------------------------
+
+    def _check_count(self, value: int, what: str, minimum: int = 1) -> int:
+        if not minimum <= value <= self.config.max_count:
+            raise InvalidArgument(f"{what} must be between {minimum} and {self.config.max_count}, got {value}")
+        return int(value)
+
+    @staticmethod
+    def _check_label(model: OnnxModel, label: int | None) -> int | None:
+        n = model.manifest.num_classes
+        if label is None:
+            return None
+        if n == 0:
+            raise InvalidArgument(f"model {model.name} is unconditional (num_classes=0); leave label unset")
+        if not 0 <= label < n:
+            raise InvalidArgument(f"label must be in 0..{n - 1} for model {model.name}, got {label}")
+        return int(label)
+
+    # ---- building blocks --------------------------------------------------------------------
+
+    def _finisher(self, model: OnnxModel, output: OutputFormat) -> Finish:
+        """What turns a request's output rows into payloads, on the worker thread."""
+        if output is OutputFormat.TENSOR:
+            return lambda images: [np.ascontiguousarray(img, dtype="<f4").tobytes() for img in images]
+        vr, level = model.value_range, self.config.png_compress_level
+        return lambda images: imaging.encode_pngs(images, vr, level)
+
+    async def _render(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None, output: OutputFormat,
+                      deadline: float | None) -> list[bytes]:
+        """Latents to encoded images; decoding and encoding run on a worker thread."""
+        return await self.runner.decode(model, z, labels, self._finisher(model, output), deadline)
+
+    async def _render_cached(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None,
+                             label_list: Sequence[int | None], output: OutputFormat,
+                             deadline: float | None) -> list[bytes]:
+        """``_render`` through the rendered-output cache: only the rows not cached run."""
+        params = "f32" if output is OutputFormat.TENSOR else f"png{self.config.png_compress_level}"
+        keys = [render_key(model.name, model.version, z[i], label_list[i], params) for i in range(len(z))]
+        payloads = await self.cache.get_rendered(keys)
+        missing = [i for i, p in enumerate(payloads) if p is None]
+        if missing:
+            rows = np.asarray(missing)
+            fresh = await self.runner.decode(model, z[rows], None if labels is None else labels[rows],
+                                             self._finisher(model, output), deadline)
+            for i, p in zip(missing, fresh):
+                payloads[i] = p
+            await self.cache.put_rendered({keys[i]: p for i, p in zip(missing, fresh)})
+        return payloads  # type: ignore[return-value]
+
+    async def _input_images(self, model: OnnxModel, items: Sequence[ImageInput]) -> np.ndarray:
+        """Request images as one float32 (N, C, H, W) batch; INVALID_ARGUMENT naming the bad one."""
+        self._check_count(len(items), "number of images")
+        shape = model.image_shape
+        vr = model.value_range
+
+        def convert() -> np.ndarray:
+            out = np.empty((len(items), *shape), dtype=np.float32)
+            for k, item in enumerate(items):
+                try:
+                    if isinstance(item, bytes):
+                        out[k] = imaging.decode_png(item, shape, vr)
+                    elif isinstance(item, TensorInput):
+                        out[k] = _tensor_image(item, shape)
+                    else:
+                        raise imaging.ImageError("image is empty; set png or tensor")
+                except imaging.ImageError as exc:
+                    raise InvalidArgument(f"images[{k}]: {exc}") from None
+            return out
+
+        note(images=len(items))
+        return await asyncio.get_running_loop().run_in_executor(self.executor, convert)
+
+    async def _endpoint(self, model: OnnxModel, ep: Endpoint, psi: float | None,
+                        which: str) -> tuple[np.ndarray, int | None]:
+        """An interpolation end as a latent (and the stored label, for sample ids)."""
+        dim = model.manifest.latent_dim
+        if ep.sample_id is not None:
+            record = await self.sample(ep.sample_id)
+            if record.latent.size != dim:
+                raise InvalidArgument(
+                    f"{which} sample {ep.sample_id!r} has a latent of {record.latent.size} values "
+                    f"(model {record.model}); model {model.name} needs {dim}")
+            return record.latent, record.label
+        if ep.seed is not None:
+            if not model.has_task("sample"):
+                raise FailedPrecondition(f"{which}: model {model.name} has no prior, so a seed names no latent; "
+                                         "use a sample id (e.g. from Encode) or a latent")
+            return latents.latent_from_seed(ep.seed, dim, psi), None
+        if ep.latent is not None:
+            try:
+                return latents.check_latent(np.asarray(ep.latent, dtype=np.float32), dim), None
+            except ValueError as exc:
+                raise InvalidArgument(f"{which}: {exc}") from None
+        raise InvalidArgument(f"{which} endpoint is missing; set its sample_id, seed or latent")
+
+    async def _store(self, records: list[SampleRecord]) -> bool:
+        """Store records; a cache failure is counted and logged (by the cache), never raised."""
+        try:
+            await self.cache.put_many(records)
+            return True
+        except CacheUnavailable:
+            return False
+
+
+def _truncation(psi: float | None) -> float | None:
+    if psi is None:
+        return None
+    psi = float(psi)
+    if not math.isfinite(psi) or psi < latents.MIN_TRUNCATION:
+        raise InvalidArgument(f"truncation must be finite and >= {latents.MIN_TRUNCATION} (or absent), got {psi}")
+    return psi
+
+
+def _tensor_image(t: TensorInput, shape: tuple[int, int, int]) -> np.ndarray:
+    """A raw input tensor as float32 (C, H, W); ImageError when it does not fit the model."""
+    if t.dtype not in ("float32", ""):
+        raise imaging.ImageError(f"tensor dtype {t.dtype!r} is not supported; send float32")
+    if tuple(t.shape) != tuple(shape):
+        raise imaging.ImageError(f"tensor shape {tuple(t.shape)} does not match the model's (C, H, W) {tuple(shape)}")
+    expected = int(np.prod(shape)) * 4
+    if len(t.data) != expected:
+        raise imaging.ImageError(f"tensor data has {len(t.data)} bytes; shape {tuple(shape)} float32 needs {expected}")
+    arr = np.frombuffer(t.data, dtype="<f4").reshape(shape)
+    if not np.all(np.isfinite(arr)):
+        raise imaging.ImageError("tensor contains NaN or infinite values")
+    return arr

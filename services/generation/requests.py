@@ -1,0 +1,127 @@
+"""The typed requests the generation pipeline takes and the results it gives back.
+
+Transport-neutral: the gRPC servicer builds these from proto messages and turns the results
+into proto messages; nothing here knows of gRPC. ``version`` None (or 0) means the newest one.
+Plain slotted dataclasses: one is made per request, so they stay cheap.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from services.cache import SampleRecord
+    from services.inference import OnnxModel
+
+
+class OutputFormat(enum.Enum):
+    """How rendered images come back: PNG bytes, or raw float32 (C, H, W) little-endian bytes."""
+
+    PNG = "png"
+    TENSOR = "tensor"
+
+
+@dataclass(slots=True)
+class TensorInput:
+    """A raw input image as the client sent it (checked against the model by the pipeline)."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    data: bytes
+
+
+# One input image: PNG bytes, a raw tensor, or None when the client sent an empty one.
+ImageInput = bytes | TensorInput | None
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """One end of an interpolation: a stored sample, a seed, or a latent (exactly one is set)."""
+
+    sample_id: str | None = None
+    seed: int | None = None
+    latent: Sequence[float] | None = None
+
+
+@dataclass(slots=True)
+class GenerateRequest:
+    model: str
+    version: int | None
+    count: int
+    seed: int | None  # None: the server picks one
+    truncation: float | None
+    label: int | None
+    output: OutputFormat
+
+
+@dataclass(slots=True)
+class InterpolateRequest:
+    model: str
+    version: int | None
+    start: Endpoint
+    end: Endpoint
+    steps: int
+    slerp: bool
+    truncation: float | None
+    label: int | None
+    output: OutputFormat
+
+
+@dataclass(slots=True)
+class EncodeRequest:
+    """Encode (images -> latents) and Reconstruct (images -> latents -> images)."""
+
+    model: str
+    version: int | None
+    images: Sequence[ImageInput]
+    output: OutputFormat = OutputFormat.PNG  # Reconstruct only
+
+
+@dataclass(slots=True)
+class VariationsRequest:
+    sample_id: str
+    count: int
+    strength: float
+    seed: int | None  # None: the server picks one
+    output: OutputFormat
+
+
+@dataclass(slots=True)
+class GeneratePlan:
+    """A checked Generate request: its model version, its base seed and labels settled."""
+
+    model: "OnnxModel"
+    count: int
+    seed: int
+    truncation: float | None
+    label: int | None
+    output: OutputFormat
+    seed_given: bool  # the client named the seed (only then can rendered outputs repeat)
+
+
+@dataclass(slots=True)
+class Samples:
+    """Samples made by one request (or one chunk of a stream): their stored records, and
+    ``payloads[i]`` the rendered output of ``records[i]`` (None for Encode)."""
+
+    model: "OnnxModel"
+    records: list["SampleRecord"]
+    payloads: list[bytes] | None
+    stored: bool  # every record reached the sample cache
+    seed: int | None = None  # the base seed (Generate, Variations)
+
+
+@dataclass(slots=True)
+class Rendered:
+    """Images made without new samples (Reconstruct)."""
+
+    model: "OnnxModel"
+    payloads: list[bytes]
+
+
+@dataclass(slots=True)
+class ModelListing:
+    model: "OnnxModel"
+    latest: bool  # the newest loaded version of its name

@@ -1,0 +1,224 @@
+"""The GenerationService RPCs: proto messages to typed requests for the generation pipeline,
+and its results back to proto messages. Nothing else happens here.
+
+Every RPC goes through ``services.rpc.calls`` (``@unary`` / ``@stream``), which sets the request
+id, times the call, records metrics, writes one log line, and turns errors into statuses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+import grpc
+
+from latentforge.v1 import generation_pb2 as pb
+from latentforge.v1 import generation_pb2_grpc as pb_grpc
+from services.cache import SampleRecord
+from services.errors import InvalidArgument
+from services.generation.pipeline import GenerationPipeline
+from services.generation.requests import (EncodeRequest, Endpoint, GenerateRequest, ImageInput, InterpolateRequest,
+                                          ModelListing, OutputFormat, Samples, TensorInput, VariationsRequest)
+from services.inference import OnnxModel
+from services.rpc.calls import CallTracker, add_trailer, deadline, stream, unary
+
+SAMPLES_STORED_HEADER = "x-samples-stored"
+
+_KINDS = {"gan": pb.MODEL_KIND_GAN, "vae": pb.MODEL_KIND_VAE}
+_ORIGINS = {
+    "generate": pb.SAMPLE_ORIGIN_GENERATE,
+    "interpolate": pb.SAMPLE_ORIGIN_INTERPOLATE,
+    "encode": pb.SAMPLE_ORIGIN_ENCODE,
+    "variation": pb.SAMPLE_ORIGIN_VARIATION,
+}
+_OUTPUTS = {pb.OUTPUT_FORMAT_UNSPECIFIED: OutputFormat.PNG, pb.OUTPUT_FORMAT_PNG: OutputFormat.PNG,
+            pb.OUTPUT_FORMAT_TENSOR: OutputFormat.TENSOR}
+
+
+class GenerationServicer(pb_grpc.GenerationServiceServicer):
+    """Implements latentforge.v1.GenerationService on a generation pipeline."""
+
+    def __init__(self, pipeline: GenerationPipeline, calls: CallTracker) -> None:
+        self.pipeline = pipeline
+        self.calls = calls  # the server's call tracker, which @unary/@stream use
+
+    @unary
+    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        listings = self.pipeline.models(request.name)
+        return pb.ListModelsResponse(models=[_model_info(entry) for entry in listings],
+                                     max_count=self.pipeline.max_count)
+
+    @unary
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
+        plan = self.pipeline.plan_generate(_generate_request(request))
+        made = await self.pipeline.generate(plan, 0, plan.count, deadline(context))
+        return pb.GenerateResponse(model=plan.model.name, version=plan.model.version, seed=plan.seed,
+                                   samples=_samples(made, plan.output, 0, request.return_latents),
+                                   samples_stored=made.stored)
+
+    @stream
+    async def GenerateStream(self, request: pb.GenerateRequest,
+                             context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Sample]:
+        pipeline = self.pipeline
+        plan = pipeline.plan_generate(_generate_request(request), "GenerateStream")
+        chunk, until = pipeline.config.stream_chunk, deadline(context)
+        all_stored = True
+        for start in range(0, plan.count, chunk):
+            made = await pipeline.generate(plan, start, min(chunk, plan.count - start), until, "GenerateStream")
+            all_stored &= made.stored
+            for sample in _samples(made, plan.output, start, request.return_latents):
+                yield sample
+        add_trailer(SAMPLES_STORED_HEADER, "true" if all_stored else "false")
+
+    @unary
+    async def Interpolate(self, request: pb.InterpolateRequest,
+                          context: grpc.aio.ServicerContext) -> pb.InterpolateResponse:
+        if request.method not in (pb.INTERPOLATION_METHOD_LERP, pb.INTERPOLATION_METHOD_SLERP,
+                                  pb.INTERPOLATION_METHOD_UNSPECIFIED):
+            raise InvalidArgument(f"unknown interpolation method {request.method}; use LERP or SLERP")
+        output = _output(request.format)
+        made = await self.pipeline.interpolate(InterpolateRequest(
+            model=request.model, version=_optional(request, "version"), start=_endpoint(request.start),
+            end=_endpoint(request.end), steps=request.steps, slerp=request.method == pb.INTERPOLATION_METHOD_SLERP,
+            truncation=_optional(request, "truncation"), label=_optional(request, "label"), output=output),
+            deadline(context))
+        return pb.InterpolateResponse(model=made.model.name, version=made.model.version,
+                                      frames=_samples(made, output, 0, request.return_latents),
+                                      samples_stored=made.stored)
+
+    @unary
+    async def Encode(self, request: pb.EncodeRequest, context: grpc.aio.ServicerContext) -> pb.EncodeResponse:
+        made = await self.pipeline.encode(EncodeRequest(
+            model=request.model, version=_optional(request, "version"), images=_images(request.images)),
+            deadline(context))
+        samples = [pb.Sample(sample_id=r.sample_id, latent=r.latent.tolist(), index=k)
+                   for k, r in enumerate(made.records)]
+        return pb.EncodeResponse(model=made.model.name, version=made.model.version, samples=samples,
+                                 samples_stored=made.stored)
+
+    @unary
+    async def Reconstruct(self, request: pb.ReconstructRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ReconstructResponse:
+        output = _output(request.format)
+        made = await self.pipeline.reconstruct(EncodeRequest(
+            model=request.model, version=_optional(request, "version"), images=_images(request.images),
+            output=output), deadline(context))
+        return pb.ReconstructResponse(model=made.model.name, version=made.model.version,
+                                      images=[_image(made.model, output, p) for p in made.payloads])
+
+    @unary
+    async def Variations(self, request: pb.VariationsRequest,
+                         context: grpc.aio.ServicerContext) -> pb.VariationsResponse:
+        output = _output(request.format)
+        made = await self.pipeline.variations(VariationsRequest(
+            sample_id=request.sample_id, count=request.count, strength=request.strength,
+            seed=_optional(request, "seed"), output=output), deadline(context))
+        return pb.VariationsResponse(model=made.model.name, version=made.model.version, seed=made.seed,
+                                     samples=_samples(made, output, 0, request.return_latents),
+                                     samples_stored=made.stored)
+
+    @unary
+    async def GetSample(self, request: pb.GetSampleRequest, context: grpc.aio.ServicerContext) -> pb.GetSampleResponse:
+        r = await self.pipeline.sample(request.sample_id)
+        response = pb.GetSampleResponse(
+            sample_id=r.sample_id, model=r.model, version=r.version, latent=r.latent.tolist(),
+            origin=_ORIGINS.get(r.origin, pb.SAMPLE_ORIGIN_UNSPECIFIED), parent_sample_id=r.parent_id or "",
+            created_unix_s=r.created,
+        )
+        if r.seed is not None:
+            response.seed = r.seed
+        if r.label is not None:
+            response.label = r.label
+        if r.truncation is not None:
+            response.truncation = r.truncation
+        return response
+
+
+# ---- proto -> typed requests ---------------------------------------------------------------------
+
+def _optional(message: Any, field: str) -> Any:
+    """An optional scalar field's value, or None when the client left it unset."""
+    return getattr(message, field) if message.HasField(field) else None
+
+
+def _output(value: int) -> OutputFormat:
+    output = _OUTPUTS.get(value)
+    if output is None:
+        raise InvalidArgument(f"unknown output format {value}; use OUTPUT_FORMAT_PNG or OUTPUT_FORMAT_TENSOR")
+    return output
+
+
+def _generate_request(r: pb.GenerateRequest) -> GenerateRequest:
+    # The hot path: optional fields read inline rather than through _optional.
+    return GenerateRequest(model=r.model, version=r.version if r.HasField("version") else None, count=r.count,
+                           seed=r.seed if r.HasField("seed") else None,
+                           truncation=r.truncation if r.HasField("truncation") else None,
+                           label=r.label if r.HasField("label") else None, output=_output(r.format))
+
+
+def _endpoint(ep: pb.Endpoint) -> Endpoint:
+    kind = ep.WhichOneof("source")
+    if kind == "sample_id":
+        return Endpoint(sample_id=ep.sample_id)
+    if kind == "seed":
+        return Endpoint(seed=ep.seed)
+    if kind == "latent":
+        return Endpoint(latent=ep.latent.values)
+    return Endpoint()
+
+
+def _images(items: Any) -> list[ImageInput]:
+    """Request images as PNG bytes, raw tensors, or None where empty."""
+    out: list[ImageInput] = []
+    for item in items:
+        kind = item.WhichOneof("data")
+        if kind == "png":
+            out.append(item.png)
+        elif kind == "tensor":
+            t = item.tensor
+            out.append(TensorInput(dtype=t.dtype, shape=tuple(t.shape), data=t.data))
+        else:
+            out.append(None)
+    return out
+
+
+# ---- typed results -> proto ------------------------------------------------------------------------
+
+def _image(model: OnnxModel, output: OutputFormat, payload: bytes) -> pb.Image:
+    if output is OutputFormat.TENSOR:
+        return pb.Image(tensor=pb.Tensor(dtype="float32", shape=model.image_shape, data=payload))
+    return pb.Image(png=payload)
+
+
+def _samples(made: Samples, output: OutputFormat, start: int, with_latents: bool) -> list[pb.Sample]:
+    """The rendered samples of a result as proto messages, indexed from ``start``."""
+    model, payloads = made.model, made.payloads
+    assert payloads is not None
+    return [_sample(r, start + i, _image(model, output, payloads[i]), with_latents)
+            for i, r in enumerate(made.records)]
+
+
+def _sample(record: SampleRecord, index: int, image: pb.Image, with_latent: bool) -> pb.Sample:
+    sample = pb.Sample(sample_id=record.sample_id, image=image, index=index)
+    if record.seed is not None:
+        sample.seed = record.seed
+    if record.label is not None:
+        sample.label = record.label
+    if with_latent:
+        sample.latent.extend(record.latent.tolist())
+    return sample
+
+
+def _model_info(entry: ModelListing) -> pb.ModelInfo:
+    m = entry.model
+    man = m.manifest
+    out = man.output
+    return pb.ModelInfo(
+        name=m.name, version=m.version, latest=entry.latest,
+        kind=_KINDS.get(man.kind, pb.MODEL_KIND_UNSPECIFIED), latent_dim=man.latent_dim,
+        num_classes=man.num_classes,
+        output=pb.OutputSpec(channels=out.channels, height=out.height, width=out.width,
+                             value_min=out.value_range[0], value_max=out.value_range[1],
+                             layout=out.layout, dtype=out.dtype),
+        supported_methods=m.supported_methods(), execution_provider=m.provider,
+        opset=man.opset, created=man.created,
+    )

@@ -1,0 +1,191 @@
+"""The gRPC server process scaffolding, shared by every service: one ``RpcServer`` hosts one or
+more ``RpcService``s (registered with ``add``) on one port.
+
+It owns what services share: grpc.aio server options, the bearer-token interceptor, TLS or
+mutual TLS, grpc.health.v1 (readiness per service, ``liveness``), reflection, the metrics
+registry and its /metrics HTTP endpoint, the call tracker every servicer wraps its calls with,
+and the drain: on ``stop`` (``run_until_signal``: SIGINT/SIGTERM, what a Kubernetes rolling
+update sends) health turns NOT_SERVING, new calls are refused with UNAVAILABLE, calls in flight
+finish within ``drain_grace_s``, then each service releases what it holds. Each server has its
+own registry, so several can run in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any, Callable, TypeVar
+
+import grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.rpc.calls import CallTracker
+from services.rpc.health import SERVICE_NAME as HEALTH_SERVICE_NAME
+from services.rpc.health import Health
+from services.rpc.logs import event, get_logger
+from services.rpc.metrics import RpcMetrics, new_registry
+from services.rpc.security import BearerTokenInterceptor, load_tokens, server_credentials
+from services.rpc.settings import ServerSettings
+
+log = get_logger("server")
+
+_WRITE_OUT_S = 0.5  # after the drain, how long answers already made may take to leave
+
+T = TypeVar("T", bound="RpcService")
+
+
+class RpcService:
+    """One gRPC service on an ``RpcServer``: its servicer and whatever it runs beside it.
+
+    ``name`` is the service's full proto name (health and reflection use it). A service is
+    not ready until it calls ``host.health.set_ready(name, True)``; the default ``start`` does
+    so at once.
+    """
+
+    name: str = ""
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        """Register the servicer(s) on the grpc server."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Fields of the ``server_started`` log line (no secrets)."""
+        return {}
+
+    async def start(self, host: "RpcServer") -> None:
+        """The port is serving: start background work, say when ready."""
+        await host.health.set_ready(self.name, True)
+
+    async def wait_started(self) -> None:
+        """Until the work ``start`` began has had its first go (e.g. the first model scan)."""
+
+    def begin_drain(self) -> None:
+        """The server drains: stop background work (calls in flight still run)."""
+
+    async def close(self) -> None:
+        """No call runs any more: release threads, connections, caches."""
+
+
+class RpcServer:
+    """One gRPC server with its health, reflection and /metrics endpoints, hosting services."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.registry = new_registry()
+        self.calls = CallTracker(RpcMetrics(self.registry), access_log=settings.access_log)
+        self.health = Health()
+        self.services: list[RpcService] = []
+        self._server: grpc.aio.Server | None = None
+        self._metrics_httpd: Any = None
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+
+    def add(self, service: T) -> T:
+        """Host ``service`` on this server (before ``start``); returns it."""
+        if self._server is not None:
+            raise RuntimeError("add services before the server starts")
+        self.services.append(service)
+        self.health.declare(service.name)
+        return service
+
+    async def start(self) -> None:
+        """Bind the ports and start serving; then each service starts its own work."""
+        s = self.settings
+        options = [
+            ("grpc.max_send_message_length", s.max_message_bytes),
+            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        tokens = load_tokens(s.auth_tokens, s.auth_tokens_file)
+        interceptors = [BearerTokenInterceptor(tokens)] if tokens else []
+        server = grpc.aio.server(options=options, interceptors=interceptors)
+        for service in self.services:
+            service.add_to(server)
+        self.health.add_to(server)
+        reflection.enable_server_reflection(
+            (*(service.name for service in self.services), HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
+        address = f"{s.host}:{s.port}"
+        if s.tls_cert is not None:
+            self.port = server.add_secure_port(address, server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca))
+        else:
+            self.port = server.add_insecure_port(address)
+        if not self.port:
+            raise OSError(f"cannot bind gRPC to {s.host}:{s.port}")
+        await self.health.start()
+        await server.start()
+        try:
+            if s.metrics_port is not None:
+                from prometheus_client import start_http_server
+
+                self._metrics_httpd, _ = start_http_server(s.metrics_port, addr=s.metrics_host, registry=self.registry)
+                self.metrics_port = self._metrics_httpd.server_port
+        except BaseException:
+            # e.g. the metrics port is taken: release the gRPC port and its threads before failing.
+            await server.stop(0)
+            raise
+        self._server = server
+        described: dict[str, Any] = {}
+        for service in self.services:
+            described.update(service.describe())
+        event(log, "server_started", port=self.port, host=s.host, metrics_port=self.metrics_port, **described,
+              tls="mutual" if s.tls_client_ca else ("on" if s.tls_cert else "off"), auth_tokens=len(tokens))
+        for service in self.services:
+            await service.start(self)
+
+    async def wait_started(self) -> None:
+        """Until every service has had the first go at its startup work."""
+        for service in self.services:
+            await service.wait_started()
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain, then release everything: health NOT_SERVING, new calls refused (UNAVAILABLE,
+        retry on another replica), calls in flight finish within ``grace_s`` (default
+        ``settings.drain_grace_s``); calls still running after it are cancelled."""
+        grace = self.settings.drain_grace_s if grace_s is None else grace_s
+        started = time.monotonic()
+        await self.health.drain()
+        self.calls.start_draining()
+        for service in self.services:
+            service.begin_drain()
+        in_flight = self.calls.in_flight
+        event(log, "server_draining", in_flight=in_flight, grace_s=grace)
+        drained = await self.calls.wait_idle(grace)
+        event(log, "server_drained", in_flight=in_flight, left=self.calls.in_flight, drained=drained,
+              seconds=round(time.monotonic() - started, 3))
+        if self._server is not None:
+            # The last answers may still be on their way out: a moment for them, then whatever
+            # outlived the grace period is cancelled.
+            await self._server.stop(_WRITE_OUT_S)
+        for service in self.services:
+            await service.close()
+        if self._metrics_httpd is not None:
+            self._metrics_httpd.shutdown()
+            self._metrics_httpd.server_close()
+        event(log, "server_stopped", port=self.port)
+
+    async def wait_for_termination(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+
+async def _serve_until_signal(build: Callable[[], RpcServer]) -> None:
+    server = build()
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await stop.wait()
+    event(log, "server_stopping")
+    await server.stop()
+
+
+def run_until_signal(build: Callable[[], RpcServer]) -> int:
+    """Build a server on a new event loop and run it until SIGINT or SIGTERM, then drain it;
+    returns the exit status."""
+    asyncio.run(_serve_until_signal(build))
+    return 0
