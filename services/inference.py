@@ -16,7 +16,6 @@ import abc
 import asyncio
 import threading
 import time
-import weakref
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from services.capabilities import missing_tasks, supported_rpcs
 from services.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError
 from services.rpc.logs import event, get_logger
 from services.metrics import Metrics, version_child
+from services.rpc.metrics import OwnedChildren
 
 log = get_logger("inference")
 
@@ -364,11 +364,11 @@ class InferenceRunner(abc.ABC):
         self.executor = executor
         self.metrics = metrics
         self.max_batch_size = max_batch_size
-        # Labelled metric children, looked up once per model object (.labels() takes a lock and
-        # builds a key); weakly keyed, so a version unloaded and loaded again gets fresh children
-        # (the repository removes an unloaded version's series).
-        self._run_children: weakref.WeakKeyDictionary[OnnxModel, dict[str, tuple[Any, Any]]] = (
-            weakref.WeakKeyDictionary())
+        # (batch size, inference time) children per model object and graph; a version unloaded
+        # and loaded again gets fresh ones (the repository removes an unloaded version's series).
+        self._run_children: OwnedChildren[tuple[Any, Any]] = OwnedChildren(lambda model, graph: (
+            version_child(model, metrics.batch_size, model.name, str(model.version), graph),
+            version_child(model, metrics.inference_duration, model.name, str(model.version), graph, model.provider)))
 
     @abc.abstractmethod
     async def decode(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None,
@@ -409,15 +409,7 @@ class InferenceRunner(abc.ABC):
         return np.concatenate(mus), concat_optional(logvars)
 
     def _record(self, model: OnnxModel, graph: str, rows: int, seconds: float) -> None:
-        per_graph = self._run_children.get(model)
-        if per_graph is None:
-            per_graph = self._run_children.setdefault(model, {})
-        children = per_graph.get(graph)
-        if children is None:
-            v = str(model.version)
-            children = per_graph[graph] = (
-                version_child(model, self.metrics.batch_size, model.name, v, graph),
-                version_child(model, self.metrics.inference_duration, model.name, v, graph, model.provider))
+        children = self._run_children.get(model, graph)
         children[0].observe(rows)
         children[1].observe(seconds)
 
@@ -442,19 +434,13 @@ class DirectRunner(InferenceRunner):
         self._pending: dict[tuple[str, str], int] = {}  # (model, version) -> requests waiting for a worker
         self._pending_lock = threading.Lock()
         # depth, wait, rejected children per model object (see _run_children)
-        self._queue_children: weakref.WeakKeyDictionary[OnnxModel, tuple[Any, Any, Any]] = weakref.WeakKeyDictionary()
-
-    def _children(self, model: OnnxModel, labels: tuple[str, str]) -> tuple[Any, Any, Any]:
-        children = self._queue_children.get(model)
-        if children is None:
-            m = self.metrics
-            children = self._queue_children[model] = tuple(
-                version_child(model, metric, *labels) for metric in (m.queue_depth, m.queue_wait, m.queue_rejected))
-        return children
+        self._queue_children: OwnedChildren[tuple[Any, ...]] = OwnedChildren(lambda model: tuple(
+            version_child(model, metric, model.name, str(model.version))
+            for metric in (metrics.queue_depth, metrics.queue_wait, metrics.queue_rejected)))
 
     async def _submit(self, model: OnnxModel, deadline: float | None, fn: Callable[..., Any], *args: Any) -> Any:
         labels = (model.name, str(model.version))
-        depth, wait, rejected = self._children(model, labels)
+        depth, wait, rejected = self._queue_children.get(model)
         loop = asyncio.get_running_loop()
         queued_at = time.perf_counter()
         state = {"left_queue": False, "cancelled": False}
