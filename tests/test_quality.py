@@ -1,0 +1,184 @@
+"""The quality meter on real mnist5k digits: honest floors, blur and collapse caught, the cache, the command.
+
+The feature network is trained once per session into a temporary cache folder (the real
+meter with its default settings); everything else reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from latentforge.cli import main
+from trainer.data import ImageData, load_data
+from trainer.quality import evaluate as ev
+from trainer.quality.features import MeterSettings, load_meter, meter_key, split_indices
+
+
+@pytest.fixture(scope="session")
+def quality_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("quality-cache")
+
+
+@pytest.fixture(scope="session")
+def mnist() -> ImageData:
+    return load_data("mnist5k")
+
+
+@pytest.fixture(scope="session")
+def meter(mnist, quality_cache):
+    """The default mnist5k meter, trained once for the session."""
+    return load_meter(mnist, quality_cache)
+
+
+@pytest.fixture(scope="session")
+def held_out(mnist, meter) -> np.ndarray:
+    _, held_idx = split_indices(len(mnist), meter.settings.held_out, meter.settings.seed)
+    return mnist.images[held_idx]
+
+
+def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
+    radius = int(3 * sigma + 0.5)
+    xs = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(xs**2) / (2 * sigma**2))
+    k /= k.sum()
+    x = torch.from_numpy(images)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+    return x.numpy()
+
+
+def test_meter_is_a_classifier_on_a_fixed_80_20_split(mnist, meter):
+    assert meter.kind == "classifier" and meter.num_classes == 10
+    assert len(meter.train_features) == 4000 and len(meter.held_out_features) == 1000
+    train_idx, held_idx = split_indices(5000, 0.2, 0)
+    assert not set(train_idx) & set(held_idx)
+    assert np.array_equal(split_indices(5000, 0.2, 0)[1], held_idx)  # fixed
+    assert meter.held_out_accuracy >= 0.95  # digits it never saw
+
+
+def test_real_held_out_digits_score_near_the_floor(meter, held_out):
+    # The floor for 500 images uses 500 held-out digits; score the other 500.
+    others = np.setdiff1d(np.arange(len(held_out)), ev.held_out_subset(meter, 500))
+    assert len(others) == 500
+    scores = ev.score(meter, held_out[others])
+    base = ev.floor(meter, 500)
+    assert scores["fid"] <= 1.5 * base["fid"]
+    assert abs(scores["kid"]) < 0.02
+    assert scores["precision"] >= base["precision"] - 0.05
+    assert scores["recall"] >= base["recall"] - 0.05
+    assert scores["coverage"] == 10
+    assert scores["confident"] >= base["confident"] - 0.05
+    assert max(scores["classes"]) < 0.2
+
+
+def test_blurred_digits_score_clearly_worse(meter, held_out):
+    base = ev.floor(meter, 1000)
+    blurred = ev.score(meter, gaussian_blur(held_out, 1.0))
+    assert blurred["fid"] >= 4 * base["fid"]
+    assert blurred["kid"] > 0.05 > base["kid"]
+    assert blurred["recall"] <= base["recall"] - 0.2
+    assert blurred["confident"] <= base["confident"] - 0.03
+
+
+def test_a_collapsed_model_is_caught_by_coverage_and_recall(mnist, meter):
+    ones = mnist.images[mnist.labels == 1]
+    rng = np.random.default_rng(0)
+    picks = ones[rng.integers(0, len(ones), 2000)]
+    shifts = rng.integers(-1, 2, (2000, 2))
+    variants = np.stack([np.roll(img, tuple(s), axis=(1, 2)) for img, s in zip(picks, shifts)])
+    scores = ev.score(meter, variants)
+    base = ev.floor(meter, 2000)
+    assert scores["coverage"] == 1 and base["coverage"] == 10
+    assert scores["classes"][1] >= 0.9
+    assert scores["recall"] <= 0.3 < base["recall"]
+    assert scores["fid"] >= 20 * base["fid"]
+
+
+def test_the_cache_is_reused_and_invalidated_when_the_data_changes(mnist, meter, quality_cache, tmp_path):
+    mtime = meter.path.stat().st_mtime_ns
+    again = load_meter(mnist, quality_cache)
+    assert again.origin == "cache" and meter.origin == "trained"
+    assert again.key == meter.key and again.path.stat().st_mtime_ns == mtime
+    assert np.array_equal(again.train_features, meter.train_features)
+
+    # Unlabelled data get an autoencoder meter; a cheap one is enough to see the cache work.
+    settings = MeterSettings(steps=30)
+    images = mnist.images[np.random.default_rng(1).permutation(len(mnist))[:300]].copy()
+    rng_before = torch.get_rng_state()
+    first = load_meter(ImageData(images, None, "digits.npz"), tmp_path, settings)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # a caller's random stream is left alone
+    assert first.kind == "autoencoder" and first.origin == "trained"
+    assert load_meter(ImageData(images, None, "digits.npz"), tmp_path, settings).origin == "cache"
+    changed = images.copy()
+    changed[0, 0, 0, 0] = 1.0 - changed[0, 0, 0, 0]
+    retrained = load_meter(ImageData(changed, None, "digits.npz"), tmp_path, settings)
+    assert retrained.origin == "trained"
+    assert retrained.data_sha256 != first.data_sha256 and retrained.path != first.path
+    assert first.path.is_file() and retrained.path.is_file()
+    # The meter's version and settings are part of the key too.
+    assert meter_key(first.data_sha256, "autoencoder", 0, (1, 28, 28), MeterSettings(steps=31)) != first.key
+
+    scores = ev.score(first, images[:100])
+    assert {"fid", "kid", "precision", "recall"} <= set(scores) and "classes" not in scores
+
+
+def test_a_broken_cache_file_is_retrained(mnist, tmp_path):
+    data = ImageData(mnist.images[:200].copy(), None, "digits.npz")
+    settings = MeterSettings(steps=5)
+    path = load_meter(data, tmp_path, settings).path
+    path.write_bytes(b"not a meter")
+    assert load_meter(data, tmp_path, settings).origin == "trained"
+
+
+def test_score_images_is_the_cheap_entry_point(meter, held_out, quality_cache):
+    images = torch.from_numpy(held_out[np.random.default_rng(2).permutation(len(held_out))[:300]])
+    first = ev.score_images(images, "mnist5k", cache_dir=quality_cache)
+    assert set(first) == {"fid", "fid_floor", "kid", "precision", "recall", "coverage", "confident"}
+    assert first["coverage"] == 10 and first["fid"] < 2 * first["fid_floor"]
+    assert ev.score_images(images, "mnist5k", cache_dir=quality_cache) == first
+    assert ev.score_images(images.numpy(), meter) == first
+
+
+def test_evaluate_a_run_folder(dcgan_run, meter, quality_cache, capsys):
+    rc = main(["evaluate", str(dcgan_run), "--n", "300", "--cache-dir", str(quality_cache), "--json"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["source"]["kind"] == "run" and report["source"]["step"] == 30
+    assert report["data"]["spec"] == "mnist5k" and report["data"]["sha256"] == meter.data_sha256
+    assert report["meter"]["origin"] == "cache" and report["meter"]["held_out_images"] == 1000
+    assert report["floor"]["n"] == 300 and report["scores"]["n"] == 300
+    # Thirty steps of training are far from real digits.
+    assert report["scores"]["fid"] > 3 * report["floor"]["fid"]
+    assert len(report["scores"]["classes"]) == 10
+
+    rc = main(["evaluate", str(dcgan_run), "--n", "200", "--checkpoint", str(dcgan_run / "checkpoints" / "step_00000015.pt"),
+               "--cache-dir", str(quality_cache)])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "step 15" in table and "FID" in table and "floor (real held-out, n=200)" in table
+    assert "class shares" in table
+
+
+@pytest.mark.parametrize("model", ["mnist-dcgan", "mnist-vae"])
+def test_evaluate_an_exported_version(model_repo, quality_cache, model, capsys):
+    rc = main(["evaluate", str(model_repo / model / "1"), "--n", "250", "--cache-dir", str(quality_cache), "--json"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["source"] == {"kind": "version", "model": model, "version": 1,
+                                "graph": "generator.onnx" if model == "mnist-dcgan" else "decoder.onnx",
+                                "step": 30}
+    assert report["scores"]["n"] == 250 and report["floor"]["n"] == 250
+    assert {"fid", "kid", "precision", "recall", "confident", "coverage"} <= set(report["scores"])
+
+
+def test_evaluate_refuses_what_it_cannot_score(tmp_path, quality_cache, capsys):
+    assert main(["evaluate", str(tmp_path / "nowhere"), "--cache-dir", str(quality_cache)]) == 2
+    assert "neither a run folder" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), "--cache-dir", str(quality_cache)]) == 2
+    assert "no checkpoints" in capsys.readouterr().err
