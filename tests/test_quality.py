@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from latentforge.cli import main
 from trainer.data import ImageData, load_data
+from trainer.quality import calibration
 from trainer.quality import evaluate as ev
-from trainer.quality.features import MeterSettings, load_meter, meter_key, split_indices
+from trainer.quality.calibration import collapsed, gaussian_blur
+from trainer.quality.features import MeterSettings, QualityError, load_meter, meter_key, split_indices
 
 
 @pytest.fixture(scope="session")
@@ -42,17 +43,6 @@ def held_out(mnist, meter) -> np.ndarray:
     return mnist.images[held_idx]
 
 
-def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
-    radius = int(3 * sigma + 0.5)
-    xs = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-(xs**2) / (2 * sigma**2))
-    k /= k.sum()
-    x = torch.from_numpy(images)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
-    return x.numpy()
-
-
 def test_meter_is_a_classifier_on_a_fixed_80_20_split(mnist, meter):
     assert meter.kind == "classifier" and meter.num_classes == 10
     assert len(meter.train_features) == 4000 and len(meter.held_out_features) == 1000
@@ -62,12 +52,16 @@ def test_meter_is_a_classifier_on_a_fixed_80_20_split(mnist, meter):
     assert meter.held_out_accuracy >= 0.95  # digits it never saw
 
 
-def test_real_held_out_digits_score_near_the_floor(meter, held_out):
-    # The floor for 500 images uses 500 held-out digits; score the other 500.
-    others = np.setdiff1d(np.arange(len(held_out)), ev.held_out_subset(meter, 500))
-    assert len(others) == 500
-    scores = ev.score(meter, held_out[others])
-    base = ev.floor(meter, 500)
+@pytest.fixture(scope="session")
+def calibrated(mnist, meter) -> dict:
+    """Scores and floors of the calibration cases (docs/quality.md quotes the same table)."""
+    return {name: (scores, base) for name, scores, base in calibration.calibrate(mnist, meter)}
+
+
+def test_real_held_out_digits_score_near_the_floor(calibrated):
+    # The floor for 500 images is measured on 500 held-out digits; these are the other 500.
+    scores, base = calibrated["real held-out, the other 500"]
+    assert scores["n"] == base["n"] == 500
     assert scores["fid"] <= 1.5 * base["fid"]
     assert abs(scores["kid"]) < 0.02
     assert scores["precision"] >= base["precision"] - 0.05
@@ -77,27 +71,38 @@ def test_real_held_out_digits_score_near_the_floor(meter, held_out):
     assert max(scores["classes"]) < 0.2
 
 
-def test_blurred_digits_score_clearly_worse(meter, held_out):
-    base = ev.floor(meter, 1000)
-    blurred = ev.score(meter, gaussian_blur(held_out, 1.0))
+def test_blurred_digits_score_clearly_worse(calibrated):
+    blurred, base = calibrated["held-out blurred, sigma 1.0 px"]
     assert blurred["fid"] >= 4 * base["fid"]
     assert blurred["kid"] > 0.05 > base["kid"]
     assert blurred["recall"] <= base["recall"] - 0.2
     assert blurred["confident"] <= base["confident"] - 0.03
+    fids = [calibrated[f"held-out blurred, sigma {s} px"][0]["fid"] for s in (0.5, 1.0, 1.5)]
+    assert base["fid"] < fids[0] < fids[1] < fids[2]
 
 
-def test_a_collapsed_model_is_caught_by_coverage_and_recall(mnist, meter):
-    ones = mnist.images[mnist.labels == 1]
-    rng = np.random.default_rng(0)
-    picks = ones[rng.integers(0, len(ones), 2000)]
-    shifts = rng.integers(-1, 2, (2000, 2))
-    variants = np.stack([np.roll(img, tuple(s), axis=(1, 2)) for img, s in zip(picks, shifts)])
-    scores = ev.score(meter, variants)
-    base = ev.floor(meter, 2000)
+def test_a_collapsed_model_is_caught_by_coverage_and_recall(mnist, calibrated):
+    scores, base = calibrated["collapsed: one class (1s), shifted"]
     assert scores["coverage"] == 1 and base["coverage"] == 10
     assert scores["classes"][1] >= 0.9
     assert scores["recall"] <= 0.3 < base["recall"]
     assert scores["fid"] >= 20 * base["fid"]
+    variants = collapsed(mnist, 1000)  # shifted copies of the 500 ones in the data, not one image
+    assert len(np.unique(variants.reshape(1000, -1), axis=0)) > 500
+
+
+def test_training_digits_and_noise_bracket_the_floor(calibrated):
+    seen, base = calibrated["real training split"]  # the feature net saw these: below the floor
+    assert seen["fid"] < base["fid"]
+    noise, _ = calibrated["uniform noise"]
+    assert noise["fid"] > 100 * base["fid"] and noise["precision"] == noise["recall"] == 0.0
+
+
+def test_calibration_table(calibrated):
+    rows = [(name, s, f) for name, (s, f) in calibrated.items()]
+    table = calibration.markdown(rows).splitlines()
+    assert table[0].startswith("| images | n | FID | FID / floor |") and len(table) == 2 + len(rows)
+    assert table[2].startswith("| real held-out (the floor) | 1000 |") and "| 1.00 |" in table[2]
 
 
 def test_the_cache_is_reused_and_invalidated_when_the_data_changes(mnist, meter, quality_cache, tmp_path):
@@ -115,6 +120,8 @@ def test_the_cache_is_reused_and_invalidated_when_the_data_changes(mnist, meter,
     assert torch.equal(torch.get_rng_state(), rng_before)  # a caller's random stream is left alone
     assert first.kind == "autoencoder" and first.origin == "trained"
     assert load_meter(ImageData(images, None, "digits.npz"), tmp_path, settings).origin == "cache"
+    elsewhere = load_meter(ImageData(images, None, "digits.npz"), tmp_path / "other", settings)
+    assert elsewhere.origin == "trained" and np.array_equal(elsewhere.train_features, first.train_features)  # deterministic
     changed = images.copy()
     changed[0, 0, 0, 0] = 1.0 - changed[0, 0, 0, 0]
     retrained = load_meter(ImageData(changed, None, "digits.npz"), tmp_path, settings)
@@ -177,7 +184,13 @@ def test_evaluate_an_exported_version(model_repo, quality_cache, model, capsys):
     assert {"fid", "kid", "precision", "recall", "confident", "coverage"} <= set(report["scores"])
 
 
-def test_evaluate_refuses_what_it_cannot_score(tmp_path, quality_cache, capsys):
+def test_evaluate_refuses_what_it_cannot_score(tmp_path, meter, dcgan_run, quality_cache, capsys):
+    with pytest.raises(QualityError, match="too few"):
+        ev.score(meter, np.zeros((5, 1, 28, 28), np.float32))
+    with pytest.raises(QualityError, match=r"\(1, 28, 28\)"):
+        ev.score(meter, np.zeros((20, 3, 32, 32), np.float32))
+    assert main(["evaluate", str(dcgan_run), "--data", str(tmp_path / "gone"), "--cache-dir", str(quality_cache)]) == 2
+    assert "pass it with --data" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nowhere"), "--cache-dir", str(quality_cache)]) == 2
     assert "neither a run folder" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), "--cache-dir", str(quality_cache)]) == 2

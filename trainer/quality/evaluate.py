@@ -25,10 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.data import ImageData
+from trainer.data import DataError, ImageData
 from trainer.quality import metrics
 from trainer.quality.features import METER_VERSION, Meter, QualityError, load_meter, meter_for
 from trainer.quality.samplers import DataSpec, sample
+
+MIN_SAMPLES = 10
+# The scalar scores score_images returns (those present for the data: class reads need labels).
+SCALARS = ("fid", "kid", "precision", "recall", "coverage", "confident", "label_accuracy")
 
 
 def _train_stats(meter: Meter) -> tuple[np.ndarray, np.ndarray]:
@@ -103,11 +107,10 @@ def floor(meter: Meter, n: int, seed: int = 0) -> dict[str, Any]:
 def score(meter: Meter, images: np.ndarray | torch.Tensor, labels: np.ndarray | None = None,
           seed: int = 0) -> dict[str, Any]:
     """Scores of images (N, C, H, W) in [0, 1] against the meter's data."""
+    if len(images) < MIN_SAMPLES:
+        raise QualityError(f"{len(images)} images are too few to score; use at least {MIN_SAMPLES}")
     feats, probs = meter.embed(images)
     return score_features(meter, feats, probs, labels, seed)
-
-
-SCALARS = ("fid", "kid", "precision", "recall", "coverage", "confident", "label_accuracy")
 
 
 def score_images(
@@ -184,7 +187,10 @@ def evaluate(
     samples = sample(Path(path), n, seed, checkpoint)
     spec = samples.data if data is None else DataSpec(data, samples.data.image_size, samples.data.channels,
                                                        samples.data.min_image_size)
-    meter = meter_for(spec.spec, spec.image_size, spec.channels, spec.min_image_size, cache_dir=cache_dir)
+    try:
+        meter = meter_for(spec.spec, spec.image_size, spec.channels, spec.min_image_size, cache_dir=cache_dir)
+    except DataError as exc:
+        raise QualityError(f"cannot load the data to compare with: {exc}; pass it with --data") from None
     if tuple(samples.images.shape[1:]) != tuple(meter.shape):
         raise QualityError(
             f"the model makes {tuple(samples.images.shape[1:])} images but {spec.spec} holds "

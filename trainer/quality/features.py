@@ -62,6 +62,7 @@ class MeterSettings:
     seed: int = 0  # split, weights, batch order and shifts
     threads: int = 1  # torch threads while training: a fixed count keeps the result reproducible
     width: int = 16  # channels of the first convolution
+    kernel: int = 5  # convolution kernel size
     feature_dim: int = 128
     max_shift: int = 2  # random translation (pixels) of training batches
 
@@ -101,17 +102,20 @@ def split_indices(n: int, held_out: float, seed: int) -> tuple[np.ndarray, np.nd
 class Encoder(nn.Module):
     """Two strided convolutions and a linear layer: images in [0, 1] -> feature_dim values."""
 
-    def __init__(self, channels: int, width: int, feature_dim: int) -> None:
+    def __init__(self, channels: int, width: int, feature_dim: int, kernel: int = 5) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, width, 5, 2, 2), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 5, 2, 2), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(7), nn.Flatten(),
-            nn.Linear(2 * width * 49, feature_dim),
+        pad = kernel // 2
+        self.convs = nn.Sequential(
+            nn.Conv2d(channels, width, kernel, 2, pad), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, kernel, 2, pad), nn.ReLU(),
         )
+        self.fc = nn.Linear(2 * width * 49, feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        x = self.convs(x)
+        if x.shape[-2:] != (7, 7):  # 28x28 inputs give 7x7; pool other sizes to it
+            x = F.adaptive_avg_pool2d(x, 7)
+        return self.fc(x.flatten(1))
 
 
 class Decoder(nn.Module):
@@ -146,7 +150,7 @@ class FeatureNet(nn.Module):
         if kind not in ("classifier", "autoencoder"):
             raise QualityError(f"unknown meter kind {kind!r}")
         self.kind = kind
-        self.encoder = Encoder(shape[0], settings.width, settings.feature_dim)
+        self.encoder = Encoder(shape[0], settings.width, settings.feature_dim, settings.kernel)
         if kind == "classifier":
             self.head: nn.Module = nn.Sequential(nn.Dropout(0.2), nn.Linear(settings.feature_dim, num_classes))
         else:
@@ -323,7 +327,7 @@ def _train(data: ImageData, kind: str, num_classes: int, sha: str, key: str, pat
             torch.manual_seed(settings.seed)
             net = FeatureNet(kind, data.shape, num_classes, settings)
             gen = torch.Generator().manual_seed(settings.seed)
-            opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
+            opt = torch.optim.Adam(net.parameters(), lr=settings.lr, foreach=True)
             # Cosine decay to zero: the last steps settle the weights, for steadier features.
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.steps)
             pool = torch.from_numpy(train_idx)

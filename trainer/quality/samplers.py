@@ -132,11 +132,15 @@ def sample_version(version_dir: Path, n: int, seed: int = 0) -> Samples:
                                    providers=["CPUExecutionProvider"])
     z = np.random.default_rng(seed).standard_normal((n, manifest.latent_dim)).astype(np.float32)
     labels = _class_labels(n, manifest.num_classes)
+    label_inputs = [i.name for i in session.get_inputs() if i.name != "z"]
+    if labels is not None and len(label_inputs) != 1:
+        raise QualityError(f"{version_dir}: a conditional model's image graph needs one label input beside z "
+                           f"(found {label_inputs})")
     chunks = []
     for start in range(0, n, BATCH):
         feeds = {"z": z[start : start + BATCH]}
         if labels is not None:
-            feeds["labels"] = labels[start : start + BATCH]
+            feeds[label_inputs[0]] = labels[start : start + BATCH]
         chunks.append(session.run(["image"], feeds)[0])
     lo, hi = manifest.output.value_range
     images = np.clip((np.concatenate(chunks).astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
