@@ -168,7 +168,7 @@ def test_evaluate_a_run_folder(dcgan_run, meter, quality_cache, capsys):
                "--cache-dir", str(quality_cache)])
     assert rc == 0
     table = capsys.readouterr().out
-    assert "step 15" in table and "FID" in table and "floor (real held-out, n=200)" in table
+    assert "step 15" in table and "FID (lower is better)" in table and "for 200 real held-out images" in table
     assert "class shares" in table
 
 

@@ -233,37 +233,38 @@ def format_report(report: Report) -> str:
     """The report as a readable table."""
     src = report.source
     if src.get("kind") == "version":
-        what = f"{src['model']} version {src['version']} ({src['graph']}, ONNX Runtime)"
+        what = f"{src['model']} version {src['version']} ({src['graph']}, ONNX Runtime, step {src.get('step')})"
     else:
-        what = f"{Path(src.get('checkpoint', report.target)).name} of {report.target} (step {src.get('step')})"
-    m = report.meter
+        what = f"{report.target} ({Path(src.get('checkpoint', '')).name}, step {src.get('step')})"
+    m, s, f = report.meter, report.scores, report.floor
     acc = m.get("held_out_accuracy")
+    trained = f"trained now in {m['train_seconds']} s" if m["origin"] == "trained" else "cached"
     lines = [
         f"{what}: {report.n} samples, seed {report.seed}",
-        f"data {report.data['spec']} {tuple(report.data['shape'])}, sha256 {report.data['sha256'][:12]}",
-        f"meter: {m['kind']} v{m['version']} on {m['train_images']} training images, {m['held_out_images']} "
-        f"held out" + (f", held-out accuracy {acc:.1%}" if acc is not None else "")
-        + f" ({'trained now in ' + str(m['train_seconds']) + ' s' if m['origin'] == 'trained' else 'cached'})",
+        f"data: {report.data['spec']} {tuple(report.data['shape'])}, sha256 {report.data['sha256'][:12]}",
+        f"meter: {m['kind']} v{m['version']}, {m['train_images']} training images, {m['held_out_images']} held out"
+        + (f", held-out accuracy {acc:.1%}" if acc is not None else "") + f" ({trained})",
+        f"floor: the same figures for {f['n']} real held-out images; FID, KID, precision and recall of the "
+        f"model averaged over {s['chunks']} chunk(s) of {s['size']} samples",
         "",
-        f"{'':24}{'model':>10}  {'floor (real held-out, n=' + str(report.floor['n']) + ')':>32}",
+        f"{'':26}{'model':>10}{'floor':>10}",
     ]
-    s, f = report.scores, report.floor
 
     def row(label: str, key: str, fmt: str, note: str = "") -> None:
         if key in s:
-            lines.append(f"{label:24}{format(s[key], fmt):>10}  {format(f[key], fmt) if key in f else '-':>32}{note}")
+            floor_value = format(f[key], fmt) if key in f else "-"
+            lines.append(f"{label:26}{format(s[key], fmt):>10}{floor_value:>10}{note}")
 
-    ratio = f"   ({s['fid'] / f['fid']:.1f}x floor)" if f.get("fid", 0) > 0 else ""
-    row("FID (lower is better)", "fid", ".3f", ratio)
+    row("FID (lower is better)", "fid", ".3f", f"   {s['fid'] / f['fid']:.1f}x floor" if f.get("fid", 0) > 0 else "")
     row("KID (lower is better)", "kid", ".5f")
     row(f"precision (k={report.settings['k']})", "precision", ".3f")
     row(f"recall (k={report.settings['k']})", "recall", ".3f")
     if "classes" in s:
         row(f"confident (>= {report.settings['confidence']})", "confident", ".3f")
         k = s["num_classes"]
-        lines.append(f"{'coverage (classes)':24}{str(s['coverage']) + '/' + str(k):>10}  "
-                     f"{str(f['coverage']) + '/' + str(k):>32}")
-        row("read as asked label", "label_accuracy", ".3f")
+        lines.append(f"{'classes covered':26}{str(s['coverage']) + '/' + str(k):>10}{str(f['coverage']) + '/' + str(k):>10}"
+                     f"   (holding >= {report.settings['coverage_share'] / k:.0%} of samples)")
+        row("read as the asked label", "label_accuracy", ".3f")
         lines.append("")
         lines.append("class shares: " + "  ".join(f"{c}: {share:.1%}" for c, share in enumerate(s["classes"])))
     return "\n".join(lines)
