@@ -17,8 +17,14 @@ from latentforge.cli import main
 from trainer.data import ImageData, load_data
 from trainer.quality import calibration
 from trainer.quality import evaluate as ev
-from trainer.quality.calibration import collapsed, gaussian_blur
-from trainer.quality.features import MeterSettings, QualityError, load_meter, meter_key, split_indices
+from trainer.quality.calibration import collapsed
+from trainer.quality.features import (
+    MeterSettings,
+    QualityError,
+    load_meter,
+    meter_key,
+    split_indices,
+)
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +127,8 @@ def test_the_cache_is_reused_and_invalidated_when_the_data_changes(mnist, meter,
     assert first.kind == "autoencoder" and first.origin == "trained"
     assert load_meter(ImageData(images, None, "digits.npz"), tmp_path, settings).origin == "cache"
     elsewhere = load_meter(ImageData(images, None, "digits.npz"), tmp_path / "other", settings)
-    assert elsewhere.origin == "trained" and np.array_equal(elsewhere.train_features, first.train_features)  # deterministic
+    assert elsewhere.origin == "trained"
+    assert np.array_equal(elsewhere.train_features, first.train_features)  # deterministic
     changed = images.copy()
     changed[0, 0, 0, 0] = 1.0 - changed[0, 0, 0, 0]
     retrained = load_meter(ImageData(changed, None, "digits.npz"), tmp_path, settings)
@@ -164,7 +171,8 @@ def test_evaluate_a_run_folder(dcgan_run, meter, quality_cache, capsys):
     assert report["scores"]["fid"] > 3 * report["floor"]["fid"]
     assert len(report["scores"]["classes"]) == 10
 
-    rc = main(["evaluate", str(dcgan_run), "--n", "200", "--checkpoint", str(dcgan_run / "checkpoints" / "step_00000015.pt"),
+    earlier = dcgan_run / "checkpoints" / "step_00000015.pt"
+    rc = main(["evaluate", str(dcgan_run), "--n", "200", "--checkpoint", str(earlier),
                "--cache-dir", str(quality_cache)])
     assert rc == 0
     table = capsys.readouterr().out
@@ -189,6 +197,8 @@ def test_evaluate_refuses_what_it_cannot_score(tmp_path, meter, dcgan_run, quali
         ev.score(meter, np.zeros((5, 1, 28, 28), np.float32))
     with pytest.raises(QualityError, match=r"\(1, 28, 28\)"):
         ev.score(meter, np.zeros((20, 3, 32, 32), np.float32))
+    with pytest.raises(QualityError, match=r"\[0, 1\]"):
+        ev.score(meter, np.full((20, 1, 28, 28), -1.0, np.float32))  # e.g. a GAN's [-1, 1] left unmapped
     assert main(["evaluate", str(dcgan_run), "--data", str(tmp_path / "gone"), "--cache-dir", str(quality_cache)]) == 2
     assert "pass it with --data" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nowhere"), "--cache-dir", str(quality_cache)]) == 2

@@ -56,22 +56,20 @@ def calibrate(data: ImageData, meter: Meter, seed: int = 0) -> list[tuple[str, d
     """(case, scores, floor) for each case in the module docstring."""
     train_idx, held_idx = split_indices(len(data), meter.settings.held_out, meter.settings.seed)
     held = data.images[held_idx]
-    n = len(held)
+    n, half = len(held), len(held) // 2
+    floor = ev.floor(meter, n, seed)
     rng = np.random.default_rng(seed)
-    rows = [("real held-out (the floor)", ev.floor(meter, n, seed), ev.floor(meter, n, seed))]
-    half = n // 2
     others = np.setdiff1d(np.arange(n), ev.held_out_subset(meter, half, seed))[:half]
-    rows.append((f"real held-out, the other {half}", ev.score(meter, held[others], seed=seed), ev.floor(meter, half, seed)))
-    rows.append(("real training split", ev.score(meter, data.images[rng.choice(train_idx, n, replace=False)], seed=seed),
-                 ev.floor(meter, n, seed)))
-    for sigma in (0.5, 1.0, 1.5):
-        rows.append((f"held-out blurred, sigma {sigma} px", ev.score(meter, gaussian_blur(held, sigma), seed=seed),
-                     ev.floor(meter, n, seed)))
+    rows = [
+        ("real held-out (the floor)", floor, floor),
+        (f"real held-out, the other {half}", ev.score(meter, held[others], seed=seed), ev.floor(meter, half, seed)),
+    ]
+    cases = [("real training split", data.images[rng.choice(train_idx, n, replace=False)])]
+    cases += [(f"held-out blurred, sigma {sigma} px", gaussian_blur(held, sigma)) for sigma in (0.5, 1.0, 1.5)]
     what = "one class (1s)" if data.labels is not None else "one image"
-    rows.append((f"collapsed: {what}, shifted", ev.score(meter, collapsed(data, n, seed), seed=seed),
-                 ev.floor(meter, n, seed)))
-    noise = np.random.default_rng(seed).random(held.shape, dtype=np.float32)
-    rows.append(("uniform noise", ev.score(meter, noise, seed=seed), ev.floor(meter, n, seed)))
+    cases.append((f"collapsed: {what}, shifted", collapsed(data, n, seed)))
+    cases.append(("uniform noise", np.random.default_rng(seed).random(held.shape, dtype=np.float32)))
+    rows += [(name, ev.score(meter, images, seed=seed), floor) for name, images in cases]
     return rows
 
 

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "network the project trains once per data set and caches (no download). Each score is printed "
         "beside the floor: the same measurement on real held-out images.",
     )
-    p.add_argument("path", type=Path, help="run folder (or a .pt checkpoint) or an exported models/<name>/<version>/ folder")
+    p.add_argument("path", type=Path,
+                   help="run folder (or a .pt checkpoint) or an exported models/<name>/<version>/ folder")
     p.add_argument("--n", type=int, default=2000, help="samples to draw and score (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents and of metric subsets (default 0)")
     p.add_argument("--checkpoint", type=Path, help="run folders: score this checkpoint instead of the newest")

@@ -27,7 +27,13 @@ import torch
 
 from trainer.data import DataError, ImageData
 from trainer.quality import metrics
-from trainer.quality.features import METER_VERSION, Meter, QualityError, load_meter, meter_for
+from trainer.quality.features import (
+    METER_VERSION,
+    Meter,
+    QualityError,
+    load_meter,
+    meter_for,
+)
 from trainer.quality.samplers import DataSpec, sample
 
 MIN_SAMPLES = 10
@@ -221,7 +227,7 @@ def evaluate(
         settings={"k": metrics.PR_K, "confidence": metrics.CONFIDENCE,
                   "coverage_share": metrics.COVERAGE_FRACTION, "kid_subsets": metrics.KID_SUBSETS,
                   "comparable_size": comparable_size(meter, n)},
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
 
 
@@ -244,8 +250,8 @@ def format_report(report: Report) -> str:
         f"data: {report.data['spec']} {tuple(report.data['shape'])}, sha256 {report.data['sha256'][:12]}",
         f"meter: {m['kind']} v{m['version']}, {m['train_images']} training images, {m['held_out_images']} held out"
         + (f", held-out accuracy {acc:.1%}" if acc is not None else "") + f" ({trained})",
-        f"floor: the same figures for {f['n']} real held-out images; FID, KID, precision and recall of the "
-        f"model averaged over {s['chunks']} chunk(s) of {s['size']} samples",
+        (f"floor: the same figures for {f['n']} real held-out images; FID, KID, precision and recall of the "
+         f"model averaged over {s['chunks']} chunk(s) of {s['size']} samples"),
         "",
         f"{'':26}{'model':>10}{'floor':>10}",
     ]
@@ -262,7 +268,8 @@ def format_report(report: Report) -> str:
     if "classes" in s:
         row(f"confident (>= {report.settings['confidence']})", "confident", ".3f")
         k = s["num_classes"]
-        lines.append(f"{'classes covered':26}{str(s['coverage']) + '/' + str(k):>10}{str(f['coverage']) + '/' + str(k):>10}"
+        covered, floor_covered = f"{s['coverage']}/{k}", f"{f['coverage']}/{k}"
+        lines.append(f"{'classes covered':26}{covered:>10}{floor_covered:>10}"
                      f"   (holding >= {report.settings['coverage_share'] / k:.0%} of samples)")
         row("read as the asked label", "label_accuracy", ".3f")
         lines.append("")

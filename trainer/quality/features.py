@@ -26,9 +26,10 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -212,6 +213,9 @@ class Meter:
             raise QualityError("no images to score")
         if not torch.isfinite(x).all():
             raise QualityError("images contain NaN or infinity")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -0.01 or hi > 1.01:
+            raise QualityError(f"images must lie in [0, 1] (found [{lo:.3g}, {hi:.3g}]); map the model's range first")
         self.net.eval()
         feats, probs = [], []
         for chunk in x.split(batch_size):

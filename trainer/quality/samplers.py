@@ -30,7 +30,7 @@ class DataSpec:
     min_image_size: int = 8
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], where: str) -> "DataSpec":
+    def from_config(cls, config: dict[str, Any], where: str) -> DataSpec:
         spec = config.get("data")
         if not isinstance(spec, str) or not spec:
             raise QualityError(f"{where} does not name its training data; pass --data")
