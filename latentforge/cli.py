@@ -33,6 +33,7 @@ class Part:
 
 PARTS = (
     Part("trainer", "trainer.cli", ("train",), "train"),
+    Part("trainer", "trainer.quality.cli", ("evaluate",), "train"),
     Part("exporter", "exporter.cli", ("export",), "train"),
     Part("services", "services.cli", ("serve", "generate", "interpolate", "models"), "serve"),
     Part("tools", "tools.bench", ("bench",), "serve"),

@@ -1,0 +1,13 @@
+"""Quality as a number: sample scores in the feature space of a small network the project trains.
+
+No download: for each data set a feature network is trained once (a digit classifier for
+labelled data, an autoencoder for unlabelled images), cached by the sha256 of the data, and
+used to score samples with FID, KID, precision/recall and, for labelled data, class
+statistics, each printed beside the floor that real held-out images reach.
+
+- ``features``: the feature networks, their training and their cache (the "meter").
+- ``metrics``: FID, KID, precision/recall, class statistics on feature arrays.
+- ``samplers``: N images from a run's checkpoint or from an exported version folder.
+- ``evaluate``: the report, and ``score_images`` for the trainer's periodic evaluation.
+- ``cli``: ``latentforge evaluate``.
+"""

@@ -1,0 +1,277 @@
+"""Score samples against their training data, each figure beside the floor real images reach.
+
+Two entry points:
+
+- ``evaluate(path, n)``: the full report of ``latentforge evaluate`` for a run folder or an
+  exported version folder (samples drawn here);
+- ``score_images(images, data)``: a flat dict of scores for images the caller already has,
+  e.g. a few hundred samples the trainer draws every few thousand steps; the meter is loaded
+  once per process, so later calls cost the features and the metrics only.
+
+What is compared with what: samples against the meter's training split (80% of the data);
+the floor is the same measurement made on real held-out images (the other 20%, which the
+feature network never saw). FID and the manifold metrics depend on the number of images, so
+both sides are measured on the same number: min(n, held-out count), the model's figures
+averaged over the disjoint chunks of that size its n samples make.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.data import DataError, ImageData
+from trainer.quality import metrics
+from trainer.quality.features import (
+    METER_VERSION,
+    Meter,
+    QualityError,
+    load_meter,
+    meter_for,
+)
+from trainer.quality.samplers import DataSpec, sample
+
+MIN_SAMPLES = 10
+# The scalar scores score_images returns (those present for the data: class reads need labels).
+SCALARS = ("fid", "kid", "precision", "recall", "coverage", "confident", "label_accuracy")
+
+
+def _train_stats(meter: Meter) -> tuple[np.ndarray, np.ndarray]:
+    if "train_stats" not in meter.memo:
+        meter.memo["train_stats"] = metrics.mean_cov(meter.train_features)
+    return meter.memo["train_stats"]
+
+
+def _unit(meter: Meter) -> float:
+    if "unit" not in meter.memo:
+        meter.memo["unit"] = metrics.unit_scale(meter.train_features)
+    return meter.memo["unit"]
+
+
+def _subset(count: int, m: int, seed: int) -> np.ndarray:
+    """A fixed choice of m of `count` indices (all of them, in order, when m >= count)."""
+    if m >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).permutation(count)[:m])
+
+
+def comparable_size(meter: Meter, n: int) -> int:
+    """The number of images each floor-comparable figure is measured on: min(n, held-out count)."""
+    return max(1, min(n, len(meter.held_out_features)))
+
+
+def held_out_subset(meter: Meter, n: int, seed: int = 0) -> np.ndarray:
+    """Indices into the held-out split of the real images the floor for n samples uses."""
+    return _subset(len(meter.held_out_features), comparable_size(meter, n), seed + 1)
+
+
+def score_features(meter: Meter, feats: np.ndarray, probs: np.ndarray | None = None,
+                   labels: np.ndarray | None = None, seed: int = 0) -> dict[str, Any]:
+    """FID, KID, precision/recall (and class statistics) of features against the training split.
+
+    FID, KID and precision/recall are measured on chunks of ``comparable_size`` images, the
+    size the floor is measured at, and averaged over the disjoint chunks the n images make; the
+    class statistics use all n.
+    """
+    n = len(feats)
+    size = comparable_size(meter, n)
+    order = np.random.default_rng(seed + 2).permutation(n)
+    real_pr = meter.train_features[_subset(len(meter.train_features), size, seed)]
+    unit = _unit(meter)
+    found: dict[str, list[float]] = {"fid": [], "kid": [], "precision": [], "recall": []}
+    for c in range(n // size):
+        chunk = feats[order[c * size : (c + 1) * size]]
+        if size >= 2:
+            found["fid"].append(metrics.fid(_train_stats(meter), chunk))
+            found["kid"].append(metrics.kid(meter.train_features / unit, chunk / unit, seed=seed + c))
+        if size > metrics.PR_K:
+            p, r = metrics.precision_recall(real_pr, chunk)
+            found["precision"].append(p)
+            found["recall"].append(r)
+    scores: dict[str, Any] = {"n": n, "size": size, "chunks": n // size}
+    scores.update({k: float(np.mean(v)) for k, v in found.items() if v})
+    if probs is not None:
+        scores.update(metrics.class_stats(probs, labels))
+    return scores
+
+
+def floor(meter: Meter, n: int, seed: int = 0) -> dict[str, Any]:
+    """The scores real held-out images reach, measured as for n samples (memoised)."""
+    idx = held_out_subset(meter, n, seed)
+    key = ("floor", len(idx), seed)
+    if key not in meter.memo:
+        probs = None if meter.held_out_probs is None else meter.held_out_probs[idx]
+        meter.memo[key] = score_features(meter, meter.held_out_features[idx], probs, seed=seed)
+    return dict(meter.memo[key])
+
+
+def score(meter: Meter, images: np.ndarray | torch.Tensor, labels: np.ndarray | None = None,
+          seed: int = 0) -> dict[str, Any]:
+    """Scores of images (N, C, H, W) in [0, 1] against the meter's data."""
+    if len(images) < MIN_SAMPLES:
+        raise QualityError(f"{len(images)} images are too few to score; use at least {MIN_SAMPLES}")
+    feats, probs = meter.embed(images)
+    return score_features(meter, feats, probs, labels, seed)
+
+
+def score_images(
+    images: np.ndarray | torch.Tensor,
+    data: str | ImageData | Meter,
+    *,
+    image_size: int | None = None,
+    channels: int | None = None,
+    cache_dir: Path | None = None,
+    labels: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Cheap periodic evaluation: flat scalar scores of images in [0, 1] against a data set.
+
+    `data` is the trainer's data name (with its image_size/channels), the loaded ImageData,
+    or a Meter from an earlier call of ``load_meter``/``meter_for``. A name is resolved once
+    per process; an ImageData is hashed on every call, so keep the Meter instead when calling
+    often. Returns fid, fid_floor, kid, precision, recall and, for labelled data, coverage
+    and confident (see ``trainer.quality.metrics``).
+    """
+    if isinstance(data, Meter):
+        meter = data
+    elif isinstance(data, ImageData):
+        meter = load_meter(data, cache_dir)
+    else:
+        meter = meter_for(data, image_size, channels, cache_dir=cache_dir)
+    scores = score(meter, images, labels, seed)
+    flat = {k: float(scores[k]) for k in SCALARS if k in scores}
+    flat["fid_floor"] = float(floor(meter, scores["n"], seed)["fid"])
+    return flat
+
+
+@dataclass
+class Report:
+    """What ``latentforge evaluate`` prints: the model's scores beside the real-data floor."""
+
+    target: str
+    source: dict[str, Any]
+    n: int
+    seed: int
+    data: dict[str, Any]
+    meter: dict[str, Any]
+    scores: dict[str, Any]
+    floor: dict[str, Any]
+    settings: dict[str, Any]
+    created: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> dict[str, Any]:
+        """A flat record of the headline figures (e.g. for a model manifest)."""
+        out: dict[str, Any] = {k: _round(self.scores[k]) for k in SCALARS if k in self.scores}
+        out.update({f"{k}_floor": _round(self.floor[k]) for k in ("fid", "kid", "precision", "recall", "confident")
+                    if k in self.floor})
+        out.update(n=self.n, seed=self.seed, data=self.data["spec"], data_sha256=self.data["sha256"],
+                   meter=self.meter["kind"], meter_version=METER_VERSION)
+        return out
+
+
+def _round(v: Any) -> Any:
+    return round(v, 6) if isinstance(v, float) else v
+
+
+def evaluate(
+    path: Path,
+    n: int = 2000,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+    data: str | None = None,
+    cache_dir: Path | None = None,
+) -> Report:
+    """Sample n images from a run folder or an exported version folder and score them."""
+    samples = sample(Path(path), n, seed, checkpoint)
+    spec = samples.data if data is None else DataSpec(data, samples.data.image_size, samples.data.channels,
+                                                       samples.data.min_image_size)
+    try:
+        meter = meter_for(spec.spec, spec.image_size, spec.channels, spec.min_image_size, cache_dir=cache_dir)
+    except DataError as exc:
+        raise QualityError(f"cannot load the data to compare with: {exc}; pass it with --data") from None
+    if tuple(samples.images.shape[1:]) != tuple(meter.shape):
+        raise QualityError(
+            f"the model makes {tuple(samples.images.shape[1:])} images but {spec.spec} holds "
+            f"{tuple(meter.shape)} (C, H, W); pass the data it was trained on with --data"
+        )
+    scores = score(meter, samples.images, samples.labels, seed)
+    return Report(
+        target=str(path),
+        source=samples.source,
+        n=n,
+        seed=seed,
+        data={"spec": spec.spec, "source": meter.source, "sha256": meter.data_sha256,
+              "shape": list(meter.shape)},
+        meter={
+            "kind": meter.kind,
+            "version": METER_VERSION,
+            "key": meter.key,
+            "cache": str(meter.path),
+            "origin": meter.origin,
+            "train_seconds": meter.train_seconds,
+            "train_images": len(meter.train_features),
+            "held_out_images": len(meter.held_out_features),
+            "held_out_accuracy": meter.held_out_accuracy,
+            "feature_dim": int(meter.train_features.shape[1]),
+        },
+        scores=_rounded(scores),
+        floor=_rounded(floor(meter, n, seed)),
+        settings={"k": metrics.PR_K, "confidence": metrics.CONFIDENCE,
+                  "coverage_share": metrics.COVERAGE_FRACTION, "kid_subsets": metrics.KID_SUBSETS,
+                  "comparable_size": comparable_size(meter, n)},
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _rounded(scores: dict[str, Any]) -> dict[str, Any]:
+    return {k: _round(v) for k, v in scores.items()}
+
+
+def format_report(report: Report) -> str:
+    """The report as a readable table."""
+    src = report.source
+    if src.get("kind") == "version":
+        what = f"{src['model']} version {src['version']} ({src['graph']}, ONNX Runtime, step {src.get('step')})"
+    else:
+        what = f"{report.target} ({Path(src.get('checkpoint', '')).name}, step {src.get('step')})"
+    m, s, f = report.meter, report.scores, report.floor
+    acc = m.get("held_out_accuracy")
+    trained = f"trained now in {m['train_seconds']} s" if m["origin"] == "trained" else "cached"
+    lines = [
+        f"{what}: {report.n} samples, seed {report.seed}",
+        f"data: {report.data['spec']} {tuple(report.data['shape'])}, sha256 {report.data['sha256'][:12]}",
+        f"meter: {m['kind']} v{m['version']}, {m['train_images']} training images, {m['held_out_images']} held out"
+        + (f", held-out accuracy {acc:.1%}" if acc is not None else "") + f" ({trained})",
+        (f"floor: the same figures for {f['n']} real held-out images; FID, KID, precision and recall of the "
+         f"model averaged over {s['chunks']} chunk(s) of {s['size']} samples"),
+        "",
+        f"{'':26}{'model':>10}{'floor':>10}",
+    ]
+
+    def row(label: str, key: str, fmt: str, note: str = "") -> None:
+        if key in s:
+            floor_value = format(f[key], fmt) if key in f else "-"
+            lines.append(f"{label:26}{format(s[key], fmt):>10}{floor_value:>10}{note}")
+
+    row("FID (lower is better)", "fid", ".3f", f"   {s['fid'] / f['fid']:.1f}x floor" if f.get("fid", 0) > 0 else "")
+    row("KID (lower is better)", "kid", ".5f")
+    row(f"precision (k={report.settings['k']})", "precision", ".3f")
+    row(f"recall (k={report.settings['k']})", "recall", ".3f")
+    if "classes" in s:
+        row(f"confident (>= {report.settings['confidence']})", "confident", ".3f")
+        k = s["num_classes"]
+        covered, floor_covered = f"{s['coverage']}/{k}", f"{f['coverage']}/{k}"
+        lines.append(f"{'classes covered':26}{covered:>10}{floor_covered:>10}"
+                     f"   (holding >= {report.settings['coverage_share'] / k:.0%} of samples)")
+        row("read as the asked label", "label_accuracy", ".3f")
+        lines.append("")
+        lines.append("class shares: " + "  ".join(f"{c}: {share:.1%}" for c, share in enumerate(s["classes"])))
+    return "\n".join(lines)
