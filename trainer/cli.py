@@ -3,6 +3,14 @@
 Only flags given on the command line override the config file (or, with --resume, the
 checkpoint's own config), so `--resume --steps 5000` continues a run without repeating
 its other settings.
+
+`--resume` continues the run in --out and fails when it holds no checkpoints; `--resume auto`
+continues when it holds checkpoints and starts fresh otherwise (the same command line works
+for a first attempt and a retry, e.g. a restarted pod with its run folder on a volume).
+
+Exit status: 0 when the run reached --steps, 2 for bad settings or data, and 128 + the signal
+number (143 for SIGTERM, 130 for SIGINT) when a signal stopped it early: the run then holds
+a checkpoint at the step it stopped after and continues exactly with `--resume`.
 """
 
 from __future__ import annotations
@@ -53,7 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, grids, metrics)")
     p.add_argument("--config", type=Path, help="JSON file of TrainConfig fields; flags override it")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--resume", nargs="?", const="yes", choices=("yes", "auto"), default=None,
+                   help="continue from the newest checkpoint in --out (fails without one); "
+                   "'--resume auto' continues when --out holds checkpoints and starts fresh otherwise")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     for name, typ, text in _FLAGS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=text)
@@ -64,10 +74,11 @@ def run(args: argparse.Namespace) -> int:
     """Build the config, train, and report where the outputs are."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        from trainer.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+        from trainer.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
         from trainer.config import TrainConfig
         from trainer.data import DataError
         from trainer.loop import train
+        from trainer.stopping import stop_on_signals
     except ModuleNotFoundError as exc:
         print(f"latentforge train needs the 'train' extra ({exc.name} is missing): pip install -e '.[train]'",
               file=sys.stderr)
@@ -76,18 +87,25 @@ def run(args: argparse.Namespace) -> int:
     overrides["progress"] = args.progress
     overrides = {k: v for k, v in overrides.items() if v is not None}
     overrides["out"] = args.out
+    resume = {None: False, "yes": True, "auto": "auto"}[args.resume]
     try:
-        if args.resume:
+        if resume is True or (resume == "auto" and list_checkpoints(args.out)):
             base = load_checkpoint(latest_checkpoint(args.out))["config"]
         elif args.config:
             base = json.loads(args.config.read_text())
         else:
             base = {}
         cfg = TrainConfig.from_dict({**base, **overrides})
-        result = train(cfg, resume=args.resume)
+        with stop_on_signals() as stop:
+            result = train(cfg, resume=resume, stop=stop)
     except (DataError, CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if result.stopped is not None:
+        if result.checkpoint is not None:
+            print(f"stopped {cfg.model} at step {result.step} of {cfg.steps} ({result.stopped}): "
+                  f"checkpoint {result.checkpoint}; continue with --resume")
+        return stop.exit_status
     if result.checkpoint is not None:
         print(f"trained {cfg.model} to step {result.step}: checkpoint {result.checkpoint}")
         if result.samples is not None:

@@ -10,6 +10,10 @@ Layout of a run folder (rank 0 writes all of it):
 
 Resuming continues exactly: the data order is a function of (seed, step), and the
 checkpoint restores networks, optimisers and every rank's RNG state.
+
+A stop request (SIGTERM/SIGINT through `trainer.stopping`) ends the run after the current
+step: every rank stops after the same step, a checkpoint is written at it, and run.json
+records the step and the reason; resuming from it continues exactly as well.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import DistributedSampler
@@ -32,6 +36,7 @@ from trainer.data import DataError, ImageData, load_data
 from trainer.distributed import DistContext, init_distributed, shutdown
 from trainer.families import Family, family_class
 from trainer.grids import save_grid
+from trainer.stopping import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,10 @@ class TrainResult:
     checkpoint: Path | None
     metrics: Path
     samples: Path | None
+    stopped: str | None = None  # why the run ended before cfg.steps (e.g. "SIGTERM"), None when it did not
+
+
+Resume = bool | Literal["auto"]
 
 
 def build_family(cfg: TrainConfig, shape: tuple[int, int, int], num_classes: int, device: torch.device) -> Family:
@@ -56,13 +65,22 @@ def build_family(cfg: TrainConfig, shape: tuple[int, int, int], num_classes: int
     return family_class(cfg.model)(cfg, shape, num_classes, device)
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train (or continue) a run as the config describes; under torchrun, on every rank."""
+def train(cfg: TrainConfig, resume: Resume = False, stop: StopRequest | None = None) -> TrainResult:
+    """Train (or continue) a run as the config describes; under torchrun, on every rank.
+
+    `resume`: False starts a fresh run (refused when the folder holds checkpoints), True
+    continues from the newest checkpoint (refused when there is none), "auto" continues when
+    there are checkpoints and starts fresh otherwise; a run that already reached `cfg.steps`
+    is then left as it is. `stop`, when its request is set, ends the run after the current
+    step with a checkpoint (see `trainer.stopping`).
+    """
     cfg.validate()
     family_class(cfg.model)  # fail on an unknown model before loading any data
+    if resume not in (True, False, "auto"):
+        raise ValueError(f"resume must be True, False or 'auto' (got {resume!r})")
     ctx = init_distributed(cfg.device)
     try:
-        result = _train(cfg, resume, ctx)
+        result = _train(cfg, resume, ctx, stop if stop is not None else StopRequest())
     except BaseException:
         shutdown(ctx, together=False)
         raise
@@ -70,12 +88,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     return result
 
 
-def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
+def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest) -> TrainResult:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     elif ctx.enabled and ctx.device.type == "cpu":
         torch.set_num_threads(max(1, available_cpus() // ctx.local_world_size))
 
+    if resume == "auto":
+        found = list_checkpoints(cfg.out)
+        if found and int(load_checkpoint(found[-1])["step"]) >= cfg.steps:
+            log.info("%s already reached step %d of %d; nothing to train", cfg.out, cfg.steps, cfg.steps)
+            return _result(cfg.out, cfg.steps, found[-1] if ctx.is_main else None)
+        resume = bool(found)
     payload = _resume_payload(cfg) if resume else None
     if payload is None and list_checkpoints(cfg.out):
         raise CheckpointError(f"{cfg.out} already holds checkpoints; pass --resume to continue it or a new --out")
@@ -125,6 +149,8 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
     epoch = -1
     last_ckpt: Path | None = None
     window: list[float] = []
+    stopped: str | None = None
+    done = start
     metrics_file = open(metrics_path, "a") if ctx.is_main else None
     try:
         for step in range(start, cfg.steps):
@@ -153,20 +179,34 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
                     progress.set_postfix({k: f"{v:.3f}" for k, v in list(metrics.items())[:3]}, refresh=False)
             if ctx.is_main and (done % cfg.sample_every == 0 or final):
                 _save_grids(out, family, fixed, fixed_batch, done)
-            if done % cfg.checkpoint_every == 0 or final:
+            # Collective: every rank learns whether (and why) any rank was asked to stop. The
+            # decision rests on the agreed value alone: a signal landing after the all-reduce
+            # counts at the next step, on every rank alike.
+            agreed = 0 if final else ctx.max(stop.code)
+            stop.agree(agreed)
+            stopping = agreed != 0
+            if done % cfg.checkpoint_every == 0 or final or stopping:
                 rng = ctx.gather(_rng_state(ctx.device))  # collective: every rank takes part
                 if ctx.is_main:
                     last_ckpt = save_checkpoint(out, done, _payload(cfg, data, family, rng), cfg.keep_checkpoints)
                 ctx.barrier()
+            if stopping:
+                stopped = stop.reason
+                log.warning("stopped at step %d of %d (%s); resume with --resume", done, cfg.steps, stopped)
+                break
     finally:
         if progress is not None:
             progress.close()
         if metrics_file is not None:
             metrics_file.close()
     if ctx.is_main:
-        _write_run_info(out, cfg, data, family, ctx, cfg.steps, finished=True)
+        _write_run_info(out, cfg, data, family, ctx, done, finished=stopped is None, stopped=stopped)
+    return _result(out, done, last_ckpt, stopped)
+
+
+def _result(out: Path, step: int, checkpoint: Path | None, stopped: str | None = None) -> TrainResult:
     samples = out / "samples" / "latest.png"
-    return TrainResult(out, cfg.steps, last_ckpt, metrics_path, samples if samples.exists() else None)
+    return TrainResult(out, step, checkpoint, out / "metrics.jsonl", samples if samples.exists() else None, stopped)
 
 
 def _rng_state(device: torch.device) -> torch.Tensor | list[torch.Tensor]:
@@ -231,7 +271,7 @@ def _save_grids(out: Path, family: Family, fixed: torch.Tensor, fixed_batch: tor
 
 
 def _write_run_info(out: Path, cfg: TrainConfig, data: ImageData, family: Family, ctx: DistContext,
-                    step: int, finished: bool = False) -> None:
+                    step: int, finished: bool = False, stopped: str | None = None) -> None:
     info = {
         "family": family.name,
         "kind": family.kind,
@@ -243,6 +283,7 @@ def _write_run_info(out: Path, cfg: TrainConfig, data: ImageData, family: Family
         "device": str(ctx.device),
         "step": step,
         "finished": finished,
+        "stopped": stopped,
         "torch": torch.__version__,
     }
     tmp = out / ".run.json.tmp"
