@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import torch
 
-from trainer.families import ExportGraph
+from trainer.families.base import ExportGraph
 
 DEFAULT_OPSET = 18
 PARITY_BATCH_SIZES = (1, 7)

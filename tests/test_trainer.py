@@ -15,7 +15,7 @@ from PIL import Image
 
 from latentforge.cli import main
 from tests.helpers.processes import ROOT, wait_until
-from tests.helpers.training import tiny_config
+from tests.helpers.training import rewrite_as_format_1, tiny_config
 from trainer.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
 from trainer.data import DataError
 from trainer.loop import train
@@ -38,6 +38,9 @@ def test_dcgan_run_writes_checkpoints_grids_and_metrics(dcgan_run: Path):
         assert np.isfinite([r["loss_d"], r["loss_g"]]).all()
     info = json.loads((dcgan_run / "run.json").read_text())
     assert info["finished"] and info["step"] == 30 and info["data"]["count"] == 5000
+    # The data's labels reach the family (in every Batch); the family stays unconditional.
+    assert info["data"]["fields"] == ["images", "labels"] and info["data"]["num_classes"] == 10
+    assert info["config"]["dcgan"]["width"] == 16 and load_checkpoint(dcgan_run)["data"] == info["data"]
 
 
 def test_vae_run_writes_reconstruction_grids(vae_run: Path):
@@ -209,3 +212,19 @@ def test_resume_auto_starts_fresh_or_continues(tmp_path: Path, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", "--out", str(tmp_path / "empty"), "--steps", "2"]) == 2
     assert "no checkpoints" in capsys.readouterr().err
+
+
+def test_resume_of_a_run_trained_before_family_configs(tmp_path: Path):
+    """`--resume` on a format-1 run converts its config and continues it exactly."""
+    straight, old = tmp_path / "straight", tmp_path / "old"
+    opts = dict(log_every=1, checkpoint_every=4, sample_every=100)
+    train(tiny_config("dcgan", straight, steps=8, **opts))
+    train(tiny_config("dcgan", old, steps=4, **opts))
+    rewrite_as_format_1(latest_checkpoint(old))
+    assert main(["train", "--resume", "--out", str(old), "--steps", "8", "--no-progress", "--threads", "2"]) == 0
+    payload = load_checkpoint(old)
+    assert payload["format_version"] == 2 and payload["config"]["dcgan"]["width"] == 16
+    wa, wb = load_checkpoint(straight)["modules"], payload["modules"]
+    for net in wa:
+        for key in wa[net]:
+            assert torch.equal(wa[net][key], wb[net][key]), (net, key)

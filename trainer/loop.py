@@ -31,17 +31,15 @@ from torch.utils.data import DistributedSampler
 
 from latentforge.cpus import available_cpus
 from trainer.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from trainer.config import TrainConfig
-from trainer.data import DataError, ImageData, load_data
+from trainer.config import TrainConfig, fixed_options
+from trainer.data import Batch, DataError, TrainingData, load_data
 from trainer.distributed import DistContext, init_distributed, shutdown
-from trainer.families import Family, family_class
+from trainer.families import build_family, family_entry
+from trainer.families.base import Family
 from trainer.grids import save_grid
 from trainer.stopping import StopRequest
 
 log = logging.getLogger(__name__)
-
-# Settings that shape the networks or the data: a resumed run must not change them.
-ARCHITECTURE_KEYS = ("model", "data", "image_size", "channels", "latent_dim", "width", "gan_loss", "recon", "seed")
 
 
 @dataclass
@@ -59,12 +57,6 @@ class TrainResult:
 Resume = bool | Literal["auto"]
 
 
-def build_family(cfg: TrainConfig, shape: tuple[int, int, int], num_classes: int, device: torch.device) -> Family:
-    """Construct a family's networks deterministically from the config's seed."""
-    torch.manual_seed(cfg.seed)
-    return family_class(cfg.model)(cfg, shape, num_classes, device)
-
-
 def train(cfg: TrainConfig, resume: Resume = False, stop: StopRequest | None = None) -> TrainResult:
     """Train (or continue) a run as the config describes; under torchrun, on every rank.
 
@@ -75,7 +67,7 @@ def train(cfg: TrainConfig, resume: Resume = False, stop: StopRequest | None = N
     step with a checkpoint (see `trainer.stopping`).
     """
     cfg.validate()
-    family_class(cfg.model)  # fail on an unknown model before loading any data
+    family_entry(cfg.model).load()  # fail on a broken family before loading any data
     if resume not in (True, False, "auto"):
         raise ValueError(f"resume must be True, False or 'auto' (got {resume!r})")
     ctx = init_distributed(cfg.device)
@@ -107,11 +99,11 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
     per_rank = len(data) // ctx.world_size
     if per_rank < cfg.batch_size:
         raise DataError(
-            f"{data.source}: {len(data)} images give {per_rank} per process, fewer than "
+            f"{data.source}: {len(data)} examples give {per_rank} per process, fewer than "
             f"batch_size {cfg.batch_size}; lower --batch-size or add data"
         )
 
-    family = build_family(cfg, data.shape, 0, ctx.device)
+    family = build_family(cfg, data.spec, ctx.device)
     start = 0
     if payload is not None:
         family.load_state(payload)
@@ -133,20 +125,11 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
         _truncate_metrics(metrics_path, start)
     ctx.barrier()
 
-    # Small data sets live on the training device, so a step does not copy its batch there.
-    images = torch.from_numpy(data.images)
-    if ctx.device.type != "cpu" and data.images.nbytes <= cfg.device_data_max_bytes:
-        images = images.to(ctx.device)
-    sampler = DistributedSampler(
-        range(len(data)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True
-    )
-    steps_per_epoch = len(sampler) // cfg.batch_size
+    batches = _Batches(data, cfg, ctx)
     fixed = family.latents(cfg.grid_size, torch.Generator().manual_seed(cfg.seed))
-    fixed_batch = images[: max(1, cfg.grid_size // 2)].to(ctx.device)
+    fixed_batch = batches.first(max(1, cfg.grid_size // 2))
 
     progress = _progress(cfg, start, ctx.is_main and cfg.progress)
-    indices: list[int] = []
-    epoch = -1
     last_ckpt: Path | None = None
     window: list[float] = []
     stopped: str | None = None
@@ -154,12 +137,7 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
     metrics_file = open(metrics_path, "a") if ctx.is_main else None
     try:
         for step in range(start, cfg.steps):
-            e, offset = divmod(step, steps_per_epoch)
-            if e != epoch:
-                epoch = e
-                sampler.set_epoch(epoch)
-                indices = list(sampler)
-            batch = images[indices[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]].to(ctx.device)
+            epoch, batch = batches.at(step)
             t0 = time.perf_counter()
             metrics = family.train_step(batch, step)
             if metrics_file is not None:
@@ -209,6 +187,41 @@ def _result(out: Path, step: int, checkpoint: Path | None, stopped: str | None =
     return TrainResult(out, step, checkpoint, out / "metrics.jsonl", samples if samples.exists() else None, stopped)
 
 
+class _Batches:
+    """The batch of every step, a function of (seed, step) alone, so a resumed run sees the
+    same batches. Small data sets live on the training device, so a step does not copy its
+    batch there."""
+
+    def __init__(self, data: TrainingData, cfg: TrainConfig, ctx: DistContext) -> None:
+        arrays = data.arrays()
+        on_device = ctx.device.type != "cpu" and sum(a.nbytes for a in arrays.values()) <= cfg.device_data_max_bytes
+        self.tensors = {k: torch.from_numpy(a).to(ctx.device) if on_device else torch.from_numpy(a)
+                        for k, a in arrays.items()}
+        self.device = ctx.device
+        self.batch_size = cfg.batch_size
+        self.sampler = DistributedSampler(range(len(data)), num_replicas=ctx.world_size, rank=ctx.rank,
+                                          shuffle=True, seed=cfg.seed, drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // cfg.batch_size
+        self.epoch = -1
+        self.indices: list[int] = []
+
+    def _batch(self, index) -> Batch:
+        return Batch(**{k: t[index].to(self.device) for k, t in self.tensors.items()})
+
+    def first(self, n: int) -> Batch:
+        """The data's first `n` examples (the reconstruction grids' fixed batch)."""
+        return self._batch(slice(0, n))
+
+    def at(self, step: int) -> tuple[int, Batch]:
+        """(epoch, batch) of a step."""
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.sampler.set_epoch(epoch)
+            self.indices = list(self.sampler)
+        return epoch, self._batch(self.indices[offset * self.batch_size:(offset + 1) * self.batch_size])
+
+
 def _rng_state(device: torch.device) -> torch.Tensor | list[torch.Tensor]:
     """This rank's generator state: the CPU's, plus the device's when training on CUDA."""
     if device.type == "cuda":
@@ -227,10 +240,13 @@ def _set_rng_state(state: torch.Tensor | list[torch.Tensor], device: torch.devic
 
 def _resume_payload(cfg: TrainConfig) -> dict[str, Any]:
     payload = load_checkpoint(latest_checkpoint(cfg.out))
-    saved = payload["config"]
-    mismatched = [k for k in ARCHITECTURE_KEYS if saved.get(k) != getattr(cfg, k)]
+    saved_cfg = TrainConfig.from_dict(payload["config"])
+    saved, now = fixed_options(saved_cfg), fixed_options(cfg)
+    if saved["model"] != now["model"]:
+        saved, now = {"model": saved["model"]}, {"model": now["model"]}
+    mismatched = [k for k in now if saved.get(k) != now[k]]
     if mismatched:
-        detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(cfg, k)!r}" for k in mismatched)
+        detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in mismatched)
         raise CheckpointError(f"cannot resume {cfg.out}: settings differ from the checkpoint ({detail})")
     if int(payload["step"]) >= cfg.steps:
         raise CheckpointError(
@@ -239,27 +255,17 @@ def _resume_payload(cfg: TrainConfig) -> dict[str, Any]:
     return payload
 
 
-def _payload(cfg: TrainConfig, data: ImageData, family: Family, rng: list[torch.Tensor]) -> dict[str, Any]:
+def _payload(cfg: TrainConfig, data: TrainingData, family: Family, rng: list[torch.Tensor]) -> dict[str, Any]:
     return {
         "family": family.name,
         "config": cfg.to_dict(),
-        "data": _data_info(data),
+        "data": data.spec.to_dict(),
         "rng": rng,
         **family.state(),
     }
 
 
-def _data_info(data: ImageData) -> dict[str, Any]:
-    return {
-        "source": data.source,
-        "count": len(data),
-        "shape": list(data.shape),
-        "num_classes": 0,
-        "skipped_files": len(data.skipped),
-    }
-
-
-def _save_grids(out: Path, family: Family, fixed: torch.Tensor, fixed_batch: torch.Tensor, step: int) -> None:
+def _save_grids(out: Path, family: Family, fixed: torch.Tensor, fixed_batch: Batch, step: int) -> None:
     folder = out / "samples"
     path = save_grid(family.sample(fixed), folder / f"step_{step:08d}.png")
     shutil.copyfile(path, folder / "latest.png")
@@ -270,7 +276,7 @@ def _save_grids(out: Path, family: Family, fixed: torch.Tensor, fixed_batch: tor
         shutil.copyfile(path, folder / f"{name}_latest.png")
 
 
-def _write_run_info(out: Path, cfg: TrainConfig, data: ImageData, family: Family, ctx: DistContext,
+def _write_run_info(out: Path, cfg: TrainConfig, data: TrainingData, family: Family, ctx: DistContext,
                     step: int, finished: bool = False, stopped: str | None = None) -> None:
     info = {
         "family": family.name,
@@ -278,7 +284,7 @@ def _write_run_info(out: Path, cfg: TrainConfig, data: ImageData, family: Family
         "latent_dim": family.latent_dim,
         "value_range": list(family.value_range),
         "config": cfg.to_dict(),
-        "data": _data_info(data),
+        "data": data.spec.to_dict(),
         "world_size": ctx.world_size,
         "device": str(ctx.device),
         "step": step,
