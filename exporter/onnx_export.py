@@ -19,7 +19,7 @@ import onnx
 import torch
 
 from latentforge.manifest import BATCH_AXIS, Signature, TensorSpec
-from trainer.families import ExportGraph
+from trainer.families.base import ExportGraph
 
 DEFAULT_OPSET = 18
 PARITY_BATCH_SIZES = (1, 7)

@@ -39,8 +39,7 @@ from latentforge.manifest import (
     sha256_file,
 )
 from trainer.checkpoint import load_checkpoint
-from trainer.config import TrainConfig
-from trainer.loop import build_family
+from trainer.families import restore_family
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +68,9 @@ def export_run(
         raise ExportError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     if not NAME_PATTERN.match(name):
         raise ExportError(f"model name {name!r} must match {NAME_PATTERN.pattern} (lower case, digits, . _ -)")
-    payload = load_checkpoint(Path(checkpoint) if checkpoint else Path(run))
-    cfg = TrainConfig.from_dict(payload["config"])
+    payload = load_checkpoint(Path(checkpoint) if checkpoint else Path(run))  # format 1 is upgraded
     shape = tuple(payload["data"]["shape"])
-    family = build_family(cfg, shape, int(payload["data"].get("num_classes", 0)), torch.device("cpu"))
-    family.load_state(payload, with_optimizers=False)
+    family = restore_family(payload, torch.device("cpu"))
 
     model_dir = Path(repo) / name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +114,7 @@ def export_run(
             kind=family.kind,
             latent_dim=family.latent_dim,
             num_classes=family.num_classes,
-            classes=tuple(payload["data"].get("classes") or ()),
+            classes=tuple(family.data.class_names) if family.num_classes else (),
             tasks=dict(family.tasks),
             signatures=signatures,
             output=OutputSpec(channels=c, height=h, width=w, value_range=family.value_range),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.data import DataError, load_data
+from trainer.data import FIELDS, SOURCES, Batch, DataError, DataSpec, find_source, load_data
 
 
 def _write_images(folder: Path, sizes, mode: str = "RGB", fmt: str = "PNG") -> None:
@@ -108,3 +109,54 @@ def test_npy_nan_is_refused(tmp_path):
 def test_missing_source_is_refused(tmp_path):
     with pytest.raises(DataError, match="neither 'mnist5k' nor an existing"):
         load_data(str(tmp_path / "nope"))
+
+
+def test_mnist5k_says_what_it_gives():
+    spec = load_data("mnist5k").spec
+    assert spec.fields == ("images", "labels") and spec.shape == (1, 28, 28) and spec.count == 5000
+    assert spec.class_names == tuple(str(d) for d in range(10)) and spec.num_classes == 10
+    assert DataSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_folder_with_one_subfolder_per_class_gives_labels(tmp_path):
+    _write_images(tmp_path / "imgs" / "cats", [(20, 20), (24, 20)])
+    _write_images(tmp_path / "imgs" / "dogs", [(20, 20)])
+    data = load_data(str(tmp_path / "imgs"), image_size=16)
+    assert data.class_names == ["cats", "dogs"] and data.labels.tolist() == [0, 0, 1]
+    assert data.spec.fields == ("images", "labels")
+    _write_images(tmp_path / "imgs", [(20, 20)])  # an image at the top level: no classes
+    data = load_data(str(tmp_path / "imgs"), image_size=16)
+    assert data.labels is None and data.class_names == [] and data.spec.fields == ("images",)
+
+
+def test_npz_class_names_and_bad_labels(tmp_path):
+    images = np.zeros((4, 8, 8), np.uint8)
+    np.savez(tmp_path / "named.npz", images=images, labels=[0, 1, 1, 0], class_names=np.array(["no", "yes"]))
+    assert load_data(str(tmp_path / "named.npz")).class_names == ["no", "yes"]
+    np.savez(tmp_path / "unnamed.npz", images=images, labels=[0, 2, 2, 0])
+    assert load_data(str(tmp_path / "unnamed.npz")).class_names == ["0", "1", "2"]
+    np.savez(tmp_path / "neg.npz", images=images, labels=[0, -1, 1, 0])
+    with pytest.raises(DataError, match="labels must be >= 0"):
+        load_data(str(tmp_path / "neg.npz"))
+    np.savez(tmp_path / "few.npz", images=images, labels=[0, 2, 2, 0], class_names=np.array(["a", "b"]))
+    with pytest.raises(DataError, match="label 2 but only 2 class names"):
+        load_data(str(tmp_path / "few.npz"))
+    np.savez(tmp_path / "float.npz", images=images, labels=[0.5, 1, 1, 0])
+    with pytest.raises(DataError, match="labels must be integers"):
+        load_data(str(tmp_path / "float.npz"))
+
+
+def test_sources_are_one_registry(tmp_path):
+    assert [s.name for s in SOURCES] == ["mnist5k", "folder", "arrays"]
+    (tmp_path / "imgs").mkdir()
+    np.save(tmp_path / "a.npy", np.zeros((2, 8, 8), np.uint8))
+    (tmp_path / "notes.txt").write_text("x")
+    assert find_source("mnist5k").name == "mnist5k"
+    assert find_source(str(tmp_path / "imgs")).name == "folder"
+    assert find_source(str(tmp_path / "a.npy")).name == "arrays"
+    with pytest.raises(DataError, match="unsupported data file; use a folder or .npz/.npy file"):
+        find_source(str(tmp_path / "notes.txt"))
+
+
+def test_batch_fields_are_the_data_fields():
+    assert [f.name for f in dataclasses.fields(Batch)] == list(FIELDS)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
+from tests.helpers.processes import wait_until
 from trainer.checkpoint import load_checkpoint
-import pytest
 
 pytestmark = pytest.mark.slow
 
@@ -35,3 +37,49 @@ def test_torchrun_two_processes(tmp_path: Path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # rank 0 alone writes metrics
     assert json.loads((out / "run.json").read_text())["world_size"] == 2
     assert (out / "samples" / "latest.png").is_file()
+
+
+def _worker_pid(torchrun_pid: int, rank: int) -> int | None:
+    """The pid of the torchrun worker with RANK=`rank` (Linux /proc), or None while it is not up."""
+    children = Path(f"/proc/{torchrun_pid}/task/{torchrun_pid}/children")
+    for pid in children.read_text().split() if children.exists() else []:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env:
+            return int(pid)
+    return None
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path):
+    """SIGTERM reaching one worker only: the ranks agree, all stop after the same step (a
+    disagreement would hang the checkpoint's collectives), and rank 0 writes a checkpoint at
+    that step holding both ranks' RNG states."""
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "latentforge", "train", "--model", "dcgan", "--out", str(out), "--steps", "100000",
+        "--batch-size", "16", "--width", "16", "--checkpoint-every", "100000", "--sample-every", "100000",
+        "--log-every", "1", "--no-progress",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        metrics = out / "metrics.jsonl"
+        wait_until(lambda: proc.poll() is not None or (metrics.exists() and metrics.read_text().count("\n") >= 1),
+                   240, "the first metrics line")
+        worker = _worker_pid(proc.pid, 1)
+        assert worker is not None, "no worker with RANK=1"
+        os.kill(worker, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0  # workers that stop early exit 143, and torchrun reports it
+    info = json.loads((out / "run.json").read_text())
+    assert info["stopped"] == "SIGTERM" and not info["finished"], stderr[-3000:]
+    payload = load_checkpoint(out)
+    assert payload["step"] == info["step"] >= 1
+    assert len(payload["rng"]) == 2
+    assert "exitcode  : 143" in stderr

@@ -17,9 +17,9 @@ from exporter.onnx_export import ExportError
 from exporter.repository import export_run
 from latentforge.cli import main
 from latentforge.manifest import Manifest, Signature, TensorSpec, list_versions, sha256_file, verify_files
+from tests.helpers.training import rewrite_as_format_1
 from trainer.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from trainer.config import TrainConfig
-from trainer.loop import build_family
+from trainer.families import restore_family
 
 
 def test_gan_manifest_describes_the_version(model_repo: Path, dcgan_run: Path):
@@ -81,9 +81,7 @@ def test_onnx_matches_torch_at_new_batch_sizes(model_repo: Path, dcgan_run: Path
     """The batch axis is dynamic: sizes never seen at export agree with PyTorch."""
     import onnxruntime as ort
 
-    payload = load_checkpoint(dcgan_run)
-    family = build_family(TrainConfig.from_dict(payload["config"]), (1, 28, 28), 0, torch.device("cpu"))
-    family.load_state(payload, with_optimizers=False)
+    family = restore_family(load_checkpoint(dcgan_run), torch.device("cpu"))
     gen = family.modules["generator"].eval()
     sess = ort.InferenceSession(str(model_repo / "mnist-dcgan" / "1" / "generator.onnx"))
     for n in (3, 64):
@@ -202,3 +200,19 @@ def test_fp16_and_ort_optimized_variants(tmp_path: Path, vae_run: Path):
     assert out.shape == (3, 1, 28, 28) and out.dtype == np.float32
     with pytest.raises(ExportError, match="unknown variant"):
         export_run(vae_run, tmp_path, "variants", variants=("int3",))
+
+
+def test_a_run_trained_before_family_configs_still_exports(tmp_path: Path, vae_run: Path):
+    """A format-1 checkpoint (one flat config, every family's options) is upgraded on load."""
+    import shutil
+
+    run = tmp_path / "old-run"
+    shutil.copytree(vae_run / "checkpoints", run / "checkpoints")
+    rewrite_as_format_1(latest_checkpoint(run))
+    assert torch.load(latest_checkpoint(run), weights_only=True)["format_version"] == 1
+    vdir = export_run(run, tmp_path / "repo", "old-vae")
+    m = Manifest.read(vdir)
+    assert (m.kind, m.latent_dim, m.num_classes) == ("vae", 16, 0)
+    config = m.training["config"]
+    assert config["vae"]["width"] == 16 and config["vae"]["latent_dim"] == 16 and "extra" not in config
+    assert m.parity.max_abs_error <= 1e-4

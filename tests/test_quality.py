@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from latentforge.cli import main
-from trainer.data import ImageData, load_data
+from trainer.data import TrainingData, load_data
 from trainer.quality import calibration
 from trainer.quality import evaluate as ev
 from trainer.quality.calibration import collapsed
@@ -33,7 +33,7 @@ def quality_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mnist() -> ImageData:
+def mnist() -> TrainingData:
     return load_data("mnist5k")
 
 
@@ -122,16 +122,16 @@ def test_the_cache_is_reused_and_invalidated_when_the_data_changes(mnist, meter,
     settings = MeterSettings(steps=30)
     images = mnist.images[np.random.default_rng(1).permutation(len(mnist))[:300]].copy()
     rng_before = torch.get_rng_state()
-    first = load_meter(ImageData(images, None, "digits.npz"), tmp_path, settings)
+    first = load_meter(TrainingData("digits.npz", images=images), tmp_path, settings)
     assert torch.equal(torch.get_rng_state(), rng_before)  # a caller's random stream is left alone
     assert first.kind == "autoencoder" and first.origin == "trained"
-    assert load_meter(ImageData(images, None, "digits.npz"), tmp_path, settings).origin == "cache"
-    elsewhere = load_meter(ImageData(images, None, "digits.npz"), tmp_path / "other", settings)
+    assert load_meter(TrainingData("digits.npz", images=images), tmp_path, settings).origin == "cache"
+    elsewhere = load_meter(TrainingData("digits.npz", images=images), tmp_path / "other", settings)
     assert elsewhere.origin == "trained"
     assert np.array_equal(elsewhere.train_features, first.train_features)  # deterministic
     changed = images.copy()
     changed[0, 0, 0, 0] = 1.0 - changed[0, 0, 0, 0]
-    retrained = load_meter(ImageData(changed, None, "digits.npz"), tmp_path, settings)
+    retrained = load_meter(TrainingData(changed, None, "digits.npz"), tmp_path, settings)
     assert retrained.origin == "trained"
     assert retrained.data_sha256 != first.data_sha256 and retrained.path != first.path
     assert first.path.is_file() and retrained.path.is_file()
@@ -143,7 +143,7 @@ def test_the_cache_is_reused_and_invalidated_when_the_data_changes(mnist, meter,
 
 
 def test_a_broken_cache_file_is_retrained(mnist, tmp_path):
-    data = ImageData(mnist.images[:200].copy(), None, "digits.npz")
+    data = TrainingData(mnist.images[:200].copy(), None, "digits.npz")
     settings = MeterSettings(steps=5)
     path = load_meter(data, tmp_path, settings).path
     path.write_bytes(b"not a meter")

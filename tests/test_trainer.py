@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +14,9 @@ import torch
 from PIL import Image
 
 from latentforge.cli import main
-from tests.helpers.training import tiny_config
-from trainer.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from tests.helpers.processes import ROOT, wait_until
+from tests.helpers.training import rewrite_as_format_1, tiny_config
+from trainer.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
 from trainer.data import DataError
 from trainer.loop import train
 
@@ -34,6 +38,9 @@ def test_dcgan_run_writes_checkpoints_grids_and_metrics(dcgan_run: Path):
         assert np.isfinite([r["loss_d"], r["loss_g"]]).all()
     info = json.loads((dcgan_run / "run.json").read_text())
     assert info["finished"] and info["step"] == 30 and info["data"]["count"] == 5000
+    # The data's labels reach the family (in every Batch); the family stays unconditional.
+    assert info["data"]["fields"] == ["images", "labels"] and info["data"]["num_classes"] == 10
+    assert info["config"]["dcgan"]["width"] == 16 and load_checkpoint(dcgan_run)["data"] == info["data"]
 
 
 def test_vae_run_writes_reconstruction_grids(vae_run: Path):
@@ -138,3 +145,86 @@ def test_a_fresh_run_refuses_a_folder_with_checkpoints(tmp_path: Path):
 def test_log_every_zero_is_refused_before_training(tmp_path: Path):
     with pytest.raises(ValueError, match="log_every must be > 0"):
         train(tiny_config("dcgan", tmp_path / "run", log_every=0))
+
+
+def _first_metrics_line(run: Path, proc: subprocess.Popen) -> bool:
+    path = run / "metrics.jsonl"
+    return proc.poll() is not None or (path.exists() and path.read_text().count("\n") >= 1)
+
+
+def test_sigterm_stops_with_a_checkpoint_and_resume_continues_exactly(tmp_path: Path):
+    """SIGTERM mid-run: the step in progress finishes, a checkpoint is written at it, the
+    command exits 143, and resuming from it reproduces an uninterrupted run."""
+    out, straight = tmp_path / "stopped", tmp_path / "straight"
+    opts = ["--model", "dcgan", "--width", "16", "--batch-size", "16", "--log-every", "1",
+            "--checkpoint-every", "100000", "--sample-every", "100000", "--threads", "1", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "latentforge", "train", "--out", str(out), "--steps", "100000",
+                             *opts], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _first_metrics_line(out, proc), 180, "the first metrics line")
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    step = info["step"]
+    assert 1 <= step < 100000 and not info["finished"] and info["stopped"] == "SIGTERM"
+    assert [p.name for p in list_checkpoints(out)] == [f"step_{step:08d}.pt"]
+    assert load_checkpoint(out)["step"] == step
+    assert [r["step"] for r in _metrics(out)] == list(range(1, step + 1))
+    assert f"at step {step} of 100000 (SIGTERM)" in stdout
+
+    total = step + 3
+    assert main(["train", "--resume", "--out", str(out), "--steps", str(total), "--no-progress"]) == 0
+    assert main(["train", "--out", str(straight), "--steps", str(total), *opts]) == 0
+    drop = {"time", "step_seconds"}
+    a, b = _metrics(straight), _metrics(out)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in a] == [
+        {k: v for k, v in r.items() if k not in drop} for r in b
+    ]
+    wa, wb = load_checkpoint(straight)["modules"], load_checkpoint(out)["modules"]
+    for net in wa:
+        for key in wa[net]:
+            assert torch.equal(wa[net][key], wb[net][key]), (net, key)
+    assert json.loads((out / "run.json").read_text())["finished"]
+
+
+def test_resume_auto_starts_fresh_or_continues(tmp_path: Path, capsys):
+    """`--resume auto`: an empty (or absent) folder starts a run, one with checkpoints continues
+    it, a finished one is left as it is; bare `--resume` still needs checkpoints."""
+    out = tmp_path / "run"
+    out.mkdir()
+    common = ["--out", str(out), "--model", "dcgan", "--width", "16", "--batch-size", "16",
+              "--checkpoint-every", "2", "--log-every", "1", "--no-progress", "--resume", "auto"]
+    assert main(["train", "--steps", "2", *common]) == 0
+    assert load_checkpoint(out)["step"] == 2
+    assert main(["train", "--steps", "4", *common]) == 0
+    assert load_checkpoint(out)["step"] == 4
+    assert [r["step"] for r in _metrics(out)] == [1, 2, 3, 4]
+    before = latest_checkpoint(out).read_bytes()
+    assert main(["train", "--steps", "4", *common]) == 0  # already there: nothing to train
+    assert latest_checkpoint(out).read_bytes() == before
+    assert main(["train", "--steps", "2", "--resume", "auto", "--out", str(tmp_path / "absent"),
+                 "--model", "vae", "--width", "16", "--batch-size", "16", "--no-progress"]) == 0
+    assert load_checkpoint(tmp_path / "absent")["family"] == "vae"
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(tmp_path / "empty"), "--steps", "2"]) == 2
+    assert "no checkpoints" in capsys.readouterr().err
+
+
+def test_resume_of_a_run_trained_before_family_configs(tmp_path: Path):
+    """`--resume` on a format-1 run converts its config and continues it exactly."""
+    straight, old = tmp_path / "straight", tmp_path / "old"
+    opts = dict(log_every=1, checkpoint_every=4, sample_every=100)
+    train(tiny_config("dcgan", straight, steps=8, **opts))
+    train(tiny_config("dcgan", old, steps=4, **opts))
+    rewrite_as_format_1(latest_checkpoint(old))
+    assert main(["train", "--resume", "--out", str(old), "--steps", "8", "--no-progress", "--threads", "2"]) == 0
+    payload = load_checkpoint(old)
+    assert payload["format_version"] == 2 and payload["config"]["dcgan"]["width"] == 16
+    wa, wb = load_checkpoint(straight)["modules"], payload["modules"]
+    for net in wa:
+        for key in wa[net]:
+            assert torch.equal(wa[net][key], wb[net][key]), (net, key)

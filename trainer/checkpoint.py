@@ -4,6 +4,10 @@ A checkpoint holds everything to continue exactly (networks, optimisers, step, e
 rank's RNG state) and to export (the resolved config and the data's shape). Files are
 written to a temporary name in the same folder, flushed, then renamed, so a crash never
 leaves a half-written checkpoint under a real name.
+
+Format 2 stores the config nested (common options, the family's under its name) and the
+data's fields and class names. Format-1 checkpoints (one flat config holding every family's
+options) are upgraded when loaded, so runs trained before can still be exported and resumed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Any
 import torch
 
 FORMAT = "latentforge-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 REQUIRED_KEYS = ("format", "format_version", "family", "config", "data", "step", "modules")
 
@@ -95,10 +100,27 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a torch file but not a latentforge checkpoint")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format {payload.get('format_version')}, expected {FORMAT_VERSION}")
+    version = payload.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise CheckpointError(f"{path} has checkpoint format {version}; this version of latentforge reads "
+                              f"{', '.join(map(str, READABLE_VERSIONS))}")
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}")
+    if version == 1:
+        payload = _upgrade_v1(payload, path)
     payload["path"] = str(path)
     return payload
+
+
+def _upgrade_v1(payload: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A format-1 payload in format 2's shape: nested config, data fields and class names."""
+    from trainer.config import upgrade_v1_config
+
+    try:
+        config = upgrade_v1_config(payload["config"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: cannot read its format-1 config: {exc}") from None
+    data = {"fields": ["images"], "class_names": [], **payload["data"]}
+    data["num_classes"] = len(data["class_names"])  # format 1 recorded 0 for every data set
+    return {**payload, "format_version": FORMAT_VERSION, "config": config, "data": data, "upgraded_from": 1}

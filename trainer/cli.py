@@ -1,62 +1,102 @@
-"""`latentforge train`: flags map one-to-one onto TrainConfig fields.
+"""`latentforge train`: flags built from the typed options of TrainConfig and every family.
 
-Only flags given on the command line override the config file (or, with --resume, the
-checkpoint's own config), so `--resume --steps 5000` continues a run without repeating
+Each option declared with `trainer.options.option()` (common ones in trainer/config.py, a
+family's in trainer/families/configs.py) becomes a flag (`batch_size` -> `--batch-size`),
+with its help text, choices and default; a new family's options get flags by being
+registered. An option of another family than --model is refused by name.
+
+Options apply in layers: the checkpoint's config (when resuming), then a `--config` JSON
+file (nested or flat, see trainer/config.py), then the flags given on the command line; only
+flags actually given override, so `--resume --steps 5000` continues a run without repeating
 its other settings.
+
+`--resume` continues the run in --out and fails when it holds no checkpoints; `--resume auto`
+continues when it holds checkpoints and starts fresh otherwise (the same command line works
+for a first attempt and a retry, e.g. a restarted pod with its run folder on a volume).
+
+Exit status: 0 when the run reached --steps, 2 for bad settings or data, and 128 + the signal
+number (143 for SIGTERM, 130 for SIGINT) when a signal stopped it early: the run then holds
+a checkpoint at the step it stopped after and continues exactly with `--resume`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-_FLAGS: list[tuple[str, type, str]] = [
-    ("model", str, "model family: dcgan or vae (default dcgan)"),
-    ("data", str, "mnist5k, a folder of images, or a .npz/.npy file (default mnist5k)"),
-    ("steps", int, "total optimisation steps (default 3000)"),
-    ("batch_size", int, "images per step and process (default 64)"),
-    ("seed", int, "seed for weights, data order and noise (default 0)"),
-    ("image_size", int, "resize/crop images to this square size (folders default to 64)"),
-    ("channels", int, "1 = grayscale, 3 = RGB (default: the data's own; required for mixed folders)"),
-    ("min_image_size", int, "refuse source images smaller than this (default 8)"),
-    ("lr", float, "learning rate (default: GAN 2e-4, VAE 1e-3)"),
-    ("lr_d", float, "discriminator learning rate (GAN; default lr)"),
-    ("beta1", float, "Adam beta1 (default: GAN 0.5, VAE 0.9)"),
-    ("beta2", float, "Adam beta2 (default 0.999)"),
-    ("grad_clip", float, "max gradient norm per network, 0 = off (default 10)"),
-    ("latent_dim", int, "latent size (default: GAN 100, VAE 16)"),
-    ("width", int, "base channel width (default 64)"),
-    ("gan_loss", str, "nonsaturating or hinge (default nonsaturating)"),
-    ("beta", float, "VAE: KL weight in the ELBO (default 1.0)"),
-    ("kl_warmup_steps", int, "VAE: steps of linear KL warm-up (default 500)"),
-    ("recon", str, "VAE: bce, mse or auto (default auto: bce for 1 channel)"),
-    ("sample_every", int, "write a sample grid every N steps (default 250)"),
-    ("checkpoint_every", int, "write a checkpoint every N steps (default 500)"),
-    ("keep_checkpoints", int, "checkpoints to keep (default 3)"),
-    ("grid_size", int, "images per sample grid (default 64)"),
-    ("log_every", int, "metrics line every N steps (default 10)"),
-    ("threads", int, "torch threads per process, 0 = default"),
-    ("device", str, "auto, cpu or cuda (default auto)"),
-]
+from trainer.config import TrainConfig
+from trainer.data.sources import describe_sources
+from trainer.families import FAMILIES
+from trainer.options import OptionInfo, options_of
+
+
+def option_flags() -> dict[str, tuple[str, list[tuple[str, OptionInfo]]]]:
+    """Every option by name: the help group it is listed in, and which config declares it
+    ("common" or a family name) with its description there."""
+    table: dict[str, tuple[str, list[tuple[str, OptionInfo]]]] = {}
+    for info in options_of(TrainConfig):
+        table[info.name] = ("options of every run", [("common", info)])
+    owners: dict[str, list[tuple[str, OptionInfo]]] = {}
+    for family, entry in FAMILIES.items():
+        for info in options_of(entry.config):
+            if info.name in table:
+                raise RuntimeError(f"{family} option {info.name!r} clashes with a common option")
+            owners.setdefault(info.name, []).append((family, info))
+    for name, declared in owners.items():
+        names = [family for family, _ in declared]
+        group = "options of every model" if len(names) == len(FAMILIES) else f"{' and '.join(names)} options"
+        table[name] = (group, declared)
+    return table
+
+
+def _help(declared: list[tuple[str, OptionInfo]]) -> str:
+    text = min((info.help for _, info in declared), key=len)  # the most general wording
+    if declared[0][1].choices:
+        text += " (" + " | ".join(map(str, declared[0][1].choices)) + ")"
+    defaults = {owner: info.default for owner, info in declared}
+    if len(set(map(repr, defaults.values()))) == 1:
+        default = next(iter(defaults.values()))
+        return text if default is None else f"{text} (default {_fmt(default)})"
+    return f"{text} (default: " + ", ".join(f"{o} {_fmt(d)}" for o, d in defaults.items()) + ")"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `train` sub-command."""
     p = sub.add_parser(
         "train",
-        help="train a GAN or VAE (runs under torchrun too)",
-        description="Train a model family on images. Under torchrun, every process runs this command.",
+        help="train a model family (runs under torchrun too)",
+        description="Train a model family on a data set. Under torchrun, every process runs this command. "
+        "Exit status: 0 done, 2 bad settings or data, 128+signal when SIGTERM/SIGINT stopped it after "
+        "writing a checkpoint.",
     )
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, grids, metrics)")
-    p.add_argument("--config", type=Path, help="JSON file of TrainConfig fields; flags override it")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
-    for name, typ, text in _FLAGS:
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=text)
+    p.add_argument("--config", type=Path, help="JSON file of training options (nested or flat); flags override it")
+    p.add_argument("--resume", nargs="?", const="yes", choices=("yes", "auto"), default=None,
+                   help="continue from the newest checkpoint in --out (fails without one); "
+                   "'--resume auto' continues when --out holds checkpoints and starts fresh otherwise")
+    groups: dict[str, Any] = {}
+    for name, (group, declared) in option_flags().items():
+        if group not in groups:
+            groups[group] = p.add_argument_group(group)
+        info = declared[0][1]
+        flag = "--" + name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": _help(declared)}
+        if name == "data":
+            kwargs["help"] = f"training data, one of: {describe_sources()} (default {info.default})"
+        # Values are checked by TrainConfig.validate (not argparse choices), so that a bad
+        # value is reported like any other bad setting: a message and exit status 2.
+        if info.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = info.type
+        groups[group].add_argument(flag, **kwargs)
     p.set_defaults(func=run)
 
 
@@ -64,30 +104,36 @@ def run(args: argparse.Namespace) -> int:
     """Build the config, train, and report where the outputs are."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        from trainer.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-        from trainer.config import TrainConfig
+        from trainer.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
+        from trainer.config import read_config_file
         from trainer.data import DataError
         from trainer.loop import train
+        from trainer.stopping import stop_on_signals
     except ModuleNotFoundError as exc:
         print(f"latentforge train needs the 'train' extra ({exc.name} is missing): pip install -e '.[train]'",
               file=sys.stderr)
         return 2
-    overrides: dict[str, Any] = {name: getattr(args, name) for name, _, _ in _FLAGS}
-    overrides["progress"] = args.progress
+    overrides: dict[str, Any] = {name: getattr(args, name) for name in option_flags()}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     overrides["out"] = args.out
+    resume = {None: False, "yes": True, "auto": "auto"}[args.resume]
     try:
-        if args.resume:
-            base = load_checkpoint(latest_checkpoint(args.out))["config"]
-        elif args.config:
-            base = json.loads(args.config.read_text())
-        else:
-            base = {}
-        cfg = TrainConfig.from_dict({**base, **overrides})
-        result = train(cfg, resume=args.resume)
+        layers: list[dict[str, Any]] = []
+        if resume is True or (resume == "auto" and list_checkpoints(args.out)):
+            layers.append(load_checkpoint(latest_checkpoint(args.out))["config"])
+        if args.config:
+            layers.append(read_config_file(args.config))
+        cfg = TrainConfig.from_layers(*layers, overrides)
+        with stop_on_signals() as stop:
+            result = train(cfg, resume=resume, stop=stop)
     except (DataError, CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if result.stopped is not None:
+        if result.checkpoint is not None:
+            print(f"stopped {cfg.model} at step {result.step} of {cfg.steps} ({result.stopped}): "
+                  f"checkpoint {result.checkpoint}; continue with --resume")
+        return stop.exit_status
     if result.checkpoint is not None:
         print(f"trained {cfg.model} to step {result.step}: checkpoint {result.checkpoint}")
         if result.samples is not None:

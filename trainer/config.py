@@ -1,102 +1,171 @@
-"""Training configuration: one typed dataclass, loaded from a JSON file and overridden by flags.
+"""Training configuration: the options every run has, plus the chosen family's own options.
+
+As a dict (run.json, checkpoints, the manifest's `training`, a `--config` file) it is nested:
+the common options at the top and the family's under its name,
+
+    {"model": "dcgan", "data": "mnist5k", "steps": 3000, ...,
+     "dcgan": {"latent_dim": 100, "width": 64, "gan_loss": "nonsaturating", "lr": 0.0002, ...}}
+
+A config file may also be flat (`{"model": "vae", "beta": 4.0}`): keys that are not common
+options go to the chosen family. Layers (checkpoint, file, flags) apply in order, option by
+option; a layer that changes the model starts that family from its defaults. An option of
+another family is refused by name, so `--beta` with `--model dcgan` is an error, not ignored.
 
 The resolved config is saved in every checkpoint, so `--resume` and the exporter rebuild
-exactly the networks that were trained.
+exactly the networks that were trained. Checkpoints of format 1 held one flat config with
+every family's options (None/0 meaning "the family's default"); `upgrade_v1_config` turns
+one into this shape.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+from trainer.families import FAMILIES, family_entry
+from trainer.options import FamilyConfig, check_options, coerce_numbers, option, options_of
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run needs. Defaults train a small model on a laptop CPU."""
 
-    model: str = "dcgan"  # family name: see trainer.families.FAMILIES
-    data: str = "mnist5k"  # "mnist5k", a folder of images, or a .npz/.npy file
-    out: Path = Path("runs/run")
-    steps: int = 3000
-    batch_size: int = 64
-    seed: int = 0
+    model: str = option("dcgan", "model family", choices=tuple(FAMILIES), fixed=True)
+    data: str = option("mnist5k", "data: a built-in set, a folder of images or a .npz/.npy file", fixed=True)
+    out: Path = field(default=Path("runs/run"))  # the run folder; a flag of its own, not an option
+    steps: int = option(3000, "total optimisation steps", at_least=1)
+    batch_size: int = option(64, "examples per step and process", at_least=2)
+    seed: int = option(0, "seed for weights, data order and noise", fixed=True)
     # Data shaping (folders and arrays): target size and channels; None keeps the data's own.
-    image_size: int | None = None
-    channels: int | None = None  # 1 = grayscale, 3 = RGB
-    min_image_size: int = 8  # source images smaller than this are refused
-    # Optimisation.
-    lr: float | None = None  # None = the family's default (GAN 2e-4, VAE 1e-3)
-    lr_d: float | None = None  # discriminator lr (GAN); None = lr
-    beta1: float | None = None  # Adam beta1; None = the family's default (GAN 0.5, VAE 0.9)
-    beta2: float = 0.999
-    grad_clip: float = 10.0  # max global grad norm per network; 0 disables
-    # Model size.
-    latent_dim: int = 0  # 0 = the family's default
-    width: int = 64  # base channel width of the networks
-    # GAN.
-    gan_loss: str = "nonsaturating"
-    # VAE.
-    beta: float = 1.0  # weight of the KL term in the ELBO
-    kl_warmup_steps: int = 500  # KL weight rises linearly from 0 to beta over these steps
-    recon: str = "auto"  # "bce", "mse" or "auto" (bce for 1 channel, mse otherwise)
+    image_size: int | None = option(None, "resize/crop images to this square size (folders: 64)", at_least=8,
+                                    fixed=True)
+    channels: int | None = option(None, "1 = grayscale, 3 = RGB (default: the data's own; needed for mixed "
+                                  "folders)", choices=(1, 3), fixed=True)
+    min_image_size: int = option(8, "refuse source images smaller than this", at_least=1)
     # Outputs.
-    sample_every: int = 250
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    grid_size: int = 64  # images in each sample grid
-    log_every: int = 10
-    progress: bool = True
-    threads: int = 0  # torch intra-op threads per process; 0 = torch's default
-    device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
-    device_data_max_bytes: int = 2 << 30  # data sets up to this size are kept on the GPU
-    extra: dict[str, Any] = field(default_factory=dict)
+    sample_every: int = option(250, "write a sample grid every N steps", at_least=1)
+    checkpoint_every: int = option(500, "write a checkpoint every N steps", at_least=1)
+    keep_checkpoints: int = option(3, "checkpoints to keep, 0 = all", at_least=0)
+    grid_size: int = option(64, "images per sample grid", at_least=1)
+    log_every: int = option(10, "metrics line every N steps", above=0)
+    progress: bool = option(True, "progress bar on the terminal")
+    # Where and how it runs.
+    threads: int = option(0, "torch threads per process, 0 = torch's default", at_least=0)
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    device_data_max_bytes: int = option(2 << 30, "data sets up to this size are kept on the GPU", at_least=0)
+    # The chosen family's options; None = its defaults.
+    family: FamilyConfig | None = field(default=None)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        coerce_numbers(self)
+        entry = family_entry(self.model) if self.model in FAMILIES else None
+        if self.family is None and entry is not None:
+            self.family = entry.config()
 
     def validate(self) -> None:
         """Refuse settings that cannot train, before any work starts."""
-        problems = []
-        if self.steps < 1:
-            problems.append(f"steps must be >= 1 (got {self.steps})")
-        if self.batch_size < 2:
-            problems.append(f"batch_size must be >= 2 (got {self.batch_size})")
-        if self.channels not in (None, 1, 3):
-            problems.append(f"channels must be 1 or 3 (got {self.channels})")
-        if self.image_size is not None and self.image_size < 8:
-            problems.append(f"image_size must be >= 8 (got {self.image_size})")
-        if self.lr is not None and self.lr <= 0:
-            problems.append("lr must be > 0")
-        if self.lr_d is not None and self.lr_d <= 0:
-            problems.append("lr_d must be > 0")
-        for name in ("beta2", "sample_every", "checkpoint_every", "grid_size", "width", "log_every"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be > 0")
-        if self.recon not in ("auto", "bce", "mse"):
-            problems.append(f"recon must be auto, bce or mse (got {self.recon!r})")
-        if self.device not in ("auto", "cpu", "cuda"):
-            problems.append(f"device must be auto, cpu or cuda (got {self.device!r})")
+        if self.model not in FAMILIES:
+            family_entry(self.model)  # raises, naming the known families
+        problems = check_options(self)
+        entry = family_entry(self.model)
+        if not isinstance(self.family, entry.config):
+            problems.append(f"{self.model} needs a {entry.config.__name__}, got {type(self.family).__name__}")
+        else:
+            problems += check_options(self.family) + self.family.problems()
         if problems:
             raise ValueError("bad training config: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The nested form: common options, and the family's under the family's name."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "family"}
         data["out"] = str(self.out)
+        data[self.model] = self.family.to_dict() if self.family is not None else {}
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """A config from one dict, nested or flat (see the module docstring)."""
+        return cls.from_layers(data)
+
+    @classmethod
+    def from_layers(cls, *layers: Mapping[str, Any]) -> "TrainConfig":
+        """Apply dicts in order (e.g. checkpoint, config file, flags), each nested or flat."""
+        common_names = {f.name for f in dataclasses.fields(cls)} - {"family"}
+        model = cls.model
+        common: dict[str, Any] = {}
+        family: dict[str, Any] = {}
+        for layer in layers:
+            if layer.get("model", model) != model:
+                model = layer["model"]
+                family = {}  # another family: its own defaults, then what later layers say
+            entry = family_entry(model)
+            own = {o.name for o in options_of(entry.config)}
+            for key, value in layer.items():
+                if key in common_names:
+                    common[key] = value
+                elif key == model:
+                    if not isinstance(value, Mapping):
+                        raise ValueError(f"the {model!r} options must be an object, got {type(value).__name__}")
+                    family.update(_family_options(model, own, value))
+                elif key in FAMILIES:
+                    raise ValueError(f"options for {key!r} given, but the model is {model!r}")
+                else:
+                    family.update(_family_options(model, own, {key: value}))
+        common["model"] = model
+        return cls(**common, family=family_entry(model).config(**family))
 
     @classmethod
     def load(cls, path: Path, **overrides: Any) -> "TrainConfig":
         """Read a JSON config file, then apply non-None overrides (from flags)."""
+        return cls.from_layers(read_config_file(path), {k: v for k, v in overrides.items() if v is not None})
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A JSON config file as a dict, with a clear error when it is not one."""
+    try:
         data = json.loads(Path(path).read_text())
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(data)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file holds one JSON object")
+    return data
+
+
+def _family_options(model: str, own: set[str], values: Mapping[str, Any]) -> dict[str, Any]:
+    for key in values:
+        if key not in own:
+            others = [name for name, e in FAMILIES.items() if key in {o.name for o in options_of(e.config)}]
+            if others:
+                raise ValueError(f"{key!r} is an option of {' and '.join(others)}, not of {model!r}")
+            raise ValueError(f"unknown training option {key!r}")
+    return dict(values)
+
+
+def fixed_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The options a resumed run must keep (they shape the networks, the data or its order),
+    by name: common ones as they are, the family's as "<model>.<option>"."""
+    found = {o.name: getattr(cfg, o.name) for o in options_of(TrainConfig) if o.fixed}
+    if cfg.family is not None:
+        found.update({f"{cfg.model}.{o.name}": getattr(cfg.family, o.name)
+                      for o in options_of(type(cfg.family)) if o.fixed})
+    return found
+
+
+# Format-1 checkpoints: sentinels that meant "the family's default".
+_V1_DEFAULT_SENTINELS = {"lr": (None, 0, 0.0), "latent_dim": (0,), "beta1": (None,)}
+
+
+def upgrade_v1_config(old: Mapping[str, Any]) -> dict[str, Any]:
+    """A format-1 flat config (every family's options, `extra`) in today's nested shape."""
+    model = old.get("model", "dcgan")
+    common_names = {f.name for f in dataclasses.fields(TrainConfig)} - {"family"}
+    new: dict[str, Any] = {k: v for k, v in old.items() if k in common_names}
+    own = {o.name for o in options_of(family_entry(model).config)}
+    new[model] = {
+        k: v for k, v in old.items() if k in own and v not in _V1_DEFAULT_SENTINELS.get(k, ())
+    }
+    return TrainConfig.from_dict(new).to_dict()  # every option spelled out, as format 2 stores it

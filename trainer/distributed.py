@@ -46,6 +46,14 @@ class DistContext:
         if self.enabled:
             dist.barrier()
 
+    def max(self, value: int) -> int:
+        """The largest of every rank's `value` (a collective: all ranks call it)."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's `obj`, in rank order (just [obj] on one process)."""
         if not self.enabled:

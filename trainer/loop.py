@@ -10,6 +10,10 @@ Layout of a run folder (rank 0 writes all of it):
 
 Resuming continues exactly: the data order is a function of (seed, step), and the
 checkpoint restores networks, optimisers and every rank's RNG state.
+
+A stop request (SIGTERM/SIGINT through `trainer.stopping`) ends the run after the current
+step: every rank stops after the same step, a checkpoint is written at it, and run.json
+records the step and the reason; resuming from it continues exactly as well.
 """
 
 from __future__ import annotations
@@ -20,23 +24,22 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import DistributedSampler
 
 from latentforge.cpus import available_cpus
 from trainer.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from trainer.config import TrainConfig
-from trainer.data import DataError, ImageData, load_data
+from trainer.config import TrainConfig, fixed_options
+from trainer.data import Batch, DataError, TrainingData, load_data
 from trainer.distributed import DistContext, init_distributed, shutdown
-from trainer.families import Family, family_class
+from trainer.families import build_family, family_entry
+from trainer.families.base import Family
 from trainer.grids import save_grid
+from trainer.stopping import StopRequest
 
 log = logging.getLogger(__name__)
-
-# Settings that shape the networks or the data: a resumed run must not change them.
-ARCHITECTURE_KEYS = ("model", "data", "image_size", "channels", "latent_dim", "width", "gan_loss", "recon", "seed")
 
 
 @dataclass
@@ -48,21 +51,28 @@ class TrainResult:
     checkpoint: Path | None
     metrics: Path
     samples: Path | None
+    stopped: str | None = None  # why the run ended before cfg.steps (e.g. "SIGTERM"), None when it did not
 
 
-def build_family(cfg: TrainConfig, shape: tuple[int, int, int], num_classes: int, device: torch.device) -> Family:
-    """Construct a family's networks deterministically from the config's seed."""
-    torch.manual_seed(cfg.seed)
-    return family_class(cfg.model)(cfg, shape, num_classes, device)
+Resume = bool | Literal["auto"]
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train (or continue) a run as the config describes; under torchrun, on every rank."""
+def train(cfg: TrainConfig, resume: Resume = False, stop: StopRequest | None = None) -> TrainResult:
+    """Train (or continue) a run as the config describes; under torchrun, on every rank.
+
+    `resume`: False starts a fresh run (refused when the folder holds checkpoints), True
+    continues from the newest checkpoint (refused when there is none), "auto" continues when
+    there are checkpoints and starts fresh otherwise; a run that already reached `cfg.steps`
+    is then left as it is. `stop`, when its request is set, ends the run after the current
+    step with a checkpoint (see `trainer.stopping`).
+    """
     cfg.validate()
-    family_class(cfg.model)  # fail on an unknown model before loading any data
+    family_entry(cfg.model).load()  # fail on a broken family before loading any data
+    if resume not in (True, False, "auto"):
+        raise ValueError(f"resume must be True, False or 'auto' (got {resume!r})")
     ctx = init_distributed(cfg.device)
     try:
-        result = _train(cfg, resume, ctx)
+        result = _train(cfg, resume, ctx, stop if stop is not None else StopRequest())
     except BaseException:
         shutdown(ctx, together=False)
         raise
@@ -70,12 +80,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     return result
 
 
-def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
+def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest) -> TrainResult:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     elif ctx.enabled and ctx.device.type == "cpu":
         torch.set_num_threads(max(1, available_cpus() // ctx.local_world_size))
 
+    if resume == "auto":
+        found = list_checkpoints(cfg.out)
+        if found and int(load_checkpoint(found[-1])["step"]) >= cfg.steps:
+            log.info("%s already reached step %d of %d; nothing to train", cfg.out, cfg.steps, cfg.steps)
+            return _result(cfg.out, cfg.steps, found[-1] if ctx.is_main else None)
+        resume = bool(found)
     payload = _resume_payload(cfg) if resume else None
     if payload is None and list_checkpoints(cfg.out):
         raise CheckpointError(f"{cfg.out} already holds checkpoints; pass --resume to continue it or a new --out")
@@ -83,11 +99,11 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
     per_rank = len(data) // ctx.world_size
     if per_rank < cfg.batch_size:
         raise DataError(
-            f"{data.source}: {len(data)} images give {per_rank} per process, fewer than "
+            f"{data.source}: {len(data)} examples give {per_rank} per process, fewer than "
             f"batch_size {cfg.batch_size}; lower --batch-size or add data"
         )
 
-    family = build_family(cfg, data.shape, 0, ctx.device)
+    family = build_family(cfg, data.spec, ctx.device)
     start = 0
     if payload is not None:
         family.load_state(payload)
@@ -109,31 +125,19 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
         _truncate_metrics(metrics_path, start)
     ctx.barrier()
 
-    # Small data sets live on the training device, so a step does not copy its batch there.
-    images = torch.from_numpy(data.images)
-    if ctx.device.type != "cpu" and data.images.nbytes <= cfg.device_data_max_bytes:
-        images = images.to(ctx.device)
-    sampler = DistributedSampler(
-        range(len(data)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True
-    )
-    steps_per_epoch = len(sampler) // cfg.batch_size
+    batches = _Batches(data, cfg, ctx)
     fixed = family.latents(cfg.grid_size, torch.Generator().manual_seed(cfg.seed))
-    fixed_batch = images[: max(1, cfg.grid_size // 2)].to(ctx.device)
+    fixed_batch = batches.first(max(1, cfg.grid_size // 2))
 
     progress = _progress(cfg, start, ctx.is_main and cfg.progress)
-    indices: list[int] = []
-    epoch = -1
     last_ckpt: Path | None = None
     window: list[float] = []
+    stopped: str | None = None
+    done = start
     metrics_file = open(metrics_path, "a") if ctx.is_main else None
     try:
         for step in range(start, cfg.steps):
-            e, offset = divmod(step, steps_per_epoch)
-            if e != epoch:
-                epoch = e
-                sampler.set_epoch(epoch)
-                indices = list(sampler)
-            batch = images[indices[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]].to(ctx.device)
+            epoch, batch = batches.at(step)
             t0 = time.perf_counter()
             metrics = family.train_step(batch, step)
             if metrics_file is not None:
@@ -153,20 +157,69 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> TrainResult:
                     progress.set_postfix({k: f"{v:.3f}" for k, v in list(metrics.items())[:3]}, refresh=False)
             if ctx.is_main and (done % cfg.sample_every == 0 or final):
                 _save_grids(out, family, fixed, fixed_batch, done)
-            if done % cfg.checkpoint_every == 0 or final:
+            # Collective: every rank learns whether (and why) any rank was asked to stop. The
+            # decision rests on the agreed value alone: a signal landing after the all-reduce
+            # counts at the next step, on every rank alike.
+            agreed = 0 if final else ctx.max(stop.code)
+            stop.agree(agreed)
+            stopping = agreed != 0
+            if done % cfg.checkpoint_every == 0 or final or stopping:
                 rng = ctx.gather(_rng_state(ctx.device))  # collective: every rank takes part
                 if ctx.is_main:
                     last_ckpt = save_checkpoint(out, done, _payload(cfg, data, family, rng), cfg.keep_checkpoints)
                 ctx.barrier()
+            if stopping:
+                stopped = stop.reason
+                log.warning("stopped at step %d of %d (%s); resume with --resume", done, cfg.steps, stopped)
+                break
     finally:
         if progress is not None:
             progress.close()
         if metrics_file is not None:
             metrics_file.close()
     if ctx.is_main:
-        _write_run_info(out, cfg, data, family, ctx, cfg.steps, finished=True)
+        _write_run_info(out, cfg, data, family, ctx, done, finished=stopped is None, stopped=stopped)
+    return _result(out, done, last_ckpt, stopped)
+
+
+def _result(out: Path, step: int, checkpoint: Path | None, stopped: str | None = None) -> TrainResult:
     samples = out / "samples" / "latest.png"
-    return TrainResult(out, cfg.steps, last_ckpt, metrics_path, samples if samples.exists() else None)
+    return TrainResult(out, step, checkpoint, out / "metrics.jsonl", samples if samples.exists() else None, stopped)
+
+
+class _Batches:
+    """The batch of every step, a function of (seed, step) alone, so a resumed run sees the
+    same batches. Small data sets live on the training device, so a step does not copy its
+    batch there."""
+
+    def __init__(self, data: TrainingData, cfg: TrainConfig, ctx: DistContext) -> None:
+        arrays = data.arrays()
+        on_device = ctx.device.type != "cpu" and sum(a.nbytes for a in arrays.values()) <= cfg.device_data_max_bytes
+        self.tensors = {k: torch.from_numpy(a).to(ctx.device) if on_device else torch.from_numpy(a)
+                        for k, a in arrays.items()}
+        self.device = ctx.device
+        self.batch_size = cfg.batch_size
+        self.sampler = DistributedSampler(range(len(data)), num_replicas=ctx.world_size, rank=ctx.rank,
+                                          shuffle=True, seed=cfg.seed, drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // cfg.batch_size
+        self.epoch = -1
+        self.indices: list[int] = []
+
+    def _batch(self, index) -> Batch:
+        return Batch(**{k: t[index].to(self.device) for k, t in self.tensors.items()})
+
+    def first(self, n: int) -> Batch:
+        """The data's first `n` examples (the reconstruction grids' fixed batch)."""
+        return self._batch(slice(0, n))
+
+    def at(self, step: int) -> tuple[int, Batch]:
+        """(epoch, batch) of a step."""
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.sampler.set_epoch(epoch)
+            self.indices = list(self.sampler)
+        return epoch, self._batch(self.indices[offset * self.batch_size:(offset + 1) * self.batch_size])
 
 
 def _rng_state(device: torch.device) -> torch.Tensor | list[torch.Tensor]:
@@ -187,10 +240,13 @@ def _set_rng_state(state: torch.Tensor | list[torch.Tensor], device: torch.devic
 
 def _resume_payload(cfg: TrainConfig) -> dict[str, Any]:
     payload = load_checkpoint(latest_checkpoint(cfg.out))
-    saved = payload["config"]
-    mismatched = [k for k in ARCHITECTURE_KEYS if saved.get(k) != getattr(cfg, k)]
+    saved_cfg = TrainConfig.from_dict(payload["config"])
+    saved, now = fixed_options(saved_cfg), fixed_options(cfg)
+    if saved["model"] != now["model"]:
+        saved, now = {"model": saved["model"]}, {"model": now["model"]}
+    mismatched = [k for k in now if saved.get(k) != now[k]]
     if mismatched:
-        detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(cfg, k)!r}" for k in mismatched)
+        detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in mismatched)
         raise CheckpointError(f"cannot resume {cfg.out}: settings differ from the checkpoint ({detail})")
     if int(payload["step"]) >= cfg.steps:
         raise CheckpointError(
@@ -199,27 +255,17 @@ def _resume_payload(cfg: TrainConfig) -> dict[str, Any]:
     return payload
 
 
-def _payload(cfg: TrainConfig, data: ImageData, family: Family, rng: list[torch.Tensor]) -> dict[str, Any]:
+def _payload(cfg: TrainConfig, data: TrainingData, family: Family, rng: list[torch.Tensor]) -> dict[str, Any]:
     return {
         "family": family.name,
         "config": cfg.to_dict(),
-        "data": _data_info(data),
+        "data": data.spec.to_dict(),
         "rng": rng,
         **family.state(),
     }
 
 
-def _data_info(data: ImageData) -> dict[str, Any]:
-    return {
-        "source": data.source,
-        "count": len(data),
-        "shape": list(data.shape),
-        "num_classes": 0,
-        "skipped_files": len(data.skipped),
-    }
-
-
-def _save_grids(out: Path, family: Family, fixed: torch.Tensor, fixed_batch: torch.Tensor, step: int) -> None:
+def _save_grids(out: Path, family: Family, fixed: torch.Tensor, fixed_batch: Batch, step: int) -> None:
     folder = out / "samples"
     path = save_grid(family.sample(fixed), folder / f"step_{step:08d}.png")
     shutil.copyfile(path, folder / "latest.png")
@@ -230,19 +276,20 @@ def _save_grids(out: Path, family: Family, fixed: torch.Tensor, fixed_batch: tor
         shutil.copyfile(path, folder / f"{name}_latest.png")
 
 
-def _write_run_info(out: Path, cfg: TrainConfig, data: ImageData, family: Family, ctx: DistContext,
-                    step: int, finished: bool = False) -> None:
+def _write_run_info(out: Path, cfg: TrainConfig, data: TrainingData, family: Family, ctx: DistContext,
+                    step: int, finished: bool = False, stopped: str | None = None) -> None:
     info = {
         "family": family.name,
         "kind": family.kind,
         "latent_dim": family.latent_dim,
         "value_range": list(family.value_range),
         "config": cfg.to_dict(),
-        "data": _data_info(data),
+        "data": data.spec.to_dict(),
         "world_size": ctx.world_size,
         "device": str(ctx.device),
         "step": step,
         "finished": finished,
+        "stopped": stopped,
         "torch": torch.__version__,
     }
     tmp = out / ".run.json.tmp"

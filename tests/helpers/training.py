@@ -4,11 +4,40 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Common options and, flat, the family's (width): TrainConfig routes each to its place.
 TINY = dict(steps=30, batch_size=32, width=16, sample_every=15, checkpoint_every=15, log_every=5,
             grid_size=16, progress=False, threads=2)
 
 
 def tiny_config(model: str, out: Path, **overrides):
+    """A TrainConfig for a short run; `overrides` may name common or family options."""
     from trainer.config import TrainConfig
 
-    return TrainConfig(model=model, out=out, **{**TINY, **overrides})
+    return TrainConfig.from_dict({"model": model, "out": out, **TINY, **overrides})
+
+
+# TrainConfig().to_dict() as format-1 checkpoints stored it: one flat dict with every family's
+# options, None/0 meaning "the family's default", and the untyped `extra`.
+V1_CONFIG_DEFAULTS = {
+    "model": "dcgan", "data": "mnist5k", "out": "runs/run", "steps": 3000, "batch_size": 64, "seed": 0,
+    "image_size": None, "channels": None, "min_image_size": 8, "lr": None, "lr_d": None, "beta1": None,
+    "beta2": 0.999, "grad_clip": 10.0, "latent_dim": 0, "width": 64, "gan_loss": "nonsaturating", "beta": 1.0,
+    "kl_warmup_steps": 500, "recon": "auto", "sample_every": 250, "checkpoint_every": 500, "keep_checkpoints": 3,
+    "grid_size": 64, "log_every": 10, "progress": True, "threads": 0, "device": "auto",
+    "device_data_max_bytes": 2147483648, "extra": {},
+}
+
+
+def rewrite_as_format_1(checkpoint: Path) -> None:
+    """Rewrite a checkpoint in the layout of format 1 (before family configs), as a run
+    trained by an earlier version would have left it. Only default family options survive
+    (format 1 stored them as None/0), plus `width`."""
+    import torch
+
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    new = payload["config"]
+    family = new[new["model"]]
+    old = {**V1_CONFIG_DEFAULTS, **{k: v for k, v in new.items() if k in V1_CONFIG_DEFAULTS}, "width": family["width"]}
+    data = {k: payload["data"][k] for k in ("source", "count", "shape", "skipped_files")}
+    payload.update(format_version=1, config=old, data={**data, "num_classes": 0})
+    torch.save(payload, checkpoint)

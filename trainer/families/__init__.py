@@ -1,15 +1,57 @@
-"""Model families by name. Add a family: write a module with a `Family` subclass, list it here."""
+"""Model families by name: the one place a family is registered.
+
+Add a family: its options as a dataclass in `configs.py`, a `Family` subclass in its own
+module (networks in trainer/networks/, losses in trainer/losses.py), and one `FamilyEntry`
+below. The CLI then has its flags, the loop trains it and the exporter exports it.
+
+This module imports no torch: the command line reads the registry to build its flags, and
+a family's module (which needs torch) is imported only when the family is built.
+"""
 
 from __future__ import annotations
 
-from trainer.families.base import ExportGraph, Family
-from trainer.families.gan import DCGAN
-from trainer.families.vae import VAE
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (DCGAN, VAE)}
+from trainer.families.configs import DCGANConfig, VAEConfig
+from trainer.options import FamilyConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from trainer.config import TrainConfig
+    from trainer.data import DataSpec
+    from trainer.families.base import Family
 
 
-def family_class(name: str) -> type[Family]:
+@dataclass(frozen=True)
+class FamilyEntry:
+    """A registered family: its name, options and where its implementation lives."""
+
+    name: str
+    config: type[FamilyConfig]
+    implementation: str  # "module:Class" of the Family subclass, imported on first use
+    summary: str
+
+    def load(self) -> type["Family"]:
+        module, _, cls_name = self.implementation.partition(":")
+        cls = getattr(importlib.import_module(module), cls_name)
+        if cls.name != self.name:
+            raise RuntimeError(f"{self.implementation} is named {cls.name!r}, registered as {self.name!r}")
+        return cls
+
+
+FAMILIES: dict[str, FamilyEntry] = {
+    e.name: e
+    for e in (
+        FamilyEntry("dcgan", DCGANConfig, "trainer.families.gan:DCGAN", "DCGAN generator and discriminator"),
+        FamilyEntry("vae", VAEConfig, "trainer.families.vae:VAE", "convolutional variational autoencoder"),
+    )
+}
+
+
+def family_entry(name: str) -> FamilyEntry:
     """Look up a family by name, with a message listing the known ones."""
     try:
         return FAMILIES[name]
@@ -17,4 +59,30 @@ def family_class(name: str) -> type[Family]:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(FAMILIES)}") from None
 
 
-__all__ = ["ExportGraph", "FAMILIES", "Family", "family_class"]
+def family_class(name: str) -> type["Family"]:
+    """The Family subclass registered under `name` (imports its module, and so torch)."""
+    return family_entry(name).load()
+
+
+def build_family(cfg: "TrainConfig", data: "DataSpec", device: "torch.device") -> "Family":
+    """Construct a run's family deterministically from the config's seed, for its data."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    return family_class(cfg.model)(cfg.family, data, device)
+
+
+def restore_family(payload: dict[str, Any], device: "torch.device | None" = None) -> "Family":
+    """A family with a checkpoint's weights (no optimiser state), e.g. for export."""
+    import torch
+
+    from trainer.config import TrainConfig
+    from trainer.data import DataSpec
+
+    family = build_family(TrainConfig.from_dict(payload["config"]), DataSpec.from_dict(payload["data"]),
+                          device or torch.device("cpu"))
+    family.load_state(payload, with_optimizers=False)
+    return family
+
+
+__all__ = ["FAMILIES", "FamilyEntry", "build_family", "family_class", "family_entry", "restore_family"]

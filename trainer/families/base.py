@@ -1,9 +1,10 @@
 """What every model family provides to the training loop and the exporter.
 
-A family owns its networks, optimisers and one training step. The loop knows nothing about
-GANs or VAEs: it feeds batches, saves what `state()` returns, and asks for grids. The
-exporter asks for `export_graphs()`. A new family (autoencoder, conditional GAN, stroke
-RVAE) is a new module registering itself in `trainer.families.FAMILIES`.
+A family owns its options (a dataclass in trainer.families.configs), networks, optimisers
+and one training step. The loop knows nothing about GANs or VAEs: it feeds `Batch`es of
+whatever the data gives, saves what `state()` returns, and asks for grids. The exporter
+asks for `export_graphs()`. A new family (autoencoder, conditional GAN, stroke RVAE) is a
+new module registered in `trainer.families.FAMILIES`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from trainer.config import TrainConfig
+from trainer.data import Batch, DataError, DataSpec
+from trainer.options import FamilyConfig
 
 
 @dataclass
@@ -31,24 +33,27 @@ class ExportGraph:
 
 
 class Family:
-    """Base class: subclasses set `name`, `kind`, `value_range` and build their networks."""
+    """Base class: subclasses set `name`, `kind`, `value_range`, `needs` and build their networks."""
 
     name: str = ""
     kind: str = ""  # manifest kind: "gan" or "vae"
     tasks: dict[str, str] = {}  # manifest tasks: task ("sample", "decode", "encode") -> graph role
     value_range: tuple[float, float] = (0.0, 1.0)  # range of the images the graphs produce
-    default_latent_dim: int = 100
-    default_lr: float = 2e-4
-    default_beta1: float = 0.5
+    needs: tuple[str, ...] = ("images",)  # batch fields the family trains on
 
-    def __init__(self, cfg: TrainConfig, shape: tuple[int, int, int], num_classes: int, device: torch.device) -> None:
-        self.cfg = cfg
-        self.shape = shape
-        self.num_classes = num_classes
+    def __init__(self, config: FamilyConfig, data: DataSpec, device: torch.device) -> None:
+        missing = [f for f in self.needs if f not in data.fields]
+        if missing:
+            raise DataError(f"{self.name} trains on {', '.join(self.needs)}; {data.source} gives "
+                            f"{', '.join(data.fields)}")
+        self.config = config
+        self.data = data  # shapes and classes of the data (data.class_names, data.num_classes)
+        self.shape = tuple(data.shape)
+        # Classes the networks are conditioned on (0 = unconditional), which is not the data's
+        # class count: a family conditions on labels only when its options say so.
+        self.num_classes = 0
         self.device = device
-        self.latent_dim = cfg.latent_dim or self.default_latent_dim
-        self.lr = cfg.lr or self.default_lr
-        self.betas = (self.default_beta1 if cfg.beta1 is None else cfg.beta1, cfg.beta2)
+        self.latent_dim = int(getattr(config, "latent_dim", 0))
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.train_modules: dict[str, nn.Module] = {}  # the (possibly DDP-wrapped) ones
@@ -71,15 +76,16 @@ class Family:
             for k, o in self.optimizers.items():
                 o.load_state_dict(state["optimizers"][k])
 
-    def clip(self, module: nn.Module) -> float:
-        """Clip the module's global grad norm to cfg.grad_clip; returns the norm before."""
-        if self.cfg.grad_clip <= 0:
+    def clip(self, module: nn.Module, max_norm: float) -> float:
+        """Clip the module's global grad norm to `max_norm` (0 = off); returns the norm before."""
+        if max_norm <= 0:
             return 0.0
-        return float(torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.grad_clip))
+        return float(torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm))
 
     # --- per family ---------------------------------------------------------------------
-    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
-        """One optimisation step on a batch of images in [0, 1]; returns scalar metrics."""
+    def train_step(self, batch: Batch, step: int) -> dict[str, float]:
+        """One optimisation step on a batch (images in [0, 1], and whatever else the data
+        gives); returns scalar metrics."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -88,7 +94,7 @@ class Family:
         raise NotImplementedError
 
     @torch.no_grad()
-    def extra_grids(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    def extra_grids(self, batch: Batch) -> dict[str, torch.Tensor]:
         """More grids to save beside the samples (e.g. reconstructions), images in [0, 1]."""
         return {}
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from trainer.data import Batch
 from trainer.families.base import ExportGraph, Family
+from trainer.families.configs import DCGANConfig
 from trainer.losses import gan_loss
 from trainer.networks.dcgan import Discriminator, Generator
 
@@ -16,27 +18,28 @@ class DCGAN(Family):
     kind = "gan"
     tasks = {"sample": "generator", "decode": "generator"}
     value_range = (-1.0, 1.0)
-    default_latent_dim = 100
 
-    def __init__(self, cfg, shape, num_classes, device) -> None:
-        super().__init__(cfg, shape, num_classes, device)
-        self.loss = gan_loss(cfg.gan_loss)
+    def __init__(self, config: DCGANConfig, data, device) -> None:
+        super().__init__(config, data, device)
+        self.config: DCGANConfig = config
+        self.loss = gan_loss(config.gan_loss)
         self.modules = {
-            "generator": Generator(self.latent_dim, shape, cfg.width).to(device),
-            "discriminator": Discriminator(shape, cfg.width).to(device),
+            "generator": Generator(self.latent_dim, self.shape, config.width).to(device),
+            "discriminator": Discriminator(self.shape, config.width).to(device),
         }
+        betas = (config.beta1, config.beta2)
         self.optimizers = {
-            "generator": torch.optim.Adam(self.modules["generator"].parameters(), lr=self.lr, betas=self.betas),
+            "generator": torch.optim.Adam(self.modules["generator"].parameters(), lr=config.lr, betas=betas),
             "discriminator": torch.optim.Adam(
-                self.modules["discriminator"].parameters(), lr=cfg.lr_d or self.lr, betas=self.betas
+                self.modules["discriminator"].parameters(), lr=config.lr_d or config.lr, betas=betas
             ),
         }
         self.train_modules = dict(self.modules)
 
-    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
+    def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         G, D = self.train_modules["generator"], self.train_modules["discriminator"]
         opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
-        real = batch * 2.0 - 1.0
+        real = batch.images * 2.0 - 1.0
         z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
         fake = G(z)
 
@@ -48,7 +51,7 @@ class DCGAN(Family):
         fake_logits = D(fake.detach())
         loss_fake = self.loss.fake(fake_logits)
         loss_fake.backward()
-        d_norm = self.clip(self.modules["discriminator"])
+        d_norm = self.clip(self.modules["discriminator"], self.config.grad_clip)
         opt_d.step()
 
         # Generator: fool the freshly updated discriminator.
@@ -56,7 +59,7 @@ class DCGAN(Family):
         gen_logits = D(fake)
         loss_g = self.loss.generator(gen_logits)
         loss_g.backward()
-        g_norm = self.clip(self.modules["generator"])
+        g_norm = self.clip(self.modules["generator"], self.config.grad_clip)
         opt_g.step()
 
         return {

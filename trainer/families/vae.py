@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainer.data import Batch
 from trainer.families.base import ExportGraph, Family
+from trainer.families.configs import VAEConfig
 from trainer.losses import kl_divergence, kl_weight, reconstruction_loss
 from trainer.networks.conv_vae import ConvVAE
 
@@ -22,37 +24,37 @@ class _ImageDecoder(nn.Module):
 
 
 class VAE(Family):
-    """Gaussian-latent VAE over images in [0, 1]; Bernoulli or Gaussian pixels (cfg.recon)."""
+    """Gaussian-latent VAE over images in [0, 1]; Bernoulli or Gaussian pixels (config.recon)."""
 
     name = "vae"
     kind = "vae"
     tasks = {"sample": "decoder", "decode": "decoder", "encode": "encoder"}
     value_range = (0.0, 1.0)
-    default_latent_dim = 16
-    default_lr = 1e-3
-    default_beta1 = 0.9
 
-    def __init__(self, cfg, shape, num_classes, device) -> None:
-        super().__init__(cfg, shape, num_classes, device)
-        self.recon = cfg.recon if cfg.recon != "auto" else ("bce" if shape[0] == 1 else "mse")
-        width = max(8, cfg.width // 2)
-        self.modules = {"vae": ConvVAE(self.latent_dim, shape, width).to(device)}
+    def __init__(self, config: VAEConfig, data, device) -> None:
+        super().__init__(config, data, device)
+        self.config: VAEConfig = config
+        self.recon = config.recon if config.recon != "auto" else ("bce" if self.shape[0] == 1 else "mse")
+        width = max(8, config.width // 2)
+        self.modules = {"vae": ConvVAE(self.latent_dim, self.shape, width).to(device)}
         self.optimizers = {
-            "vae": torch.optim.Adam(self.modules["vae"].parameters(), lr=self.lr, betas=self.betas)
+            "vae": torch.optim.Adam(self.modules["vae"].parameters(), lr=config.lr,
+                                    betas=(config.beta1, config.beta2))
         }
         self.train_modules = dict(self.modules)
 
-    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
+    def train_step(self, batch: Batch, step: int) -> dict[str, float]:
+        images = batch.images
         model, opt = self.train_modules["vae"], self.optimizers["vae"]
         opt.zero_grad(set_to_none=True)
-        eps = torch.randn(batch.shape[0], self.latent_dim, device=self.device)
-        logits, mu, logvar = model(batch, eps)
-        recon = reconstruction_loss(logits, batch, self.recon)
+        eps = torch.randn(images.shape[0], self.latent_dim, device=self.device)
+        logits, mu, logvar = model(images, eps)
+        recon = reconstruction_loss(logits, images, self.recon)
         kl = kl_divergence(mu, logvar)
-        weight = kl_weight(step, self.cfg.beta, self.cfg.kl_warmup_steps)
+        weight = kl_weight(step, self.config.beta, self.config.kl_warmup_steps)
         loss = recon + weight * kl
         loss.backward()
-        norm = self.clip(self.modules["vae"])
+        norm = self.clip(self.modules["vae"], self.config.grad_clip)
         opt.step()
         return {
             "loss": loss.item(),
@@ -69,13 +71,14 @@ class VAE(Family):
             return torch.sigmoid(self.modules["vae"].decoder(z.to(self.device)))
 
     @torch.no_grad()
-    def extra_grids(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    def extra_grids(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Originals and their reconstructions (from the posterior mean), interleaved by row."""
+        images = batch.images
         with self._eval():
             vae = self.modules["vae"]
-            mu, _ = vae.encoder(batch)
+            mu, _ = vae.encoder(images)
             recon = torch.sigmoid(vae.decoder(mu))
-        return {"recon": torch.stack([batch, recon], dim=1).flatten(0, 1)}
+        return {"recon": torch.stack([images, recon], dim=1).flatten(0, 1)}
 
     def export_graphs(self) -> list[ExportGraph]:
         vae = self.modules["vae"].cpu().eval()

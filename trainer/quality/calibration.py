@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer.data import ImageData, load_data
+from trainer.data import TrainingData, load_data
 from trainer.quality import evaluate as ev
 from trainer.quality.features import Meter, load_meter, split_indices
 
@@ -43,7 +43,7 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     return x.numpy()
 
 
-def collapsed(data: ImageData, n: int, seed: int = 0, label: int = 1) -> np.ndarray:
+def collapsed(data: TrainingData, n: int, seed: int = 0, label: int = 1) -> np.ndarray:
     """n copies of one class's images (or of one image, unlabelled), each shifted by up to 1 pixel."""
     pool = data.images[data.labels == label] if data.labels is not None else data.images[:1]
     rng = np.random.default_rng(seed)
@@ -52,7 +52,7 @@ def collapsed(data: ImageData, n: int, seed: int = 0, label: int = 1) -> np.ndar
     return np.stack([np.roll(img, (int(dy), int(dx)), axis=(1, 2)) for img, (dy, dx) in zip(picks, shifts)])
 
 
-def calibrate(data: ImageData, meter: Meter, seed: int = 0) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+def calibrate(data: TrainingData, meter: Meter, seed: int = 0) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """(case, scores, floor) for each case in the module docstring."""
     train_idx, held_idx = split_indices(len(data), meter.settings.held_out, meter.settings.seed)
     held = data.images[held_idx]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.data import DataError, ImageData
+from trainer.data import DataError, TrainingData
 from trainer.quality import metrics
 from trainer.quality.features import (
     METER_VERSION,
@@ -121,7 +121,7 @@ def score(meter: Meter, images: np.ndarray | torch.Tensor, labels: np.ndarray | 
 
 def score_images(
     images: np.ndarray | torch.Tensor,
-    data: str | ImageData | Meter,
+    data: str | TrainingData | Meter,
     *,
     image_size: int | None = None,
     channels: int | None = None,
@@ -131,15 +131,15 @@ def score_images(
 ) -> dict[str, float]:
     """Cheap periodic evaluation: flat scalar scores of images in [0, 1] against a data set.
 
-    `data` is the trainer's data name (with its image_size/channels), the loaded ImageData,
+    `data` is the trainer's data name (with its image_size/channels), the loaded TrainingData,
     or a Meter from an earlier call of ``load_meter``/``meter_for``. A name is resolved once
-    per process; an ImageData is hashed on every call, so keep the Meter instead when calling
+    per process; an TrainingData is hashed on every call, so keep the Meter instead when calling
     often. Returns fid, fid_floor, kid, precision, recall and, for labelled data, coverage
     and confident (see ``trainer.quality.metrics``).
     """
     if isinstance(data, Meter):
         meter = data
-    elif isinstance(data, ImageData):
+    elif isinstance(data, TrainingData):
         meter = load_meter(data, cache_dir)
     else:
         meter = meter_for(data, image_size, channels, cache_dir=cache_dir)

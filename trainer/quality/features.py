@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.checkpoint import atomic_write_bytes
-from trainer.data import ImageData, load_data
+from trainer.data import TrainingData, load_data
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def default_cache_dir() -> Path:
     return (Path(root) if root else Path.home() / ".cache" / "latentforge") / "quality"
 
 
-def data_sha256(data: ImageData) -> str:
+def data_sha256(data: TrainingData) -> str:
     """sha256 of the data as the trainer sees it: shape, pixels and labels."""
     digest = hashlib.sha256()
     digest.update(json.dumps(list(data.images.shape)).encode())
@@ -239,7 +239,7 @@ def meter_key(data_sha: str, kind: str, num_classes: int, shape: tuple[int, ...]
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def load_meter(data: ImageData, cache_dir: Path | None = None, settings: MeterSettings = DEFAULT_SETTINGS) -> Meter:
+def load_meter(data: TrainingData, cache_dir: Path | None = None, settings: MeterSettings = DEFAULT_SETTINGS) -> Meter:
     """The meter for this data: read from the cache, or trained and cached when absent or stale.
 
     A file lock makes concurrent callers (e.g. the ranks of a distributed run) train it once.
@@ -284,7 +284,7 @@ def meter_for(
     return meter
 
 
-def _kind_of(data: ImageData) -> tuple[str, int]:
+def _kind_of(data: TrainingData) -> tuple[str, int]:
     if data.labels is None:
         return "autoencoder", 0
     labels = np.asarray(data.labels)
@@ -316,7 +316,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _train(data: ImageData, kind: str, num_classes: int, sha: str, key: str, path: Path,
+def _train(data: TrainingData, kind: str, num_classes: int, sha: str, key: str, path: Path,
            settings: MeterSettings) -> Meter:
     """Train the feature net on the training split; deterministic for given data and settings."""
     log.info("training the quality meter (%s) for %s: %d steps", kind, data.source, settings.steps)

@@ -74,16 +74,9 @@ def _class_labels(n: int, num_classes: int) -> np.ndarray | None:
 
 def _family_from_checkpoint(payload: dict[str, Any]):
     """Rebuild the trained family of a checkpoint on the CPU (the one place that knows how)."""
-    import torch
+    from trainer.families import restore_family
 
-    from trainer.config import TrainConfig
-    from trainer.loop import build_family
-
-    cfg = TrainConfig.from_dict(payload["config"])
-    shape = tuple(payload["data"]["shape"])
-    family = build_family(cfg, shape, int(payload["data"].get("num_classes", 0)), torch.device("cpu"))
-    family.load_state(payload, with_optimizers=False)
-    return family
+    return restore_family(payload)
 
 
 def sample_run(run_dir: Path, n: int, seed: int = 0, checkpoint: Path | None = None) -> Samples:
@@ -93,11 +86,10 @@ def sample_run(run_dir: Path, n: int, seed: int = 0, checkpoint: Path | None = N
     from trainer.checkpoint import load_checkpoint
 
     payload = load_checkpoint(Path(checkpoint) if checkpoint is not None else Path(run_dir))
-    num_classes = int(payload["data"].get("num_classes", 0))
     with torch.random.fork_rng(devices=[]):
         family = _family_from_checkpoint(payload)
         z = family.latents(n, torch.Generator().manual_seed(seed))
-        labels = _class_labels(n, num_classes)
+        labels = _class_labels(n, family.num_classes)
         chunks = []
         for start in range(0, n, BATCH):
             zb = z[start : start + BATCH]

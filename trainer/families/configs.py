@@ -1,0 +1,57 @@
+"""Each family's options: one dataclass per family, registered beside it in trainer.families.
+
+A family's config holds what only that family uses (network sizes, its objective, its
+optimiser settings); `trainer.config.TrainConfig` holds what every run has. Fields are
+declared with `option()` so that the CLI flags, validation and the stored run describe them
+from this one place. No torch here (the CLI imports this to build its flags).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainer.options import FamilyConfig, option
+
+GAN_LOSSES = ("nonsaturating", "hinge")  # trainer.losses.GAN_LOSSES implements them
+RECON_LOSSES = ("auto", "bce", "mse")
+
+
+def _adam_problems(beta1: float, beta2: float) -> list[str]:
+    return [f"{name} must be < 1 (got {value})" for name, value in (("beta1", beta1), ("beta2", beta2)) if value >= 1]
+
+
+@dataclass
+class DCGANConfig(FamilyConfig):
+    """Options of the DCGAN family."""
+
+    latent_dim: int = option(100, "size of the latent vector z", at_least=1, fixed=True)
+    width: int = option(64, "base channel width of the networks", at_least=1, fixed=True)
+    gan_loss: str = option("nonsaturating", "GAN objective", choices=GAN_LOSSES, fixed=True)
+    lr: float = option(2e-4, "generator learning rate (Adam)", above=0)
+    lr_d: float | None = option(None, "discriminator learning rate (default: lr)", above=0)
+    beta1: float = option(0.5, "Adam beta1", at_least=0)
+    beta2: float = option(0.999, "Adam beta2", above=0)
+    grad_clip: float = option(10.0, "max gradient norm per network, 0 = off", at_least=0)
+
+    def problems(self) -> list[str]:
+        return _adam_problems(self.beta1, self.beta2)
+
+
+@dataclass
+class VAEConfig(FamilyConfig):
+    """Options of the convolutional VAE family."""
+
+    latent_dim: int = option(16, "size of the latent vector z", at_least=1, fixed=True)
+    width: int = option(64, "base channel width of the networks (the VAE's use half of it)", at_least=1,
+                        fixed=True)
+    recon: str = option("auto", "reconstruction loss: bce, mse or auto (bce for 1 channel, mse otherwise)",
+                        choices=RECON_LOSSES, fixed=True)
+    beta: float = option(1.0, "weight of the KL term in the ELBO", at_least=0)
+    kl_warmup_steps: int = option(500, "steps over which the KL weight rises linearly from 0 to beta", at_least=0)
+    lr: float = option(1e-3, "learning rate (Adam)", above=0)
+    beta1: float = option(0.9, "Adam beta1", at_least=0)
+    beta2: float = option(0.999, "Adam beta2", above=0)
+    grad_clip: float = option(10.0, "max gradient norm, 0 = off", at_least=0)
+
+    def problems(self) -> list[str]:
+        return _adam_problems(self.beta1, self.beta2)
