@@ -77,6 +77,14 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint file was written at, from its name (step_<step>.pt)."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise CheckpointError(f"{path} is not named step_<8 digits>.pt")
+    return int(match.group(1))
+
+
 def latest_checkpoint(run_dir: Path) -> Path:
     """The newest checkpoint of a run, or a CheckpointError that says what was looked at."""
     found = list_checkpoints(run_dir)

@@ -30,7 +30,14 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from latentforge.cpus import available_cpus
-from trainer.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from trainer.checkpoint import (
+    CheckpointError,
+    checkpoint_step,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from trainer.config import TrainConfig, fixed_options
 from trainer.data import Batch, DataError, TrainingData, load_data
 from trainer.distributed import DistContext, init_distributed, shutdown
@@ -86,15 +93,22 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
     elif ctx.enabled and ctx.device.type == "cpu":
         torch.set_num_threads(max(1, available_cpus() // ctx.local_world_size))
 
+    # Every rank decides from the same view of the run folder, or none goes on: a rank that
+    # started fresh beside ranks that resumed would never meet them in a collective.
+    found = list_checkpoints(cfg.out)
+    seen = ctx.gather(checkpoint_step(found[-1]) if found else None)
+    if len(set(seen)) > 1:
+        raise CheckpointError(f"the processes see different checkpoints in {cfg.out} (newest step by rank: {seen}); "
+                              "every process must read the same run folder (a shared volume)")
+    latest = seen[0]
     if resume == "auto":
-        found = list_checkpoints(cfg.out)
-        if found and int(load_checkpoint(found[-1])["step"]) >= cfg.steps:
-            log.info("%s already reached step %d of %d; nothing to train", cfg.out, cfg.steps, cfg.steps)
-            return _result(cfg.out, cfg.steps, found[-1] if ctx.is_main else None)
-        resume = bool(found)
-    payload = _resume_payload(cfg) if resume else None
-    if payload is None and list_checkpoints(cfg.out):
+        if latest is not None and latest >= cfg.steps:
+            log.info("%s already reached step %d of %d; nothing to train", cfg.out, latest, cfg.steps)
+            return _result(cfg.out, latest, latest_checkpoint(cfg.out) if ctx.is_main else None)
+        resume = latest is not None
+    if not resume and latest is not None:
         raise CheckpointError(f"{cfg.out} already holds checkpoints; pass --resume to continue it or a new --out")
+    payload = _resume_payload(cfg) if resume else None
     data = load_data(cfg.data, cfg.image_size, cfg.channels, cfg.min_image_size)
     per_rank = len(data) // ctx.world_size
     if per_rank < cfg.batch_size:
