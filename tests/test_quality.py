@@ -131,7 +131,7 @@ def test_the_cache_is_reused_and_invalidated_when_the_data_changes(mnist, meter,
     assert np.array_equal(elsewhere.train_features, first.train_features)  # deterministic
     changed = images.copy()
     changed[0, 0, 0, 0] = 1.0 - changed[0, 0, 0, 0]
-    retrained = load_meter(TrainingData(changed, None, "digits.npz"), tmp_path, settings)
+    retrained = load_meter(TrainingData("digits.npz", images=changed), tmp_path, settings)
     assert retrained.origin == "trained"
     assert retrained.data_sha256 != first.data_sha256 and retrained.path != first.path
     assert first.path.is_file() and retrained.path.is_file()
@@ -143,7 +143,7 @@ def test_the_cache_is_reused_and_invalidated_when_the_data_changes(mnist, meter,
 
 
 def test_a_broken_cache_file_is_retrained(mnist, tmp_path):
-    data = TrainingData(mnist.images[:200].copy(), None, "digits.npz")
+    data = TrainingData("digits.npz", images=mnist.images[:200].copy())
     settings = MeterSettings(steps=5)
     path = load_meter(data, tmp_path, settings).path
     path.write_bytes(b"not a meter")
