@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from services.config import load_config
+from tests.helpers.dockerfile import (
+    Instruction,
+    env_of,
+    exec_form,
+    final_stage,
+    global_args,
+    parse_dockerfile,
+    useradd_home,
+)
 
 pytestmark = pytest.mark.deploy
 
@@ -31,71 +38,6 @@ SERVING = ("serve.Dockerfile", "serve-gpu.Dockerfile")
 ALL_IMAGES = (*SERVING, "trainer.Dockerfile")
 # A pinned tag names a full release: at least major.minor.patch (3.11.13, 12.6.3, v2.55.1).
 PINNED_TAG = re.compile(r"^v?\d+\.\d+\.\d+")
-
-
-@dataclass(frozen=True)
-class Instruction:
-    """One Dockerfile instruction, continuation lines joined."""
-
-    keyword: str
-    args: str
-    stage: int  # index of the FROM it belongs to
-
-
-def parse_dockerfile(path: Path) -> list[Instruction]:
-    """Instructions of a Dockerfile: comments dropped, backslash continuations joined."""
-    out: list[Instruction] = []
-    stage, pending = -1, ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if pending and line.startswith("#"):
-            continue  # a comment line inside a continued instruction
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        text, pending = pending + line, ""
-        keyword, _, args = text.partition(" ")
-        keyword = keyword.upper()
-        if keyword == "FROM":
-            stage += 1
-        out.append(Instruction(keyword, args.strip(), stage))
-    assert not pending, f"{path.name} ends inside a continued line"
-    return out
-
-
-def final_stage(instructions: list[Instruction]) -> list[Instruction]:
-    last = max(i.stage for i in instructions)
-    return [i for i in instructions if i.stage == last]
-
-
-def global_args(instructions: list[Instruction]) -> dict[str, str]:
-    """ARG defaults declared before the first FROM (the ones FROM lines may use)."""
-    args = {}
-    for i in instructions:
-        if i.keyword == "FROM":
-            break
-        if i.keyword == "ARG" and "=" in i.args:
-            name, _, value = i.args.partition("=")
-            args[name] = value.strip('"')
-    return args
-
-
-def env_of(instructions: list[Instruction]) -> dict[str, str]:
-    """ENV settings of the given instructions (the KEY=VALUE form)."""
-    env: dict[str, str] = {}
-    for i in instructions:
-        if i.keyword == "ENV":
-            for token in shlex.split(i.args):
-                key, _, value = token.partition("=")
-                env[key] = value
-    return env
-
-
-def exec_form(args: str) -> list[str]:
-    """The JSON-array form of CMD/ENTRYPOINT/HEALTHCHECK CMD, as a list."""
-    return yaml.safe_load(args)
 
 
 @pytest.fixture(scope="module", params=ALL_IMAGES)
@@ -194,6 +136,33 @@ def test_serving_images_have_a_grpc_health_check_and_expose_the_configured_ports
     assert exec_form(next(i.args for i in instructions if i.keyword == "CMD")) == ["serve"]
 
 
+@pytest.mark.parametrize("name", SERVING)
+def test_serving_images_keep_every_log_line_json_without_a_writable_home(name, model_repo: Path, tmp_path: Path):
+    # The image's user has HOME=/nonexistent, which it cannot create. ONNX Runtime used to print
+    # a coloured warning there (it could not store a telemetry id): every line must stay JSON.
+    import signal
+
+    from tests.helpers.processes import ServeProcess, wait_until
+
+    final = final_stage(parse_dockerfile(DOCKER / name))
+    env = {k: v for k, v in env_of(final).items() if not k.startswith("LATENTFORGE_") and k != "PATH"}
+    home = env.get("HOME") or next(h for i in final if i.keyword == "RUN" for h in [useradd_home(i.args)[0]] if h)
+    if not Path(home).is_dir():
+        # Running as root here, /nonexistent could be created: a home below a file cannot.
+        blocker = tmp_path / "not-a-folder"
+        blocker.write_text("")
+        home = str(blocker / home.lstrip("/"))
+    server = ServeProcess(model_repo, env={**env, "HOME": home})
+    try:
+        wait_until(lambda: len(server.events("model_loaded")) == 2, 60, "both models to load")
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+    finally:
+        server.kill()
+    assert not server.not_json, f"{name}: log lines that are not JSON: {server.not_json[:3]}"
+    assert server.events("server_stopped")
+
+
 def test_gpu_image_uses_cuda_and_onnxruntime_gpu():
     instructions = parse_dockerfile(DOCKER / "serve-gpu.Dockerfile")
     assert global_args(instructions)["CUDA_IMAGE"].startswith("nvidia/cuda:")
@@ -207,9 +176,13 @@ def test_gpu_image_uses_cuda_and_onnxruntime_gpu():
 
 # --- the health-check script against real servers ---
 
-def _probe(target: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(DOCKER / "healthcheck.py"), "--target", target, "--timeout", "5"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+def _probe(target: str | None, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """healthcheck.py as the image runs it: ``env`` holds the container's LATENTFORGE_* settings;
+    without ``target`` it dials localhost:$LATENTFORGE_PORT."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LATENTFORGE_")}
+    where = ["--target", target] if target else []
+    return subprocess.run([sys.executable, str(DOCKER / "healthcheck.py"), *where, "--timeout", "5", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30, env={**clean, **env})
 
 
 def test_healthcheck_passes_on_a_serving_server(memory_server):
@@ -236,6 +209,82 @@ def test_healthcheck_fails_when_nothing_listens():
     assert result.returncode == 1 and "UNAVAILABLE" in result.stdout, result.stdout + result.stderr
 
 
+def test_healthcheck_asks_for_liveness_apart_from_readiness(tmp_path: Path):
+    from tests.helpers.servers import start_server
+
+    server = start_server(tmp_path)  # alive, but no model loaded: not ready
+    try:
+        ready = _probe(server.target)
+        alive = _probe(server.target, "--service", "liveness")
+    finally:
+        server.stop()
+    assert ready.returncode == 1 and "NOT_SERVING" in ready.stdout, ready.stdout + ready.stderr
+    if "NOT_FOUND" in alive.stdout:
+        pytest.skip("this server has no 'liveness' health service yet")
+    assert alive.returncode == 0 and "liveness: SERVING" in alive.stdout, alive.stdout + alive.stderr
+
+
+# A certificate for the name clients use inside the cluster, not for localhost, which the probe dials.
+CLUSTER_NAME = "latentforge.latentforge.svc"
+
+
+@pytest.fixture(scope="module")
+def cluster_pki(tmp_path_factory) -> dict[str, Path]:
+    from tests.helpers.pki import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("pki"), server_names=(CLUSTER_NAME,))
+
+
+def _tls_settings(server, pki: dict[str, Path], mutual: bool = False) -> dict[str, str]:
+    """The LATENTFORGE_* variables such a server runs with in its container."""
+    env = {"LATENTFORGE_PORT": server.target.rsplit(":", 1)[1], "LATENTFORGE_TLS_CERT": str(pki["server"]),
+           "LATENTFORGE_TLS_KEY": str(pki["server_key"])}
+    if mutual:
+        env["LATENTFORGE_TLS_CLIENT_CA"] = str(pki["ca"])
+    return env
+
+
+def test_healthcheck_checks_a_tls_server_with_the_servers_own_settings(model_repo: Path, cluster_pki):
+    from tests.helpers.servers import start_server
+
+    server = start_server(model_repo, tls_cert=cluster_pki["server"], tls_key=cluster_pki["server_key"])
+    try:
+        settings = _tls_settings(server, cluster_pki)
+        tls = _probe(None, **settings)
+        # Trusting the CA instead of the server's certificate, and naming the server explicitly.
+        by_ca = _probe(None, **settings, LATENTFORGE_HEALTHCHECK_CA=str(cluster_pki["ca"]),
+                       LATENTFORGE_HEALTHCHECK_SERVER_NAME=CLUSTER_NAME)
+        wrong_name = _probe(None, **settings, LATENTFORGE_HEALTHCHECK_SERVER_NAME="elsewhere.example")
+        plaintext = _probe(None, LATENTFORGE_PORT=settings["LATENTFORGE_PORT"])
+    finally:
+        server.stop()
+    assert tls.returncode == 0 and "SERVING" in tls.stdout, tls.stdout + tls.stderr
+    assert by_ca.returncode == 0, by_ca.stdout + by_ca.stderr
+    assert wrong_name.returncode == 1 and "UNAVAILABLE" in wrong_name.stdout, wrong_name.stdout
+    assert plaintext.returncode == 1 and "UNAVAILABLE" in plaintext.stdout, plaintext.stdout
+
+
+def test_healthcheck_checks_a_mutual_tls_server(model_repo: Path, cluster_pki):
+    from tests.helpers.servers import start_server
+
+    server = start_server(model_repo, tls_cert=cluster_pki["server"], tls_key=cluster_pki["server_key"],
+                          tls_client_ca=cluster_pki["ca"])
+    try:
+        settings = _tls_settings(server, cluster_pki, mutual=True)
+        own_pair = _probe(None, **settings)  # the server's certificate presented as the client's
+        client_pair = _probe(None, **settings, LATENTFORGE_HEALTHCHECK_CERT=str(cluster_pki["client"]),
+                             LATENTFORGE_HEALTHCHECK_KEY=str(cluster_pki["client_key"]))
+        stranger = _probe(None, **settings, LATENTFORGE_HEALTHCHECK_CERT=str(cluster_pki["rogue"]),
+                          LATENTFORGE_HEALTHCHECK_KEY=str(cluster_pki["rogue_key"]))
+        no_key = _probe(None, **settings, LATENTFORGE_HEALTHCHECK_CERT=str(cluster_pki["client"]))
+    finally:
+        server.stop()
+    assert own_pair.returncode == 0 and "SERVING" in own_pair.stdout, own_pair.stdout + own_pair.stderr
+    assert client_pair.returncode == 0, client_pair.stdout + client_pair.stderr
+    assert stranger.returncode == 1 and "UNAVAILABLE" in stranger.stdout, stranger.stdout
+    assert no_key.returncode == 1 and "LATENTFORGE_HEALTHCHECK_KEY" in no_key.stdout, no_key.stdout
+
+
 # --- the trainer entrypoint ---
 
 def _entrypoint(args: list[str], **env: str) -> subprocess.CompletedProcess:
@@ -249,7 +298,7 @@ def _entrypoint(args: list[str], **env: str) -> subprocess.CompletedProcess:
 def test_trainer_entrypoint_runs_one_process_without_torchrun():
     result = _entrypoint(["--model", "vae", "--out", "/runs/v"])
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["latentforge train --model vae --out /runs/v"]
+    assert result.stdout.splitlines() == ["latentforge train --resume auto --model vae --out /runs/v"]
 
 
 def test_trainer_entrypoint_in_an_indexed_job():
@@ -259,7 +308,8 @@ def test_trainer_entrypoint_in_an_indexed_job():
     node1 = _entrypoint(["--steps", "10", "--out=/runs/g"], JOB_COMPLETION_INDEX="1", **job)
     assert node0.returncode == 0 and node1.returncode == 0, node0.stderr + node1.stderr
     torchrun = ("torchrun --nnodes 2 --nproc-per-node 2 --node-rank {} --master-addr "
-                "latentforge-train-0.latentforge-train --master-port 29500 -m latentforge train --steps 10 --out=/runs/g")
+                "latentforge-train-0.latentforge-train --master-port 29500 -m latentforge train --resume auto --steps 10 "
+                "--out=/runs/g")
     # Node 0 trains and exports; the others only train.
     assert node0.stdout.splitlines() == [torchrun.format(0),
                                          "latentforge export /runs/g --repo /models --name mnist-dcgan"]
@@ -276,7 +326,7 @@ def test_trainer_entrypoint_uses_real_torchrun_flags():
     help_text = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--help"],
                                capture_output=True, text=True, timeout=60).stdout
     script = (DOCKER / "trainer-entrypoint.sh").read_text()
-    call = script[script.index("run torchrun"):script.index("-m latentforge train")]
+    call = script[script.index("train=(torchrun"):script.index("-m latentforge train")]
     flags = set(re.findall(r"--[a-z-]+", call))
     assert flags == {"--nnodes", "--nproc-per-node", "--node-rank", "--master-addr", "--master-port"}
     for flag in flags:

@@ -160,13 +160,49 @@ def test_probes_point_at_ports_the_container_exposes(rendered, target):
     assert probes or target == "training"
 
 
-def test_server_probes_use_grpc_health(rendered):
+# grpc.health.v1 service names: SERVING while the process runs / while a model is loaded.
+LIVENESS, READINESS = "liveness", ""
+
+
+def test_server_probes_ask_liveness_and_readiness_apart(rendered):
+    # Startup and liveness ask whether the process is alive, so a server waiting for its first
+    # model (or whose versions were all deleted) is not restarted; readiness asks whether a
+    # model is loaded, so such a server gets no traffic.
     for target in ("overlays/cpu", "overlays/gpu"):
         objects = rendered[target]
         container = one(objects, "Deployment", "latentforge")["spec"]["template"]["spec"]["containers"][0]
         port = server_config(objects).port
-        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[kind]["grpc"] == {"port": port}, (target, kind)  # grpc.health.v1, whole server
+        assert container["startupProbe"]["grpc"] == {"port": port, "service": LIVENESS}, target
+        assert container["livenessProbe"]["grpc"] == {"port": port, "service": LIVENESS}, target
+        assert container["readinessProbe"]["grpc"].get("service", READINESS) == READINESS, target
+        assert container["readinessProbe"]["grpc"]["port"] == port, target
+        # A liveness failure restarts the pod: it must not fire sooner than readiness turns it away.
+        live, ready = container["livenessProbe"], container["readinessProbe"]
+        assert live["periodSeconds"] * live["failureThreshold"] >= ready["periodSeconds"] * ready["failureThreshold"]
+
+
+def test_probe_services_are_what_the_server_answers_before_a_model_loads(rendered, tmp_path: Path):
+    import grpc
+
+    from tests.helpers.processes import NOT_SERVING, SERVING, health_status
+    from tests.helpers.servers import start_server
+
+    container = one(rendered["overlays/cpu"], "Deployment", "latentforge")["spec"]["template"]["spec"]["containers"][0]
+    live = container["livenessProbe"]["grpc"].get("service", "")
+    ready = container["readinessProbe"]["grpc"].get("service", "")
+    server = start_server(tmp_path)  # an empty model repository: alive, not ready
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            assert health_status(channel, ready) == NOT_SERVING
+            try:
+                alive = health_status(channel, live)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                pytest.skip(f"this server has no {live!r} health service yet")
+            assert alive == SERVING
+    finally:
+        server.stop()
 
 
 def test_container_ports_and_mounts_agree_with_the_server_settings(rendered):
@@ -365,3 +401,66 @@ def test_training_job_runs_torchrun_across_indexed_pods_and_exports_to_the_repos
     args = pod["containers"][0]["args"]
     out = args[args.index("--out") + 1]
     assert any(out.startswith(path + "/") for path in mounts)
+
+
+def test_training_job_runs_the_image_entrypoint_that_resumes_and_checkpoints_on_sigterm(rendered):
+    from tests.helpers.dockerfile import exec_form, final_stage, parse_dockerfile
+
+    pod = one(rendered["training"], "Job", "latentforge-train")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    # No command override: the image's ENTRYPOINT (trainer-entrypoint.sh) runs, which passes
+    # --resume auto (a retried pod continues a run folder that holds checkpoints) and lets the
+    # trainer receive SIGTERM.
+    assert "command" not in container
+    assert "--resume" not in container["args"]
+    image = final_stage(parse_dockerfile(ROOT / "deploy" / "docker" / "trainer.Dockerfile"))
+    entry = exec_form(next(i.args for i in image if i.keyword == "ENTRYPOINT"))
+    assert entry == ["latentforge-train"]
+    script = (ROOT / "deploy" / "docker" / "trainer-entrypoint.sh").read_text()
+    assert "latentforge train --resume auto" in script
+    # Time for the step in flight and a checkpoint, beyond Kubernetes' default 30 s.
+    assert pod["terminationGracePeriodSeconds"] >= 30
+
+
+def _readme_tls_patch() -> dict[str, Any]:
+    """The Deployment patch for TLS probes shown in deploy/README.md."""
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    blocks = [yaml.safe_load(b) for b in readme.split("```yaml\n")[1:] for b in [b.split("```", 1)[0]]]
+    patches = [b for b in blocks if isinstance(b, dict) and b.get("kind") == "Deployment"]
+    assert len(patches) == 1, "deploy/README.md shows one Deployment patch for TLS probes"
+    return patches[0]
+
+
+def test_tls_probe_patch_in_the_readme_renders_valid_exec_probes(tmp_path: Path):
+    import os
+
+    from kubernetes_validate import utils
+
+    from tests.helpers.dockerfile import final_stage, parse_dockerfile
+
+    (tmp_path / "tls-probes.yaml").write_text(yaml.safe_dump(_readme_tls_patch()))
+    base = os.path.relpath(K8S / "overlays" / "cpu", tmp_path)  # kustomize wants a relative path
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [base], "patches": [{"path": "tls-probes.yaml"}]}))
+    out = subprocess.run(["kubectl", "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    objects = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    deployment = one(objects, "Deployment", "latentforge")
+    for version in KUBERNETES_VERSIONS:
+        utils.validate(deployment, version, strict=True)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert any(env["LATENTFORGE_TLS_CERT"].startswith(m + "/") for m in mounts)
+    # The probe runs the script where the serving image copies it, asking liveness or readiness.
+    image = final_stage(parse_dockerfile(ROOT / "deploy" / "docker" / "serve.Dockerfile"))
+    copied = {i.args.split()[-1] for i in image if i.keyword == "COPY" and "healthcheck.py" in i.args}
+    expected = {"startupProbe": ["--service", LIVENESS], "livenessProbe": ["--service", LIVENESS],
+                "readinessProbe": []}
+    for kind, service in expected.items():
+        probe = container[kind]
+        assert "grpc" not in probe, kind
+        command = probe["exec"]["command"]
+        assert command[0] == "python" and command[1] in copied, (kind, command)
+        assert command[2:] == service, (kind, command)

@@ -97,3 +97,13 @@ def test_gpu_check_runs_its_code_paths_on_the_cpu(model_repo: Path, tmp_path: Pa
     assert all(c["ok"] for c in r["checks"].values()) and r["checks"]["provider"]["fell_back_to_cpu"]
     assert {(b["batch_size"], b["io_binding"]) for b in r["bench"]} == {(1, True), (1, False), (4, True), (4, False)}
 
+
+
+def test_bench_names_an_unreachable_server():
+    from tests.helpers.processes import free_port
+
+    target = f"127.0.0.1:{free_port()}"  # nothing listens there
+    result = subprocess.run([sys.executable, "-m", "latentforge", "bench", "--target", target, "--model", "x",
+                             "--timeout", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"no server at {target} within 1 s" in result.stderr, result.stderr

@@ -2,75 +2,27 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import logging
 from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.rpc.security import SecurityConfigError, channel_credentials, load_tokens
+from tests.helpers.pki import make_pki
 from tests.helpers.processes import health_status
 from tests.helpers.servers import start_server
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _cert(subject: str, issuer_key, issuer_name, key, *, ca: bool = False, server: bool = False) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write(folder: Path, name: str, cert: x509.Certificate, key) -> tuple[Path, Path]:
-    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict[str, Path]:
     """A CA, a server certificate for localhost/127.0.0.1, a client certificate, and a stranger's."""
-    folder = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("latentforge test CA", ca_key, _name("latentforge test CA"), ca_key, ca=True)
-    ca_crt, _ = _write(folder, "ca", ca, ca_key)
-    out = {"ca": ca_crt}
-    for name, server in (("server", True), ("client", False)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        out[name], out[f"{name}_key"] = _write(folder, name, _cert(name, ca_key, ca.subject, key, server=server), key)
-    rogue_key = ec.generate_private_key(ec.SECP256R1())
-    rogue = _cert("rogue", rogue_key, _name("rogue"), rogue_key)
-    out["rogue"], out["rogue_key"] = _write(folder, "rogue", rogue, rogue_key)
-    return out
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _generate(channel: grpc.Channel, metadata=None) -> int:

@@ -40,10 +40,12 @@ RUN apt-get update \
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/docker/healthcheck.py /opt/latentforge/healthcheck.py
 # CUDA first, CPU as the fallback for operators CUDA lacks. CUDA's kernel cache goes to /tmp
-# (the root filesystem is read-only on Kubernetes).
+# (the root filesystem is read-only on Kubernetes). ONNX Runtime's telemetry is off, as in
+# serve.Dockerfile: it writes nothing under HOME and no warning into the JSON log.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    ORT_DISABLE_TELEMETRY=1 \
     LATENTFORGE_MODELS=/models \
     LATENTFORGE_HOST=0.0.0.0 \
     LATENTFORGE_PORT=50051 \

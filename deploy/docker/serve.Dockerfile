@@ -29,9 +29,13 @@ COPY --from=build /opt/venv /opt/venv
 COPY deploy/docker/healthcheck.py /opt/latentforge/healthcheck.py
 # Settings are LATENTFORGE_* variables (services/config.py), so `docker run -e` and a
 # Kubernetes ConfigMap can change any of them; bind to all interfaces inside the container.
+# ORT_DISABLE_TELEMETRY: ONNX Runtime's usage telemetry would try to store a device id under
+# HOME (/nonexistent for this user), fail, and print a non-JSON warning into the JSON log;
+# off, it writes nothing and sends nothing.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    ORT_DISABLE_TELEMETRY=1 \
     LATENTFORGE_MODELS=/models \
     LATENTFORGE_HOST=0.0.0.0 \
     LATENTFORGE_PORT=50051 \

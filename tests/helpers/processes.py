@@ -97,10 +97,15 @@ class ServeProcess:
              "--port", "0", "--metrics-port", "0", *args],
             cwd=ROOT, env=full_env, stderr=subprocess.PIPE, text=True)
         self.lines: list[dict] = []
+        self.not_json: list[str] = []  # log lines that are not one JSON object (there should be none)
         self._started = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        assert self._started.wait(60), f"serve did not start (exit {self.proc.poll()}): {self.lines[-5:]}"
+        started = self._started.wait(60)
+        if not started or self.not_json:
+            self.kill()
+        assert started, f"serve did not start (exit {self.proc.poll()}): {self.lines[-5:]}"
+        assert not self.not_json, f"serve wrote log lines that are not JSON: {self.not_json[:3]}"
         started = next(e for e in self.lines if e["event"] == "server_started")
         self.target = f"127.0.0.1:{started['port']}"
         self.metrics_url = f"http://127.0.0.1:{started['metrics_port']}/metrics"
@@ -109,7 +114,12 @@ class ServeProcess:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             if len(self.lines) < 200_000 and line.strip():  # bounded
-                entry = json.loads(line)  # every log line is one JSON object
+                try:
+                    entry = json.loads(line)  # every log line is one JSON object
+                except ValueError:
+                    self.not_json.append(line.rstrip("\n"))
+                    self._started.set()  # fail the start at once, naming the line
+                    continue
                 self.lines.append(entry)
                 if entry["event"] == "server_started":
                     self._started.set()
