@@ -308,8 +308,8 @@ def test_trainer_entrypoint_in_an_indexed_job():
     node1 = _entrypoint(["--steps", "10", "--out=/runs/g"], JOB_COMPLETION_INDEX="1", **job)
     assert node0.returncode == 0 and node1.returncode == 0, node0.stderr + node1.stderr
     torchrun = ("torchrun --nnodes 2 --nproc-per-node 2 --node-rank {} --master-addr "
-                "latentforge-train-0.latentforge-train --master-port 29500 -m latentforge train --resume auto --steps 10 "
-                "--out=/runs/g")
+                "latentforge-train-0.latentforge-train --master-port 29500 "
+                "-m latentforge train --resume auto --steps 10 --out=/runs/g")
     # Node 0 trains and exports; the others only train.
     assert node0.stdout.splitlines() == [torchrun.format(0),
                                          "latentforge export /runs/g --repo /models --name mnist-dcgan"]

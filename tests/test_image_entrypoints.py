@@ -195,7 +195,8 @@ class Pid1:
         except subprocess.TimeoutExpired:
             self.proc.kill()  # --kill-child takes PID 1 down with it
             self.proc.wait(10)
-            pytest.fail(f"still running {timeout_s:g} s after SIGTERM (PID 1 ignores it):\n{self.output.join()[-4000:]}")
+            pytest.fail(f"still running {timeout_s:g} s after SIGTERM (PID 1 ignores it):\n"
+                        f"{self.output.join()[-4000:]}")
 
     def kill(self) -> None:
         if self.proc.poll() is None:

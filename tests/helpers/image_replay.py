@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
 
-from tests.helpers.dockerfile import Instruction, expand, exec_form, global_args, parse_dockerfile, useradd_home
+from tests.helpers.dockerfile import (
+    Instruction,
+    exec_form,
+    expand,
+    global_args,
+    parse_dockerfile,
+    useradd_home,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # PATH of the Debian-based python and CUDA base images, which ENV PATH=...:$PATH extends.
@@ -153,12 +160,14 @@ def _ignore_patterns(dockerfile: Path):
     return shutil.ignore_patterns(*names)
 
 
-def _run(argv: list[str], *, cwd: Path, env: Mapping[str, str], what: str, expect_failure: bool = False) -> None:
+def _run(argv: list[str], *, cwd: Path, env: Mapping[str, str], what: str,
+         expect_failure: bool = False) -> None:
     result = subprocess.run(argv, cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=1800)
     failed = result.returncode != 0
     if failed != expect_failure:
-        raise ReplayError(f"{what}: `{shlex.join(argv)}` exited {result.returncode}"
-                          f"{' (it must fail)' if expect_failure else ''}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        must = " (it must fail)" if expect_failure else ""
+        raise ReplayError(f"{what}: `{shlex.join(argv)}` exited {result.returncode}{must}\n"
+                          f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
 
 
 def replay(dockerfile: Path, root: Path, volumes: Mapping[str, Path] | None = None,
