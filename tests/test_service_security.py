@@ -12,7 +12,6 @@ from grpc_health.v1 import health_pb2
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.rpc.security import SecurityConfigError, channel_credentials, load_tokens
-from tests.helpers.pki import make_pki
 from tests.helpers.processes import health_status
 from tests.helpers.servers import start_server
 
@@ -22,6 +21,8 @@ TOKEN = "s3cret-token-for-tests-0123456789"
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict[str, Path]:
     """A CA, a server certificate for localhost/127.0.0.1, a client certificate, and a stranger's."""
+    from tests.helpers.pki import make_pki
+
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
