@@ -7,6 +7,7 @@ run (resume, distributed) train their own.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +17,23 @@ import pytest
 from tests.helpers.processes import RedisProcess
 from tests.helpers.servers import start_server
 from tests.helpers.training import tiny_config
+
+
+QUALITY_CACHE_ENV = "LATENTFORGE_CACHE_DIR"  # trainer.quality.features.CACHE_ENV (named here: no torch import)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_quality_cache(tmp_path_factory) -> Iterator[Path]:
+    """The quality meters runs evaluate with (trained once per data set) live in one folder of
+    the session, for every process the tests start (LATENTFORGE_CACHE_DIR), not in ~/.cache."""
+    folder = tmp_path_factory.mktemp("session-cache")
+    before = os.environ.get(QUALITY_CACHE_ENV)
+    os.environ[QUALITY_CACHE_ENV] = str(folder)
+    yield folder / "quality"
+    if before is None:
+        os.environ.pop(QUALITY_CACHE_ENV, None)
+    else:
+        os.environ[QUALITY_CACHE_ENV] = before
 
 
 # Small but real: the same networks at a narrower width, a few dozen steps.
