@@ -39,11 +39,12 @@ def session_quality_cache(tmp_path_factory) -> Iterator[Path]:
 # Small but real: the same networks at a narrower width, a few dozen steps.
 @pytest.fixture(scope="session")
 def dcgan_run(tmp_path_factory) -> Path:
-    """A DCGAN trained for 30 steps on mnist5k."""
+    """A DCGAN trained for 30 steps on mnist5k, evaluated at its end (so it has a best.pt and
+    its export carries quality scores)."""
     from trainer.loop import train
 
     out = tmp_path_factory.mktemp("runs") / "mnist-dcgan"
-    train(tiny_config("dcgan", out, data="mnist5k"))
+    train(tiny_config("dcgan", out, data="mnist5k", eval_every=30, eval_samples=200))
     return out
 
 
