@@ -13,10 +13,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export a trained run to the ONNX model repository",
-        description="Export a run's newest checkpoint to <repo>/<name>/<next version>/ after "
-        "onnx.checker and an ONNX Runtime parity check.",
+        description="Export a run's best checkpoint (checkpoints/best.pt, when the run evaluated; else its "
+        "newest) to <repo>/<name>/<next version>/ after onnx.checker and an ONNX Runtime parity check. "
+        "The manifest's quality holds the meter's scores of that checkpoint (or, with --evaluate, of "
+        "the exported graph).",
     )
     p.add_argument("run", type=Path, help="run folder written by `latentforge train` (or a .pt checkpoint)")
+    p.add_argument("--checkpoint", default=None, metavar="latest|best|PATH",
+                   help="which checkpoint of the run: best (checkpoints/best.pt), latest (the newest step), "
+                   "or a .pt file (default: best when the run has one, else latest)")
+    p.add_argument("--evaluate", type=int, nargs="?", const=2000, default=0, metavar="N",
+                   help="score N samples (default 2000) of the exported graph with the quality meter "
+                   "(`latentforge evaluate`) and record them in the manifest")
     p.add_argument("--repo", type=Path, default=Path("models"), help="model repository root (default models)")
     p.add_argument("--name", required=True, help="model name, e.g. mnist-dcgan")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
@@ -38,19 +46,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"latentforge export needs the 'train' extra ({exc.name} is missing): pip install -e '.[train]'",
               file=sys.stderr)
         return 2
+    from latentforge.manifest import Manifest
+
     is_file = args.run.is_file()
+    if is_file and args.checkpoint is not None:
+        print("error: pass a run folder with --checkpoint, or a .pt file alone", file=sys.stderr)
+        return 2
     try:
         version_dir = export_run(
             args.run.parent.parent if is_file else args.run,
             args.repo,
             args.name,
-            checkpoint=args.run if is_file else None,
+            checkpoint=args.run if is_file else args.checkpoint,
             opset=args.opset or DEFAULT_OPSET,
             tolerance=args.tolerance if args.tolerance is not None else PARITY_TOLERANCE,
             variants=tuple(args.variants or ()),
+            evaluate=args.evaluate,
         )
-    except (CheckpointError, ExportError, ValueError, OSError) as exc:
+    except (CheckpointError, ExportError, ValueError, OSError) as exc:  # QualityError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"exported {args.name} version {version_dir.name} to {version_dir}")
+    manifest = Manifest.read(version_dir)
+    source = manifest.source_checkpoint
+    print(f"exported {args.name} version {version_dir.name} to {version_dir} "
+          f"(from {Path(source['path']).name}, step {source['step']})")
+    if manifest.quality is not None:
+        q = manifest.quality.scores
+        print(f"quality ({q.get('source')}, {int(q.get('n', 0))} samples): FID {q.get('fid', float('nan')):.3f}, "
+              f"real-data floor {q.get('fid_floor', float('nan')):.3f}")
     return 0

@@ -4,6 +4,12 @@ The version folder is built under a hidden staging name inside the model folder,
 (onnx.checker, ONNX Runtime parity), hashed, described by manifest.json, and only then
 renamed into place: a reader sees a complete version or none. A model that fails a check
 is not written.
+
+Which checkpoint: a run's checkpoints/best.pt (the best-scoring weights, see
+trainer/evaluation.py) when it has one, else its newest step checkpoint; or the one asked for.
+The manifest's `quality` holds the scores of the project's meter: those the trainer measured
+on that checkpoint (best.pt and the checkpoint of an evaluated step carry them), or, with
+`evaluate=N`, N samples of the exported graph itself scored before it is published.
 """
 
 from __future__ import annotations
@@ -30,15 +36,17 @@ from exporter.onnx_export import (
 )
 from latentforge import __version__
 from latentforge.manifest import (
+    MANIFEST_NAME,
     NAME_PATTERN,
     FileEntry,
     Manifest,
     OutputSpec,
     Parity,
+    Quality,
     Signature,
     sha256_file,
 )
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint import load_checkpoint, resolve_checkpoint
 from trainer.families import restore_family
 
 log = logging.getLogger(__name__)
@@ -53,22 +61,33 @@ def export_run(
     run: Path,
     repo: Path,
     name: str,
-    checkpoint: Path | None = None,
+    checkpoint: Path | str | None = None,
     opset: int = DEFAULT_OPSET,
     tolerance: float = PARITY_TOLERANCE,
     variants: tuple[str, ...] = (),
+    evaluate: int = 0,
 ) -> Path:
-    """Export a run's newest (or the given) checkpoint to `repo/name/<next version>/`.
+    """Export a run's checkpoint to `repo/name/<next version>/`.
+
+    `checkpoint`: "best", "latest", a .pt file, or None for best.pt when the run has one and
+    its newest checkpoint otherwise (`run` may also be a .pt file). `evaluate`: when > 0, score
+    that many samples of the exported image graph with the quality meter (ONNX Runtime, as
+    served) and record them as the manifest's quality instead of the trainer's.
 
     Returns the new version folder. Raises CheckpointError for a missing or broken
-    checkpoint, ExportError when a graph fails export, onnx.checker or parity.
+    checkpoint, ExportError when a graph fails export, onnx.checker or parity, QualityError
+    when `evaluate` cannot score the model.
     """
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise ExportError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     if not NAME_PATTERN.match(name):
         raise ExportError(f"model name {name!r} must match {NAME_PATTERN.pattern} (lower case, digits, . _ -)")
-    payload = load_checkpoint(Path(checkpoint) if checkpoint else Path(run))  # format 1 is upgraded
+    if evaluate < 0:
+        raise ExportError(f"evaluate must be >= 0 samples (got {evaluate})")
+    run = Path(run)
+    path = run if run.is_file() and checkpoint is None else resolve_checkpoint(run, checkpoint)
+    payload = load_checkpoint(path)  # format 1 is upgraded
     shape = tuple(payload["data"]["shape"])
     family = restore_family(payload, torch.device("cpu"))
 
@@ -137,11 +156,46 @@ def export_run(
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             training={"config": payload["config"], "data": payload["data"]},
             producer=_producer(),
+            quality=_training_quality(payload),
         )
+        if evaluate > 0:
+            manifest_fields["quality"] = _evaluate_staged(staging, manifest_fields, evaluate)
         return _publish(model_dir, staging, manifest_fields)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _quality(record: dict, source: str) -> Quality:
+    """A manifest quality block from a flat record of the meter's figures (numbers and strings)."""
+    scores: dict[str, float | str] = {"source": source}
+    for key, value in record.items():
+        if key == "meter_version" or isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, (int, float, str)):
+            scores[key] = value if isinstance(value, str) else float(value)
+    return Quality(meter_version=str(record.get("meter_version", "")), scores=scores)
+
+
+def _training_quality(payload: dict) -> Quality | None:
+    """The scores the trainer measured on this checkpoint (best.pt, or an evaluated step), if any."""
+    record = payload.get("quality")
+    return _quality(record, "training") if isinstance(record, dict) and "fid" in record else None
+
+
+def _evaluate_staged(staging: Path, fields: dict, n: int) -> Quality:
+    """Score the staged version as it will be served (ONNX Runtime on its image graph)."""
+    from trainer.quality.evaluate import evaluate
+
+    (staging / MANIFEST_NAME).write_text(Manifest(version=1, **fields).to_json())  # provisional
+    try:
+        report = evaluate(staging, n)
+    finally:
+        (staging / MANIFEST_NAME).unlink(missing_ok=True)
+    summary = report.summary()
+    log.info("exported graph scored on %d samples: FID %.3f (real-data floor %.3f)", n, summary.get("fid", float("nan")),
+             summary.get("fid_floor", float("nan")))
+    return _quality(summary, "export")
 
 
 def _publish(model_dir: Path, staging: Path, fields: dict) -> Path:

@@ -31,7 +31,8 @@ def register(subparsers: Any) -> None:
     g.add_argument("--count", type=int, default=16)
     g.add_argument("--seed", type=int, help="base seed (default: the server picks one)")
     g.add_argument("--truncation", type=float, help="truncation psi (>= 0.05)")
-    g.add_argument("--label", type=int, help="class label for conditional models")
+    g.add_argument("--label", help="class of a conditional model: its label (7) or its name (seven; "
+                   "`latentforge models` lists them)")
     g.add_argument("--out", type=Path, default=Path("grid.png"), help="output PNG (default grid.png)")
     g.set_defaults(func=_generate)
 
@@ -42,13 +43,14 @@ def register(subparsers: Any) -> None:
     i.add_argument("--steps", type=int, default=8)
     i.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
     i.add_argument("--truncation", type=float)
-    i.add_argument("--label", type=int)
+    i.add_argument("--label", help="class of a conditional model: its label or its name")
     i.add_argument("--out", type=Path, default=Path("strip.png"), help="output PNG strip (default strip.png)")
     i.add_argument("--gif", type=Path, help="also write an animated GIF")
     i.set_defaults(func=_interpolate)
 
-    m = subparsers.add_parser("models", help="list the models a running server has loaded")
+    m = subparsers.add_parser("models", help="list the models a running server has loaded, with their quality")
     _connection_args(m)
+    m.add_argument("--json", action="store_true", help="print every field as JSON")
     m.set_defaults(func=_models)
 
 
@@ -106,6 +108,21 @@ def _rpc_error(exc: Any) -> int:
     return 1
 
 
+def _label(client: Any, args: argparse.Namespace) -> int | None:
+    """--label as an index: a number as it is, a class name looked up in ListModels."""
+    if args.label is None:
+        return None
+    text = str(args.label).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    versions = client.list_models(args.model)
+    info = next((m for m in versions if (m.version == args.version if args.version else m.latest)), None)
+    if info is None:
+        version = f" version {args.version}" if args.version else ""
+        raise ValueError(f"model {args.model}{version} is not loaded (see `latentforge models`)")
+    return info.label_of(text)
+
+
 def _generate(args: argparse.Namespace) -> int:
     import grpc
 
@@ -114,10 +131,13 @@ def _generate(args: argparse.Namespace) -> int:
     try:
         with _connect(args) as client:
             result = client.generate(args.model, args.count, seed=args.seed, version=args.version,
-                                     truncation=args.truncation, label=args.label, fmt="tensor")
+                                     truncation=args.truncation, label=_label(client, args), fmt="tensor")
             info = _model_info(client, result.model, result.version)
     except grpc.RpcError as exc:
         return _rpc_error(exc)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     grid([s.image.tensor for s in result.samples], info.value_range).save(args.out)
     print(f"{args.out}: {len(result.samples)} samples from {result.model} v{result.version}, seed {result.seed}")
     return 0
@@ -133,10 +153,13 @@ def _interpolate(args: argparse.Namespace) -> int:
         with _connect(args) as client:
             result = client.interpolate(args.model, Endpoint(seed=args.from_seed), Endpoint(seed=args.to_seed),
                                         args.steps, slerp=args.slerp, version=args.version,
-                                        truncation=args.truncation, label=args.label, fmt="tensor")
+                                        truncation=args.truncation, label=_label(client, args), fmt="tensor")
             info = _model_info(client, result.model, result.version)
     except grpc.RpcError as exc:
         return _rpc_error(exc)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     frames = [s.image.tensor for s in result.samples]
     strip(frames, info.value_range).save(args.out)
     print(f"{args.out}: {len(frames)} frames from {result.model} v{result.version}")
@@ -154,17 +177,51 @@ def _models(args: argparse.Namespace) -> int:
             models = client.list_models()
     except grpc.RpcError as exc:
         return _rpc_error(exc)
-    header = ("NAME", "VERSION", "KIND", "LATENT", "CLASSES", "OUTPUT", "RANGE", "PROVIDER", "METHODS")
+    if args.json:
+        import dataclasses
+        import json
+
+        print(json.dumps([dataclasses.asdict(m) for m in models], indent=2))
+        return 0
+    header = ("NAME", "VERSION", "KIND", "LATENT", "CLASSES", "OUTPUT", "RANGE", "PROVIDER", "METHODS",
+              "FID (FLOOR)")
     rows = [header] + [
         (m.name, f"{m.version}{'*' if m.latest else ''}", m.kind, str(m.latent_dim), str(m.num_classes),
          "x".join(map(str, m.shape)), f"[{m.value_range[0]:g},{m.value_range[1]:g}]",
-         m.execution_provider, ",".join(m.supported_methods))
+         m.execution_provider, ",".join(m.supported_methods), _fid(m))
         for m in models
     ]
     widths = [max(len(r[k]) for r in rows) for k in range(len(header))]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    for m in models:
+        if m.quality is not None:
+            print(f"{m.name} v{m.version} quality: {_quality_line(m.quality)}")
+        if m.class_names:
+            print(f"{m.name} v{m.version} classes: " + ", ".join(f"{k}={c}" for k, c in enumerate(m.class_names)))
     return 0
+
+
+def _fid(m: Any) -> str:
+    q = m.quality
+    if q is None or q.fid is None:
+        return "-"
+    return f"{q.fid:.2f} ({q.fid_floor:.2f})" if q.fid_floor is not None else f"{q.fid:.2f}"
+
+
+def _quality_line(q: Any) -> str:
+    """The headline figures, each beside its real-data floor, and how they were measured."""
+    parts = []
+    for key in ("fid", "kid", "precision", "recall", "confident"):
+        if key in q.scores:
+            floor = q.scores.get(f"{key}_floor")
+            parts.append(f"{key} {q.scores[key]:.3g}" + (f" (floor {floor:.3g})" if floor is not None else ""))
+    if "coverage" in q.scores:
+        parts.append(f"coverage {q.scores['coverage']:g} classes")
+    how = [q.details.get("source"), f"{q.scores['n']:g} samples" if "n" in q.scores else None,
+           f"step {q.scores['step']:g}" if "step" in q.scores else None,
+           f"{q.details.get('meter')} meter v{q.meter_version}" if q.details.get("meter") else None]
+    return ", ".join(parts) + " [" + ", ".join(h for h in how if h) + "]"
 
 
 def _model_info(client: Any, name: str, version: int) -> Any:

@@ -21,9 +21,27 @@ from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.rpc.security import client_channel
 
 _FORMATS = {"png": pb.OUTPUT_FORMAT_PNG, "tensor": pb.OUTPUT_FORMAT_TENSOR}
-_KINDS = {pb.MODEL_KIND_GAN: "gan", pb.MODEL_KIND_VAE: "vae"}
+_KINDS = {pb.MODEL_KIND_GAN: "gan", pb.MODEL_KIND_VAE: "vae", pb.MODEL_KIND_AE: "ae"}
 _ORIGINS = {pb.SAMPLE_ORIGIN_GENERATE: "generate", pb.SAMPLE_ORIGIN_INTERPOLATE: "interpolate",
             pb.SAMPLE_ORIGIN_ENCODE: "encode", pb.SAMPLE_ORIGIN_VARIATION: "variation"}
+
+
+@dataclass(frozen=True)
+class Quality:
+    """A model version's scores by the project's quality meter (see docs/quality.md)."""
+
+    scores: dict[str, float]  # fid, fid_floor, precision, recall, ... (FID: lower is better)
+    details: dict[str, str]  # source ("training" or "export"), meter, data, ...
+    meter_version: str
+
+    @property
+    def fid(self) -> float | None:
+        return self.scores.get("fid")
+
+    @property
+    def fid_floor(self) -> float | None:
+        """The FID real held-out images reach at the same sample count: what "good" is."""
+        return self.scores.get("fid_floor")
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,20 @@ class ModelInfo:
     value_range: tuple[float, float]
     supported_methods: tuple[str, ...]
     execution_provider: str
+    quality: Quality | None = None  # None when the version was exported without scores
+    class_names: tuple[str, ...] = ()  # by label, for a conditional model with named classes
+
+    def label_of(self, label: int | str) -> int:
+        """The label index of a class given by index ("7", 7) or by name ("seven")."""
+        if isinstance(label, int) or str(label).strip().lstrip("-").isdigit():
+            return int(label)
+        if label in self.class_names:
+            return self.class_names.index(label)
+        if self.num_classes == 0:
+            raise ValueError(f"{self.name} v{self.version} is unconditional: it takes no label")
+        known = ", ".join(self.class_names) if self.class_names else "none (use a number 0.." \
+            f"{self.num_classes - 1})"
+        raise ValueError(f"{self.name} v{self.version} has no class {label!r}; its classes: {known}")
 
 
 @dataclass(frozen=True)
@@ -218,6 +250,9 @@ class GenerationClient:
                 shape=(m.output.channels, m.output.height, m.output.width),
                 value_range=(m.output.value_min, m.output.value_max),
                 supported_methods=tuple(m.supported_methods), execution_provider=m.execution_provider,
+                quality=Quality(dict(m.quality.scores), dict(m.quality.details), m.quality.meter_version)
+                if m.HasField("quality") else None,
+                class_names=tuple(m.class_names),
             )
             for m in response.models
         ]

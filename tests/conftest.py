@@ -7,6 +7,7 @@ run (resume, distributed) train their own.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -18,14 +19,32 @@ from tests.helpers.servers import start_server
 from tests.helpers.training import tiny_config
 
 
+QUALITY_CACHE_ENV = "LATENTFORGE_CACHE_DIR"  # trainer.quality.features.CACHE_ENV (named here: no torch import)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_quality_cache(tmp_path_factory) -> Iterator[Path]:
+    """The quality meters runs evaluate with (trained once per data set) live in one folder of
+    the session, for every process the tests start (LATENTFORGE_CACHE_DIR), not in ~/.cache."""
+    folder = tmp_path_factory.mktemp("session-cache")
+    before = os.environ.get(QUALITY_CACHE_ENV)
+    os.environ[QUALITY_CACHE_ENV] = str(folder)
+    yield folder / "quality"
+    if before is None:
+        os.environ.pop(QUALITY_CACHE_ENV, None)
+    else:
+        os.environ[QUALITY_CACHE_ENV] = before
+
+
 # Small but real: the same networks at a narrower width, a few dozen steps.
 @pytest.fixture(scope="session")
 def dcgan_run(tmp_path_factory) -> Path:
-    """A DCGAN trained for 30 steps on mnist5k."""
+    """A DCGAN trained for 30 steps on mnist5k, evaluated at its end (so it has a best.pt and
+    its export carries quality scores)."""
     from trainer.loop import train
 
     out = tmp_path_factory.mktemp("runs") / "mnist-dcgan"
-    train(tiny_config("dcgan", out, data="mnist5k"))
+    train(tiny_config("dcgan", out, data="mnist5k", eval_every=30, eval_samples=200))
     return out
 
 

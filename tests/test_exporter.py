@@ -31,8 +31,9 @@ def test_gan_manifest_describes_the_version(model_repo: Path, dcgan_run: Path):
     assert m.opset == 18
     assert 0 <= m.parity.max_abs_error <= 1e-4 and m.parity.batch_sizes == (1, 7)
     assert m.files["generator.onnx"].sha256 == sha256_file(vdir / "generator.onnx")
+    # The run evaluated at its last step, so it has a best.pt, which is exported by default.
     assert m.source_checkpoint["step"] == 30
-    assert Path(m.source_checkpoint["path"]) == latest_checkpoint(dcgan_run).resolve()
+    assert Path(m.source_checkpoint["path"]) == (dcgan_run / "checkpoints" / "best.pt").resolve()
     verify_files(vdir, m)
     assert sorted(p.name for p in vdir.iterdir()) == ["generator.onnx", "manifest.json"]
 
@@ -46,13 +47,18 @@ def test_vae_exports_encoder_and_decoder(model_repo: Path):
     assert max(m.parity.per_graph.values()) <= 1e-4
 
 
-def test_manifests_declare_tasks_and_the_signatures_of_the_written_graphs(model_repo: Path):
+def test_manifests_declare_tasks_and_the_signatures_of_the_written_graphs(model_repo: Path, dcgan_run: Path):
     """Format 2: tasks from the family, signatures read back from the ONNX files (batch axis N)."""
     gan = Manifest.read(model_repo / "mnist-dcgan" / "1")
     assert gan.format_version == 2 and gan.tasks == {"sample": "generator", "decode": "generator"}
     assert gan.signatures == {"generator": Signature(inputs=(TensorSpec("z", "float32", ("N", 100)),),
                                                      outputs=(TensorSpec("image", "float32", ("N", 1, 28, 28)),))}
-    assert gan.classes == () and gan.quality is None
+    assert gan.classes == ()
+    best = load_checkpoint(dcgan_run / "checkpoints" / "best.pt")["quality"]
+    assert gan.quality.meter_version == str(best["meter_version"]) == "1"
+    assert gan.quality.scores["source"] == "training" and gan.quality.scores["step"] == 30
+    assert gan.quality.scores["fid"] == best["fid"] and gan.quality.scores["n"] == 200
+    assert gan.quality.scores["meter"] == "classifier" and gan.quality.scores["data"] == "mnist5k"
     vae = Manifest.read(model_repo / "mnist-vae" / "1")
     assert vae.tasks == {"sample": "decoder", "decode": "decoder", "encode": "encoder"}
     latent = ("N", 16)
@@ -177,6 +183,34 @@ def test_cli_export(tmp_path: Path, vae_run: Path, capsys):
     assert data["kind"] == "vae"
     assert main(["export", str(tmp_path / "none"), "--repo", str(tmp_path), "--name", "x"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_export_picks_the_checkpoint_asked_for(tmp_path: Path, dcgan_run: Path, vae_run: Path, capsys):
+    """best (default when there is one), latest, or a file; quality travels with checkpoints that have it."""
+    latest = export_run(dcgan_run, tmp_path, "latest", checkpoint="latest")
+    m = Manifest.read(latest)
+    assert Path(m.source_checkpoint["path"]) == latest_checkpoint(dcgan_run).resolve()
+    assert m.quality is not None and m.quality.scores["step"] == 30  # the last step was evaluated
+    earlier = export_run(dcgan_run, tmp_path, "earlier", checkpoint=dcgan_run / "checkpoints" / "step_00000015.pt")
+    m = Manifest.read(earlier)
+    assert m.source_checkpoint["step"] == 15 and m.quality is None  # step 15 was not evaluated
+    with pytest.raises(CheckpointError, match="has no checkpoints/best.pt.*--checkpoint latest"):
+        export_run(vae_run, tmp_path, "vae", checkpoint="best")
+    assert main(["export", str(dcgan_run), "--repo", str(tmp_path), "--name", "cli", "--checkpoint", "best"]) == 0
+    out = capsys.readouterr().out
+    assert "(from best.pt, step 30)" in out and "quality (training, 200 samples): FID" in out
+
+
+def test_export_can_score_the_exported_graph(tmp_path: Path, dcgan_run: Path, capsys):
+    """--evaluate N: the staged graph runs in ONNX Runtime, as served, and its scores go in the manifest."""
+    assert main(["export", str(dcgan_run), "--repo", str(tmp_path), "--name", "scored", "--evaluate", "300"]) == 0
+    assert "quality (export, 300 samples)" in capsys.readouterr().out
+    vdir = tmp_path / "scored" / "1"
+    q = Manifest.read(vdir).quality
+    assert q.scores["source"] == "export" and q.scores["n"] == 300 and q.meter_version == "1"
+    assert q.scores["fid"] > q.scores["fid_floor"] > 0 and "precision_floor" in q.scores
+    assert sorted(p.name for p in vdir.iterdir()) == ["generator.onnx", "manifest.json"]
+    assert [p.name for p in (tmp_path / "scored").iterdir()] == ["1"]  # no staging left
 
 
 def test_fp16_and_ort_optimized_variants(tmp_path: Path, vae_run: Path):

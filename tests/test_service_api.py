@@ -26,6 +26,23 @@ def test_list_models_describes_each_loaded_version(gen_client):
     assert "Encode" in vae.supported_methods and "Encode" not in gan.supported_methods
     assert gan.execution_provider == "CPUExecutionProvider"  # no GPU here; CUDA is picked when present
     assert [m.name for m in gen_client.list_models(VAE)] == [VAE]
+    assert gan.class_names == () and vae.class_names == ()
+
+
+def test_list_models_returns_the_quality_scores_of_the_manifest(gen_client, model_repo):
+    """The DCGAN's run evaluated its last step, so its export carries the meter's scores; the
+    VAE's did not, so it has none."""
+    from latentforge.manifest import Manifest
+
+    models = {m.name: m for m in gen_client.list_models()}
+    gan, vae = models[DCGAN].quality, models[VAE].quality
+    assert vae is None
+    manifest = Manifest.read(model_repo / DCGAN / "1").quality
+    assert gan.meter_version == manifest.meter_version == "1"
+    assert gan.scores == {k: v for k, v in manifest.scores.items() if not isinstance(v, str)}
+    assert gan.details == {k: v for k, v in manifest.scores.items() if isinstance(v, str)}
+    assert gan.fid > gan.fid_floor > 0 and gan.scores["n"] == 200 and gan.scores["step"] == 30
+    assert gan.details["source"] == "training" and gan.details["meter"] == "classifier"
 
 
 def test_generate_png_and_tensor_agree(gen_client):

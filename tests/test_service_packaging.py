@@ -16,7 +16,6 @@ from services.config import ConfigError, ServeConfig, load_config
 from tools.protogen import GENERATED_SUFFIXES, ROOT, generate
 
 
-
 def test_committed_generated_code_matches_the_proto(tmp_path: Path):
     written = generate(tmp_path)
     assert len(written) == len(GENERATED_SUFFIXES)
@@ -116,6 +115,11 @@ def test_cli_models_generate_interpolate(memory_server, tmp_path: Path, capsys):
     assert main(["models", "--target", target]) == 0
     listing = capsys.readouterr().out
     assert "mnist-dcgan" in listing and "CPUExecutionProvider" in listing
+    assert "FID (FLOOR)" in listing.splitlines()[0]
+    assert "mnist-dcgan v1 quality: fid " in listing and "[training, 200 samples, step 30, classifier meter v1]" in listing
+    assert main(["models", "--target", target, "--json"]) == 0
+    listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
+    assert listed["mnist-dcgan"]["quality"]["details"]["source"] == "training" and listed["mnist-vae"]["quality"] is None
     grid = tmp_path / "grid.png"
     assert main(["generate", "--target", target, "--model", "mnist-dcgan", "--count", "16", "--seed", "7",
                  "--out", str(grid)]) == 0

@@ -48,7 +48,9 @@ def test_list_models_says_what_each_model_supports(client):
     models = {m.name: m for m in client.list_models()}
     assert list(models[AE].supported_methods) == AE_METHODS
     assert "Generate" in models[COND].supported_methods and "Encode" not in models[COND].supported_methods
-    assert models[AE].kind == "unknown" and models[AE].latent_dim == 4  # no proto kind for "ae" yet
+    assert models[AE].kind == "ae" and models[AE].latent_dim == 4  # MODEL_KIND_AE
+    assert models[COND].class_names == tuple(f"class-{k}" for k in range(10)) and models[AE].class_names == ()
+    assert models[COND].quality is None  # exported without scores
 
 
 @pytest.mark.parametrize("method", ["Generate", "GenerateStream"])
@@ -128,3 +130,24 @@ def test_an_optional_input_left_out_is_fed_as_zeros(task_repo: Path):
     assert not np.array_equal(left_out, cond.run_image(z, np.full(4, 3)))
     with pytest.raises(InvalidArgument, match="input labels is float32"):
         cond.run_image(z, np.zeros(4, np.float32))
+
+
+def test_cli_takes_a_label_by_number_or_by_class_name(client, tmp_path: Path, capsys):
+    """`--label 3` and `--label class-3` (a name from ListModels) ask for the same class."""
+    from latentforge.cli import main
+
+    target = client.target
+    assert main(["models", "--target", target]) == 0
+    assert "cond-toy v1 classes: 0=class-0, 1=class-1, 2=class-2" in capsys.readouterr().out
+    by_number, by_name = tmp_path / "n.png", tmp_path / "c.png"
+    common = ["generate", "--target", target, "--model", COND, "--count", "4", "--seed", "5"]
+    assert main([*common, "--label", "3", "--out", str(by_number)]) == 0
+    assert main([*common, "--label", "class-3", "--out", str(by_name)]) == 0
+    assert by_number.read_bytes() == by_name.read_bytes()
+    assert main([*common, "--label", "class-0", "--out", str(tmp_path / "0.png")]) == 0
+    assert by_number.read_bytes() != (tmp_path / "0.png").read_bytes()
+    capsys.readouterr()
+    assert main([*common, "--label", "seven", "--out", str(tmp_path / "x.png")]) == 2
+    assert "cond-toy v1 has no class 'seven'; its classes: class-0, class-1" in capsys.readouterr().err
+    assert main(["interpolate", "--target", target, "--model", COND, "--from-seed", "1", "--to-seed", "2",
+                 "--label", "class-9", "--out", str(tmp_path / "s.png")]) == 0

@@ -14,7 +14,7 @@ from latentforge.cli import main
 from tests.helpers.training import V1_CONFIG_DEFAULTS
 from trainer import cli as trainer_cli
 from trainer import families
-from trainer.config import TrainConfig, fixed_options, upgrade_v1_config
+from trainer.config import TrainConfig, fixed_options, parse_duration, upgrade_v1_config
 from trainer.families import FAMILIES, FamilyEntry
 from trainer.families.configs import GAN_LOSSES, DCGANConfig, VAEConfig
 from trainer.options import FamilyConfig, option
@@ -67,6 +67,26 @@ def test_validation_names_each_bad_option():
     with pytest.raises(ValueError, match="kl_warmup_steps must be an integer"):
         TrainConfig.from_dict({"model": "vae", "kl_warmup_steps": "many"}).validate()
     TrainConfig.from_dict({"model": "vae", "lr": 1}).validate()  # an int where a float is due is fine
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("6m", 360), ("1h", 3600), ("1h30m", 5400), ("1.5h", 5400),
+                                           ("2m30s", 150), ("45", 45), ("0", 0)])
+def test_durations_read(text: str, seconds: float):
+    assert parse_duration(text) == seconds
+
+
+def test_time_budget_is_a_duration_and_0_means_none():
+    assert TrainConfig.from_dict({"time_budget": "6m"}).time_budget_seconds == 360
+    assert TrainConfig.from_dict({"time_budget": 90}).time_budget == "90"  # a number in a JSON file: seconds
+    assert TrainConfig.from_dict({"time_budget": "0"}).time_budget_seconds is None
+    assert TrainConfig().time_budget_seconds is None
+    for bad in ("6 minutes", "1m1m", "-5", "m"):
+        with pytest.raises(ValueError, match=r"time_budget: .* is not a duration"):
+            TrainConfig.from_dict({"time_budget": bad}).validate()
+    with pytest.raises(ValueError, match="eval_samples must be >= 10"):
+        TrainConfig.from_dict({"eval_samples": 5}).validate()
+    with pytest.raises(ValueError, match="eval_every must be >= 0"):
+        TrainConfig.from_dict({"eval_every": -1}).validate()
 
 
 def test_gan_losses_offered_are_the_ones_implemented():

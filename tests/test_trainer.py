@@ -54,7 +54,7 @@ def test_vae_run_writes_reconstruction_grids(vae_run: Path):
 
 
 @pytest.mark.parametrize("model", ["dcgan", "vae"])
-def test_trains_on_an_rgb_image_folder(tmp_path: Path, model: str):
+def test_trains_on_an_rgb_image_folder(tmp_path: Path, model: str, caplog):
     rng = np.random.default_rng(0)
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -62,11 +62,16 @@ def test_trains_on_an_rgb_image_folder(tmp_path: Path, model: str):
         w, h = rng.integers(40, 90, size=2)
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     out = tmp_path / "run"
-    train(tiny_config(model, out, data=str(folder), image_size=32, steps=6, batch_size=8,
-                      sample_every=6, checkpoint_every=6))
+    with caplog.at_level("INFO", logger="trainer.evaluation"):
+        train(tiny_config(model, out, data=str(folder), image_size=32, steps=6, batch_size=8,
+                          sample_every=6, checkpoint_every=6, eval_every=3))
     payload = load_checkpoint(out)
     assert payload["data"]["shape"] == [3, 32, 32]
     assert Image.open(out / "samples" / "latest.png").mode == "RGB"
+    # 40 images are too few for the quality meter: evaluation is skipped with one line, training goes on.
+    assert [r.message for r in caplog.records if "evaluation off" in r.message] == [
+        "evaluation off: " + str(folder) + ": 40 images are too few to measure quality (need 50)"]
+    assert not (out / "checkpoints" / "best.pt").exists() and "eval" not in _metrics(out)[-1]
 
 
 @pytest.mark.parametrize("model", ["dcgan", "vae"])
@@ -228,3 +233,85 @@ def test_resume_of_a_run_trained_before_family_configs(tmp_path: Path):
     for net in wa:
         for key in wa[net]:
             assert torch.equal(wa[net][key], wb[net][key]), (net, key)
+
+
+def _without(rows: list[dict], *keys: str) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in keys} for r in rows]
+
+
+def test_evaluation_scores_the_run_keeps_the_best_and_leaves_training_alone(tmp_path: Path):
+    """--eval-every: scores in metrics.jsonl at every Nth step and at the end, checkpoints/best.pt
+    = the lowest FID, never pruned; the same steps as a run without evaluation, bit for bit."""
+    evaluated, plain = tmp_path / "evaluated", tmp_path / "plain"
+    opts = dict(steps=10, log_every=1, checkpoint_every=4, keep_checkpoints=1, sample_every=100)
+    train(tiny_config("dcgan", evaluated, eval_every=4, eval_samples=100, **opts))
+    train(tiny_config("dcgan", plain, **opts))
+
+    rows = _metrics(evaluated)
+    assert [r["step"] for r in rows] == list(range(1, 11))
+    scored = {r["step"]: r["eval"] for r in rows if "eval" in r}
+    assert list(scored) == [4, 8, 10]  # every 4th step, and the last
+    for scores in scored.values():
+        assert scores["n"] == 100 and 0 < scores["fid_floor"] < scores["fid"]
+        assert {"kid", "precision", "recall", "coverage", "confident"} <= scores.keys()
+    assert _without(rows, "time", "step_seconds", "eval") == _without(_metrics(plain), "time", "step_seconds")
+    wa, wb = load_checkpoint(evaluated)["modules"], load_checkpoint(plain)["modules"]
+    for net in wa:
+        for key in wa[net]:
+            assert torch.equal(wa[net][key], wb[net][key]), (net, key)
+
+    best_step = min(scored, key=lambda s: scored[s]["fid"])
+    best = load_checkpoint(evaluated / "checkpoints" / "best.pt")
+    assert best["step"] == best["quality"]["step"] == best_step
+    assert best["quality"]["fid"] == scored[best_step]["fid"]
+    assert best["quality"]["meter"] == "classifier" and best["quality"]["data"] == "mnist5k"
+    assert sorted(p.name for p in (evaluated / "checkpoints").iterdir()) == ["best.pt", "step_00000010.pt"]
+    info = json.loads((evaluated / "run.json").read_text())
+    assert info["best"]["path"] == "checkpoints/best.pt" and info["best"]["step"] == best_step
+    assert load_checkpoint(evaluated)["quality"]["step"] == 10  # the last checkpoint carries its scores
+    assert not (plain / "checkpoints" / "best.pt").exists() and json.loads((plain / "run.json").read_text())["best"] is None
+
+
+def test_time_budget_ends_a_run_that_resume_can_continue(tmp_path: Path, capsys):
+    """--time-budget: the run stops on its own with a checkpoint, a final evaluation and best.pt,
+    exits 0 as finished; the budget is a total, so resuming needs a larger one (or 0 for none)."""
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--model", "dcgan", "--width", "16", "--batch-size", "16", "--log-every", "1",
+              "--checkpoint-every", "100000", "--sample-every", "100000", "--eval-every", "100000",
+              "--eval-samples", "100", "--no-progress"]
+    assert main(["train", "--steps", "100000", "--time-budget", "1s", *common]) == 0
+    assert "time budget 1s spent" in capsys.readouterr().out
+    info = json.loads((out / "run.json").read_text())
+    step = info["step"]
+    assert info["finished"] and info["stopped"] == "time-budget" and 1 <= step < 100000
+    assert info["elapsed_seconds"] >= 1.0
+    assert [p.name for p in list_checkpoints(out)] == [f"step_{step:08d}.pt"]
+    assert load_checkpoint(out)["elapsed_seconds"] >= 1.0
+    assert "eval" in _metrics(out)[-1] and _metrics(out)[-1]["step"] == step  # a final evaluation
+    assert load_checkpoint(out / "checkpoints" / "best.pt")["step"] == step
+
+    assert main(["train", "--resume", "--out", str(out)]) == 2
+    assert "already spent its time budget" in capsys.readouterr().err
+    before = latest_checkpoint(out).read_bytes()
+    assert main(["train", "--resume", "auto", *common, "--steps", "100000", "--time-budget", "1s"]) == 0
+    assert latest_checkpoint(out).read_bytes() == before  # finished: left as it is
+
+    assert main(["train", "--resume", "--out", str(out), "--time-budget", "0", "--steps", str(step + 2)]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["finished"] and info["stopped"] is None and info["step"] == step + 2
+    assert [r["step"] for r in _metrics(out)] == list(range(1, step + 3))
+
+
+def test_progress_is_plain_lines_when_not_a_terminal(tmp_path: Path):
+    """Piped output gets one plain line every --progress-every seconds, no carriage-return redraws."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "latentforge", "train", "--out", str(tmp_path / "run"), "--model", "vae",
+         "--width", "16", "--batch-size", "16", "--steps", "6", "--log-every", "2", "--eval-every", "0",
+         "--progress-every", "0.001", "--threads", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "\r" not in proc.stderr and "\r" not in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if "train vae: step " in line]
+    assert len(lines) >= 2 and "step 6/6 (100%)" in lines[-1] and "steps/s" in lines[-1]
+    assert "loss" in lines[-1]

@@ -23,6 +23,7 @@ FORMAT = "latentforge-checkpoint"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
+BEST_NAME = "best.pt"  # the best-scoring checkpoint of a run (trainer.evaluation); never pruned
 REQUIRED_KEYS = ("format", "format_version", "family", "config", "data", "step", "modules")
 
 
@@ -36,6 +37,10 @@ def checkpoint_dir(run_dir: Path) -> Path:
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
     return checkpoint_dir(run_dir) / f"step_{step:08d}.pt"
+
+
+def best_checkpoint_path(run_dir: Path) -> Path:
+    return checkpoint_dir(run_dir) / BEST_NAME
 
 
 def atomic_write_bytes(path: Path, write) -> None:
@@ -65,6 +70,37 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int
     atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
+    return path
+
+
+def save_best_checkpoint(run_dir: Path, step: int, payload: dict[str, Any]) -> Path:
+    """Write checkpoints/best.pt atomically (over the previous best). Step checkpoints are
+    pruned by name (step_*.pt), so best.pt stays whatever `keep` is."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": step, **payload}
+    path = best_checkpoint_path(run_dir)
+    atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
+    return path
+
+
+def resolve_checkpoint(run_dir: Path, choice: str | Path | None = None) -> Path:
+    """The checkpoint file a run folder names: "best" (checkpoints/best.pt), "latest" (the
+    newest step_*.pt), a path to a .pt file, or None for best when the run has one, else latest."""
+    run_dir = Path(run_dir)
+    best = best_checkpoint_path(run_dir)
+    if choice in (None, "latest", "best") and not run_dir.exists():
+        raise CheckpointError(f"{run_dir} does not exist")
+    if choice is None:
+        return best if best.is_file() else latest_checkpoint(run_dir)
+    if str(choice) == "latest":
+        return latest_checkpoint(run_dir)
+    if str(choice) == "best":
+        if not best.is_file():
+            raise CheckpointError(f"{run_dir} has no {best.relative_to(run_dir)} (it is written when a run "
+                                  "evaluates, see --eval-every); use --checkpoint latest")
+        return best
+    path = Path(choice)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; use latest, best or a .pt file")
     return path
 
 

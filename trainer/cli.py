@@ -14,9 +14,10 @@ its other settings.
 continues when it holds checkpoints and starts fresh otherwise (the same command line works
 for a first attempt and a retry, e.g. a restarted pod with its run folder on a volume).
 
-Exit status: 0 when the run reached --steps, 2 for bad settings or data, and 128 + the signal
-number (143 for SIGTERM, 130 for SIGINT) when a signal stopped it early: the run then holds
-a checkpoint at the step it stopped after and continues exactly with `--resume`.
+Exit status: 0 when the run reached --steps or spent its --time-budget (both finish a run;
+see trainer/loop.py for how they count across resumes), 2 for bad settings or data, and 128 +
+the signal number (143 for SIGTERM, 130 for SIGINT) when a signal stopped it early: the run
+then holds a checkpoint at the step it stopped after and continues exactly with `--resume`.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a model family (runs under torchrun too)",
         description="Train a model family on a data set. Under torchrun, every process runs this command. "
-        "Exit status: 0 done, 2 bad settings or data, 128+signal when SIGTERM/SIGINT stopped it after "
-        "writing a checkpoint.",
+        "The run ends at --steps or when --time-budget is spent, whichever comes first. "
+        "Exit status: 0 done (steps reached or budget spent), 2 bad settings or data, 128+signal when "
+        "SIGTERM/SIGINT stopped it after writing a checkpoint.",
     )
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, grids, metrics)")
     p.add_argument("--config", type=Path, help="JSON file of training options (nested or flat); flags override it")
@@ -129,13 +131,18 @@ def run(args: argparse.Namespace) -> int:
     except (DataError, CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if result.stopped is not None:
+    if not result.finished:
         if result.checkpoint is not None:
             print(f"stopped {cfg.model} at step {result.step} of {cfg.steps} ({result.stopped}): "
                   f"checkpoint {result.checkpoint}; continue with --resume")
         return stop.exit_status
     if result.checkpoint is not None:
-        print(f"trained {cfg.model} to step {result.step}: checkpoint {result.checkpoint}")
+        why = f" (time budget {cfg.time_budget} spent)" if result.stopped is not None else ""
+        print(f"trained {cfg.model} to step {result.step}{why}: checkpoint {result.checkpoint}")
+        if result.best_checkpoint is not None and result.best is not None:
+            best = result.best
+            print(f"best: {result.best_checkpoint} (step {best.get('step')}, FID {best.get('fid', float('nan')):.3f}, "
+                  f"real-data floor {best.get('fid_floor', float('nan')):.3f})")
         if result.samples is not None:
             print(f"samples: {result.samples}")
         print(f"metrics: {result.metrics}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -51,7 +52,16 @@ class TrainConfig:
     keep_checkpoints: int = option(3, "checkpoints to keep, 0 = all", at_least=0)
     grid_size: int = option(64, "images per sample grid", at_least=1)
     log_every: int = option(10, "metrics line every N steps", above=0)
-    progress: bool = option(True, "progress bar on the terminal")
+    progress: bool = option(True, "progress bar on a terminal, a plain line every --progress-every s otherwise")
+    progress_every: float = option(10.0, "seconds between progress lines when the output is not a terminal",
+                                   above=0)
+    # Quality during training (trainer/quality): scores in metrics.jsonl, checkpoints/best.pt.
+    eval_every: int = option(500, "score samples with the quality meter every N steps and at the end, 0 = off",
+                             at_least=0)
+    eval_samples: int = option(500, "samples per evaluation", at_least=10)
+    # When to stop: --steps or --time-budget, whichever comes first.
+    time_budget: str | None = option(None, "stop after this much training time, e.g. 90s, 6m, 1h30m; counted "
+                                     "across resumes, 0 = no budget")
     # Where and how it runs.
     threads: int = option(0, "torch threads per process, 0 = torch's default", at_least=0)
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
@@ -62,6 +72,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         coerce_numbers(self)
+        if isinstance(self.time_budget, (int, float)) and not isinstance(self.time_budget, bool):
+            self.time_budget = f"{self.time_budget:g}"  # a number of seconds, e.g. from a JSON file
         entry = family_entry(self.model) if self.model in FAMILIES else None
         if self.family is None and entry is not None:
             self.family = entry.config()
@@ -71,6 +83,11 @@ class TrainConfig:
         if self.model not in FAMILIES:
             family_entry(self.model)  # raises, naming the known families
         problems = check_options(self)
+        if isinstance(self.time_budget, str) and self.time_budget.strip():
+            try:
+                parse_duration(self.time_budget)
+            except ValueError as exc:
+                problems.append(f"time_budget: {exc}")
         entry = family_entry(self.model)
         if not isinstance(self.family, entry.config):
             problems.append(f"{self.model} needs a {entry.config.__name__}, got {type(self.family).__name__}")
@@ -78,6 +95,14 @@ class TrainConfig:
             problems += check_options(self.family) + self.family.problems()
         if problems:
             raise ValueError("bad training config: " + "; ".join(problems))
+
+    @property
+    def time_budget_seconds(self) -> float | None:
+        """The time budget in seconds, or None when the run has none (unset or 0)."""
+        if not self.time_budget or not self.time_budget.strip():
+            return None
+        seconds = parse_duration(self.time_budget)
+        return seconds if seconds > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         """The nested form: common options, and the family's under the family's name."""
@@ -122,6 +147,26 @@ class TrainConfig:
     def load(cls, path: Path, **overrides: Any) -> "TrainConfig":
         """Read a JSON config file, then apply non-None overrides (from flags)."""
         return cls.from_layers(read_config_file(path), {k: v for k, v in overrides.items() if v is not None})
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([hms])")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as "90s", "6m", "1h30m", "1.5h" or "45" (plain seconds)."""
+    s = str(text).strip().lower().replace(" ", "")
+    try:
+        seconds = float(s)
+    except ValueError:
+        parts = _DURATION_PART.findall(s)
+        units = [unit for _, unit in parts]
+        if not parts or "".join(n + u for n, u in parts) != s or len(set(units)) != len(units):
+            raise ValueError(f"{text!r} is not a duration; write e.g. 90s, 6m, 1h30m or a number of seconds") from None
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"{text!r} is not a duration; it must be a finite number of seconds >= 0")
+    return seconds
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -2,18 +2,30 @@
 
 Layout of a run folder (rank 0 writes all of it):
 
-    <out>/run.json                    config, data and family, updated at the end
-    <out>/metrics.jsonl               one JSON object per logged step
+    <out>/run.json                    config, data and family, step, best, updated at the end
+    <out>/metrics.jsonl               one JSON object per logged step ("eval": scores, when evaluated)
     <out>/checkpoints/step_*.pt       atomic, newest `keep_checkpoints` kept
-    <out>/samples/step_*.png          grids from one fixed latent batch (+ latest.png)
+    <out>/checkpoints/best.pt         the best-scoring weights so far (trainer.evaluation), never pruned
+    <out>/samples/step_*.png          grids from one fixed latent batch (+ latest.png); a
+                                      conditional family's grid has one row per class
     <out>/samples/recon_step_*.png    VAE: originals beside reconstructions
 
 Resuming continues exactly: the data order is a function of (seed, step), and the
 checkpoint restores networks, optimisers and every rank's RNG state.
 
+A run ends at `steps`, or when its time budget (`time_budget`) is spent, whichever comes
+first. Both are totals for the run, not for one session: `steps` counts every step since the
+start, and the budget counts the training time every session has spent (stored in each
+checkpoint as `elapsed_seconds`; the clock runs from the first step of a session, so loading
+data and training the quality meter do not count, and the final evaluation and checkpoint
+come after the budget). A run that spent its budget is finished like one that reached
+`steps` (run.json: `"finished": true, "stopped": "time-budget"`); `--resume` then continues
+it only with a larger `--time-budget` (or 0 for none), and `--resume auto` leaves it as it is.
+
 A stop request (SIGTERM/SIGINT through `trainer.stopping`) ends the run after the current
 step: every rank stops after the same step, a checkpoint is written at it, and run.json
-records the step and the reason; resuming from it continues exactly as well.
+records the step and the reason; resuming from it continues exactly as well. The ranks
+agree on a spent budget the same way (one all-reduce per step carries both).
 """
 
 from __future__ import annotations
@@ -36,17 +48,22 @@ from trainer.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    save_best_checkpoint,
     save_checkpoint,
 )
 from trainer.config import TrainConfig, fixed_options
 from trainer.data import Batch, DataError, TrainingData, load_data
 from trainer.distributed import DistContext, init_distributed, shutdown
+from trainer.evaluation import Evaluator, scores_of
 from trainer.families import build_family, family_entry
 from trainer.families.base import Family
 from trainer.grids import save_grid
+from trainer.progress import Progress, format_duration
 from trainer.stopping import StopRequest
 
 log = logging.getLogger(__name__)
+
+TIME_BUDGET = "time-budget"  # TrainResult.stopped / run.json "stopped" when the budget ended the run
 
 
 @dataclass
@@ -58,7 +75,18 @@ class TrainResult:
     checkpoint: Path | None
     metrics: Path
     samples: Path | None
-    stopped: str | None = None  # why the run ended before cfg.steps (e.g. "SIGTERM"), None when it did not
+    stopped: str | None = None  # why the run ended before cfg.steps ("SIGTERM", "time-budget"), None when it did not
+    best: dict[str, Any] | None = None  # the quality record of checkpoints/best.pt, when the run has one
+
+    @property
+    def finished(self) -> bool:
+        """The run reached cfg.steps or spent its time budget (a signal's stop is not finished)."""
+        return self.stopped in (None, TIME_BUDGET)
+
+    @property
+    def best_checkpoint(self) -> Path | None:
+        path = self.run_dir / "checkpoints" / "best.pt"
+        return path if self.best is not None and path.is_file() else None
 
 
 Resume = bool | Literal["auto"]
@@ -70,8 +98,8 @@ def train(cfg: TrainConfig, resume: Resume = False, stop: StopRequest | None = N
     `resume`: False starts a fresh run (refused when the folder holds checkpoints), True
     continues from the newest checkpoint (refused when there is none), "auto" continues when
     there are checkpoints and starts fresh otherwise; a run that already reached `cfg.steps`
-    is then left as it is. `stop`, when its request is set, ends the run after the current
-    step with a checkpoint (see `trainer.stopping`).
+    or spent its time budget is then left as it is. `stop`, when its request is set, ends the
+    run after the current step with a checkpoint (see `trainer.stopping`).
     """
     cfg.validate()
     family_entry(cfg.model).load()  # fail on a broken family before loading any data
@@ -101,10 +129,14 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
         raise CheckpointError(f"the processes see different checkpoints in {cfg.out} (newest step by rank: {seen}); "
                               "every process must read the same run folder (a shared volume)")
     latest = seen[0]
+    budget = cfg.time_budget_seconds
     if resume == "auto":
-        if latest is not None and latest >= cfg.steps:
-            log.info("%s already reached step %d of %d; nothing to train", cfg.out, latest, cfg.steps)
-            return _result(cfg.out, latest, latest_checkpoint(cfg.out) if ctx.is_main else None)
+        if latest is not None:
+            reason = _already_done(cfg, latest, budget)
+            if reason is not None:
+                log.info("%s already %s; nothing to train", cfg.out, reason)
+                return _result(cfg.out, latest, latest_checkpoint(cfg.out) if ctx.is_main else None,
+                               best=_run_info(cfg.out).get("best"))
         resume = latest is not None
     if not resume and latest is not None:
         raise CheckpointError(f"{cfg.out} already holds checkpoints; pass --resume to continue it or a new --out")
@@ -119,9 +151,11 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
 
     family = build_family(cfg, data.spec, ctx.device)
     start = 0
+    spent = 0.0  # training seconds earlier sessions of this run spent (counted against the budget)
     if payload is not None:
         family.load_state(payload)
         start = int(payload["step"])
+        spent = float(payload.get("elapsed_seconds", 0.0))
         rng = payload.get("rng") or []
         if len(rng) == ctx.world_size:
             _set_rng_state(rng[ctx.rank], ctx.device)
@@ -133,21 +167,26 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
 
     out = cfg.out
     metrics_path = out / "metrics.jsonl"
+    evaluator: Evaluator | None = None
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        _write_run_info(out, cfg, data, family, ctx, start)
+        evaluator = Evaluator.open(cfg, data, family, out)  # may train the meter once per data set
+        _write_run_info(out, cfg, data, family, ctx, start, elapsed=spent,
+                        best=evaluator.best if evaluator is not None else _run_info(out).get("best"))
         _truncate_metrics(metrics_path, start)
     ctx.barrier()
 
     batches = _Batches(data, cfg, ctx)
-    fixed = family.latents(cfg.grid_size, torch.Generator().manual_seed(cfg.seed))
+    fixed = _grid_inputs(family, cfg)
     fixed_batch = batches.first(max(1, cfg.grid_size // 2))
 
-    progress = _progress(cfg, start, ctx.is_main and cfg.progress)
+    progress = (Progress(cfg.steps, start, f"train {cfg.model}", cfg.progress_every, budget_s=budget, spent_s=spent)
+                if ctx.is_main and cfg.progress else None)
     last_ckpt: Path | None = None
     window: list[float] = []
     stopped: str | None = None
     done = start
+    began = time.monotonic()
     metrics_file = open(metrics_path, "a") if ctx.is_main else None
     try:
         for step in range(start, cfg.steps):
@@ -158,47 +197,97 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
                 window.append(time.perf_counter() - t0)
             done = step + 1
             final = done == cfg.steps
-            if metrics_file is not None and (done % cfg.log_every == 0 or final):
+            # Collective: every rank learns whether (and why) any rank was asked to stop, and
+            # whether any rank's clock says the budget is spent (the low bit; a signal outranks
+            # it). The decision rests on the agreed value alone: a signal landing after the
+            # all-reduce counts at the next step, on every rank alike.
+            over_budget = budget is not None and spent + time.monotonic() - began >= budget
+            agreed = 0 if final else ctx.max(2 * stop.code + int(over_budget))
+            stop.agree(agreed // 2)
+            signalled = agreed // 2 != 0
+            budget_spent = agreed == 1
+            ending = final or budget_spent  # the run is finished after this step
+            quality = None
+            if evaluator is not None and not signalled and (done % cfg.eval_every == 0 or ending):
+                quality = evaluator.evaluate(family, done)
+            if metrics_file is not None and (done % cfg.log_every == 0 or ending or quality is not None):
                 record: dict[str, Any] = {"step": done, "epoch": epoch, "time": round(time.time(), 3)}
-                record["step_seconds"] = sum(window) / len(window)
+                if window:
+                    record["step_seconds"] = sum(window) / len(window)
                 record.update({k: round(v, 6) for k, v in metrics.items()})
+                if quality is not None:
+                    record["eval"] = scores_of(quality)
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
                 window.clear()
-            if progress is not None:
-                progress.update(1)
-                if done % cfg.log_every == 0 or final:
-                    progress.set_postfix({k: f"{v:.3f}" for k, v in list(metrics.items())[:3]}, refresh=False)
-            if ctx.is_main and (done % cfg.sample_every == 0 or final):
+            if ctx.is_main and (done % cfg.sample_every == 0 or ending):
                 _save_grids(out, family, fixed, fixed_batch, done)
-            # Collective: every rank learns whether (and why) any rank was asked to stop. The
-            # decision rests on the agreed value alone: a signal landing after the all-reduce
-            # counts at the next step, on every rank alike.
-            agreed = 0 if final else ctx.max(stop.code)
-            stop.agree(agreed)
-            stopping = agreed != 0
-            if done % cfg.checkpoint_every == 0 or final or stopping:
+            if done % cfg.checkpoint_every == 0 or ending or signalled:
                 rng = ctx.gather(_rng_state(ctx.device))  # collective: every rank takes part
                 if ctx.is_main:
-                    last_ckpt = save_checkpoint(out, done, _payload(cfg, data, family, rng), cfg.keep_checkpoints)
+                    elapsed = spent + time.monotonic() - began
+                    extra = {"elapsed_seconds": round(elapsed, 3)}
+                    if quality is not None:
+                        extra["quality"] = quality
+                    last_ckpt = save_checkpoint(out, done, _payload(cfg, data, family, rng, extra),
+                                                cfg.keep_checkpoints)
                 ctx.barrier()
-            if stopping:
+            if quality is not None and evaluator is not None and evaluator.improved(quality):
+                # Not needed to resume (step checkpoints are), so rank 0 alone writes it.
+                save_best_checkpoint(out, done, _payload(cfg, data, family, [], {"quality": quality}))
+                log.info("step %d: FID %.3f (floor %.3f), the best so far: %s", done, quality["fid"],
+                         quality.get("fid_floor", float("nan")), out / "checkpoints" / "best.pt")
+            elif quality is not None:
+                log.info("step %d: FID %.3f (floor %.3f); best %.3f at step %s", done, quality["fid"],
+                         quality.get("fid_floor", float("nan")), evaluator.best["fid"], evaluator.best["step"])
+            if progress is not None:
+                progress.update(done, metrics if done % cfg.log_every == 0 or ending else None, quality,
+                                evaluator.best if evaluator is not None else None)
+            if signalled:
                 stopped = stop.reason
                 log.warning("stopped at step %d of %d (%s); resume with --resume", done, cfg.steps, stopped)
+                break
+            if budget_spent:
+                stopped = TIME_BUDGET
+                log.info("time budget of %s spent at step %d of %d", format_duration(budget), done, cfg.steps)
                 break
     finally:
         if progress is not None:
             progress.close()
         if metrics_file is not None:
             metrics_file.close()
+    best = evaluator.best if evaluator is not None else None
     if ctx.is_main:
-        _write_run_info(out, cfg, data, family, ctx, done, finished=stopped is None, stopped=stopped)
-    return _result(out, done, last_ckpt, stopped)
+        _write_run_info(out, cfg, data, family, ctx, done, finished=stopped in (None, TIME_BUDGET), stopped=stopped,
+                        elapsed=spent + time.monotonic() - began, best=best)
+    return _result(out, done, last_ckpt, stopped, best)
 
 
-def _result(out: Path, step: int, checkpoint: Path | None, stopped: str | None = None) -> TrainResult:
+def _result(out: Path, step: int, checkpoint: Path | None, stopped: str | None = None,
+            best: dict[str, Any] | None = None) -> TrainResult:
     samples = out / "samples" / "latest.png"
-    return TrainResult(out, step, checkpoint, out / "metrics.jsonl", samples if samples.exists() else None, stopped)
+    return TrainResult(out, step, checkpoint, out / "metrics.jsonl", samples if samples.exists() else None, stopped,
+                       best)
+
+
+def _already_done(cfg: TrainConfig, latest: int, budget: float | None) -> str | None:
+    """Why a run whose newest checkpoint is at step `latest` has nothing left to train, or None."""
+    if latest >= cfg.steps:
+        return f"reached step {latest} of {cfg.steps}"
+    if budget is not None:
+        spent = float(load_checkpoint(latest_checkpoint(cfg.out)).get("elapsed_seconds", 0.0))
+        if spent >= budget:
+            return f"spent its time budget ({format_duration(spent)} of {format_duration(budget)})"
+    return None
+
+
+def _run_info(out: Path) -> dict[str, Any]:
+    """run.json of a run folder, or {} when it is absent or unreadable."""
+    try:
+        info = json.loads((out / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 class _Batches:
@@ -266,22 +355,57 @@ def _resume_payload(cfg: TrainConfig) -> dict[str, Any]:
         raise CheckpointError(
             f"{cfg.out} already reached step {payload['step']}; pass --steps larger than that to continue"
         )
+    budget, spent = cfg.time_budget_seconds, float(payload.get("elapsed_seconds", 0.0))
+    if budget is not None and spent >= budget:
+        raise CheckpointError(
+            f"{cfg.out} already spent its time budget ({format_duration(spent)} of {format_duration(budget)}); "
+            "pass a larger --time-budget, or --time-budget 0 for none, to continue"
+        )
     return payload
 
 
-def _payload(cfg: TrainConfig, data: TrainingData, family: Family, rng: list[torch.Tensor]) -> dict[str, Any]:
+def _payload(cfg: TrainConfig, data: TrainingData, family: Family, rng: list[torch.Tensor],
+             extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "family": family.name,
         "config": cfg.to_dict(),
         "data": data.spec.to_dict(),
         "rng": rng,
+        **(extra or {}),
         **family.state(),
     }
 
 
-def _save_grids(out: Path, family: Family, fixed: torch.Tensor, fixed_batch: Batch, step: int) -> None:
+@dataclass
+class _GridInputs:
+    """The fixed inputs of the sample grids: latents, labels of a conditional family, columns."""
+
+    z: torch.Tensor
+    labels: torch.Tensor | None
+    columns: int | None
+
+
+def _grid_inputs(family: Family, cfg: TrainConfig) -> _GridInputs:
+    """One fixed latent batch (seeded by the run's seed); for a conditional family, one row per
+    class, the same latents in every row, so a column shows one latent across the classes."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    k = family.num_classes
+    if k <= 0:
+        return _GridInputs(family.latents(cfg.grid_size, gen), None, None)
+    columns = max(1, cfg.grid_size // k)
+    z = family.latents(columns, gen).repeat(k, 1)
+    return _GridInputs(z, torch.arange(k).repeat_interleave(columns), columns)
+
+
+def _sample(family: Family, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    if labels is None:
+        return family.sample(z)
+    return family.sample(z, labels.to(family.device))  # conditional families take labels too
+
+
+def _save_grids(out: Path, family: Family, fixed: _GridInputs, fixed_batch: Batch, step: int) -> None:
     folder = out / "samples"
-    path = save_grid(family.sample(fixed), folder / f"step_{step:08d}.png")
+    path = save_grid(_sample(family, fixed.z, fixed.labels), folder / f"step_{step:08d}.png", columns=fixed.columns)
     shutil.copyfile(path, folder / "latest.png")
     for name, grid in family.extra_grids(fixed_batch).items():
         # Originals and reconstructions alternate, so an even column count pairs them.
@@ -291,7 +415,8 @@ def _save_grids(out: Path, family: Family, fixed: torch.Tensor, fixed_batch: Bat
 
 
 def _write_run_info(out: Path, cfg: TrainConfig, data: TrainingData, family: Family, ctx: DistContext,
-                    step: int, finished: bool = False, stopped: str | None = None) -> None:
+                    step: int, finished: bool = False, stopped: str | None = None, elapsed: float = 0.0,
+                    best: dict[str, Any] | None = None) -> None:
     info = {
         "family": family.name,
         "kind": family.kind,
@@ -304,6 +429,8 @@ def _write_run_info(out: Path, cfg: TrainConfig, data: TrainingData, family: Fam
         "step": step,
         "finished": finished,
         "stopped": stopped,
+        "elapsed_seconds": round(elapsed, 3),  # training time of every session, counted against time_budget
+        "best": None if best is None else {"path": "checkpoints/best.pt", **best},
         "torch": torch.__version__,
     }
     tmp = out / ".run.json.tmp"
@@ -317,11 +444,3 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
     path.write_text("".join(line + "\n" for line in kept))
-
-
-def _progress(cfg: TrainConfig, start: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.model}", unit="step", dynamic_ncols=True)

@@ -12,6 +12,7 @@ class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_KIND_UNSPECIFIED: _ClassVar[ModelKind]
     MODEL_KIND_GAN: _ClassVar[ModelKind]
     MODEL_KIND_VAE: _ClassVar[ModelKind]
+    MODEL_KIND_AE: _ClassVar[ModelKind]
 
 class OutputFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -35,6 +36,7 @@ class SampleOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 MODEL_KIND_UNSPECIFIED: ModelKind
 MODEL_KIND_GAN: ModelKind
 MODEL_KIND_VAE: ModelKind
+MODEL_KIND_AE: ModelKind
 OUTPUT_FORMAT_UNSPECIFIED: OutputFormat
 OUTPUT_FORMAT_PNG: OutputFormat
 OUTPUT_FORMAT_TENSOR: OutputFormat
@@ -84,7 +86,7 @@ class OutputSpec(_message.Message):
     def __init__(self, channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., value_min: _Optional[float] = ..., value_max: _Optional[float] = ..., layout: _Optional[str] = ..., dtype: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "latest", "kind", "latent_dim", "num_classes", "output", "supported_methods", "execution_provider", "opset", "created")
+    __slots__ = ("name", "version", "latest", "kind", "latent_dim", "num_classes", "output", "supported_methods", "execution_provider", "opset", "created", "quality", "class_names")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LATEST_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +98,8 @@ class ModelInfo(_message.Message):
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     OPSET_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     latest: bool
@@ -107,7 +111,33 @@ class ModelInfo(_message.Message):
     execution_provider: str
     opset: int
     created: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., latest: _Optional[bool] = ..., kind: _Optional[_Union[ModelKind, str]] = ..., latent_dim: _Optional[int] = ..., num_classes: _Optional[int] = ..., output: _Optional[_Union[OutputSpec, _Mapping]] = ..., supported_methods: _Optional[_Iterable[str]] = ..., execution_provider: _Optional[str] = ..., opset: _Optional[int] = ..., created: _Optional[str] = ...) -> None: ...
+    quality: ModelQuality
+    class_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., latest: _Optional[bool] = ..., kind: _Optional[_Union[ModelKind, str]] = ..., latent_dim: _Optional[int] = ..., num_classes: _Optional[int] = ..., output: _Optional[_Union[OutputSpec, _Mapping]] = ..., supported_methods: _Optional[_Iterable[str]] = ..., execution_provider: _Optional[str] = ..., opset: _Optional[int] = ..., created: _Optional[str] = ..., quality: _Optional[_Union[ModelQuality, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ModelQuality(_message.Message):
+    __slots__ = ("scores", "details", "meter_version")
+    class ScoresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class DetailsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    METER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.ScalarMap[str, float]
+    details: _containers.ScalarMap[str, str]
+    meter_version: str
+    def __init__(self, scores: _Optional[_Mapping[str, float]] = ..., details: _Optional[_Mapping[str, str]] = ..., meter_version: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("name",)

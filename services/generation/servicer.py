@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator
 
 import grpc
 
+from latentforge.manifest import Quality
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.cache import SampleRecord
@@ -23,7 +24,7 @@ from services.rpc.calls import CallTracker, add_trailer, deadline, stream, unary
 
 SAMPLES_STORED_HEADER = "x-samples-stored"
 
-_KINDS = {"gan": pb.MODEL_KIND_GAN, "vae": pb.MODEL_KIND_VAE}
+_KINDS = {"gan": pb.MODEL_KIND_GAN, "vae": pb.MODEL_KIND_VAE, "ae": pb.MODEL_KIND_AE}
 _ORIGINS = {
     "generate": pb.SAMPLE_ORIGIN_GENERATE,
     "interpolate": pb.SAMPLE_ORIGIN_INTERPOLATE,
@@ -220,5 +221,14 @@ def _model_info(entry: ModelListing) -> pb.ModelInfo:
                              value_min=out.value_range[0], value_max=out.value_range[1],
                              layout=out.layout, dtype=out.dtype),
         supported_methods=m.supported_methods(), execution_provider=m.provider,
-        opset=man.opset, created=man.created,
+        opset=man.opset, created=man.created, quality=_quality(man.quality), class_names=list(man.classes),
     )
+
+
+def _quality(quality: Quality | None) -> pb.ModelQuality | None:
+    """The manifest's quality block: numeric scores apart from text details."""
+    if quality is None:
+        return None
+    scores = {k: float(v) for k, v in quality.scores.items() if not isinstance(v, str)}
+    details = {k: v for k, v in quality.scores.items() if isinstance(v, str)}
+    return pb.ModelQuality(scores=scores, details=details, meter_version=quality.meter_version)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 # Common options and, flat, the family's (width): TrainConfig routes each to its place.
+# Evaluation is off (a test that measures quality turns it on: `eval_every=...`).
 TINY = dict(steps=30, batch_size=32, width=16, sample_every=15, checkpoint_every=15, log_every=5,
-            grid_size=16, progress=False, threads=2)
+            grid_size=16, progress=False, threads=2, eval_every=0)
 
 
 def tiny_config(model: str, out: Path, **overrides):
