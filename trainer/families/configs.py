@@ -20,6 +20,14 @@ def _adam_problems(beta1: float, beta2: float) -> list[str]:
     return [f"{name} must be < 1 (got {value})" for name, value in (("beta1", beta1), ("beta2", beta2)) if value >= 1]
 
 
+AUGMENTATIONS = ("translation", "cutout", "color")  # trainer.augment implements them
+
+
+def augment_ops(policy: str) -> tuple[str, ...]:
+    """The op names of an --augment value, in order ("none" or "" = no augmentation)."""
+    return tuple(op for op in (p.strip() for p in policy.split(",")) if op and op != "none")
+
+
 @dataclass
 class DCGANConfig(FamilyConfig):
     """Options of the DCGAN family."""
@@ -32,9 +40,27 @@ class DCGANConfig(FamilyConfig):
     beta1: float = option(0.5, "Adam beta1", at_least=0)
     beta2: float = option(0.999, "Adam beta2", above=0)
     grad_clip: float = option(10.0, "max gradient norm per network, 0 = off", at_least=0)
+    ema_decay: float = option(0.0, "keep an exponential moving average of the generator's weights with this "
+                              "decay (e.g. 0.999); grids, sampling and export use it; 0 = off", at_least=0)
+    spectral_norm: bool = option(False, "spectral normalisation of the discriminator's layers, in place of "
+                                 "its batch norm", fixed=True)
+    r1_gamma: float = option(0.0, "weight of the R1 gradient penalty on real images, 0 = off", at_least=0)
+    r1_every: int = option(16, "apply the R1 penalty every N steps (lazy, scaled by N)", at_least=1)
+    augment: str = option("none", "differentiable augmentation of real and generated images before the "
+                          f"discriminator: comma-separated {', '.join(AUGMENTATIONS)}, or none")
+    conditional: bool = option(False, "condition on the data's class labels (conditional batch norm in the "
+                               "generator, projection discriminator)", fixed=True)
 
     def problems(self) -> list[str]:
-        return _adam_problems(self.beta1, self.beta2)
+        problems = _adam_problems(self.beta1, self.beta2)
+        if isinstance(self.ema_decay, (int, float)) and self.ema_decay >= 1:
+            problems.append(f"ema_decay must be < 1 (got {self.ema_decay})")
+        if isinstance(self.augment, str):
+            unknown = [op for op in augment_ops(self.augment) if op not in AUGMENTATIONS]
+            if unknown:
+                problems.append(f"augment: unknown {', '.join(unknown)}; use a comma-separated list of "
+                                f"{', '.join(AUGMENTATIONS)}, or none")
+        return problems
 
 
 @dataclass
