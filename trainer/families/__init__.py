@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from trainer.families.configs import DCGANConfig, VAEConfig
+from trainer.families.configs import AEConfig, DCGANConfig, VAEConfig
 from trainer.options import FamilyConfig
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ FAMILIES: dict[str, FamilyEntry] = {
     for e in (
         FamilyEntry("dcgan", DCGANConfig, "trainer.families.gan:DCGAN", "DCGAN generator and discriminator"),
         FamilyEntry("vae", VAEConfig, "trainer.families.vae:VAE", "convolutional variational autoencoder"),
+        FamilyEntry("ae", AEConfig, "trainer.families.ae:AE", "convolutional autoencoder, optionally denoising"),
     )
 }
 

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from trainer.options import FamilyConfig, option
 
 GAN_LOSSES = ("nonsaturating", "hinge")  # trainer.losses.GAN_LOSSES implements them
-RECON_LOSSES = ("auto", "bce", "mse")
+RECON_LOSSES = ("auto", "bce", "mse")  # trainer.losses.reconstruction_loss implements them
+# The VAE's: also "gaussian", Gaussian pixels whose shared variance is learned (set to its optimum
+# for each batch), which weighs the reconstruction against the KL term by the data's own error.
+VAE_RECON_LOSSES = (*RECON_LOSSES, "gaussian")
 
 
 def _adam_problems(beta1: float, beta2: float) -> list[str]:
@@ -70,10 +73,37 @@ class VAEConfig(FamilyConfig):
     latent_dim: int = option(16, "size of the latent vector z", at_least=1, fixed=True)
     width: int = option(64, "base channel width of the networks (the VAE's use half of it)", at_least=1,
                         fixed=True)
-    recon: str = option("auto", "reconstruction loss: bce, mse or auto (bce for 1 channel, mse otherwise)",
-                        choices=RECON_LOSSES, fixed=True)
+    recon: str = option("auto", "reconstruction loss: bce, mse, gaussian (learned pixel variance) or auto "
+                        "(bce for 1 channel, mse otherwise)", choices=VAE_RECON_LOSSES, fixed=True)
+    conditional: bool = option(False, "condition on the data's class labels (needs labelled data); the "
+                               "exported decoder takes a label beside z", fixed=True)
     beta: float = option(1.0, "weight of the KL term in the ELBO", at_least=0)
     kl_warmup_steps: int = option(500, "steps over which the KL weight rises linearly from 0 to beta", at_least=0)
+    perceptual: float = option(0.0, "weight of a feature-matching reconstruction term: squared distance "
+                               "between the features of images and their reconstructions in a feature "
+                               "network the project trains on the data (0 = off)", at_least=0)
+    temperature: float = option(1.0, "scale of the prior latents that training grids and `latentforge "
+                                "evaluate RUN_DIR` decode (serving has truncation instead)", above=0)
+    lr: float = option(1e-3, "learning rate (Adam)", above=0)
+    beta1: float = option(0.9, "Adam beta1", at_least=0)
+    beta2: float = option(0.999, "Adam beta2", above=0)
+    grad_clip: float = option(10.0, "max gradient norm, 0 = off", at_least=0)
+
+    def problems(self) -> list[str]:
+        return _adam_problems(self.beta1, self.beta2)
+
+
+@dataclass
+class AEConfig(FamilyConfig):
+    """Options of the convolutional autoencoder family."""
+
+    latent_dim: int = option(16, "size of the latent vector z", at_least=1, fixed=True)
+    width: int = option(64, "base channel width of the networks (the autoencoder's use half of it)",
+                        at_least=1, fixed=True)
+    recon: str = option("auto", "reconstruction loss: bce, mse or auto (bce for 1 channel, mse otherwise)",
+                        choices=RECON_LOSSES, fixed=True)
+    denoise_std: float = option(0.0, "denoising autoencoder: std of the Gaussian noise added to its inputs "
+                                "in training, images in [0, 1] (0 = plain autoencoder)", at_least=0)
     lr: float = option(1e-3, "learning rate (Adam)", above=0)
     beta1: float = option(0.9, "Adam beta1", at_least=0)
     beta2: float = option(0.999, "Adam beta2", above=0)
