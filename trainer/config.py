@@ -49,7 +49,8 @@ class TrainConfig:
     # Outputs.
     sample_every: int = option(250, "write a sample grid every N steps", at_least=1)
     checkpoint_every: int = option(500, "write a checkpoint every N steps", at_least=1)
-    keep_checkpoints: int = option(3, "checkpoints to keep, 0 = all", at_least=0)
+    keep_checkpoints: int = option(3, "step checkpoints to keep, 0 = all (checkpoints/best.pt is kept apart)",
+                                   at_least=0)
     grid_size: int = option(64, "images per sample grid", at_least=1)
     log_every: int = option(10, "metrics line every N steps", above=0)
     progress: bool = option(True, "progress bar on a terminal, a plain line every --progress-every s otherwise")
