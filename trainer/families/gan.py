@@ -14,15 +14,16 @@ Options (trainer.families.configs.DCGANConfig), each off by default:
   generator's fakes take the labels of the real batch beside them, so classes are drawn as
   often as the data holds them.
 
-The generator's step runs through the plain discriminator (never its DistributedDataParallel
-wrapper) with D's parameters frozen: D's gradients there would be thrown away, so they are
-neither computed nor all-reduced across processes.
+Under DistributedDataParallel: the generator's step runs through the plain discriminator
+(never its wrapper) with D's parameters frozen, since D's gradients there would be thrown
+away: they are neither computed nor all-reduced. D's own step all-reduces once, not once per
+half: the real half's backward runs under `no_sync`, the fake half's reduces the sum.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, ContextManager, Iterator
 
 import torch
 from torch import nn
@@ -115,20 +116,22 @@ class DCGAN(Family):
         z = torch.randn(real.shape[0], self.latent_dim, device=self.device)
         fake = G(z, *cond)
 
-        # Discriminator: real and fake halves each get their own forward/backward.
+        # Discriminator: real and fake halves each get their own forward/backward; under DDP
+        # the real half's gradients stay local and are all-reduced once, summed with the fake's.
         opt_d.zero_grad(set_to_none=True)
         r1_now = c.r1_gamma > 0 and step % c.r1_every == 0
-        real_in = real.detach().requires_grad_(True) if r1_now else real
-        real_logits = D(self._augment(real_in), *cond)
-        loss_real = self.loss.real(real_logits)
         extra: dict[str, float] = {}
-        if r1_now:
-            (grad,) = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
-            r1 = grad.pow(2).flatten(1).sum(dim=1).mean()
-            (loss_real + (c.r1_gamma / 2) * c.r1_every * r1).backward()
-            extra["r1"] = r1.item()
-        else:
-            loss_real.backward()
+        with _no_sync(D):
+            real_in = real.detach().requires_grad_(True) if r1_now else real
+            real_logits = D(self._augment(real_in), *cond)
+            loss_real = self.loss.real(real_logits)
+            if r1_now:
+                (grad,) = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
+                r1 = grad.pow(2).flatten(1).sum(dim=1).mean()
+                (loss_real + (c.r1_gamma / 2) * c.r1_every * r1).backward()
+                extra["r1"] = r1.item()
+            else:
+                loss_real.backward()
         fake_logits = D(self._augment(fake.detach()), *cond)
         loss_fake = self.loss.fake(fake_logits)
         loss_fake.backward()
@@ -217,6 +220,13 @@ class DCGAN(Family):
             make_inputs=lambda n, g: (torch.randn(n, dim, generator=g),
                                       torch.randint(0, k, (n,), generator=g, dtype=torch.int64)),
         )]
+
+
+def _no_sync(module: nn.Module) -> ContextManager[None]:
+    """DistributedDataParallel's `no_sync` (gradients accumulate locally, the next backward
+    outside it all-reduces their sum); nothing for a plain module."""
+    no_sync = getattr(module, "no_sync", None)
+    return no_sync() if no_sync is not None else nullcontext()
 
 
 @contextmanager
