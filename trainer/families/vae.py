@@ -5,7 +5,8 @@ Options beyond the plain ELBO (trainer.families.configs.VAEConfig):
 - ``conditional``: a class-conditional VAE (decoder p(x | z, y), encoder q(z | x)); the data
   must carry labels. Exported, the decoder takes ``labels`` int64 (N,) beside ``z``, marked
   optional as the manifest's decode contract has it (left out: class 0); the encoder takes
-  the image alone, so Encode needs no label.
+  the image alone, so Encode needs no label. A call that decodes without a label (the
+  service's Reconstruct, whose request has no label field) therefore draws class 0.
 - ``recon="gaussian"``: Gaussian pixels with one shared variance set to its optimum for each
   batch (the mean squared error), as in "Simple and Effective VAE Training with Calibrated
   Decoders" (Rybkin et al. 2021): the reconstruction is weighed against the KL term by the
