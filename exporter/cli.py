@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from latentforge.cli import missing_extra
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `export` sub-command."""
@@ -43,9 +45,7 @@ def run(args: argparse.Namespace) -> int:
         from exporter.repository import PARITY_TOLERANCE, export_run
         from trainer.checkpoint import CheckpointError
     except ModuleNotFoundError as exc:
-        print(f"latentforge export needs the 'train' extra ({exc.name} is missing): pip install -e '.[train]'",
-              file=sys.stderr)
-        return 2
+        return missing_extra("export", "train", exc)
     from latentforge.manifest import Manifest
 
     is_file = args.run.is_file()

@@ -55,6 +55,13 @@ def _missing(part: Part, command: str) -> Any:
     return run
 
 
+def missing_extra(command: str, extra: str, exc: ModuleNotFoundError) -> int:
+    """Say which extra a sub-command needs when one of its imports is missing; exit status 2."""
+    print(f"latentforge {command} needs the '{extra}' extra ({exc.name} is missing): "
+          f"pip install -e '.[{extra}]'", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with the sub-commands of every installed part."""
     parser = argparse.ArgumentParser(

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from latentforge.cli import missing_extra
 from trainer.config import TrainConfig
 from trainer.data.sources import describe_sources
 from trainer.families import FAMILIES
@@ -112,9 +113,7 @@ def run(args: argparse.Namespace) -> int:
         from trainer.loop import train
         from trainer.stopping import stop_on_signals
     except ModuleNotFoundError as exc:
-        print(f"latentforge train needs the 'train' extra ({exc.name} is missing): pip install -e '.[train]'",
-              file=sys.stderr)
-        return 2
+        return missing_extra("train", "train", exc)
     overrides: dict[str, Any] = {name: getattr(args, name) for name in option_flags()}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     overrides["out"] = args.out

@@ -178,7 +178,7 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
 
     batches = _Batches(data, cfg, ctx)
     fixed = _grid_inputs(family, cfg)
-    fixed_batch = batches.first(max(1, cfg.grid_size // 2))
+    fixed_batch = batches.spread(max(1, cfg.grid_size // 2))
 
     progress = (Progress(cfg.steps, start, f"train {cfg.model}", cfg.progress_every, budget_s=budget, spent_s=spent)
                 if ctx.is_main and cfg.progress else None)
@@ -311,9 +311,11 @@ class _Batches:
     def _batch(self, index) -> Batch:
         return Batch(**{k: t[index].to(self.device) for k, t in self.tensors.items()})
 
-    def first(self, n: int) -> Batch:
-        """The data's first `n` examples (the reconstruction grids' fixed batch)."""
-        return self._batch(slice(0, n))
+    def spread(self, n: int) -> Batch:
+        """`n` examples evenly spaced over the data (the reconstruction grids' fixed batch), so
+        a data set stored sorted by class still shows every class, not n of its first."""
+        count = len(next(iter(self.tensors.values())))
+        return self._batch(torch.linspace(0, count - 1, min(n, count)).round().long())
 
     def at(self, step: int) -> tuple[int, Batch]:
         """(epoch, batch) of a step."""

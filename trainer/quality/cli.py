@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from latentforge.cli import missing_extra
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `evaluate` sub-command."""
@@ -41,9 +43,7 @@ def run(args: argparse.Namespace) -> int:
         from trainer.quality.evaluate import evaluate, format_report
         from trainer.quality.features import QualityError
     except ModuleNotFoundError as exc:
-        print(f"latentforge evaluate needs the 'train' extra ({exc.name} is missing): pip install -e '.[train]'",
-              file=sys.stderr)
-        return 2
+        return missing_extra("evaluate", "train", exc)
     try:
         report = evaluate(args.path, n=args.n, seed=args.seed, checkpoint=args.checkpoint, data=args.data,
                           cache_dir=args.cache_dir)
