@@ -315,3 +315,23 @@ def test_progress_is_plain_lines_when_not_a_terminal(tmp_path: Path):
     lines = [line for line in proc.stderr.splitlines() if "train vae: step " in line]
     assert len(lines) >= 2 and "step 6/6 (100%)" in lines[-1] and "steps/s" in lines[-1]
     assert "loss" in lines[-1]
+
+
+def test_colour_shapes_train_a_conditional_64px_model_and_export(tmp_path: Path):
+    """The procedural colour set (one subfolder per shape): the DCGAN's defaults train a 64x64 RGB
+    conditional model on it, with a class grid of one row per shape, and the export keeps the
+    class names. (Its quality, measured, is in docs/benchmarks/quality.md.)"""
+    from exporter.repository import export_run
+    from latentforge.manifest import Manifest
+    from scripts.shapes import SHAPES, write
+
+    folder = write(tmp_path / "shapes", per_class=12, size=64)
+    out = tmp_path / "run"
+    train(tiny_config("dcgan", out, data=str(folder), steps=4, batch_size=8, sample_every=4, checkpoint_every=4,
+                      conditional=True))
+    payload = load_checkpoint(out)
+    assert payload["data"]["shape"] == [3, 64, 64] and payload["data"]["class_names"] == list(SHAPES)
+    classes = Image.open(out / "samples" / "classes_latest.png")
+    assert classes.mode == "RGB" and classes.size[1] == len(SHAPES) * 66 + 2  # one row of 64 px tiles per shape
+    manifest = Manifest.read(export_run(out, tmp_path / "models", "shapes"))
+    assert manifest.classes == SHAPES and manifest.output.shape == (3, 64, 64) and manifest.num_classes == 5
