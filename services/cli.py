@@ -218,6 +218,8 @@ def _quality_line(q: Any) -> str:
             parts.append(f"{key} {q.scores[key]:.3g}" + (f" (floor {floor:.3g})" if floor is not None else ""))
     if "coverage" in q.scores:
         parts.append(f"coverage {q.scores['coverage']:g} classes")
+    if "class_share_min" in q.scores and "class_share_max" in q.scores:
+        parts.append(f"class shares {100 * q.scores['class_share_min']:.1f}-{100 * q.scores['class_share_max']:.1f}%")
     how = [q.details.get("source"), f"{q.scores['n']:g} samples" if "n" in q.scores else None,
            f"step {q.scores['step']:g}" if "step" in q.scores else None,
            f"{q.details.get('meter')} meter v{q.meter_version}" if q.details.get("meter") else None]

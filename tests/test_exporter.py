@@ -209,6 +209,8 @@ def test_export_can_score_the_exported_graph(tmp_path: Path, dcgan_run: Path, ca
     q = Manifest.read(vdir).quality
     assert q.scores["source"] == "export" and q.scores["n"] == 300 and q.meter_version == "1"
     assert q.scores["fid"] > q.scores["fid_floor"] > 0 and "precision_floor" in q.scores
+    # The rarest and commonest class's shares of the 300 samples (mnist5k is labelled).
+    assert 0 <= q.scores["class_share_min"] <= 0.1 <= q.scores["class_share_max"] <= 1
     assert sorted(p.name for p in vdir.iterdir()) == ["generator.onnx", "manifest.json"]
     assert [p.name for p in (tmp_path / "scored").iterdir()] == ["1"]  # no staging left
 

@@ -127,9 +127,10 @@ def publish_version(model_dir: Path, version: int, source: int = 1, tamper: str 
 
 
 def write_conditional_model(repo: Path, name: str = "cond-toy", num_classes: int = 10, latent_dim: int = 8) -> Path:
-    """A small class-conditional generator built directly in ONNX (the trainer has no conditional
-    family yet): image = tanh((z + embedding[label]) @ W), 1x6x6. Real ONNX Runtime, real manifest;
-    ``labels`` is optional (class 0 when left out)."""
+    """A tiny class-conditional generator built directly in ONNX, so service tests need no
+    training run: image = tanh((z + embedding[label]) @ W), 1x6x6. Real ONNX Runtime, real
+    manifest; ``labels`` is optional (class 0 when left out), as a conditional VAE's decoder has it
+    (the trained conditional models are served in tests/test_ae_vae.py and test_gan_options.py)."""
     from onnx import TensorProto, helper, numpy_helper
 
     from latentforge.manifest import OutputSpec, Signature, TensorSpec
@@ -157,8 +158,8 @@ def write_conditional_model(repo: Path, name: str = "cond-toy", num_classes: int
 
 
 def write_autoencoder_model(repo: Path, name: str = "ae-toy", latent_dim: int = 4) -> Path:
-    """A small deterministic autoencoder built directly in ONNX (the trainer has no such family yet):
-    encoder image (N, 1, 6, 6) -> mu = flatten(image) @ E, decoder z -> image = sigmoid(z @ D).
+    """A tiny deterministic autoencoder built directly in ONNX, so service tests need no training
+    run (the trained `ae` family is served in tests/test_ae_vae.py): encoder image (N, 1, 6, 6) -> mu = flatten(image) @ E, decoder z -> image = sigmoid(z @ D).
     Its manifest declares encode and decode but no sample task: it has no prior."""
     from onnx import TensorProto, helper, numpy_helper
 

@@ -172,6 +172,9 @@ class Report:
         out: dict[str, Any] = {k: _round(self.scores[k]) for k in SCALARS if k in self.scores}
         out.update({f"{k}_floor": _round(self.floor[k]) for k in ("fid", "kid", "precision", "recall", "confident")
                     if k in self.floor})
+        if self.scores.get("classes"):  # the rarest and the commonest class's share of the samples
+            out.update(class_share_min=_round(min(self.scores["classes"])),
+                       class_share_max=_round(max(self.scores["classes"])))
         out.update(n=self.n, seed=self.seed, data=self.data["spec"], data_sha256=self.data["sha256"],
                    meter=self.meter["kind"], meter_version=METER_VERSION)
         return out
