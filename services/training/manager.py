@@ -356,6 +356,9 @@ class JobManager:
             if kind == "progress":
                 self.store.update(job_id, step=data["step"])
                 self.metrics.set_rate(job_id, family, data["steps_per_second"])
+            elif kind == "checkpoint" and data["name"].startswith("step_"):
+                # A run stopped by a signal checkpoints a step it did not log.
+                self.store.update(job_id, step=max(data["step"], tail.step))
 
     # ---- events -----------------------------------------------------------------------------
 
