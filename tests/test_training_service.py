@@ -230,3 +230,115 @@ def test_cancel_mid_run_then_resume_to_the_end(tmp_path: Path):
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_a_job_survives_a_sigkill_of_the_service_with_the_same_final_weights(tmp_path: Path):
+    """SIGKILL the service mid-job, start it again: the job continues from its last checkpoint,
+    keeps its history, and ends with the weights of an uninterrupted run, bit for bit."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from tests.helpers.processes import ROOT, TrainingServeProcess
+
+    data, models = tmp_path / "data", tmp_path / "models"
+    first = TrainingServeProcess(data, models)
+    try:
+        with TrainingClient(first.target) as client:
+            job = client.submit(tiny_job("dcgan", steps=60, checkpoint_every=10, log_every=2))
+            _wait_for_step(client, job.job_id, 14)
+    finally:
+        first.kill()  # SIGKILL: no drain, no checkpoint on the way out
+    run = data / "jobs" / job.job_id / "run"
+    # The job's process died with the service (nothing else writes to its run folder).
+    wait_until(lambda: not any(str(run) in p.read_bytes().decode("utf-8", "replace")
+                               for p in Path("/proc").glob("[0-9]*/cmdline") if _readable(p)), 30,
+               "the job's process to die with the service")
+    second = TrainingServeProcess(data, models)
+    try:
+        with TrainingClient(second.target) as client:
+            listed = client.list_all()
+            assert [j.job_id for j in listed] == [job.job_id]  # still listed after the restart
+            done = client.wait(job.job_id, timeout_s=600)
+            assert state_name(done.state) == "SUCCEEDED" and done.step == 60
+            assert [a.reason for a in done.attempts] == ["submitted", "service restarted"]
+            assert done.attempts[0].outcome == "the service stopped"
+            assert done.attempts[1].from_step >= 10
+            history = list(client.watch(job.job_id, timeout_s=60))
+            assert [e.seq for e in history] == list(range(1, len(history) + 1))
+            assert _states(history) == ["QUEUED", "STARTING", "RUNNING", "QUEUED", "STARTING", "RUNNING",
+                                        "SUCCEEDED"]
+    finally:
+        second.kill(15)
+    # The same options, uninterrupted, through the same command the job runs.
+    reference = tmp_path / "reference"
+    subprocess.run([sys.executable, "-m", "latentforge", "train", "--config", str(run.parent / "train.json"),
+                    "--out", str(reference)], cwd=ROOT, check=True, capture_output=True, timeout=600)
+    name = "checkpoints/step_00000060.pt"
+    resumed = torch.load(run / name, map_location="cpu", weights_only=True)
+    straight = torch.load(reference / name, map_location="cpu", weights_only=True)
+    compared = 0
+    for module, state in straight["modules"].items():
+        for tensor_name, tensor in state.items():
+            assert torch.equal(resumed["modules"][module][tensor_name], tensor), f"{module}.{tensor_name} differs"
+            compared += 1
+    assert compared > 10
+
+
+def _readable(path: Path) -> bool:
+    try:
+        path.read_bytes()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_killed_job_is_retried_from_its_checkpoint(tmp_path: Path):
+    """A job whose process is killed (as the OOM killer does) is retried within max_retries;
+    once they are spent, the next kill fails it with the reason."""
+    import os
+    import signal
+
+    server = start_training_server(tmp_path / "data", tmp_path / "models")
+    manager = server.server.training.manager
+    try:
+        with TrainingClient(server.target) as client:
+            job = client.submit(tiny_job("ae", steps=400, checkpoint_every=5, log_every=2, max_retries=1))
+            def training(attempt: int) -> bool:
+                now = client.get(job.job_id)
+                return (len(now.attempts) == attempt and state_name(now.state) == "RUNNING"
+                        and now.step >= now.attempts[-1].from_step + 6)
+
+            for attempt in (1, 2):
+                wait_until(lambda: training(attempt), 300, f"attempt {attempt} to train")
+                os.kill(manager.running[job.job_id].proc.pid, signal.SIGKILL)
+            failed = client.wait(job.job_id, timeout_s=120)
+            assert state_name(failed.state) == "FAILED" and "killed by SIGKILL" in failed.reason
+            assert [a.reason for a in failed.attempts] == ["submitted", "retry 1 of 1 after: killed by SIGKILL "
+                                                           "(out of memory, or killed from outside)"]
+            assert [a.exit_code for a in failed.attempts] == [137, 137]
+            assert failed.attempts[1].from_step >= 5
+            states = _states(client.watch(job.job_id, timeout_s=60))
+            assert states == ["QUEUED", "STARTING", "RUNNING", "QUEUED", "STARTING", "RUNNING", "FAILED"]
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_job_with_two_processes_runs_under_torchrun(tmp_path: Path):
+    server = start_training_server(tmp_path / "data", tmp_path / "models")
+    try:
+        with TrainingClient(server.target) as client:
+            job = client.submit(tiny_job("dcgan", steps=6, batch_size=16, checkpoint_every=3, sample_every=3,
+                                         log_every=1, nproc=2))
+            done = client.wait(job.job_id, timeout_s=300)
+            assert state_name(done.state) == "SUCCEEDED", done.reason
+            run = tmp_path / "data" / "jobs" / job.job_id / "run"
+            import json
+
+            assert json.loads((run / "run.json").read_text())["world_size"] == 2
+    finally:
+        server.stop()

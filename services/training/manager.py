@@ -289,8 +289,7 @@ class JobManager:
             return
         from_step = resume_step(run_dir)
         attempt = self.store.add_attempt(job_id, reason, from_step)
-        if not job.started:
-            self.store.update(job_id, started=attempt.started)
+        self.store.update(job_id, step=from_step, **({} if job.started else {"started": attempt.started}))
         self._set_state(job_id, STARTING, reason if from_step == 0 else f"{reason}; from step {from_step}",
                         attempt.number)
         tail = RunFolderTail(run_dir, from_step, job.total_steps)
