@@ -96,6 +96,8 @@ def _connect(args: argparse.Namespace):
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.training:
+        _quiet_fork_notices()
     from services.config import ConfigError, ServeConfig, load_config
     from services.rpc.logs import configure_logging
     from services.rpc.security import SecurityConfigError
@@ -142,7 +144,17 @@ def _training_beside(args: argparse.Namespace, config: Any) -> Any:
     return load_training_config(environ=environ, overrides=overrides)
 
 
+def _quiet_fork_notices() -> None:
+    """A server that starts job processes forks while gRPC threads run, and gRPC then prints
+    an info line that is not one of the server's JSON log lines; only its errors are wanted
+    (set before grpc is imported; an explicit GRPC_VERBOSITY wins)."""
+    import os
+
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
 def _serve_training(args: argparse.Namespace) -> int:
+    _quiet_fork_notices()
     from services.rpc.logs import configure_logging
     from services.rpc.security import SecurityConfigError
     from services.rpc.settings import ConfigError, flag_overrides
