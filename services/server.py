@@ -33,6 +33,8 @@ class GenerationServer(RpcServer):
             from services.training.service import TrainingService
 
             self.training = self.add(TrainingService(training, self))
+            # A version a job publishes is served at once, not at the next repository scan.
+            self.training.manager.on_published = self.generation.reload
 
 
 def serve(config: ServeConfig, training: "TrainingConfig | None" = None) -> int:

@@ -36,7 +36,7 @@ def test_submit_watch_publish_and_generate_in_one_process(tmp_path: Path):
 
     models = tmp_path / "models"
     models.mkdir()
-    serve = loopback_config(models=models, reload_interval_s=0.2)
+    serve = loopback_config(models=models)  # no periodic scan: a published version is loaded at once
     training = training_config(tmp_path / "data", models)
     server = ServerThread(lambda: GenerationServer(serve, training)).start()
     manager = server.server.training.manager
@@ -83,7 +83,7 @@ def test_submit_watch_publish_and_generate_in_one_process(tmp_path: Path):
             assert done.last_seq == a[-1].seq
         assert (models / "tiny-dcgan" / "1" / "manifest.json").is_file()
         with GenerationClient(server.target) as gen:
-            wait_until(lambda: any(m.name == "tiny-dcgan" for m in gen.list_models()), 30, "the published model")
+            assert [m.version for m in gen.list_models("tiny-dcgan")] == [1]
             result = gen.generate("tiny-dcgan", 4, seed=3, version=1)
             assert (result.model, result.version, len(result.samples)) == ("tiny-dcgan", 1, 4)
         import urllib.request

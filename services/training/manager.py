@@ -21,7 +21,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 from latentforge.manifest import NAME_PATTERN
 from services.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -62,13 +62,17 @@ class JobManager:
         self.config = config
         self.metrics = metrics
         self.python = python or sys.executable
-        self.data_dir = Path(config.data_dir)
+        # Absolute: the job processes run in the project root, not in the service's directory.
+        self.data_dir = Path(config.data_dir).resolve()
+        self.models = Path(config.models).resolve()
         self.jobs_dir = self.data_dir / "jobs"
         self.store = JobStore(self.data_dir / "jobs.sqlite3")
         self.queue: deque[tuple[str, str]] = deque()  # (job id, why it is started)
         self.running: dict[str, _Running] = {}
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._closing = False
+        # Called after a job has published (``serve --training``: the generation service reloads).
+        self.on_published: Callable[[], Awaitable[None]] | None = None
 
     # ---- life cycle -------------------------------------------------------------------------
 
@@ -330,11 +334,13 @@ class JobManager:
                 self._set_state(job_id, RUNNING, "", attempt.number)
             if spec.publish:
                 try:
-                    published = await publish_run(self.python, run_dir, Path(self.config.models), spec.model_name)
+                    published = await publish_run(self.python, run_dir, self.models, spec.model_name)
                 except PublishError as exc:
                     self._set_state(job_id, FAILED, str(exc), attempt.number)
                     return
                 self.store.update(job_id, published=published.to_dict())
+                if self.on_published is not None:
+                    await self.on_published()
                 self._event(job_id, "published", published.to_dict())
             self._set_state(job_id, SUCCEEDED, "", attempt.number)
         elif cancelled:
