@@ -102,8 +102,8 @@ def test_idempotency_queue_limit_cancel_and_bad_specs(tmp_path: Path):
     try:
         with TrainingClient(server.target) as client:
             long = dict(steps=100_000, checkpoint_every=100_000, sample_every=100_000)
-            first = client.submit(tiny_job(idempotency_key="k-1", **long))
-            again = client.submit(tiny_job(idempotency_key="k-1", **long))
+            first = client.submit(tiny_job(idempotency_key="k-1", model_name="m-a", **long))
+            again = client.submit(tiny_job(idempotency_key="k-1", model_name="m-a", **long))
             assert again.job_id == first.job_id  # a retried submit: the same job
             with pytest.raises(grpc.RpcError) as err:
                 client.submit(tiny_job(idempotency_key="k-1", steps=7))
@@ -130,6 +130,7 @@ def test_idempotency_queue_limit_cancel_and_bad_specs(tmp_path: Path):
             assert client.list(page_size=1, page_token=page.next_page_token).jobs[0].job_id == first.job_id
             assert [j.job_id for j in client.list_all(state="CANCELLED")] == [queued.job_id, first.job_id]
             assert client.list_all(state="RUNNING") == []
+            assert [j.job_id for j in client.list_all(model_name="m-a")] == [first.job_id]
 
             bad = [
                 (pb.JobSpec(family="gan", dataset="mnist5k"), grpc.StatusCode.INVALID_ARGUMENT, "unknown family 'gan'"),
@@ -340,5 +341,21 @@ def test_a_job_with_two_processes_runs_under_torchrun(tmp_path: Path):
             import json
 
             assert json.loads((run / "run.json").read_text())["world_size"] == 2
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_job_whose_export_is_refused_fails_with_the_exporters_reason(tmp_path: Path):
+    models = tmp_path / "models"
+    models.write_text("not a folder")  # the exporter cannot write a version here
+    server = start_training_server(tmp_path / "data", models)
+    try:
+        with TrainingClient(server.target) as client:
+            job = client.submit(tiny_job("dcgan", steps=10, model_name="refused", publish=True))
+            failed = client.wait(job.job_id, timeout_s=300)
+            assert state_name(failed.state) == "FAILED" and failed.step == 10
+            assert failed.reason.startswith("publishing failed: ") and "models" in failed.reason
+            assert not failed.HasField("published"), failed.reason
     finally:
         server.stop()
