@@ -39,8 +39,8 @@ def test_jobs_cli_submit_watch_list_get_and_generate(tmp_path: Path, capsys):
         code = main(["jobs", "submit", *target, "--family", "dcgan", "--model-name", "cli-dcgan", "--publish",
                      "--watch", "--grid", str(grid), *_flags(options)])
         out = capsys.readouterr().out
-        assert code == 0, out
         job_id = out.splitlines()[0].split()[1]
+        assert code == 0, out + _logs(server.target, job_id)
         assert "step 30/30" in out and "published cli-dcgan version 1" in out and "SUCCEEDED" in out
         assert Image.open(grid).size[0] > 28  # the newest sample grid
 
@@ -60,3 +60,11 @@ def test_jobs_cli_submit_watch_list_get_and_generate(tmp_path: Path, capsys):
     finally:
         server.kill()
     assert not server.not_json, server.not_json[:3]  # the job processes' forks print nothing stray
+
+
+def _logs(target: str, job_id: str) -> str:
+    """The job's log lines, to show why it failed."""
+    from services.training_client import TrainingClient
+
+    with TrainingClient(target) as client:
+        return "\n".join(e.log.text for e in client.watch(job_id) if e.WhichOneof("event") == "log")

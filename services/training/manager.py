@@ -79,7 +79,7 @@ class JobManager:
     async def start(self) -> None:
         """Queue again what the previous service process left running or queued."""
         for job in self.store.in_states(ACTIVE):
-            kill_leftover(job.pid, self.run_dir(job.job_id))
+            kill_leftover(self.run_dir(job.job_id))
             for attempt in job.attempts:
                 if not attempt.finished:
                     self.store.finish_attempt(job.job_id, attempt.number, None, "the service stopped")

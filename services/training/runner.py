@@ -2,7 +2,7 @@
 
 ``train_command`` builds the command line (under torchrun for more than one process);
 ``JobProcess`` starts it in a new process group whose leader dies with the service
-(PR_SET_PDEATHSIG), reads its output line by line, and turns its end into an ``Outcome``;
+(``services.training.leash``), reads its output line by line, and turns its end into an ``Outcome``;
 ``RunFolderTail`` follows the run folder the trainer writes (metrics.jsonl records, sample
 grids, checkpoints) and turns what is new into events.
 
@@ -89,24 +89,6 @@ class Outcome:
         return self.signal_name is not None
 
 
-def _load_prctl() -> Any:
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux
-        return None
-
-
-_PRCTL = _load_prctl()  # looked up here: the child may not import between fork and exec
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    os.setsid()
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the job's leader dies with the service
-
-
 class JobProcess:
     """The process of one attempt; ``on_line(stream, level, text)`` gets each output line."""
 
@@ -125,9 +107,12 @@ class JobProcess:
     async def start(self) -> None:
         env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        # A new process group (so a signal reaches torchrun's workers too), on a leash: the
+        # process dies with the service (services/training/leash.py).
+        leash = [sys.executable, "-m", "services.training.leash", str(os.getpid())]
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, cwd=str(PROJECT_ROOT), env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent)
+            *leash, *self.argv, cwd=str(PROJECT_ROOT), env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
 
     async def _read(self, stream: asyncio.StreamReader, default_level: str) -> None:
         while True:
@@ -164,20 +149,20 @@ class JobProcess:
                 pass
 
 
-def kill_leftover(pid: int | None, run_dir: Path) -> None:
-    """SIGKILL the process group of an attempt a previous service process started, if it is
-    still there (a torchrun worker outlives its leader): only when its command names the run."""
-    if not pid:
-        return
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        cmdline = ""
-    if str(run_dir) in cmdline:
+def kill_leftover(run_dir: Path) -> int:
+    """SIGKILL what is left of an attempt a previous service process started: every process
+    whose command line names the run folder (a torchrun worker outlives its leader, which dies
+    with the service). Linux /proc; returns how many were killed."""
+    needle = str(run_dir).encode() + b"\0"  # one whole argument of the command line
+    killed = 0
+    for entry in Path("/proc").glob("[0-9]*"):
         try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            if needle in (entry / "cmdline").read_bytes() and int(entry.name) != os.getpid():
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except (OSError, ValueError):
+            continue
+    return killed
 
 
 class RunFolderTail:
