@@ -15,8 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-import grpc
-
 from latentforge.v1 import training_pb2 as pb
 from latentforge.v1 import training_pb2_grpc as pb_grpc
 from services.rpc.security import client_channel

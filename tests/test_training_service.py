@@ -314,12 +314,12 @@ def test_a_killed_job_is_retried_from_its_checkpoint(tmp_path: Path):
                         and now.step >= now.attempts[-1].from_step + 6)
 
             for attempt in (1, 2):
-                wait_until(lambda: training(attempt), 300, f"attempt {attempt} to train")
+                wait_until(lambda n=attempt: training(n), 300, f"attempt {attempt} to train")
                 os.kill(manager.running[job.job_id].proc.pid, signal.SIGKILL)
             failed = client.wait(job.job_id, timeout_s=120)
             assert state_name(failed.state) == "FAILED" and "killed by SIGKILL" in failed.reason
-            assert [a.reason for a in failed.attempts] == ["submitted", "retry 1 of 1 after: killed by SIGKILL "
-                                                           "(out of memory, or killed from outside)"]
+            assert [a.reason for a in failed.attempts] == [
+                "submitted", "retry 1 of 1 after: killed by SIGKILL (out of memory, or killed from outside)"]
             assert [a.exit_code for a in failed.attempts] == [137, 137]
             assert failed.attempts[1].from_step >= 5
             states = _states(client.watch(job.job_id, timeout_s=60))

@@ -105,7 +105,7 @@ class JobManager:
             if running.proc is not None:
                 running.proc.signal(signal.SIGTERM)
         if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=self.config.stop_grace_s)
+            _, pending = await asyncio.wait(tasks, timeout=self.config.stop_grace_s)
             for running in self.running.values():
                 if running.proc is not None:
                     running.proc.signal(signal.SIGKILL)
