@@ -93,6 +93,7 @@ def test_submit_watch_publish_and_generate_in_one_process(tmp_path: Path):
         assert "latentforge_training_queue_length 0.0" in text
         assert 'latentforge_training_job_duration_seconds_count{state="succeeded"} 1.0' in text
         assert "latentforge_training_watchers 0.0" in text
+        assert 'latentforge_training_steps_per_second{family="dcgan"} 0.0' in text  # none runs now
     finally:
         server.stop()
 
@@ -359,3 +360,33 @@ def test_a_job_whose_export_is_refused_fails_with_the_exporters_reason(tmp_path:
             assert not failed.HasField("published"), failed.reason
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_a_drained_service_leaves_its_job_to_continue_after_the_restart(tmp_path: Path):
+    """SIGTERM to the service: the running job checkpoints the step it is at and stays RUNNING
+    in the store; the restarted service continues it from exactly that step."""
+    from tests.helpers.processes import TrainingServeProcess
+
+    data, models = tmp_path / "data", tmp_path / "models"
+    first = TrainingServeProcess(data, models)
+    try:
+        with TrainingClient(first.target) as client:
+            job = client.submit(tiny_job("ae", steps=400, checkpoint_every=1000, log_every=2))
+            _wait_for_step(client, job.job_id, 4)
+        first.proc.terminate()
+        assert first.proc.wait(60) == 0
+    finally:
+        first.kill()
+    second = TrainingServeProcess(data, models)
+    try:
+        with TrainingClient(second.target) as client:
+            wait_until(lambda: len(client.get(job.job_id).attempts) == 2, 60, "the job to start again")
+            now = client.get(job.job_id)
+            stopped, again = now.attempts
+            assert (stopped.exit_code, stopped.outcome) == (143, "the service stopped")
+            assert again.reason == "service restarted" and again.from_step >= 4  # its SIGTERM checkpoint
+            client.cancel(job.job_id)
+            assert state_name(client.wait(job.job_id, timeout_s=120).state) == "CANCELLED"
+    finally:
+        second.kill(15)
