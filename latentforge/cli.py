@@ -35,7 +35,8 @@ PARTS = (
     Part("trainer", "trainer.cli", ("train",), "train"),
     Part("trainer", "trainer.quality.cli", ("evaluate",), "train"),
     Part("exporter", "exporter.cli", ("export",), "train"),
-    Part("services", "services.cli", ("serve", "generate", "interpolate", "models"), "serve"),
+    Part("services", "services.cli", ("serve", "serve-training", "generate", "interpolate", "models"), "serve"),
+    Part("services", "services.training.cli", ("jobs",), "serve"),
     Part("tools", "tools.bench", ("bench",), "serve"),
 )
 

@@ -1,4 +1,4 @@
-"""``latentforge serve | generate | interpolate | models``: the service's sub-commands.
+"""``latentforge serve | serve-training | generate | interpolate | models``: the services' sub-commands.
 
 Imports nothing heavy at module import time; each command imports what it needs when run.
 """
@@ -18,13 +18,26 @@ def register(subparsers: Any) -> None:
     """Add the service's sub-commands to the ``latentforge`` parser."""
     from services.config import ServeConfig
     from services.rpc.settings import add_flags
+    from services.training.config import TRAINING_FIELDS, TrainingConfig
 
     p = subparsers.add_parser("serve", help="serve a model repository over gRPC",
                               description="Serve models/<name>/<version>/ over gRPC. Settings: CLI > "
                                           "LATENTFORGE_* environment > --config file > defaults.")
     p.add_argument("--config", type=Path, help="JSON or TOML settings file")
     add_flags(p, ServeConfig)
+    t = p.add_argument_group("training service (with --training)")
+    t.add_argument("--training", action="store_true",
+                   help="also host the TrainingService on the same port, publishing into --models")
+    add_flags(t, TrainingConfig, only=TRAINING_FIELDS)
     p.set_defaults(func=_serve)
+
+    st = subparsers.add_parser("serve-training", help="run training jobs over gRPC (the TrainingService)",
+                               description="Train models as jobs submitted over gRPC, publishing into the model "
+                                           "repository. Settings: CLI > LATENTFORGE_* environment > --config file "
+                                           "([training] table) > defaults.")
+    st.add_argument("--config", type=Path, help="JSON or TOML settings file")
+    add_flags(st, TrainingConfig)
+    st.set_defaults(func=_serve_training)
 
     g = subparsers.add_parser("generate", help="generate samples from a running server into a PNG grid")
     _client_args(g)
@@ -83,6 +96,8 @@ def _connect(args: argparse.Namespace):
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.training:
+        _quiet_fork_notices()
     from services.config import ConfigError, ServeConfig, load_config
     from services.rpc.logs import configure_logging
     from services.rpc.security import SecurityConfigError
@@ -94,12 +109,68 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"latentforge serve: {exc}", file=sys.stderr)
         return 2
+    training = None
+    if args.training:
+        try:
+            training = _training_beside(args, config)
+        except ConfigError as exc:
+            print(f"latentforge serve: {exc}", file=sys.stderr)
+            return 2
     configure_logging(config.log_level, config.log_json)
     try:
-        return serve(config)
+        return serve(config, training)
     except (SecurityConfigError, ValueError, OSError) as exc:
         # Unusable TLS/token files, an unknown provider, a port in use: one line, no traceback.
         print(f"latentforge serve: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _training_beside(args: argparse.Namespace, config: Any) -> Any:
+    """The TrainingService's settings in `serve --training`: its own flags, the environment,
+    the config file's [training] table if it has one; it publishes into the served --models."""
+    import os
+
+    from services.rpc.settings import ENV_PREFIX, read_settings_file
+    from services.training.config import TRAINING_FIELDS, load_training_config
+
+    environ = {k: v for k, v in os.environ.items() if k != ENV_PREFIX + "CONFIG"}
+    path = args.config or (Path(os.environ[ENV_PREFIX + "CONFIG"]) if os.environ.get(ENV_PREFIX + "CONFIG") else None)
+    table = read_settings_file(path).get("training") if path is not None else None
+    file_layer = None
+    if isinstance(table, dict):
+        file_layer = {k: v for k, v in table.items() if k in TRAINING_FIELDS}
+    overrides = {**(file_layer or {}), **{k: getattr(args, k) for k in TRAINING_FIELDS if getattr(args, k) is not None},
+                 "models": config.models}
+    return load_training_config(environ=environ, overrides=overrides)
+
+
+def _quiet_fork_notices() -> None:
+    """A server that starts job processes forks while gRPC threads run, and gRPC then prints
+    an info line that is not one of the server's JSON log lines; only its errors are wanted
+    (set before grpc is imported; an explicit GRPC_VERBOSITY wins)."""
+    import os
+
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def _serve_training(args: argparse.Namespace) -> int:
+    _quiet_fork_notices()
+    from services.rpc.logs import configure_logging
+    from services.rpc.security import SecurityConfigError
+    from services.rpc.settings import ConfigError, flag_overrides
+    from services.training.config import TrainingConfig, load_training_config
+    from services.training.server import serve_training
+
+    try:
+        config = load_training_config(args.config, overrides=flag_overrides(TrainingConfig, args))
+    except ConfigError as exc:
+        print(f"latentforge serve-training: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.log_json)
+    try:
+        return serve_training(config)
+    except (SecurityConfigError, ValueError, OSError) as exc:
+        print(f"latentforge serve-training: error: {exc}", file=sys.stderr)
         return 2
 
 

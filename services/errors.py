@@ -38,3 +38,8 @@ class DeadlineExceeded(ServiceError):
 
 class FailedPrecondition(ServiceError):
     """The request is well formed but the model cannot do it (e.g. Generate on a model with no prior)."""
+
+
+class AlreadyExists(ServiceError):
+    """The request names something that exists already in another form (an idempotency key
+    used before for a different request)."""

@@ -13,12 +13,12 @@ from PIL import Image
 
 from latentforge.cli import build_parser, main
 from services.config import ConfigError, ServeConfig, load_config
-from tools.protogen import GENERATED_SUFFIXES, ROOT, generate
+from tools.protogen import GENERATED_SUFFIXES, PROTO_FILES, ROOT, generate
 
 
 def test_committed_generated_code_matches_the_proto(tmp_path: Path):
     written = generate(tmp_path)
-    assert len(written) == len(GENERATED_SUFFIXES)
+    assert len(written) == len(PROTO_FILES) * len(GENERATED_SUFFIXES)
     for path in written:
         committed = ROOT / path.relative_to(tmp_path)
         assert committed.read_bytes() == path.read_bytes(), (

@@ -85,6 +85,7 @@ class GenerationService(RpcService):
                                            self.executor)
         self.servicer = GenerationServicer(self.pipeline, host.calls)
         self._tasks: list[asyncio.Task] = []
+        self._host: "RpcServer | None" = None
         self.models_ready = asyncio.Event()
         self.first_load_done = asyncio.Event()
 
@@ -106,20 +107,25 @@ class GenerationService(RpcService):
 
     async def _load_loop(self, host: "RpcServer") -> None:
         """Load the repository now, then look for new versions every reload_interval_s."""
-        loop = asyncio.get_running_loop()
+        self._host = host
         while True:
-            try:
-                await loop.run_in_executor(self._loader, self.repository.refresh)
-            except Exception as exc:  # keep serving what is loaded
-                event(log, "model_refresh_failed", level=40, error=f"{type(exc).__name__}: {exc}")
-            ready = len(self.repository) > 0
-            await host.health.set_ready(self.name, ready)
-            if ready:
-                self.models_ready.set()
+            await self.reload()
             self.first_load_done.set()
             if self.config.reload_interval_s <= 0:
                 return
             await asyncio.sleep(self.config.reload_interval_s)
+
+    async def reload(self) -> None:
+        """Look for new, changed or removed versions now (e.g. one a training job just published)."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._loader, self.repository.refresh)
+        except Exception as exc:  # keep serving what is loaded
+            event(log, "model_refresh_failed", level=40, error=f"{type(exc).__name__}: {exc}")
+        ready = len(self.repository) > 0
+        if self._host is not None:
+            await self._host.health.set_ready(self.name, ready)
+        if ready:
+            self.models_ready.set()
 
     def begin_drain(self) -> None:
         for task in self._tasks:

@@ -11,8 +11,8 @@ import asyncio
 
 import grpc
 
-from services.errors import (DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted,
-                             ServiceError, Unavailable)
+from services.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound,
+                             ResourceExhausted, ServiceError, Unavailable)
 
 _CODES: dict[type[ServiceError], grpc.StatusCode] = {
     ServiceError: grpc.StatusCode.INTERNAL,
@@ -22,6 +22,7 @@ _CODES: dict[type[ServiceError], grpc.StatusCode] = {
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
 }
 
 

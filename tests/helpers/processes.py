@@ -145,3 +145,43 @@ class ServeProcess:
             self.proc.kill()
             self.proc.wait(5)
         self._reader.join(10)
+
+
+class TrainingServeProcess:
+    """`latentforge serve-training` as a child process on loopback ports; its log lines (JSON,
+    plus whatever else a forked job's runtime prints) are read by a thread."""
+
+    def __init__(self, data_dir: Path, models: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "latentforge", "serve-training", "--data-dir", str(data_dir), "--models",
+             str(models), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--min-free-disk-bytes", "0",
+             "--poll-interval-s", "0.1", *args],
+            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        self.lines: list[dict] = []
+        self._started = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._started.wait(60) or self.proc.poll() is not None:
+            self.kill()
+            raise AssertionError(f"serve-training did not start (exit {self.proc.poll()}): {self.lines[-5:]}")
+        started = next(e for e in self.lines if e["event"] == "server_started")
+        self.target = f"127.0.0.1:{started['port']}"
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and len(self.lines) < 100_000:
+                self.lines.append(entry)
+                if entry.get("event") == "server_started":
+                    self._started.set()
+        self._started.set()
+
+    def kill(self, sig: int = 9) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+        self._reader.join(10)

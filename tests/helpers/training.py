@@ -42,3 +42,38 @@ def rewrite_as_format_1(checkpoint: Path) -> None:
     data = {k: payload["data"][k] for k in ("source", "count", "shape", "skipped_files")}
     payload.update(format_version=1, config=old, data={**data, "num_classes": 0})
     torch.save(payload, checkpoint)
+
+
+# The TrainingService's JobSpec options of a tiny job: TINY, with one thread per job.
+TINY_JOB = {**TINY, "threads": 1}
+
+
+def tiny_job(family: str = "dcgan", **overrides):
+    """A JobSpec of a tiny job on mnist5k (``overrides``: trainer options or JobSpec fields)."""
+    from services.training_client import job_spec
+
+    spec_fields = {k: overrides.pop(k) for k in ("model_name", "publish", "idempotency_key", "max_retries", "nproc",
+                                                 "dataset") if k in overrides}
+    options = {k: v for k, v in {**TINY_JOB, **overrides}.items() if k != "progress"}
+    return job_spec(family, spec_fields.pop("dataset", "mnist5k"), **spec_fields, **options)
+
+
+def training_config(data_dir: Path, models: Path, **overrides):
+    """A TrainingConfig for tests: loopback, free ports, quick polling."""
+    import dataclasses
+
+    from services.training.config import TrainingConfig
+
+    base = dict(host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0, data_dir=data_dir,
+                models=models, poll_interval_s=0.1, min_free_disk_bytes=0)
+    base.update(overrides)
+    return dataclasses.replace(TrainingConfig(), **base).validate()
+
+
+def start_training_server(data_dir: Path, models: Path, **overrides):
+    """A TrainingServer on loopback in a thread of the test process."""
+    from services.training.server import TrainingServer
+    from tests.helpers.servers import ServerThread
+
+    config = training_config(data_dir, models, **overrides)
+    return ServerThread(lambda: TrainingServer(config)).start()

@@ -1,0 +1,380 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
+    JOB_STATE_QUEUED: _ClassVar[JobState]
+    JOB_STATE_STARTING: _ClassVar[JobState]
+    JOB_STATE_RUNNING: _ClassVar[JobState]
+    JOB_STATE_SUCCEEDED: _ClassVar[JobState]
+    JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_CANCELLED: _ClassVar[JobState]
+JOB_STATE_UNSPECIFIED: JobState
+JOB_STATE_QUEUED: JobState
+JOB_STATE_STARTING: JobState
+JOB_STATE_RUNNING: JobState
+JOB_STATE_SUCCEEDED: JobState
+JOB_STATE_FAILED: JobState
+JOB_STATE_CANCELLED: JobState
+
+class TrainingOptions(_message.Message):
+    __slots__ = ("steps", "time_budget", "batch_size", "seed", "image_size", "channels", "min_image_size", "sample_every", "checkpoint_every", "keep_checkpoints", "grid_size", "log_every", "eval_every", "eval_samples", "threads", "device", "device_data_max_bytes")
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TIME_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    MIN_IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_EVERY_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
+    KEEP_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    GRID_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LOG_EVERY_FIELD_NUMBER: _ClassVar[int]
+    EVAL_EVERY_FIELD_NUMBER: _ClassVar[int]
+    EVAL_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_DATA_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    steps: int
+    time_budget: str
+    batch_size: int
+    seed: int
+    image_size: int
+    channels: int
+    min_image_size: int
+    sample_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    grid_size: int
+    log_every: int
+    eval_every: int
+    eval_samples: int
+    threads: int
+    device: str
+    device_data_max_bytes: int
+    def __init__(self, steps: _Optional[int] = ..., time_budget: _Optional[str] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., image_size: _Optional[int] = ..., channels: _Optional[int] = ..., min_image_size: _Optional[int] = ..., sample_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., keep_checkpoints: _Optional[int] = ..., grid_size: _Optional[int] = ..., log_every: _Optional[int] = ..., eval_every: _Optional[int] = ..., eval_samples: _Optional[int] = ..., threads: _Optional[int] = ..., device: _Optional[str] = ..., device_data_max_bytes: _Optional[int] = ...) -> None: ...
+
+class DCGANOptions(_message.Message):
+    __slots__ = ("latent_dim", "width", "gan_loss", "lr", "lr_d", "beta1", "beta2", "grad_clip", "ema_decay", "spectral_norm", "r1_gamma", "r1_every", "augment", "conditional")
+    LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    GAN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
+    LR_D_FIELD_NUMBER: _ClassVar[int]
+    BETA1_FIELD_NUMBER: _ClassVar[int]
+    BETA2_FIELD_NUMBER: _ClassVar[int]
+    GRAD_CLIP_FIELD_NUMBER: _ClassVar[int]
+    EMA_DECAY_FIELD_NUMBER: _ClassVar[int]
+    SPECTRAL_NORM_FIELD_NUMBER: _ClassVar[int]
+    R1_GAMMA_FIELD_NUMBER: _ClassVar[int]
+    R1_EVERY_FIELD_NUMBER: _ClassVar[int]
+    AUGMENT_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONAL_FIELD_NUMBER: _ClassVar[int]
+    latent_dim: int
+    width: int
+    gan_loss: str
+    lr: float
+    lr_d: float
+    beta1: float
+    beta2: float
+    grad_clip: float
+    ema_decay: float
+    spectral_norm: bool
+    r1_gamma: float
+    r1_every: int
+    augment: str
+    conditional: bool
+    def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., gan_loss: _Optional[str] = ..., lr: _Optional[float] = ..., lr_d: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ..., ema_decay: _Optional[float] = ..., spectral_norm: _Optional[bool] = ..., r1_gamma: _Optional[float] = ..., r1_every: _Optional[int] = ..., augment: _Optional[str] = ..., conditional: _Optional[bool] = ...) -> None: ...
+
+class VAEOptions(_message.Message):
+    __slots__ = ("latent_dim", "width", "recon", "conditional", "beta", "kl_warmup_steps", "perceptual", "temperature", "lr", "beta1", "beta2", "grad_clip")
+    LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    RECON_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONAL_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    KL_WARMUP_STEPS_FIELD_NUMBER: _ClassVar[int]
+    PERCEPTUAL_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
+    BETA1_FIELD_NUMBER: _ClassVar[int]
+    BETA2_FIELD_NUMBER: _ClassVar[int]
+    GRAD_CLIP_FIELD_NUMBER: _ClassVar[int]
+    latent_dim: int
+    width: int
+    recon: str
+    conditional: bool
+    beta: float
+    kl_warmup_steps: int
+    perceptual: float
+    temperature: float
+    lr: float
+    beta1: float
+    beta2: float
+    grad_clip: float
+    def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., recon: _Optional[str] = ..., conditional: _Optional[bool] = ..., beta: _Optional[float] = ..., kl_warmup_steps: _Optional[int] = ..., perceptual: _Optional[float] = ..., temperature: _Optional[float] = ..., lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ...) -> None: ...
+
+class AEOptions(_message.Message):
+    __slots__ = ("latent_dim", "width", "recon", "denoise_std", "lr", "beta1", "beta2", "grad_clip")
+    LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    RECON_FIELD_NUMBER: _ClassVar[int]
+    DENOISE_STD_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
+    BETA1_FIELD_NUMBER: _ClassVar[int]
+    BETA2_FIELD_NUMBER: _ClassVar[int]
+    GRAD_CLIP_FIELD_NUMBER: _ClassVar[int]
+    latent_dim: int
+    width: int
+    recon: str
+    denoise_std: float
+    lr: float
+    beta1: float
+    beta2: float
+    grad_clip: float
+    def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., recon: _Optional[str] = ..., denoise_std: _Optional[float] = ..., lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ...) -> None: ...
+
+class JobSpec(_message.Message):
+    __slots__ = ("family", "dataset", "options", "dcgan", "vae", "ae", "model_name", "publish", "idempotency_key", "max_retries", "nproc")
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    DCGAN_FIELD_NUMBER: _ClassVar[int]
+    VAE_FIELD_NUMBER: _ClassVar[int]
+    AE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    NPROC_FIELD_NUMBER: _ClassVar[int]
+    family: str
+    dataset: str
+    options: TrainingOptions
+    dcgan: DCGANOptions
+    vae: VAEOptions
+    ae: AEOptions
+    model_name: str
+    publish: bool
+    idempotency_key: str
+    max_retries: int
+    nproc: int
+    def __init__(self, family: _Optional[str] = ..., dataset: _Optional[str] = ..., options: _Optional[_Union[TrainingOptions, _Mapping]] = ..., dcgan: _Optional[_Union[DCGANOptions, _Mapping]] = ..., vae: _Optional[_Union[VAEOptions, _Mapping]] = ..., ae: _Optional[_Union[AEOptions, _Mapping]] = ..., model_name: _Optional[str] = ..., publish: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., max_retries: _Optional[int] = ..., nproc: _Optional[int] = ...) -> None: ...
+
+class Attempt(_message.Message):
+    __slots__ = ("number", "reason", "from_step", "started_unix_s", "finished_unix_s", "exit_code", "outcome")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FROM_STEP_FIELD_NUMBER: _ClassVar[int]
+    STARTED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    reason: str
+    from_step: int
+    started_unix_s: float
+    finished_unix_s: float
+    exit_code: int
+    outcome: str
+    def __init__(self, number: _Optional[int] = ..., reason: _Optional[str] = ..., from_step: _Optional[int] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., exit_code: _Optional[int] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class PublishedModel(_message.Message):
+    __slots__ = ("name", "version", "quality")
+    class QualityEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    quality: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., quality: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("job_id", "spec", "state", "reason", "step", "total_steps", "created_unix_s", "started_unix_s", "finished_unix_s", "attempts", "published", "last_seq", "cancel_requested")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    STARTED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    spec: JobSpec
+    state: JobState
+    reason: str
+    step: int
+    total_steps: int
+    created_unix_s: float
+    started_unix_s: float
+    finished_unix_s: float
+    attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
+    published: PublishedModel
+    last_seq: int
+    cancel_requested: bool
+    def __init__(self, job_id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., created_unix_s: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., published: _Optional[_Union[PublishedModel, _Mapping]] = ..., last_seq: _Optional[int] = ..., cancel_requested: _Optional[bool] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("state", "model_name", "page_size", "page_token")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    state: JobState
+    model_name: str
+    page_size: int
+    page_token: str
+    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., model_name: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ResumeJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class WatchJobRequest(_message.Message):
+    __slots__ = ("job_id", "from_seq")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    from_seq: int
+    def __init__(self, job_id: _Optional[str] = ..., from_seq: _Optional[int] = ...) -> None: ...
+
+class StateChange(_message.Message):
+    __slots__ = ("state", "reason", "attempt")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    state: JobState
+    reason: str
+    attempt: int
+    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("step", "total_steps", "steps_per_second", "eta_seconds", "losses", "epoch")
+    class LossesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LOSSES_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    total_steps: int
+    steps_per_second: float
+    eta_seconds: float
+    losses: _containers.ScalarMap[str, float]
+    epoch: int
+    def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., steps_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., losses: _Optional[_Mapping[str, float]] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class Evaluation(_message.Message):
+    __slots__ = ("step", "scores")
+    class ScoresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    scores: _containers.ScalarMap[str, float]
+    def __init__(self, step: _Optional[int] = ..., scores: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class SampleGrid(_message.Message):
+    __slots__ = ("step", "name", "png")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    name: str
+    png: bytes
+    def __init__(self, step: _Optional[int] = ..., name: _Optional[str] = ..., png: _Optional[bytes] = ...) -> None: ...
+
+class LogLine(_message.Message):
+    __slots__ = ("level", "text", "attempt")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    level: str
+    text: str
+    attempt: int
+    def __init__(self, level: _Optional[str] = ..., text: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class CheckpointWritten(_message.Message):
+    __slots__ = ("step", "name")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    name: str
+    def __init__(self, step: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("seq", "time_unix_s", "job_id", "state", "progress", "evaluation", "grid", "log", "checkpoint", "published")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    GRID_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    time_unix_s: float
+    job_id: str
+    state: StateChange
+    progress: Progress
+    evaluation: Evaluation
+    grid: SampleGrid
+    log: LogLine
+    checkpoint: CheckpointWritten
+    published: PublishedModel
+    def __init__(self, seq: _Optional[int] = ..., time_unix_s: _Optional[float] = ..., job_id: _Optional[str] = ..., state: _Optional[_Union[StateChange, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., grid: _Optional[_Union[SampleGrid, _Mapping]] = ..., log: _Optional[_Union[LogLine, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointWritten, _Mapping]] = ..., published: _Optional[_Union[PublishedModel, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""The TrainingService: training jobs over gRPC (servicer, job manager, store, runner, publish)."""

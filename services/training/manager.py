@@ -1,0 +1,391 @@
+"""The job manager: submit, cancel, resume and watch training jobs; knows nothing of gRPC.
+
+Jobs wait in a FIFO queue and run ``max_concurrent_jobs`` at a time, each attempt in a process
+of its own (``services.training.runner``). While one runs, the manager reads its output and
+run folder into events, stored with the job (``services.training.store``) and handed to its
+watchers. When an attempt ends, the job SUCCEEDED (after publishing, when asked), is
+CANCELLED (CancelJob sent SIGTERM; the trainer checkpoints and exits), is queued again from its
+last checkpoint (killed by a signal or out of memory, while ``max_retries`` allows), or FAILED
+with the reason. On start the manager continues jobs the previous service process left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import signal
+import sys
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
+
+from latentforge.manifest import NAME_PATTERN
+from services.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from services.rpc.logs import event, get_logger
+from services.training.config import TrainingConfig
+from services.training.datasets import resolve_dataset
+from services.training.metrics import TrainingMetrics
+from services.training.publish import PublishError, publish_run
+from services.training.runner import (JobProcess, RunFolderTail, kill_leftover, resume_step, train_command)
+from services.training.spec import IDEMPOTENCY_KEY_MAX, JobSpec, train_config, trainer_config_file
+from services.training.store import (ACTIVE, CANCELLED, FAILED, QUEUED, RUNNING, STARTING, SUCCEEDED, TERMINAL,
+                                     Event, Job, JobStore)
+
+log = get_logger("training")
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+
+
+@dataclass
+class _Running:
+    """A job whose attempt is being run."""
+
+    task: asyncio.Task | None = None
+    proc: JobProcess | None = None
+    family: str = ""
+
+
+@dataclass
+class _Watchers:
+    wakes: set[asyncio.Event] = field(default_factory=set)
+
+
+class JobManager:
+    """Training jobs: the queue, the running attempts, the store and the watchers."""
+
+    def __init__(self, config: TrainingConfig, metrics: TrainingMetrics, python: str | None = None) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.python = python or sys.executable
+        # Absolute: the job processes run in the project root, not in the service's directory.
+        self.data_dir = Path(config.data_dir).resolve()
+        self.models = Path(config.models).resolve()
+        self.jobs_dir = self.data_dir / "jobs"
+        self.store = JobStore(self.data_dir / "jobs.sqlite3")
+        self.queue: deque[tuple[str, str]] = deque()  # (job id, why it is started)
+        self.running: dict[str, _Running] = {}
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._closing = False
+        # Called after a job has published (``serve --training``: the generation service reloads).
+        self.on_published: Callable[[], Awaitable[None]] | None = None
+
+    # ---- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Queue again what the previous service process left running or queued."""
+        for job in self.store.in_states(ACTIVE):
+            kill_leftover(self.run_dir(job.job_id))
+            for attempt in job.attempts:
+                if not attempt.finished:
+                    self.store.finish_attempt(job.job_id, attempt.number, None, "the service stopped")
+            if self.config.resume_on_start:
+                self._set_state(job.job_id, QUEUED, "the service restarted; the job continues from its last "
+                                                     "checkpoint")
+                self.queue.append((job.job_id, "service restarted"))
+            else:
+                self._set_state(job.job_id, FAILED, "the service stopped while the job ran; ResumeJob continues "
+                                                     "it from its last checkpoint")
+        for job in self.store.in_states((QUEUED,)):
+            if all(job_id != job.job_id for job_id, _ in self.queue):
+                self.queue.append((job.job_id, "submitted"))
+        self._refresh_metrics()
+        self._schedule()
+
+    async def close(self) -> None:
+        """Stop every running attempt (SIGTERM: each writes a checkpoint), leaving the jobs
+        RUNNING in the store, so that the next start continues them."""
+        self.end_watches()
+        tasks = [r.task for r in self.running.values() if r.task is not None]
+        for running in self.running.values():
+            if running.proc is not None:
+                running.proc.signal(signal.SIGTERM)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.config.stop_grace_s)
+            for running in self.running.values():
+                if running.proc is not None:
+                    running.proc.signal(signal.SIGKILL)
+            if pending:
+                await asyncio.wait(pending, timeout=10)
+        self.store.close()
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    def submit(self, spec: JobSpec) -> Job:
+        """A new job (or, for an idempotency key used before with the same spec, that job)."""
+        cfg = self._check(spec)
+        if spec.idempotency_key:
+            existing = self.store.by_idempotency_key(spec.idempotency_key)
+            if existing is not None:
+                if existing.spec != spec:
+                    raise AlreadyExists(f"idempotency key {spec.idempotency_key!r} was used for job "
+                                        f"{existing.job_id} with a different spec; use a new key")
+                return existing
+        if len(self.queue) >= self.config.max_queued_jobs and len(self.running) >= self.config.max_concurrent_jobs:
+            raise ResourceExhausted(f"the job queue is full ({len(self.queue)} waiting, limit "
+                                    f"{self.config.max_queued_jobs}); retry when a job has finished")
+        job_id = uuid.uuid4().hex[:16]
+        job_dir = self.jobs_dir / job_id
+        job_dir.mkdir(parents=True)
+        (job_dir / "train.json").write_text(json.dumps(trainer_config_file(cfg), indent=2) + "\n")
+        self.store.add_job(job_id, spec, cfg.steps)
+        self._set_state(job_id, QUEUED, "submitted")
+        event(log, "job_submitted", job_id=job_id, family=spec.family, dataset=spec.dataset, steps=cfg.steps)
+        self.queue.append((job_id, "submitted"))
+        self._schedule()
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> Job:
+        job = self.store.get(job_id) if job_id else None
+        if job is None:
+            raise NotFound(f"no job {job_id!r}; ListJobs lists the jobs there are")
+        return job
+
+    def list(self, state: str | None, model_name: str | None, page_size: int, page_token: str) -> tuple[list[Job], str]:
+        """A page of jobs, newest first, and the token of the next page ("" on the last)."""
+        if page_size < 0 or page_size > MAX_PAGE_SIZE:
+            raise InvalidArgument(f"page_size must be 0..{MAX_PAGE_SIZE} (got {page_size})")
+        size = page_size or DEFAULT_PAGE_SIZE
+        before = None
+        if page_token:
+            if not page_token.isdigit():
+                raise InvalidArgument("page_token is not one this server gave; pass next_page_token as it came")
+            before = int(page_token)
+        jobs = self.store.list(state, model_name, before, size + 1)
+        more = len(jobs) > size
+        jobs = jobs[:size]
+        return jobs, str(jobs[-1].row) if more else ""
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job.state in TERMINAL:
+            raise FailedPrecondition(f"job {job_id} is {job.state} already; only queued or running jobs can be "
+                                     "cancelled")
+        queued = [entry for entry in self.queue if entry[0] == job_id]
+        if queued:
+            for entry in queued:
+                self.queue.remove(entry)
+            self._set_state(job_id, CANCELLED, "cancelled before it started")
+            return self.get(job_id)
+        self.store.update(job_id, cancel_requested=True)
+        running = self.running.get(job_id)
+        if running is not None and running.proc is not None:
+            running.proc.signal(signal.SIGTERM)
+        event(log, "job_cancel_requested", job_id=job_id)
+        return self.get(job_id)
+
+    def resume(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job.state not in (CANCELLED, FAILED):
+            raise FailedPrecondition(f"job {job_id} is {job.state}; only CANCELLED or FAILED jobs can be resumed")
+        if len(self.queue) >= self.config.max_queued_jobs and len(self.running) >= self.config.max_concurrent_jobs:
+            raise ResourceExhausted(f"the job queue is full ({len(self.queue)} waiting); retry when a job has "
+                                    "finished")
+        self.store.update(job_id, cancel_requested=False, finished=0.0)
+        self._set_state(job_id, QUEUED, "resume requested")
+        self.queue.append((job_id, "resumed"))
+        self._schedule()
+        return self.get(job_id)
+
+    async def watch(self, job_id: str, from_seq: int) -> AsyncIterator[Event]:
+        """Stored events from ``from_seq`` on, then live ones, until the job has ended."""
+        self.get(job_id)
+        if from_seq < 0:
+            raise InvalidArgument(f"from_seq must be >= 0 (got {from_seq})")
+        wake = asyncio.Event()
+        wakes = self._watchers.setdefault(job_id, set())
+        wakes.add(wake)
+        self.metrics.watchers.inc()
+        try:
+            next_seq = max(1, from_seq)
+            while True:
+                wake.clear()
+                page = self.store.events(job_id, next_seq)
+                for item in page:
+                    yield item
+                    next_seq = item.seq + 1
+                if page:
+                    continue
+                job = self.store.get(job_id)
+                if self._closing or job is None or (job.state in TERMINAL and next_seq > job.last_seq):
+                    return
+                await wake.wait()
+        finally:
+            wakes.discard(wake)
+            if not wakes and self._watchers.get(job_id) is wakes:
+                del self._watchers[job_id]
+            self.metrics.watchers.dec()
+
+    def end_watches(self) -> None:
+        """End every WatchJob stream (the server drains; clients reconnect with from_seq)."""
+        self._closing = True
+        for wakes in self._watchers.values():
+            for wake in wakes:
+                wake.set()
+
+    @property
+    def watcher_count(self) -> int:
+        return sum(len(w) for w in self._watchers.values())
+
+    # ---- checks -----------------------------------------------------------------------------
+
+    def _check(self, spec: JobSpec):
+        """The job's TrainConfig, after every check a spec must pass before it is queued."""
+        c = self.config
+        data = resolve_dataset(spec.dataset)
+        cfg = train_config(spec, data)
+        if cfg.steps > c.max_steps:
+            raise InvalidArgument(f"steps {cfg.steps} is above this server's limit of {c.max_steps}")
+        budget = cfg.time_budget_seconds
+        if budget is not None and budget > c.max_time_budget_s:
+            raise InvalidArgument(f"time_budget {cfg.time_budget} is above this server's limit of "
+                                  f"{c.max_time_budget_s:g} s")
+        if not 1 <= spec.nproc <= c.max_nproc:
+            raise InvalidArgument(f"nproc must be 1..{c.max_nproc} (got {spec.nproc})")
+        if not 0 <= spec.max_retries <= c.max_retries:
+            raise InvalidArgument(f"max_retries must be 0..{c.max_retries} (got {spec.max_retries})")
+        if spec.publish and not spec.model_name:
+            raise InvalidArgument("publish needs a model_name to publish under, e.g. mnist-dcgan")
+        if spec.model_name and not NAME_PATTERN.match(spec.model_name):
+            raise InvalidArgument(f"model_name {spec.model_name!r} must match {NAME_PATTERN.pattern} "
+                                  "(lower case, digits, . _ -)")
+        if len(spec.idempotency_key) > IDEMPOTENCY_KEY_MAX:
+            raise InvalidArgument(f"idempotency_key must be at most {IDEMPOTENCY_KEY_MAX} characters")
+        return cfg
+
+    # ---- running ----------------------------------------------------------------------------
+
+    def run_dir(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id / "run"
+
+    def _schedule(self) -> None:
+        while not self._closing and self.queue and len(self.running) < self.config.max_concurrent_jobs:
+            job_id, reason = self.queue.popleft()
+            running = self.running[job_id] = _Running()
+            running.task = asyncio.get_running_loop().create_task(self._run(job_id, reason), name=f"job-{job_id}")
+        self.metrics.queue_length.set(len(self.queue))
+
+    async def _run(self, job_id: str, reason: str) -> None:
+        try:
+            await self._attempt(job_id, reason)
+        except Exception as exc:  # a bug here must not leave the job RUNNING forever
+            event(log, "job_runner_error", level=40, job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+            if not self._closing:
+                self._set_state(job_id, FAILED, f"internal error in the runner: {type(exc).__name__}")
+        finally:
+            self.running.pop(job_id, None)
+            self.metrics.set_rate(job_id, "", None)
+            if not self._closing:
+                self._schedule()
+
+    async def _attempt(self, job_id: str, reason: str) -> None:
+        job = self.get(job_id)
+        spec = job.spec
+        run_dir = self.run_dir(job_id)
+        free = shutil.disk_usage(self.data_dir).free
+        if free < self.config.min_free_disk_bytes:
+            self._set_state(job_id, FAILED, f"not enough disk space to start: {free} bytes free in the data "
+                                            f"folder, {self.config.min_free_disk_bytes} needed")
+            return
+        from_step = resume_step(run_dir)
+        attempt = self.store.add_attempt(job_id, reason, from_step)
+        self.store.update(job_id, step=from_step, **({} if job.started else {"started": attempt.started}))
+        self._set_state(job_id, STARTING, reason if from_step == 0 else f"{reason}; from step {from_step}",
+                        attempt.number)
+        tail = RunFolderTail(run_dir, from_step, job.total_steps)
+        proc = JobProcess(train_command(self.python, self.jobs_dir / job_id / "train.json", run_dir, spec.nproc),
+                          on_line=lambda level, text: self._event(job_id, "log", {
+                              "level": level, "text": text, "attempt": attempt.number}))
+        running = self.running[job_id]
+        running.proc, running.family = proc, spec.family
+        await proc.start()
+        self.store.update(job_id, pid=proc.pid)
+        if self.store.get(job_id).cancel_requested:
+            proc.signal(signal.SIGTERM)
+        state = STARTING
+        waiting = asyncio.ensure_future(proc.wait())
+        run_info = run_dir / "run.json"
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=self.config.poll_interval_s)
+            if state == STARTING and run_info.exists() and run_info.stat().st_mtime >= attempt.started - 1:
+                state = RUNNING
+                self._set_state(job_id, RUNNING, "", attempt.number)
+            self._drain_tail(job_id, tail, spec.family)
+            if done:
+                break
+        outcome = waiting.result()
+        self._drain_tail(job_id, tail, spec.family)
+        self.store.update(job_id, pid=None)
+        self.metrics.set_rate(job_id, spec.family, None)
+        cancelled = self.store.get(job_id).cancel_requested
+        described = "cancelled" if cancelled and outcome.exit_code != 0 else outcome.describe()
+        if self._closing:
+            self.store.finish_attempt(job_id, attempt.number, outcome.exit_code, "the service stopped")
+            return  # left RUNNING: the next start continues it
+        self.store.finish_attempt(job_id, attempt.number, outcome.exit_code, described)
+        event(log, "job_attempt_ended", job_id=job_id, attempt=attempt.number, exit_code=outcome.exit_code,
+              outcome=described)
+        if outcome.exit_code == 0:
+            if state == STARTING:
+                self._set_state(job_id, RUNNING, "", attempt.number)
+            if spec.publish:
+                try:
+                    published = await publish_run(self.python, run_dir, self.models, spec.model_name)
+                except PublishError as exc:
+                    self._set_state(job_id, FAILED, str(exc), attempt.number)
+                    return
+                self.store.update(job_id, published=published.to_dict())
+                if self.on_published is not None:
+                    await self.on_published()
+                self._event(job_id, "published", published.to_dict())
+            self._set_state(job_id, SUCCEEDED, "", attempt.number)
+        elif cancelled:
+            self._set_state(job_id, CANCELLED, "cancelled", attempt.number)
+        elif outcome.transient and self._retries_used(job_id) < spec.max_retries:
+            used = self._retries_used(job_id) + 1
+            self._set_state(job_id, QUEUED, f"retry {used} of {spec.max_retries}: {described}", attempt.number)
+            self.queue.appendleft((job_id, f"retry {used} of {spec.max_retries} after: {described}"))
+        else:
+            self._set_state(job_id, FAILED, described, attempt.number)
+
+    def _retries_used(self, job_id: str) -> int:
+        return sum(1 for a in self.get(job_id).attempts if a.reason.startswith("retry "))
+
+    def _drain_tail(self, job_id: str, tail: RunFolderTail, family: str) -> None:
+        for kind, data, blob in tail.poll():
+            self._event(job_id, kind, data, blob)
+            if kind == "progress":
+                self.store.update(job_id, step=data["step"])
+                self.metrics.set_rate(job_id, family, data["steps_per_second"])
+            elif kind == "checkpoint" and data["name"].startswith("step_"):
+                # A run stopped by a signal checkpoints a step it did not log.
+                self.store.update(job_id, step=max(data["step"], tail.step))
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def _event(self, job_id: str, kind: str, data: dict, blob: bytes | None = None) -> None:
+        self.store.add_event(job_id, kind, data, blob)
+        for wake in self._watchers.get(job_id, ()):
+            wake.set()
+
+    def _set_state(self, job_id: str, state: str, reason: str = "", attempt: int = 0) -> None:
+        fields: dict = {"state": state, "reason": reason if state in (FAILED, CANCELLED) else ""}
+        if state in TERMINAL:
+            now = time.time()
+            fields["finished"] = now
+            fields["cancel_requested"] = False
+            job = self.store.get(job_id)
+            if job is not None and job.started:
+                self.metrics.job_duration.labels(state.lower()).observe(max(0.0, now - job.started))
+        self.store.update(job_id, **fields)
+        self._event(job_id, "state", {"state": state, "reason": reason, "attempt": attempt})
+        event(log, "job_state", job_id=job_id, state=state, reason=reason)
+        self._refresh_metrics()
+
+    def _refresh_metrics(self) -> None:
+        self.metrics.set_counts(self.store.count_by_state())
+        self.metrics.queue_length.set(len(self.queue))

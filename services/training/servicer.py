@@ -1,0 +1,134 @@
+"""The TrainingService RPCs: proto messages to typed requests for the job manager, and its
+jobs and events back to proto messages. Nothing else happens here.
+
+Every RPC goes through ``services.rpc.calls`` (``@unary`` / ``@stream``): request id, timing,
+metrics, one log line, errors turned into statuses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+import grpc
+
+from latentforge.v1 import training_pb2 as pb
+from latentforge.v1 import training_pb2_grpc as pb_grpc
+from services.errors import InvalidArgument
+from services.rpc.calls import CallTracker, stream, unary
+from services.training.manager import JobManager
+from services.training.spec import JobSpec
+from services.training.store import Event, Job
+
+_STATES = {name: pb.JobState.Value(f"JOB_STATE_{name}") for name in
+           ("QUEUED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")}
+_STATE_NAMES = {value: name for name, value in _STATES.items()}
+# The oneof field of each family's options message.
+FAMILY_FIELDS = {"dcgan": "dcgan", "vae": "vae", "ae": "ae"}
+
+
+class TrainingServicer(pb_grpc.TrainingServiceServicer):
+    """Implements latentforge.v1.TrainingService on a job manager."""
+
+    def __init__(self, manager: JobManager, calls: CallTracker) -> None:
+        self.manager = manager
+        self.calls = calls  # the server's call tracker, which @unary/@stream use
+
+    @unary
+    async def SubmitJob(self, request: pb.JobSpec, context: grpc.aio.ServicerContext) -> pb.Job:
+        return job_to_proto(self.manager.submit(spec_from_proto(request)))
+
+    @unary
+    async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> pb.Job:
+        return job_to_proto(self.manager.get(request.job_id))
+
+    @unary
+    async def ListJobs(self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext) -> pb.ListJobsResponse:
+        if request.state != pb.JOB_STATE_UNSPECIFIED and request.state not in _STATE_NAMES:
+            raise InvalidArgument(f"unknown job state {request.state}")
+        jobs, token = self.manager.list(_STATE_NAMES.get(request.state), request.model_name or None,
+                                        request.page_size, request.page_token)
+        return pb.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs], next_page_token=token)
+
+    @unary
+    async def CancelJob(self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext) -> pb.Job:
+        return job_to_proto(self.manager.cancel(request.job_id))
+
+    @unary
+    async def ResumeJob(self, request: pb.ResumeJobRequest, context: grpc.aio.ServicerContext) -> pb.Job:
+        return job_to_proto(self.manager.resume(request.job_id))
+
+    @stream
+    async def WatchJob(self, request: pb.WatchJobRequest,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.JobEvent]:
+        async for item in self.manager.watch(request.job_id, request.from_seq):
+            yield event_to_proto(item)
+
+
+def _set_fields(message: Any) -> dict[str, Any]:
+    """The fields of an options message that are set, by name."""
+    return {f.name: getattr(message, f.name) for f in message.DESCRIPTOR.fields if message.HasField(f.name)}
+
+
+def spec_from_proto(request: pb.JobSpec) -> JobSpec:
+    """A JobSpec message as the typed spec (every option that is set, by its trainer name)."""
+    chosen = request.WhichOneof("family_options")
+    family = request.family or chosen or ""
+    if chosen is not None and request.family and FAMILY_FIELDS.get(request.family) != chosen:
+        raise InvalidArgument(f"family is {request.family!r} but the options given are {chosen!r}'s; "
+                              f"set {request.family} options or leave family_options unset")
+    return JobSpec(
+        family=family, dataset=request.dataset,
+        options=_set_fields(request.options) if request.HasField("options") else {},
+        family_options=_set_fields(getattr(request, chosen)) if chosen else {},
+        model_name=request.model_name, publish=request.publish, idempotency_key=request.idempotency_key,
+        max_retries=request.max_retries, nproc=request.nproc or 1)
+
+
+def spec_to_proto(spec: JobSpec) -> pb.JobSpec:
+    message = pb.JobSpec(family=spec.family, dataset=spec.dataset, model_name=spec.model_name, publish=spec.publish,
+                         idempotency_key=spec.idempotency_key, max_retries=spec.max_retries, nproc=spec.nproc)
+    if spec.options:
+        message.options.CopyFrom(pb.TrainingOptions(**spec.options))
+    field = FAMILY_FIELDS.get(spec.family)
+    if field is not None:
+        getattr(message, field).CopyFrom(type(getattr(message, field))(**spec.family_options))
+    return message
+
+
+def _published(published: dict[str, Any]) -> pb.PublishedModel:
+    return pb.PublishedModel(name=published["name"], version=published["version"],
+                             quality=published.get("quality", {}))
+
+
+def job_to_proto(job: Job) -> pb.Job:
+    message = pb.Job(
+        job_id=job.job_id, spec=spec_to_proto(job.spec), state=_STATES[job.state], reason=job.reason, step=job.step,
+        total_steps=job.total_steps, created_unix_s=job.created, started_unix_s=job.started,
+        finished_unix_s=job.finished, last_seq=job.last_seq, cancel_requested=job.cancel_requested,
+        attempts=[pb.Attempt(number=a.number, reason=a.reason, from_step=a.from_step, started_unix_s=a.started,
+                             finished_unix_s=a.finished, exit_code=a.exit_code, outcome=a.outcome)
+                  for a in job.attempts])
+    if job.published:
+        message.published.CopyFrom(_published(job.published))
+    return message
+
+
+def event_to_proto(item: Event) -> pb.JobEvent:
+    message = pb.JobEvent(seq=item.seq, time_unix_s=item.time, job_id=item.job_id)
+    d = item.data
+    if item.kind == "state":
+        message.state.CopyFrom(pb.StateChange(state=_STATES[d["state"]], reason=d.get("reason", ""),
+                                              attempt=d.get("attempt", 0)))
+    elif item.kind == "progress":
+        message.progress.CopyFrom(pb.Progress(**d))
+    elif item.kind == "evaluation":
+        message.evaluation.CopyFrom(pb.Evaluation(**d))
+    elif item.kind == "grid":
+        message.grid.CopyFrom(pb.SampleGrid(step=d["step"], name=d["name"], png=item.blob or b""))
+    elif item.kind == "log":
+        message.log.CopyFrom(pb.LogLine(**d))
+    elif item.kind == "checkpoint":
+        message.checkpoint.CopyFrom(pb.CheckpointWritten(**d))
+    elif item.kind == "published":
+        message.published.CopyFrom(_published(d))
+    return message

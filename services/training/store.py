@@ -1,0 +1,246 @@
+"""The job store: jobs, their attempts and their events in one SQLite file in the data folder.
+
+Everything a client can ask about a job lives here, so it survives a restart of the service:
+the spec, the state and its reason, each attempt (why it started, how it ended), and every
+event with its per-job sequence number and time (state changes, progress, evaluations, sample
+grids as PNG bytes, log lines, checkpoints, the published model). The store is used from the
+service's event loop thread only; each write is its own short transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from services.training.spec import JobSpec
+
+# Job states (JobState in the proto without its prefix).
+QUEUED, STARTING, RUNNING = "QUEUED", "STARTING", "RUNNING"
+SUCCEEDED, FAILED, CANCELLED = "SUCCEEDED", "FAILED", "CANCELLED"
+STATES = (QUEUED, STARTING, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+ACTIVE = frozenset({STARTING, RUNNING})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL UNIQUE,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    step INTEGER NOT NULL DEFAULT 0,
+    total_steps INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL NOT NULL DEFAULT 0,
+    finished REAL NOT NULL DEFAULT 0,
+    idempotency_key TEXT UNIQUE,
+    model_name TEXT NOT NULL DEFAULT '',
+    published TEXT,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    from_step INTEGER NOT NULL,
+    started REAL NOT NULL,
+    finished REAL NOT NULL DEFAULT 0,
+    exit_code INTEGER,
+    outcome TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job_id, number)
+);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    blob BLOB,
+    PRIMARY KEY (job_id, seq)
+);
+"""
+
+
+@dataclass
+class Attempt:
+    """One start of a job's process."""
+
+    number: int
+    reason: str
+    from_step: int
+    started: float
+    finished: float = 0.0
+    exit_code: int | None = None
+    outcome: str = ""
+
+
+@dataclass
+class Job:
+    """A job as stored."""
+
+    row: int
+    job_id: str
+    spec: JobSpec
+    state: str
+    reason: str
+    step: int
+    total_steps: int
+    created: float
+    started: float
+    finished: float
+    published: dict[str, Any] | None
+    last_seq: int
+    cancel_requested: bool
+    pid: int | None
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of a job: ``kind`` names it (state, progress, evaluation, grid, log,
+    checkpoint, published), ``data`` holds its fields, ``blob`` a grid's PNG bytes."""
+
+    job_id: str
+    seq: int
+    time: float
+    kind: str
+    data: dict[str, Any]
+    blob: bytes | None = None
+
+
+class JobStore:
+    """Jobs, attempts and events in ``path`` (SQLite, WAL)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    def add_job(self, job_id: str, spec: JobSpec, total_steps: int) -> Job:
+        self.db.execute(
+            "INSERT INTO jobs (job_id, spec, state, total_steps, created, idempotency_key, model_name) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (job_id, json.dumps(spec.to_dict()), QUEUED, total_steps, time.time(), spec.idempotency_key or None,
+             spec.model_name))
+        job = self.get(job_id)
+        assert job is not None
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else self._job(row)
+
+    def by_idempotency_key(self, key: str) -> Job | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
+        return None if row is None else self._job(row)
+
+    def list(self, state: str | None = None, model_name: str | None = None, before_row: int | None = None,
+             limit: int = 100) -> list[Job]:
+        """Jobs newest first, filtered; ``before_row`` continues a page."""
+        where, args = [], []
+        if state:
+            where.append("state = ?")
+            args.append(state)
+        if model_name:
+            where.append("model_name = ?")
+            args.append(model_name)
+        if before_row is not None:
+            where.append("id < ?")
+            args.append(before_row)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT ?"
+        return [self._job(row) for row in self.db.execute(sql, (*args, limit)).fetchall()]
+
+    def in_states(self, states: frozenset[str] | tuple[str, ...]) -> list[Job]:
+        """Jobs in any of ``states``, oldest first."""
+        marks = ",".join("?" * len(states))
+        rows = self.db.execute(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id", tuple(states)).fetchall()
+        return [self._job(row) for row in rows]
+
+    def count_by_state(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        for state, n in self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+            counts[state] = n
+        return counts
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Set columns of a job (``published`` as a dict)."""
+        if "published" in fields and fields["published"] is not None:
+            fields["published"] = json.dumps(fields["published"])
+        if "cancel_requested" in fields:
+            fields["cancel_requested"] = int(bool(fields["cancel_requested"]))
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.db.execute(f"UPDATE jobs SET {sets} WHERE job_id = ?", (*fields.values(), job_id))
+
+    # ---- attempts ---------------------------------------------------------------------------
+
+    def add_attempt(self, job_id: str, reason: str, from_step: int) -> Attempt:
+        (number,) = self.db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE job_id = ?",
+                                    (job_id,)).fetchone()
+        attempt = Attempt(number, reason, from_step, time.time())
+        self.db.execute("INSERT INTO attempts (job_id, number, reason, from_step, started) VALUES (?, ?, ?, ?, ?)",
+                        (job_id, number, reason, from_step, attempt.started))
+        return attempt
+
+    def finish_attempt(self, job_id: str, number: int, exit_code: int | None, outcome: str) -> None:
+        self.db.execute("UPDATE attempts SET finished = ?, exit_code = ?, outcome = ? WHERE job_id = ? AND number = ?",
+                        (time.time(), exit_code, outcome, job_id, number))
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def add_event(self, job_id: str, kind: str, data: dict[str, Any], blob: bytes | None = None) -> Event:
+        """Append an event with the job's next sequence number (one transaction)."""
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            (seq,) = self.db.execute("SELECT last_seq + 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            self.db.execute("INSERT INTO events (job_id, seq, time, kind, data, blob) VALUES (?, ?, ?, ?, ?, ?)",
+                            (job_id, seq, now, kind, json.dumps(data), blob))
+            self.db.execute("UPDATE jobs SET last_seq = ? WHERE job_id = ?", (seq, job_id))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return Event(job_id, seq, now, kind, data, blob)
+
+    def events(self, job_id: str, from_seq: int, limit: int = 500) -> list[Event]:
+        rows = self.db.execute(
+            "SELECT seq, time, kind, data, blob FROM events WHERE job_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            (job_id, from_seq, limit)).fetchall()
+        return [Event(job_id, seq, t, kind, json.loads(data), blob) for seq, t, kind, data, blob in rows]
+
+    def iter_events(self, job_id: str, from_seq: int = 1) -> Iterator[Event]:
+        while True:
+            page = self.events(job_id, from_seq)
+            yield from page
+            if len(page) < 500:
+                return
+            from_seq = page[-1].seq + 1
+
+    # ---- rows -------------------------------------------------------------------------------
+
+    def _job(self, row: tuple) -> Job:
+        cols = [d[0] for d in self.db.execute("SELECT * FROM jobs LIMIT 0").description]
+        r = dict(zip(cols, row))
+        job = Job(row=r["id"], job_id=r["job_id"], spec=JobSpec.from_dict(json.loads(r["spec"])), state=r["state"],
+                  reason=r["reason"], step=r["step"], total_steps=r["total_steps"], created=r["created"],
+                  started=r["started"], finished=r["finished"],
+                  published=json.loads(r["published"]) if r["published"] else None, last_seq=r["last_seq"],
+                  cancel_requested=bool(r["cancel_requested"]), pid=r["pid"])
+        job.attempts = [Attempt(*a) for a in self.db.execute(
+            "SELECT number, reason, from_step, started, finished, exit_code, outcome FROM attempts "
+            "WHERE job_id = ? ORDER BY number", (job.job_id,)).fetchall()]
+        return job
