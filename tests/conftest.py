@@ -39,12 +39,14 @@ def session_quality_cache(tmp_path_factory) -> Iterator[Path]:
 # Small but real: the same networks at a narrower width, a few dozen steps.
 @pytest.fixture(scope="session")
 def dcgan_run(tmp_path_factory) -> Path:
-    """A DCGAN trained for 30 steps on mnist5k, evaluated at its end (so it has a best.pt and
-    its export carries quality scores)."""
+    """An unconditional DCGAN trained for 30 steps on mnist5k, evaluated at its end (so it has a
+    best.pt and its export carries quality scores). mnist5k is labelled, so the family would
+    train a conditional model by default; the serving tests want the plain z -> image graph
+    (conditional models are served in tests/test_gan_options.py)."""
     from trainer.loop import train
 
     out = tmp_path_factory.mktemp("runs") / "mnist-dcgan"
-    train(tiny_config("dcgan", out, data="mnist5k", eval_every=30, eval_samples=200))
+    train(tiny_config("dcgan", out, data="mnist5k", eval_every=30, eval_samples=200, conditional=False))
     return out
 
 

@@ -88,7 +88,7 @@ def test_onnx_matches_torch_at_new_batch_sizes(model_repo: Path, dcgan_run: Path
     import onnxruntime as ort
 
     family = restore_family(load_checkpoint(dcgan_run), torch.device("cpu"))
-    gen = family.modules["generator"].eval()
+    gen = family.generator.eval()  # the weight average, which is what exports (EMA is on by default)
     sess = ort.InferenceSession(str(model_repo / "mnist-dcgan" / "1" / "generator.onnx"))
     for n in (3, 64):
         z = torch.randn(n, 100)

@@ -29,12 +29,15 @@ from trainer.loop import train
 
 EVERYTHING = dict(conditional=True, ema_decay=0.9, spectral_norm=True, gan_loss="hinge", r1_gamma=0.5, r1_every=4,
                   augment="translation,cutout", lr_d=4e-4)
+# Each option on the unconditional network (mnist5k is labelled, so conditional=False is
+# explicit), then the conditional one, then everything at once.
+PLAIN = dict(conditional=False, ema_decay=0.0)
 OPTIONS = {
-    "ema": dict(ema_decay=0.9),
-    "sn-hinge": dict(spectral_norm=True, gan_loss="hinge"),
-    "r1": dict(r1_gamma=1.0, r1_every=4),
-    "two-lr": dict(lr=1e-4, lr_d=4e-4),
-    "augment": dict(augment="translation,cutout,color"),
+    "ema": dict(PLAIN, ema_decay=0.9),
+    "sn-hinge": dict(PLAIN, spectral_norm=True, gan_loss="hinge"),
+    "r1": dict(PLAIN, r1_gamma=1.0, r1_every=4),
+    "two-lr": dict(PLAIN, lr=1e-4, lr_d=4e-4),
+    "augment": dict(PLAIN, augment="translation,cutout,color"),
     "conditional": dict(conditional=True),
     "everything": EVERYTHING,
 }
@@ -92,9 +95,30 @@ def test_options_have_flags_and_are_checked():
         TrainConfig.from_dict({"model": "vae", "ema_decay": 0.9})
 
 
-def test_defaults_leave_the_plain_dcgan_as_it_was():
+def test_defaults_are_the_measured_ones_and_conditional_follows_the_data(tmp_path: Path):
+    """The defaults picked from docs/benchmarks/quality.md: EMA 0.999, lr 1e-3, the rest off, and
+    conditional exactly when the data has labels unless --conditional/--no-conditional says."""
+    from latentforge.cli import build_parser
+    from trainer.data import load_data
+
     c = DCGANConfig()
-    assert (c.ema_decay, c.spectral_norm, c.r1_gamma, c.augment, c.conditional) == (0.0, False, 0.0, "none", False)
+    assert (c.ema_decay, c.lr, c.lr_d, c.spectral_norm, c.r1_gamma, c.augment, c.gan_loss, c.conditional) == (
+        0.999, 1e-3, None, False, 0.0, "none", "nonsaturating", None)
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / f"{i}.png")
+    labelled, unlabelled = load_data("mnist5k").spec, load_data(str(folder)).spec
+
+    def classes(spec, **options) -> int:
+        return build_family(TrainConfig.from_dict({"model": "dcgan", "width": 8, **options}), spec,
+                            torch.device("cpu")).num_classes
+
+    assert classes(labelled) == 10 and classes(unlabelled) == 0
+    assert classes(labelled, conditional=False) == 0 and classes(labelled, conditional=True) == 10
+    with pytest.raises(DataError, match="--conditional trains on class labels"):
+        classes(unlabelled, conditional=True)
+    assert build_parser().parse_args(["train", "--out", "x", "--no-conditional"]).conditional is False
 
 
 # --- each option trains, exports and passes parity -------------------------------------------

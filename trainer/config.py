@@ -203,6 +203,9 @@ def fixed_options(cfg: TrainConfig) -> dict[str, Any]:
 
 # Format-1 checkpoints: sentinels that meant "the family's default".
 _V1_DEFAULT_SENTINELS = {"lr": (None, 0, 0.0), "latent_dim": (0,), "beta1": (None,)}
+# Format-1 runs trained with the family defaults of their day; where today's differ (or the
+# option came later), those are what the run had, so that it resumes and exports unchanged.
+_V1_FAMILY_DEFAULTS = {"dcgan": {"lr": 2e-4, "ema_decay": 0.0, "conditional": False}}
 
 
 def upgrade_v1_config(old: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,6 +215,7 @@ def upgrade_v1_config(old: Mapping[str, Any]) -> dict[str, Any]:
     new: dict[str, Any] = {k: v for k, v in old.items() if k in common_names}
     own = {o.name for o in options_of(family_entry(model).config)}
     new[model] = {
-        k: v for k, v in old.items() if k in own and v not in _V1_DEFAULT_SENTINELS.get(k, ())
+        **_V1_FAMILY_DEFAULTS.get(model, {}),
+        **{k: v for k, v in old.items() if k in own and v not in _V1_DEFAULT_SENTINELS.get(k, ())},
     }
     return TrainConfig.from_dict(new).to_dict()  # every option spelled out, as format 2 stores it

@@ -38,21 +38,22 @@ class DCGANConfig(FamilyConfig):
     latent_dim: int = option(100, "size of the latent vector z", at_least=1, fixed=True)
     width: int = option(64, "base channel width of the networks", at_least=1, fixed=True)
     gan_loss: str = option("nonsaturating", "GAN objective", choices=GAN_LOSSES, fixed=True)
-    lr: float = option(2e-4, "generator learning rate (Adam)", above=0)
+    lr: float = option(1e-3, "generator learning rate (Adam)", above=0)
     lr_d: float | None = option(None, "discriminator learning rate (default: lr)", above=0)
     beta1: float = option(0.5, "Adam beta1", at_least=0)
     beta2: float = option(0.999, "Adam beta2", above=0)
     grad_clip: float = option(10.0, "max gradient norm per network, 0 = off", at_least=0)
-    ema_decay: float = option(0.0, "keep an exponential moving average of the generator's weights with this "
-                              "decay (e.g. 0.999); grids, sampling and export use it; 0 = off", at_least=0)
+    ema_decay: float = option(0.999, "keep an exponential moving average of the generator's weights with this "
+                              "decay; grids, sampling and export use it; 0 = off", at_least=0)
     spectral_norm: bool = option(False, "spectral normalisation of the discriminator's layers, in place of "
                                  "its batch norm", fixed=True)
     r1_gamma: float = option(0.0, "weight of the R1 gradient penalty on real images, 0 = off", at_least=0)
     r1_every: int = option(16, "apply the R1 penalty every N steps (lazy, scaled by N)", at_least=1)
     augment: str = option("none", "differentiable augmentation of real and generated images before the "
                           f"discriminator: comma-separated {', '.join(AUGMENTATIONS)}, or none")
-    conditional: bool = option(False, "condition on the data's class labels (conditional batch norm in the "
-                               "generator, projection discriminator)", fixed=True)
+    conditional: bool | None = option(None, "condition on the data's class labels (label embedding and "
+                                      "conditional batch norm in the generator, label planes and projection in "
+                                      "the discriminator); default: when the data has labels", fixed=True)
 
     def problems(self) -> list[str]:
         problems = _adam_problems(self.beta1, self.beta2)

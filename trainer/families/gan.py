@@ -1,6 +1,7 @@
 """DCGAN family: adversarial training of a Generator against a Discriminator.
 
-Options (trainer.families.configs.DCGANConfig), each off by default:
+Options (trainer.families.configs.DCGANConfig); the defaults were picked from the ablation in
+docs/benchmarks/quality.md (EMA on, lr 1e-3, conditional on labelled data), the rest are off:
 
 * ``ema_decay``: an exponential moving average of the generator's weights (trainer.ema); the
   average is what grids show, what `sample` draws with and what `export_graphs` exports.
@@ -12,7 +13,8 @@ Options (trainer.families.configs.DCGANConfig), each off by default:
   step and G's step alike.
 * ``conditional``: class-conditional networks on labelled data (trainer.networks.dcgan); the
   generator's fakes take the labels of the real batch beside them, so classes are drawn as
-  often as the data holds them.
+  often as the data holds them. Unset (the default), a run is conditional when its data has
+  labels; ``--no-conditional`` trains an unconditional model on labelled data.
 
 Under DistributedDataParallel: the generator's step runs through the plain discriminator
 (never its wrapper) with D's parameters frozen, since D's gradients there would be thrown
@@ -50,12 +52,17 @@ class DCGAN(Family):
     value_range = (-1.0, 1.0)
 
     def __init__(self, config: DCGANConfig, data, device) -> None:
-        if config.conditional and ("labels" not in data.fields or data.num_classes < 1):
+        labelled = "labels" in data.fields and data.num_classes > 0
+        if config.conditional and not labelled:
             raise DataError(f"--conditional trains on class labels, and {data.source} has none; use labelled data "
                             "(mnist5k, or an image folder with one subfolder per class) or leave out --conditional")
         super().__init__(config, data, device)
         self.config: DCGANConfig = config
-        self.num_classes = data.num_classes if config.conditional else 0
+        # Unset: conditional exactly when the data has labels (docs/benchmarks/quality.md: on
+        # mnist5k the conditional model is better on every measure, and its classes come out
+        # balanced by construction).
+        conditional = labelled if config.conditional is None else config.conditional
+        self.num_classes = data.num_classes if conditional else 0
         self.loss = gan_loss(config.gan_loss)
         self.policy = parse_policy(config.augment)
         self.modules = {

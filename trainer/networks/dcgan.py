@@ -11,10 +11,14 @@ were:
 * ``spectral_norm`` (discriminator): every layer's weight divided by its largest singular
   value (Miyato et al. 2018), which bounds D's Lipschitz constant; it replaces D's BatchNorm,
   and the convolutions get biases since nothing normalises after them.
-* ``num_classes > 0`` (class-conditional): the generator's BatchNorm layers take a per-class
-  scale and shift (conditional batch norm, de Vries et al. 2017; Miyato & Koyama 2018), and
-  the discriminator adds a projection term, ``<embed(y), sum-pooled features>``, to its
-  logit (projection discriminator, Miyato & Koyama 2018).
+* ``num_classes > 0`` (class-conditional): the generator adds a learned per-class vector to z
+  and its BatchNorm layers take a per-class scale and shift (conditional batch norm, de Vries
+  et al. 2017; Miyato & Koyama 2018); the discriminator sees the label as one-hot input
+  planes beside the image and adds a projection term, ``<embed(y), sum-pooled features>``, to
+  its logit (projection discriminator, Miyato & Koyama 2018). With the projection alone, or
+  conditional batch norm alone, the label's effect starts near zero and, in a few thousand
+  steps on mnist5k, samples followed their label little better than chance; the label at
+  both ends' inputs makes it count from the first step (docs/benchmarks/quality.md).
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from trainer.networks.sizing import plan_resolution
+
+# The initial scale of the generator's per-class offset of z (z ~ N(0, 1)). At 1.0 the class
+# swamped z and each class collapsed to a few images within 500 steps (recall 0 on mnist5k);
+# at 0.3 samples follow their label and keep their variety (docs/benchmarks/quality.md).
+LABEL_EMBED_STD = 0.3
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -77,6 +86,9 @@ class Generator(nn.Module):
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.apply(dcgan_init)
+        if num_classes > 0:  # a per-class offset of z
+            self.label_embed = nn.Embedding(num_classes, latent_dim)
+            nn.init.normal_(self.label_embed.weight, 0.0, LABEL_EMBED_STD)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = z[:, :, None, None]
@@ -84,6 +96,7 @@ class Generator(nn.Module):
             return self.net(x)
         if labels is None:
             raise ValueError("a conditional generator needs labels")
+        x = x + self.label_embed(labels)[:, :, None, None]
         for layer in self.net:
             x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
         return x
@@ -99,7 +112,8 @@ class Discriminator(nn.Module):
         base, stages = plan_resolution(size)
         bias = spectral_norm  # with no BatchNorm after a convolution, it needs its own bias
         ch = width
-        layers: list[nn.Module] = [nn.Conv2d(channels, ch, 4, 2, 1, bias=bias), nn.LeakyReLU(0.2, True)]
+        inputs = channels + num_classes  # a conditional D reads the label as one-hot planes
+        layers: list[nn.Module] = [nn.Conv2d(inputs, ch, 4, 2, 1, bias=bias), nn.LeakyReLU(0.2, True)]
         for _ in range(stages - 1):
             layers.append(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=bias))
             if not spectral_norm:
@@ -123,6 +137,8 @@ class Discriminator(nn.Module):
             return self.net(x).flatten()
         if labels is None:
             raise ValueError("a conditional discriminator needs labels")
+        planes = nn.functional.one_hot(labels, self.num_classes).to(x.dtype)[:, :, None, None]
+        x = torch.cat([x, planes.expand(-1, -1, *x.shape[2:])], dim=1)
         features = self.net[:-1](x)
         logit = self.net[-1](features).flatten()
         return logit + (self.embed(labels) * features.sum(dim=(2, 3))).sum(dim=1)
