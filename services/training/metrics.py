@@ -40,8 +40,15 @@ class TrainingMetrics:
         self.upload_bytes = Counter("latentforge_training_dataset_upload_bytes_total",
                                     "Bytes received by UploadDataset, accepted or not.", registry=registry)
         self.datasets = Gauge("latentforge_training_datasets", "Uploaded data sets stored.", registry=registry)
+        # Every bounded label value starts at zero, so dashboards and alerts see the series
+        # before the first job ends (the families are those a JobSpec may name).
+        from latentforge.v1 import training_pb2 as pb
+
         for state in ("succeeded", "failed", "cancelled"):
             self.jobs_ended.labels(state)
+            self.job_duration.labels(state)
+        for option in pb.JobSpec.DESCRIPTOR.oneofs_by_name["family_options"].fields:
+            self.steps_per_second.labels(option.name).set(0)
         for outcome in UPLOAD_OUTCOMES:
             self.uploads.labels(outcome)
         self._rates: dict[str, tuple[str, float]] = {}
