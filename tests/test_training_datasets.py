@@ -113,8 +113,14 @@ def test_npz_and_tar_uploads(tmp_path: Path):
     tgz = tmp_path / "colours.tar.gz"
     with tarfile.open(tgz, "w:gz") as tf:
         tf.add(folder.parent, arcname="set")
+    # What a service killed mid-upload leaves: a staging folder, and a folder never recorded.
+    for stray in (tmp_path / "data" / "datasets" / ".uploads" / "0123" / "upload",
+                  tmp_path / "data" / "datasets" / "feedfacecafe0000" / "data.npz"):
+        stray.parent.mkdir(parents=True)
+        stray.write_bytes(b"half")
     server = start_training_server(tmp_path / "data", tmp_path / "models")
     try:
+        assert _files(tmp_path / "data" / "datasets") == []  # cleared away on start
         with TrainingClient(server.target) as client:
             ds = client.upload_dataset(npz, "digits")
             assert (ds.count, list(ds.shape), list(ds.class_names)) == (20, [1, 28, 28], ["0", "1", "2", "3"])
