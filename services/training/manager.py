@@ -7,6 +7,8 @@ watchers. When an attempt ends, the job SUCCEEDED (after publishing, when asked)
 CANCELLED (CancelJob sent SIGTERM; the trainer checkpoints and exits), is queued again from its
 last checkpoint (killed by a signal or out of memory, while ``max_retries`` allows), or FAILED
 with the reason. On start the manager continues jobs the previous service process left running.
+Data sets (built-in and uploaded) are the ``DatasetLibrary``'s (``services.training.datasets``);
+the manager checks that a job's data set exists and refuses to delete one a live job uses.
 """
 
 from __future__ import annotations
