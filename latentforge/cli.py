@@ -36,7 +36,7 @@ PARTS = (
     Part("trainer", "trainer.quality.cli", ("evaluate",), "train"),
     Part("exporter", "exporter.cli", ("export",), "train"),
     Part("services", "services.cli", ("serve", "serve-training", "generate", "interpolate", "models"), "serve"),
-    Part("services", "services.training.cli", ("jobs",), "serve"),
+    Part("services", "services.training.cli", ("jobs", "datasets"), "serve"),
     Part("tools", "tools.bench", ("bench",), "serve"),
 )
 

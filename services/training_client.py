@@ -7,11 +7,20 @@
             print(event)
 
 ``job_spec`` builds a JobSpec from the trainer's option names: each goes to the common
-TrainingOptions or to the family's options message, whichever declares it.
+TrainingOptions or to the family's options message, whichever declares it. ``upload_dataset``
+sends a folder (zipped on the fly), a zip, a tar(.gz) or an .npz in chunks:
+
+    with TrainingClient("localhost:50052") as client:
+        client.upload_dataset("shapes/", "shapes")
+        job = client.submit(job_spec("dcgan", "shapes", conditional=True, steps=300))
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,6 +32,42 @@ FAMILY_MESSAGES = {"dcgan": pb.DCGANOptions, "vae": pb.VAEOptions, "ae": pb.AEOp
 STATES = {name: pb.JobState.Value(f"JOB_STATE_{name}") for name in
           ("QUEUED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")}
 TERMINAL = {STATES["SUCCEEDED"], STATES["FAILED"], STATES["CANCELLED"]}
+CHUNK_BYTES = 1 << 20
+# The upload format of a file by its name's ending.
+FORMAT_SUFFIXES = {".zip": pb.DATASET_FORMAT_ZIP, ".tar": pb.DATASET_FORMAT_TAR, ".tar.gz": pb.DATASET_FORMAT_TAR,
+                   ".tgz": pb.DATASET_FORMAT_TAR, ".npz": pb.DATASET_FORMAT_NPZ}
+
+
+def upload_format(path: Path) -> int:
+    """The DatasetFormat of a file by its name (.zip, .tar, .tar.gz, .tgz, .npz)."""
+    name = path.name.lower()
+    for suffix, fmt in FORMAT_SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    raise ValueError(f"{path}: upload a folder, a .zip, a .tar(.gz) or an .npz")
+
+
+def zip_folder(folder: Path, out: Path) -> Path:
+    """Zip ``folder``'s files (paths relative to it; subfolders are classes) into ``out``."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    if not files:
+        raise ValueError(f"{folder}: the folder holds no files")
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:  # images are compressed already
+        for path in files:
+            zf.write(path, path.relative_to(folder).as_posix())
+    return out
+
+
+def file_chunks(path: Path, header: pb.DatasetHeader, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pb.DatasetChunk]:
+    """The DatasetChunks of a file: the header with its first bytes, then the rest."""
+    with open(path, "rb") as f:
+        first = True
+        while True:
+            data = f.read(chunk_bytes)
+            if not data and not first:
+                return
+            yield pb.DatasetChunk(header=header, data=data) if first else pb.DatasetChunk(data=data)
+            first = False
 
 
 def state_name(state: int) -> str:
@@ -106,6 +151,29 @@ class TrainingClient:
     def watch(self, job_id: str, from_seq: int = 0, timeout_s: float | None = None) -> Iterator[pb.JobEvent]:
         """The job's events from ``from_seq`` until it has ended (``timeout_s``: for the whole stream)."""
         return self.stub.WatchJob(pb.WatchJobRequest(job_id=job_id, from_seq=from_seq), timeout=timeout_s)
+
+    def upload_dataset(self, path: Path | str, name: str, timeout_s: float | None = None,
+                       chunk_bytes: int = CHUNK_BYTES) -> pb.Dataset:
+        """Upload a folder of images (zipped on the fly; one subfolder per class gives labels), a
+        zip, a tar(.gz) or an .npz as data set ``name``; returns it as the server stored it."""
+        path = Path(path)
+        if path.is_dir():
+            with tempfile.TemporaryDirectory(prefix="latentforge-upload-") as tmp:
+                return self.upload_dataset(zip_folder(path, Path(tmp) / f"{name}.zip"), name, timeout_s, chunk_bytes)
+        fmt = upload_format(path)
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(CHUNK_BYTES), b""):
+                digest.update(block)
+        header = pb.DatasetHeader(name=name, format=fmt, sha256=digest.hexdigest(), size_bytes=os.path.getsize(path))
+        return self.stub.UploadDataset(file_chunks(path, header, chunk_bytes), timeout=timeout_s)
+
+    def list_datasets(self) -> pb.ListDatasetsResponse:
+        """The uploaded data sets (and the built-in names)."""
+        return self.stub.ListDatasets(pb.ListDatasetsRequest(), timeout=self.timeout_s)
+
+    def delete_dataset(self, name: str) -> pb.Dataset:
+        return self.stub.DeleteDataset(pb.DeleteDatasetRequest(name=name), timeout=self.timeout_s)
 
     def wait(self, job_id: str, timeout_s: float | None = None) -> pb.Job:
         """Watch until the job has ended; returns it."""

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "deploy" / "docker"
 SERVING = ("serve.Dockerfile", "serve-gpu.Dockerfile")
-ALL_IMAGES = (*SERVING, "trainer.Dockerfile")
+ALL_IMAGES = (*SERVING, "trainer.Dockerfile", "training.Dockerfile")
 # A pinned tag names a full release: at least major.minor.patch (3.11.13, 12.6.3, v2.55.1).
 PINNED_TAG = re.compile(r"^v?\d+\.\d+\.\d+")
 
@@ -114,6 +114,31 @@ def test_trainer_image_installs_torch_and_the_data_set():
     assert copied[entry[0] if entry[0].startswith("/") else f"/usr/local/bin/{entry[0]}"] == (
         "deploy/docker/trainer-entrypoint.sh")
     assert os.access(DOCKER / "trainer-entrypoint.sh", os.X_OK)
+
+
+def test_training_service_image_runs_the_service_with_the_trainer_and_a_health_check():
+    from services.training.config import load_training_config
+
+    instructions = parse_dockerfile(DOCKER / "training.Dockerfile")
+    installs = " ".join(i.args for i in instructions if i.keyword == "RUN" and "pip install" in i.args)
+    assert "-c constraints.txt" in installs
+    extras = {e for group in re.findall(r"\.\[([\w,]+)\]", installs) for e in group.split(",")}
+    assert {"train", "serve", "datasets"} <= extras  # jobs train and export in this image
+    final = final_stage(instructions)
+    assert exec_form(next(i.args for i in final if i.keyword == "ENTRYPOINT")) == ["latentforge"]
+    assert exec_form(next(i.args for i in final if i.keyword == "CMD")) == ["serve-training"]
+    env = env_of(final)
+    config = load_training_config(environ={k: v for k, v in env.items() if k.startswith("LATENTFORGE_")})
+    exposed = {int(p.split("/")[0]) for i in final if i.keyword == "EXPOSE" for p in i.args.split()}
+    assert exposed == {config.port, config.metrics_port}
+    assert config.host == "0.0.0.0" and config.metrics_host == "0.0.0.0"
+    volumes = set(exec_form(next(i.args for i in final if i.keyword == "VOLUME")))
+    assert volumes == {str(config.data_dir), str(config.models)}
+    health = [i.args for i in final if i.keyword == "HEALTHCHECK"]
+    assert len(health) == 1
+    script = next(part for part in exec_form(health[0].split(" CMD ", 1)[1]) if part.endswith("healthcheck.py"))
+    assert ["deploy/docker/healthcheck.py", script] in [i.args.split() for i in final if i.keyword == "COPY"]
+    assert env["HOME"].startswith("/tmp")  # writable on a read-only root with /tmp mounted
 
 
 @pytest.mark.parametrize("name", SERVING)
@@ -348,12 +373,14 @@ def _host_path(volume: str) -> Path:
 
 def test_compose_images_are_pinned_and_the_service_is_built_here(compose):
     services = compose["services"]
-    assert set(services) == {"latentforge", "redis", "prometheus", "grafana"}
+    assert set(services) == {"latentforge", "latentforge-training", "redis", "prometheus", "grafana"}
     for name, service in services.items():
         repo, _, tag = service["image"].rpartition(":")
         assert PINNED_TAG.match(tag), f"{name}: {service['image']}"
     build = services["latentforge"]["build"]
     assert (DOCKER / build["context"] / build["dockerfile"]).resolve() == DOCKER / "serve.Dockerfile"
+    build = services["latentforge-training"]["build"]
+    assert (DOCKER / build["context"] / build["dockerfile"]).resolve() == DOCKER / "training.Dockerfile"
 
 
 def test_compose_mounts_exist_and_ports_stay_on_localhost(compose):
@@ -369,6 +396,10 @@ def test_compose_mounts_exist_and_ports_stay_on_localhost(compose):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
     models = [v for v in services["latentforge"]["volumes"] if v.endswith(":/models:ro")]
     assert models, "the model repository is not mounted read-only at /models"
+    # The training service publishes into the same repository, so it mounts it writable.
+    training = {v.rsplit(":", 1)[1]: v for v in services["latentforge-training"]["volumes"]}
+    assert _host_path(training["/models"]) == _host_path(models[0])  # no ":ro"
+    assert training["/data"].split(":")[0] in compose["volumes"]  # the job store outlives the container
 
 
 def test_compose_wiring_matches_the_service_and_monitoring_files(compose):
@@ -388,6 +419,15 @@ def test_compose_wiring_matches_the_service_and_monitoring_files(compose):
     job = next(j for j in prom["scrape_configs"] if j["job_name"] == "latentforge")
     assert job["static_configs"][0]["targets"] == [f"latentforge:{config.metrics_port}"]
     assert prom["rule_files"] == ["rules.yml"]
+    # ... and the training service likewise, on the port its image's settings say.
+    from services.training.config import load_training_config
+
+    training_env = env_of(final_stage(parse_dockerfile(DOCKER / "training.Dockerfile")))
+    training = load_training_config(environ={k: v for k, v in training_env.items() if k.startswith("LATENTFORGE_")})
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "latentforge-training")
+    assert job["static_configs"][0]["targets"] == [f"latentforge-training:{training.metrics_port}"]
+    ports = {p.rsplit(":", 1)[1]: p for p in services["latentforge-training"]["ports"]}
+    assert {str(training.port), str(training.metrics_port)} == set(ports)
 
     # Grafana: the data source is the prometheus service, the dashboards folder is mounted
     # where the provider looks, and the home dashboard is one of them.

@@ -272,7 +272,7 @@ def test_pdb_and_network_policies_select_their_pods(rendered):
     assert any(selects(peer["podSelector"]["matchLabels"], server)
                for rule in cache_policy["ingress"] for peer in rule["from"])
     # gRPC is open to clients; named ports exist on the server container.
-    ports = {p["name"] for p in one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    ports = {p["name"] for p in one(objects, "Deployment", "latentforge")["spec"]["template"]["spec"]["containers"][0]["ports"]}
     named = {p["port"] for rule in server_policy["ingress"] for p in rule["ports"] if isinstance(p["port"], str)}
     assert named <= ports and "grpc" in named
 
@@ -332,12 +332,12 @@ def test_images_are_tagged_with_the_project_version(rendered):
     images = {c["image"] for target in TARGETS for _, t in pod_templates(rendered[target])
               for c in t["spec"]["containers"]}
     assert images == {f"latentforge-serve:{__version__}", f"latentforge-serve-gpu:{__version__}",
-                      f"latentforge-trainer:{__version__}", "redis:7.4.2-alpine"}
+                      f"latentforge-trainer:{__version__}", f"latentforge-training:{__version__}", "redis:7.4.2-alpine"}
 
 
 def test_gpu_overlay_asks_for_a_gpu_and_cuda_and_the_cpu_overlay_does_not(rendered):
     gpu, cpu = rendered["overlays/gpu"], rendered["overlays/cpu"]
-    pod = one(gpu, "Deployment")["spec"]["template"]["spec"]
+    pod = one(gpu, "Deployment", "latentforge")["spec"]["template"]["spec"]
     limits = pod["containers"][0]["resources"]["limits"]
     assert int(limits["nvidia.com/gpu"]) == 1
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
@@ -345,7 +345,7 @@ def test_gpu_overlay_asks_for_a_gpu_and_cuda_and_the_cpu_overlay_does_not(render
     assert pod["containers"][0]["image"].startswith("latentforge-serve-gpu:")
     assert server_config(gpu).providers[0] == "CUDAExecutionProvider"
 
-    cpu_pod = one(cpu, "Deployment")["spec"]["template"]["spec"]
+    cpu_pod = one(cpu, "Deployment", "latentforge")["spec"]["template"]["spec"]
     assert "nvidia.com/gpu" not in cpu_pod["containers"][0]["resources"]["limits"]
     assert "nodeSelector" not in cpu_pod and "tolerations" not in cpu_pod
     assert server_config(cpu).providers == ("CPUExecutionProvider",)
@@ -365,6 +365,66 @@ def test_redis_is_a_bounded_cache_without_persistence(rendered):
     assert maxmemory_mib < limit_mib
     assert redis["spec"]["serviceName"] in {s["metadata"]["name"] for s in rendered["overlays/cpu"]
                                             if s["kind"] == "Service" and s["spec"].get("clusterIP") == "None"}
+
+
+# --- the training service ---
+
+def training_config(objects: Objects):
+    """The TrainingConfig the training service's ConfigMap produces (as `latentforge serve-training`
+    reads it)."""
+    from services.training.config import load_training_config
+
+    container = one(objects, "Deployment", "latentforge-training")["spec"]["template"]["spec"]["containers"][0]
+    name = container["envFrom"][0]["configMapRef"]["name"]
+    return load_training_config(environ=one(objects, "ConfigMap", name)["data"])
+
+
+@pytest.mark.parametrize("target", ("overlays/cpu", "overlays/gpu"))
+def test_training_service_shares_the_model_repository_and_keeps_its_store(rendered, target):
+    objects = rendered[target]
+    config = training_config(objects)
+    deployment = one(objects, "Deployment", "latentforge-training")
+    # One process owns the SQLite store and the run folders: one replica, never two at once.
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert not [h for h in objects if h["kind"] == "HorizontalPodAutoscaler"
+                and h["spec"]["scaleTargetRef"]["name"] == "latentforge-training"]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["serve-training"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"grpc": config.port,
+                                                                          "metrics": config.metrics_port}
+    assert config.host == "0.0.0.0" and config.metrics_host == "0.0.0.0"
+    assert container["startupProbe"]["grpc"] == {"port": config.port, "service": LIVENESS}
+    assert container["readinessProbe"]["grpc"]["port"] == config.port
+    # It publishes into the PVC the servers read (writable here), and keeps its store on its own.
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    models = volumes[mounts[str(config.models)]["name"]]["persistentVolumeClaim"]
+    assert not mounts[str(config.models)].get("readOnly") and not models.get("readOnly")
+    server_pod = one(objects, "Deployment", "latentforge")["spec"]["template"]["spec"]
+    assert models["claimName"] in {v["persistentVolumeClaim"]["claimName"] for v in server_pod["volumes"]
+                                   if "persistentVolumeClaim" in v}
+    data = volumes[mounts[str(config.data_dir)]["name"]]["persistentVolumeClaim"]["claimName"]
+    assert data != models["claimName"] and one(objects, "PersistentVolumeClaim", data)
+    assert pod["securityContext"]["fsGroup"] == SERVER_USER
+    assert pod["enableServiceLinks"] is False  # LATENTFORGE_PORT would come from the "latentforge" Service
+    # Running jobs get their checkpoint time after the drain, before SIGKILL.
+    assert pod["terminationGracePeriodSeconds"] >= config.drain_grace_s + config.stop_grace_s + 5
+    service = one(objects, "Service", "latentforge-training")
+    assert selects(service["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
+    assert {p["port"] for p in service["spec"]["ports"]} == {config.port, config.metrics_port}
+    monitor = one(objects, "ServiceMonitor", "latentforge-training")
+    matched = [o["metadata"]["name"] for o in objects if o["kind"] == "Service"
+               and selects(monitor["spec"]["selector"]["matchLabels"], o["metadata"].get("labels", {}))]
+    assert matched == ["latentforge-training"] and monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    policy = one(objects, "NetworkPolicy", "latentforge-training")["spec"]
+    assert selects(policy["podSelector"]["matchLabels"], deployment["spec"]["template"]["metadata"]["labels"])
+    limits = container["resources"]["limits"]
+    if target == "overlays/gpu":
+        assert int(limits["nvidia.com/gpu"]) == 1
+        assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    else:
+        assert "nvidia.com/gpu" not in limits and "nodeSelector" not in pod
 
 
 # --- the training Job ---
@@ -394,7 +454,7 @@ def test_training_job_runs_torchrun_across_indexed_pods_and_exports_to_the_repos
     pvc = one(base, "PersistentVolumeClaim", claim["claimName"])
     assert "ReadWriteMany" in pvc["spec"]["accessModes"]
     assert job["metadata"]["namespace"] == pvc["metadata"]["namespace"]
-    server_pod = one(base, "Deployment")["spec"]["template"]["spec"]
+    server_pod = one(base, "Deployment", "latentforge")["spec"]["template"]["spec"]
     assert claim["claimName"] in {v["persistentVolumeClaim"]["claimName"] for v in server_pod["volumes"]
                                   if "persistentVolumeClaim" in v}
     # The run folder is given to `latentforge train` and is writable.

@@ -136,16 +136,28 @@ def scrape(url: str) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def scraped(model_repo: Path, tmp_path_factory) -> dict[str, set[str]]:
-    """Sample names and their labels, scraped from two servers that served real calls.
+    """Sample names and their labels, scraped from two servers that served real calls, and from
+    a training server.
 
     One has the in-process cache (hits, misses); the other points at a Redis that is not there
-    (cache errors) and has a broken model version (load failures).
+    (cache errors) and has a broken model version (load failures). The training server answered
+    a refused upload and a listing.
     """
+    from services.training_client import TrainingClient
+    from tests.helpers.training import start_training_server
+
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
     broken = broken_copy(model_repo, tmp_path_factory.mktemp("repo") / "models")
-    servers = [start_server(model_repo), start_server(broken, redis_url=dead_redis)]
+    training_dir = tmp_path_factory.mktemp("training")
+    servers = [start_server(model_repo), start_server(broken, redis_url=dead_redis),
+               start_training_server(training_dir / "data", training_dir / "models")]
     try:
-        for server in servers:
+        with TrainingClient(servers[2].target) as training:
+            training.list_datasets()
+            (training_dir / "a.zip").write_bytes(b"not a zip")
+            with pytest.raises(grpc.RpcError):
+                training.upload_dataset(training_dir / "a.zip", "a")
+        for server in servers[:2]:
             with GenerationClient(server.target, timeout_s=30) as client:
                 client.list_models()
                 made = client.generate("mnist-dcgan", 3, seed=1)
@@ -169,7 +181,9 @@ def scraped(model_repo: Path, tmp_path_factory) -> dict[str, set[str]]:
 def test_the_scrape_exercised_every_family(scraped):
     for name in ("latentforge_cache_hits_total", "latentforge_cache_misses_total", "latentforge_cache_errors_total",
                  "latentforge_model_load_failures_total", "latentforge_queue_wait_seconds_bucket",
-                 "latentforge_batch_size_bucket", "latentforge_model_info"):
+                 "latentforge_batch_size_bucket", "latentforge_model_info", "latentforge_training_jobs",
+                 "latentforge_training_job_duration_seconds_bucket", "latentforge_training_jobs_ended_total",
+                 "latentforge_training_dataset_uploads_total"):
         assert name in scraped, name
 
 
@@ -236,7 +250,7 @@ def test_alerts_cover_what_the_service_needs():
     groups = yaml.safe_load(RULES.read_text())["groups"]
     alerts = {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
     assert {"LatentforgeHighErrorRatio", "LatentforgeHighLatencyP99", "LatentforgeQueueSaturated",
-            "LatentforgeCacheErrorBurst", "LatentforgeNoModelLoaded"} <= set(alerts)
+            "LatentforgeCacheErrorBurst", "LatentforgeNoModelLoaded", "LatentforgeTrainingJobsFailing"} <= set(alerts)
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
@@ -275,6 +289,17 @@ def test_dashboard_shows_what_operators_need():
                    "latentforge_cache_errors_total", "latentforge_models_loaded", "latentforge_model_info"):
         assert metric in text, metric
     assert "p50" in text and "p99" in text and "provider" in text
+    # The training row: every metric the TrainingService exports.
+    from prometheus_client import CollectorRegistry
+
+    from services.training.metrics import TrainingMetrics
+
+    registry = CollectorRegistry()
+    TrainingMetrics(registry)
+    exported = {family.name for family in registry.collect()}
+    assert len(exported) >= 8
+    for name in exported:
+        assert name in text, f"the dashboard shows nothing of {name}"
 
 
 # --- end to end: a real Prometheus scrapes a real server ---

@@ -68,3 +68,36 @@ def _logs(target: str, job_id: str) -> str:
 
     with TrainingClient(target) as client:
         return "\n".join(e.log.text for e in client.watch(job_id) if e.WhichOneof("event") == "log")
+
+
+def test_datasets_cli_upload_list_delete(tmp_path: Path, capsys):
+    """`latentforge datasets upload FOLDER --name N | list | delete N` against a real server."""
+    from tests.helpers.training import start_training_server
+
+    folder = tmp_path / "colours"
+    for name, colour in (("blue", (20, 20, 220)), ("red", (220, 20, 20))):
+        (folder / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (12, 12), tuple(c + i for c in colour)).save(folder / name / f"{i}.png")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("not an image")
+    server = start_training_server(tmp_path / "data", tmp_path / "models")
+    try:
+        target = ["--target", server.target]
+        assert main(["datasets", "upload", *target, str(folder), "--name", "colours"]) == 0
+        assert "data set colours: 6 examples of 3x64x64, classes blue, red" in capsys.readouterr().out
+        assert main(["datasets", "list", *target]) == 0
+        listed = capsys.readouterr().out
+        assert "colours" in listed and "blue,red" in listed and "mnist5k" in listed
+        assert main(["datasets", "upload", *target, str(notes), "--name", "notes"]) == 1
+        assert "INVALID_ARGUMENT" in capsys.readouterr().err
+        assert main(["datasets", "upload", *target, str(tmp_path / "nowhere"), "--name", "x"]) == 2
+        assert main(["datasets", "upload", *target, str(notes / "a.txt"), "--name", "x"]) == 2
+        assert "upload a folder" in capsys.readouterr().err
+        assert main(["datasets", "delete", *target, "colours"]) == 0
+        assert "deleted data set colours" in capsys.readouterr().out
+        assert main(["datasets", "delete", *target, "colours"]) == 1
+        assert "NOT_FOUND" in capsys.readouterr().err
+    finally:
+        server.stop()

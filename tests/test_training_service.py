@@ -172,6 +172,9 @@ def test_auth_applies_to_every_method(tmp_path: Path):
             "CancelJob": pb.CancelJobRequest(job_id="x"),
             "ResumeJob": pb.ResumeJobRequest(job_id="x"),
             "WatchJob": pb.WatchJobRequest(job_id="x"),
+            "UploadDataset": [pb.DatasetChunk(header=pb.DatasetHeader(name="x"), data=b"x")],
+            "ListDatasets": pb.ListDatasetsRequest(),
+            "DeleteDataset": pb.DeleteDatasetRequest(name="x"),
         }
         assert set(calls) == set(pb.DESCRIPTOR.services_by_name["TrainingService"].methods_by_name)
         with grpc.insecure_channel(server.target) as channel:
@@ -181,7 +184,8 @@ def test_auth_applies_to_every_method(tmp_path: Path):
                                        ([("authorization", "Bearer wrong-token-0123456789")],
                                         grpc.StatusCode.PERMISSION_DENIED)):
                     with pytest.raises(grpc.RpcError) as err:
-                        answer = getattr(stub, method)(request, timeout=10, metadata=metadata)
+                        answer = getattr(stub, method)(iter(request) if isinstance(request, list) else request,
+                                                       timeout=10, metadata=metadata)
                         if method == "WatchJob":
                             list(answer)
                     assert err.value.code() == code, method
@@ -190,6 +194,10 @@ def test_auth_applies_to_every_method(tmp_path: Path):
             with pytest.raises(grpc.RpcError) as err:
                 client.get("x")
             assert err.value.code() == grpc.StatusCode.NOT_FOUND  # past the token check
+            with pytest.raises(grpc.RpcError) as err:
+                client.stub.UploadDataset(iter([pb.DatasetChunk(data=b"x")]), timeout=10)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # a client stream carries the token too
+            assert list(client.list_datasets().datasets) == []
     finally:
         server.stop()
 

@@ -16,6 +16,13 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_SUCCEEDED: _ClassVar[JobState]
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
+
+class DatasetFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATASET_FORMAT_UNSPECIFIED: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_ZIP: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_TAR: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_NPZ: _ClassVar[DatasetFormat]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_STARTING: JobState
@@ -23,6 +30,10 @@ JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
+DATASET_FORMAT_UNSPECIFIED: DatasetFormat
+DATASET_FORMAT_ZIP: DatasetFormat
+DATASET_FORMAT_TAR: DatasetFormat
+DATASET_FORMAT_NPZ: DatasetFormat
 
 class TrainingOptions(_message.Message):
     __slots__ = ("steps", "time_budget", "batch_size", "seed", "image_size", "channels", "min_image_size", "sample_every", "checkpoint_every", "keep_checkpoints", "grid_size", "log_every", "eval_every", "eval_samples", "threads", "device", "device_data_max_bytes")
@@ -378,3 +389,65 @@ class JobEvent(_message.Message):
     checkpoint: CheckpointWritten
     published: PublishedModel
     def __init__(self, seq: _Optional[int] = ..., time_unix_s: _Optional[float] = ..., job_id: _Optional[str] = ..., state: _Optional[_Union[StateChange, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., grid: _Optional[_Union[SampleGrid, _Mapping]] = ..., log: _Optional[_Union[LogLine, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointWritten, _Mapping]] = ..., published: _Optional[_Union[PublishedModel, _Mapping]] = ...) -> None: ...
+
+class DatasetHeader(_message.Message):
+    __slots__ = ("name", "format", "sha256", "size_bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    format: DatasetFormat
+    sha256: str
+    size_bytes: int
+    def __init__(self, name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class DatasetChunk(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: DatasetHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[DatasetHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Dataset(_message.Message):
+    __slots__ = ("name", "dataset_id", "sha256", "format", "size_bytes", "count", "shape", "class_names", "skipped_files", "created_unix_s")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FILES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dataset_id: str
+    sha256: str
+    format: DatasetFormat
+    size_bytes: int
+    count: int
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    class_names: _containers.RepeatedScalarFieldContainer[str]
+    skipped_files: int
+    created_unix_s: float
+    def __init__(self, name: _Optional[str] = ..., dataset_id: _Optional[str] = ..., sha256: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., size_bytes: _Optional[int] = ..., count: _Optional[int] = ..., shape: _Optional[_Iterable[int]] = ..., class_names: _Optional[_Iterable[str]] = ..., skipped_files: _Optional[int] = ..., created_unix_s: _Optional[float] = ...) -> None: ...
+
+class ListDatasetsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListDatasetsResponse(_message.Message):
+    __slots__ = ("datasets", "builtin")
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    BUILTIN_FIELD_NUMBER: _ClassVar[int]
+    datasets: _containers.RepeatedCompositeFieldContainer[Dataset]
+    builtin: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, datasets: _Optional[_Iterable[_Union[Dataset, _Mapping]]] = ..., builtin: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteDatasetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...

@@ -64,6 +64,21 @@ class TrainingServiceStub:
                 request_serializer=latentforge_dot_v1_dot_training__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=latentforge_dot_v1_dot_training__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.UploadDataset = channel.stream_unary(
+                '/latentforge.v1.TrainingService/UploadDataset',
+                request_serializer=latentforge_dot_v1_dot_training__pb2.DatasetChunk.SerializeToString,
+                response_deserializer=latentforge_dot_v1_dot_training__pb2.Dataset.FromString,
+                _registered_method=True)
+        self.ListDatasets = channel.unary_unary(
+                '/latentforge.v1.TrainingService/ListDatasets',
+                request_serializer=latentforge_dot_v1_dot_training__pb2.ListDatasetsRequest.SerializeToString,
+                response_deserializer=latentforge_dot_v1_dot_training__pb2.ListDatasetsResponse.FromString,
+                _registered_method=True)
+        self.DeleteDataset = channel.unary_unary(
+                '/latentforge.v1.TrainingService/DeleteDataset',
+                request_serializer=latentforge_dot_v1_dot_training__pb2.DeleteDatasetRequest.SerializeToString,
+                response_deserializer=latentforge_dot_v1_dot_training__pb2.Dataset.FromString,
+                _registered_method=True)
 
 
 class TrainingServiceServicer:
@@ -110,8 +125,32 @@ class TrainingServiceServicer:
         """The job's events from sequence number `from_seq` on: first those already stored, then
         live ones as they happen. The stream ends once the job is SUCCEEDED, FAILED or CANCELLED
         and every event has been sent.
-        Reserved for data sets uploaded by clients (a later version of this API):
-        UploadDataset(stream DatasetChunk) returns (Dataset), ListDatasets, DeleteDataset.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadDataset(self, request_iterator, context):
+        """Upload a data set in chunks: the first chunk carries its header (name, format, the sha256
+        of the whole file), every chunk a piece of the file, in order. The server verifies the
+        sha256 at the end, unpacks and checks the data (see "Data sets" above) and answers the
+        stored data set; on any error nothing of the upload is kept. An upload with the name and
+        sha256 of a stored data set returns that one (a retried upload is harmless).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDatasets(self, request, context):
+        """The uploaded data sets, oldest first, and the names of the built-in ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDataset(self, request, context):
+        """Delete an uploaded data set and its files; refused (FAILED_PRECONDITION) while a queued,
+        starting or running job uses it. Returns the deleted data set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -149,6 +188,21 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=latentforge_dot_v1_dot_training__pb2.WatchJobRequest.FromString,
                     response_serializer=latentforge_dot_v1_dot_training__pb2.JobEvent.SerializeToString,
+            ),
+            'UploadDataset': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadDataset,
+                    request_deserializer=latentforge_dot_v1_dot_training__pb2.DatasetChunk.FromString,
+                    response_serializer=latentforge_dot_v1_dot_training__pb2.Dataset.SerializeToString,
+            ),
+            'ListDatasets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasets,
+                    request_deserializer=latentforge_dot_v1_dot_training__pb2.ListDatasetsRequest.FromString,
+                    response_serializer=latentforge_dot_v1_dot_training__pb2.ListDatasetsResponse.SerializeToString,
+            ),
+            'DeleteDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDataset,
+                    request_deserializer=latentforge_dot_v1_dot_training__pb2.DeleteDatasetRequest.FromString,
+                    response_serializer=latentforge_dot_v1_dot_training__pb2.Dataset.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -313,6 +367,87 @@ class TrainingService:
             '/latentforge.v1.TrainingService/WatchJob',
             latentforge_dot_v1_dot_training__pb2.WatchJobRequest.SerializeToString,
             latentforge_dot_v1_dot_training__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadDataset(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/latentforge.v1.TrainingService/UploadDataset',
+            latentforge_dot_v1_dot_training__pb2.DatasetChunk.SerializeToString,
+            latentforge_dot_v1_dot_training__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentforge.v1.TrainingService/ListDatasets',
+            latentforge_dot_v1_dot_training__pb2.ListDatasetsRequest.SerializeToString,
+            latentforge_dot_v1_dot_training__pb2.ListDatasetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentforge.v1.TrainingService/DeleteDataset',
+            latentforge_dot_v1_dot_training__pb2.DeleteDatasetRequest.SerializeToString,
+            latentforge_dot_v1_dot_training__pb2.Dataset.FromString,
             options,
             channel_credentials,
             insecure,

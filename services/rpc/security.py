@@ -111,23 +111,34 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
                 break
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return self._missing
+            return await self._denial(self._missing, continuation, details)
         presented = token.strip().encode()
         if not any(hmac.compare_digest(presented, t) for t in self._tokens):
-            return self._wrong
+            return await self._denial(self._wrong, continuation, details)
         return await continuation(details)
 
     @staticmethod
-    def _deny(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-        """A handler that answers every call shape (unary or streaming) with one status."""
+    async def _denial(deny: tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler], continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+            details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        """The denial of the call's shape: a client-streaming call (an upload) is answered
+        without waiting for its messages."""
+        handler = await continuation(details)
+        return deny[1] if handler is not None and handler.request_streaming else deny[0]
+
+    @staticmethod
+    def _deny(code: grpc.StatusCode, message: str) -> tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]:
+        """Handlers that answer a call with one status: for unary requests (whatever the
+        response) and for streamed requests."""
 
         async def unary(request, context: grpc.aio.ServicerContext):
             await context.abort(code, message)
 
-        return grpc.unary_unary_rpc_method_handler(unary)
+        return grpc.unary_unary_rpc_method_handler(unary), grpc.stream_unary_rpc_method_handler(unary)
 
 
-class TokenClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+class TokenClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                             grpc.StreamUnaryClientInterceptor):
     """Client side: add ``authorization: Bearer <token>`` to every call (TLS or plaintext,
     e.g. inside a service mesh that terminates TLS)."""
 
@@ -144,6 +155,9 @@ class TokenClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamC
 
     def intercept_unary_stream(self, continuation, details, request):
         return continuation(self._with_token(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._with_token(details), request_iterator)
 
 
 class _CallDetails(grpc.ClientCallDetails):

@@ -1,9 +1,11 @@
-"""``latentforge jobs submit | watch | list | get | cancel | resume``: a TrainingService's client.
+"""``latentforge jobs submit | watch | list | get | cancel | resume`` and ``latentforge datasets
+upload | list | delete``: a TrainingService's client.
 
 The training options of ``jobs submit`` are flags built from the proto's option messages
 (``--steps``, ``--width``, ``--lr``, ...), so they are the trainer's own names; each goes to the
 common options or to the chosen family's. ``jobs watch`` prints a line per progress event and
-saves the newest sample grid as a PNG.
+saves the newest sample grid as a PNG. ``datasets upload`` sends a folder (zipped on the fly;
+one subfolder per class gives labels), a zip, a tar(.gz) or an .npz.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def _option_fields() -> dict[str, Any]:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``jobs`` and its sub-commands to the ``latentforge`` parser."""
+    """Add ``jobs`` and ``datasets`` and their sub-commands to the ``latentforge`` parser."""
+    _register_datasets(subparsers)
     p = subparsers.add_parser("jobs", help="submit, watch and manage training jobs on a TrainingService")
     sub = p.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
 
@@ -74,6 +77,25 @@ def register(subparsers: Any) -> None:
         _connection_args(a)
         a.add_argument("job_id")
         a.set_defaults(func=_one, action=action)
+
+
+def _register_datasets(subparsers: Any) -> None:
+    p = subparsers.add_parser("datasets", help="upload, list and delete data sets on a TrainingService")
+    sub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
+    u = sub.add_parser("upload", help="upload a folder of images, a zip, a tar(.gz) or an .npz")
+    _connection_args(u)
+    u.add_argument("path", type=Path, metavar="FOLDER|FILE",
+                   help="a folder (one subfolder per class gives labels; zipped on the fly) or a .zip, "
+                        ".tar, .tar.gz, .tgz or .npz file")
+    u.add_argument("--name", required=True, help="the name jobs use for it (lower case, digits, . _ -)")
+    u.set_defaults(func=_dataset_upload)
+    ls = sub.add_parser("list", help="list the uploaded and built-in data sets")
+    _connection_args(ls)
+    ls.set_defaults(func=_dataset_list)
+    d = sub.add_parser("delete", help="delete an uploaded data set (refused while a job uses it)")
+    _connection_args(d)
+    d.add_argument("name")
+    d.set_defaults(func=_dataset_delete)
 
 
 def _connection_args(p: argparse.ArgumentParser) -> None:
@@ -199,4 +221,57 @@ def _one(args: argparse.Namespace) -> int:
     except grpc.RpcError as exc:
         return _rpc_error(exc)
     print(json_format.MessageToJson(job, preserving_proto_field_name=True))
+    return 0
+
+
+def _dataset_row(d: Any) -> tuple[str, ...]:
+    return (d.name, str(d.count), "x".join(str(n) for n in d.shape), ",".join(d.class_names) or "-",
+            f"{d.size_bytes}", d.sha256[:12])
+
+
+def _dataset_upload(args: argparse.Namespace) -> int:
+    import grpc
+
+    if not args.path.exists():
+        print(f"error: {args.path} does not exist", file=sys.stderr)
+        return 2
+    try:
+        with _connect(args) as client:
+            d = client.upload_dataset(args.path, args.name, timeout_s=None)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        return _rpc_error(exc)
+    classes = f", classes {', '.join(d.class_names)}" if d.class_names else ""
+    skipped = f", {d.skipped_files} unreadable file(s) left out" if d.skipped_files else ""
+    print(f"data set {d.name}: {d.count} examples of {'x'.join(str(n) for n in d.shape)}{classes}{skipped}")
+    return 0
+
+
+def _dataset_list(args: argparse.Namespace) -> int:
+    import grpc
+
+    try:
+        with _connect(args) as client:
+            answer = client.list_datasets()
+    except grpc.RpcError as exc:
+        return _rpc_error(exc)
+    rows = [("NAME", "COUNT", "SHAPE", "CLASSES", "BYTES", "SHA256")] + [_dataset_row(d) for d in answer.datasets]
+    rows += [(name, "-", "-", "-", "-", "built-in") for name in answer.builtin]
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _dataset_delete(args: argparse.Namespace) -> int:
+    import grpc
+
+    try:
+        with _connect(args) as client:
+            d = client.delete_dataset(args.name)
+    except grpc.RpcError as exc:
+        return _rpc_error(exc)
+    print(f"deleted data set {d.name}")
     return 0

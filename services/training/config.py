@@ -35,7 +35,11 @@ class TrainingConfig(ServerSettings):
     max_retries: int = setting(5, "the most retries a job may ask for")
     resume_on_start: bool = setting(True, "on start, continue jobs that were running when the service stopped "
                                           "from their last checkpoint; off: mark them FAILED")
-    min_free_disk_bytes: int = setting(1 << 30, "a job starts only with this much free space in --data-dir")
+    min_free_disk_bytes: int = setting(1 << 30, "SubmitJob, ResumeJob, UploadDataset and each job's start "
+                                                "need this much free space in --data-dir")
+    max_dataset_bytes: int = setting(2 << 30, "the largest upload (UploadDataset), in bytes")
+    max_dataset_files: int = setting(200_000, "the most files an uploaded archive may hold")
+    max_dataset_unpacked_bytes: int = setting(8 << 30, "the most bytes an uploaded archive may unpack to")
     poll_interval_s: float = setting(0.5, "how often a running job's run folder is read for new events, in seconds")
     stop_grace_s: float = setting(30.0, "on shutdown: how long running jobs get to write a checkpoint after "
                                         "SIGTERM before they are killed")
@@ -50,6 +54,9 @@ class TrainingConfig(ServerSettings):
             (self.max_nproc >= 1, "max_nproc must be >= 1"),
             (self.max_retries >= 0, "max_retries must be >= 0"),
             (self.min_free_disk_bytes >= 0, "min_free_disk_bytes must be >= 0"),
+            (self.max_dataset_bytes >= 1, "max_dataset_bytes must be >= 1"),
+            (self.max_dataset_files >= 1, "max_dataset_files must be >= 1"),
+            (self.max_dataset_unpacked_bytes >= 1, "max_dataset_unpacked_bytes must be >= 1"),
             (self.poll_interval_s > 0, "poll_interval_s must be > 0"),
             (self.stop_grace_s >= 0, "stop_grace_s must be >= 0"),
         ]

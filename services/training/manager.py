@@ -7,6 +7,8 @@ watchers. When an attempt ends, the job SUCCEEDED (after publishing, when asked)
 CANCELLED (CancelJob sent SIGTERM; the trainer checkpoints and exits), is queued again from its
 last checkpoint (killed by a signal or out of memory, while ``max_retries`` allows), or FAILED
 with the reason. On start the manager continues jobs the previous service process left running.
+Data sets (built-in and uploaded) are the ``DatasetLibrary``'s (``services.training.datasets``);
+the manager checks that a job's data set exists and refuses to delete one a live job uses.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ from latentforge.manifest import NAME_PATTERN
 from services.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from services.rpc.logs import event, get_logger
 from services.training.config import TrainingConfig
-from services.training.datasets import resolve_dataset
+from services.training.datasets import DatasetLibrary, UploadHeader
 from services.training.metrics import TrainingMetrics
 from services.training.publish import PublishError, publish_run
 from services.training.runner import (JobProcess, RunFolderTail, kill_leftover, resume_step, train_command)
 from services.training.spec import IDEMPOTENCY_KEY_MAX, JobSpec, train_config, trainer_config_file
 from services.training.store import (ACTIVE, CANCELLED, FAILED, QUEUED, RUNNING, STARTING, SUCCEEDED, TERMINAL,
-                                     Event, Job, JobStore)
+                                     DatasetRecord, Event, Job, JobStore)
 
 log = get_logger("training")
 
@@ -67,6 +69,7 @@ class JobManager:
         self.models = Path(config.models).resolve()
         self.jobs_dir = self.data_dir / "jobs"
         self.store = JobStore(self.data_dir / "jobs.sqlite3")
+        self.datasets = DatasetLibrary(config, self.store, metrics, self.data_dir, self.python)
         self.queue: deque[tuple[str, str]] = deque()  # (job id, why it is started)
         self.running: dict[str, _Running] = {}
         self._watchers: dict[str, set[asyncio.Event]] = {}
@@ -77,7 +80,9 @@ class JobManager:
     # ---- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Queue again what the previous service process left running or queued."""
+        """Queue again what the previous service process left running or queued; clear away
+        half-done uploads."""
+        self.datasets.start()
         for job in self.store.in_states(ACTIVE):
             kill_leftover(self.run_dir(job.job_id))
             for attempt in job.attempts:
@@ -182,6 +187,10 @@ class JobManager:
         job = self.get(job_id)
         if job.state not in (CANCELLED, FAILED):
             raise FailedPrecondition(f"job {job_id} is {job.state}; only CANCELLED or FAILED jobs can be resumed")
+        data = json.loads((self.jobs_dir / job_id / "train.json").read_text())["data"]
+        if Path(data).is_absolute() and not Path(data).exists():
+            raise FailedPrecondition(f"job {job_id}'s data set {job.spec.dataset!r} was deleted; submit a new job")
+        self._check_disk()
         if len(self.queue) >= self.config.max_queued_jobs and len(self.running) >= self.config.max_concurrent_jobs:
             raise ResourceExhausted(f"the job queue is full ({len(self.queue)} waiting); retry when a job has "
                                     "finished")
@@ -231,12 +240,36 @@ class JobManager:
     def watcher_count(self) -> int:
         return sum(len(w) for w in self._watchers.values())
 
+    # ---- data sets --------------------------------------------------------------------------
+
+    async def upload_dataset(self, header: UploadHeader, chunks: AsyncIterator[bytes]) -> DatasetRecord:
+        """Receive, verify and check an uploaded data set (``DatasetLibrary.upload``)."""
+        return await self.datasets.upload(header, chunks)
+
+    def list_datasets(self) -> tuple[list[DatasetRecord], list[str]]:
+        """The uploaded data sets, oldest first, and the built-in names."""
+        from services.training.datasets import builtin_datasets
+
+        return self.datasets.list(), builtin_datasets()
+
+    def delete_dataset(self, name: str) -> DatasetRecord:
+        """Delete an uploaded data set; refused while a queued or running job names it."""
+        users = [j.job_id for j in self.store.in_states((QUEUED, STARTING, RUNNING)) if j.spec.dataset == name]
+        return self.datasets.delete(name, users)
+
     # ---- checks -----------------------------------------------------------------------------
+
+    def _check_disk(self) -> None:
+        free = shutil.disk_usage(self.data_dir).free
+        if free < self.config.min_free_disk_bytes:
+            raise ResourceExhausted(f"not enough disk space for a job: {free} bytes free in the data folder, "
+                                    f"{self.config.min_free_disk_bytes} needed; free some space or delete old "
+                                    "data sets")
 
     def _check(self, spec: JobSpec):
         """The job's TrainConfig, after every check a spec must pass before it is queued."""
         c = self.config
-        data = resolve_dataset(spec.dataset)
+        data = self.datasets.resolve(spec.dataset)
         cfg = train_config(spec, data)
         if cfg.steps > c.max_steps:
             raise InvalidArgument(f"steps {cfg.steps} is above this server's limit of {c.max_steps}")
@@ -255,6 +288,7 @@ class JobManager:
                                   "(lower case, digits, . _ -)")
         if len(spec.idempotency_key) > IDEMPOTENCY_KEY_MAX:
             raise InvalidArgument(f"idempotency_key must be at most {IDEMPOTENCY_KEY_MAX} characters")
+        self._check_disk()
         return cfg
 
     # ---- running ----------------------------------------------------------------------------
@@ -381,6 +415,7 @@ class JobManager:
             job = self.store.get(job_id)
             if job is not None and job.started:
                 self.metrics.job_duration.labels(state.lower()).observe(max(0.0, now - job.started))
+            self.metrics.jobs_ended.labels(state.lower()).inc()
         self.store.update(job_id, **fields)
         self._event(job_id, "state", {"state": state, "reason": reason, "attempt": attempt})
         event(log, "job_state", job_id=job_id, state=state, reason=reason)

@@ -5,15 +5,17 @@ Labels are bounded: a job state, a family, an outcome; never a job id.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.training.store import STATES
 
+UPLOAD_OUTCOMES = ("accepted", "invalid", "too_large", "exists", "aborted")
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 
 
 class TrainingMetrics:
-    """Jobs by state, queue length, job durations, steps/s of running jobs, live watchers."""
+    """Jobs by state, jobs ended, queue length, job durations, steps/s of running jobs, live
+    watchers; uploads by outcome, bytes uploaded, data sets stored."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.jobs = Gauge("latentforge_training_jobs", "Training jobs in the store, by state.", ["state"],
@@ -28,6 +30,27 @@ class TrainingMetrics:
             "latentforge_training_steps_per_second", "Training speed of the running jobs, summed by family.",
             ["family"], registry=registry)
         self.watchers = Gauge("latentforge_training_watchers", "WatchJob streams open now.", registry=registry)
+        self.jobs_ended = Counter("latentforge_training_jobs_ended_total",
+                                  "Jobs that ended, by final state (succeeded, failed, cancelled).", ["state"],
+                                  registry=registry)
+        self.uploads = Counter(
+            "latentforge_training_dataset_uploads_total",
+            "Data set uploads by outcome: accepted, invalid, too_large, exists, aborted.", ["outcome"],
+            registry=registry)
+        self.upload_bytes = Counter("latentforge_training_dataset_upload_bytes_total",
+                                    "Bytes received by UploadDataset, accepted or not.", registry=registry)
+        self.datasets = Gauge("latentforge_training_datasets", "Uploaded data sets stored.", registry=registry)
+        # Every bounded label value starts at zero, so dashboards and alerts see the series
+        # before the first job ends (the families are those a JobSpec may name).
+        from latentforge.v1 import training_pb2 as pb
+
+        for state in ("succeeded", "failed", "cancelled"):
+            self.jobs_ended.labels(state)
+            self.job_duration.labels(state)
+        for option in pb.JobSpec.DESCRIPTOR.oneofs_by_name["family_options"].fields:
+            self.steps_per_second.labels(option.name).set(0)
+        for outcome in UPLOAD_OUTCOMES:
+            self.uploads.labels(outcome)
         self._rates: dict[str, tuple[str, float]] = {}
 
     def set_counts(self, counts: dict[str, int]) -> None:

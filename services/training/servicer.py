@@ -15,13 +15,16 @@ from latentforge.v1 import training_pb2 as pb
 from latentforge.v1 import training_pb2_grpc as pb_grpc
 from services.errors import InvalidArgument
 from services.rpc.calls import CallTracker, stream, unary
+from services.training.datasets import UploadHeader
 from services.training.manager import JobManager
 from services.training.spec import JobSpec
-from services.training.store import Event, Job
+from services.training.store import DatasetRecord, Event, Job
 
 _STATES = {name: pb.JobState.Value(f"JOB_STATE_{name}") for name in
            ("QUEUED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")}
 _STATE_NAMES = {value: name for name, value in _STATES.items()}
+_FORMATS = {"zip": pb.DATASET_FORMAT_ZIP, "tar": pb.DATASET_FORMAT_TAR, "npz": pb.DATASET_FORMAT_NPZ}
+_FORMAT_NAMES = {value: name for name, value in _FORMATS.items()}
 # The oneof field of each family's options message.
 FAMILY_FIELDS = {"dcgan": "dcgan", "vae": "vae", "ae": "ae"}
 
@@ -62,6 +65,46 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
                        context: grpc.aio.ServicerContext) -> AsyncIterator[pb.JobEvent]:
         async for item in self.manager.watch(request.job_id, request.from_seq):
             yield event_to_proto(item)
+
+    @unary
+    async def UploadDataset(self, request: AsyncIterator[pb.DatasetChunk],
+                            context: grpc.aio.ServicerContext) -> pb.Dataset:
+        chunks = request.__aiter__()
+        try:
+            first = await chunks.__anext__()
+        except StopAsyncIteration:
+            raise InvalidArgument("the upload sent no chunks; the first one carries the header") from None
+        if not first.HasField("header"):
+            raise InvalidArgument("the first chunk of an upload must carry the header (name, format, sha256)")
+        h = first.header
+        header = UploadHeader(name=h.name, format=_FORMAT_NAMES.get(h.format, ""), sha256=h.sha256,
+                              size_bytes=h.size_bytes)
+
+        async def data() -> AsyncIterator[bytes]:
+            yield first.data
+            async for chunk in chunks:
+                if chunk.HasField("header"):
+                    raise InvalidArgument("only the first chunk of an upload may carry a header")
+                yield chunk.data
+
+        return dataset_to_proto(await self.manager.upload_dataset(header, data()))
+
+    @unary
+    async def ListDatasets(self, request: pb.ListDatasetsRequest,
+                           context: grpc.aio.ServicerContext) -> pb.ListDatasetsResponse:
+        records, builtin = self.manager.list_datasets()
+        return pb.ListDatasetsResponse(datasets=[dataset_to_proto(r) for r in records], builtin=builtin)
+
+    @unary
+    async def DeleteDataset(self, request: pb.DeleteDatasetRequest, context: grpc.aio.ServicerContext) -> pb.Dataset:
+        return dataset_to_proto(self.manager.delete_dataset(request.name))
+
+
+def dataset_to_proto(record: DatasetRecord) -> pb.Dataset:
+    return pb.Dataset(name=record.name, dataset_id=record.dataset_id, sha256=record.sha256,
+                      format=_FORMATS[record.format], size_bytes=record.size_bytes, count=record.count,
+                      shape=list(record.shape), class_names=list(record.class_names),
+                      skipped_files=record.skipped_files, created_unix_s=record.created)
 
 
 def _set_fields(message: Any) -> dict[str, Any]:

@@ -1,10 +1,13 @@
-"""The job store: jobs, their attempts and their events in one SQLite file in the data folder.
+"""The job store: jobs, their attempts and their events, and the uploaded data sets, in one
+SQLite file in the data folder.
 
 Everything a client can ask about a job lives here, so it survives a restart of the service:
 the spec, the state and its reason, each attempt (why it started, how it ended), and every
 event with its per-job sequence number and time (state changes, progress, evaluations, sample
 grids as PNG bytes, log lines, checkpoints, the published model). The store is used from the
-service's event loop thread only; each write is its own short transaction.
+service's event loop thread only; each write is its own short transaction. An uploaded data
+set's record (name, id, sha256, what the trainer read from it) is written once its files are
+in place, and deleted before they are removed.
 """
 
 from __future__ import annotations
@@ -65,6 +68,20 @@ CREATE TABLE IF NOT EXISTS events (
     blob BLOB,
     PRIMARY KEY (job_id, seq)
 );
+CREATE TABLE IF NOT EXISTS datasets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    dataset_id TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL,
+    format TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    shape TEXT NOT NULL,
+    class_names TEXT NOT NULL,
+    skipped_files INTEGER NOT NULL,
+    created REAL NOT NULL,
+    path TEXT NOT NULL
+);
 """
 
 
@@ -113,6 +130,27 @@ class Event:
     kind: str
     data: dict[str, Any]
     blob: bytes | None = None
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """An uploaded data set as stored; ``path`` is where its data lies, relative to its folder."""
+
+    name: str
+    dataset_id: str
+    sha256: str
+    format: str
+    size_bytes: int
+    count: int
+    shape: tuple[int, ...]
+    class_names: tuple[str, ...]
+    skipped_files: int
+    created: float
+    path: str
+
+
+_DATASET_COLUMNS = ("name", "dataset_id", "sha256", "format", "size_bytes", "count", "shape", "class_names",
+                    "skipped_files", "created", "path")
 
 
 class JobStore:
@@ -229,6 +267,33 @@ class JobStore:
             if len(page) < 500:
                 return
             from_seq = page[-1].seq + 1
+
+    # ---- data sets --------------------------------------------------------------------------
+
+    def add_dataset(self, record: DatasetRecord) -> None:
+        values = {**record.__dict__, "shape": json.dumps(list(record.shape)),
+                  "class_names": json.dumps(list(record.class_names))}
+        self.db.execute(f"INSERT INTO datasets ({', '.join(_DATASET_COLUMNS)}) VALUES "
+                        f"({', '.join('?' * len(_DATASET_COLUMNS))})", tuple(values[c] for c in _DATASET_COLUMNS))
+
+    def dataset(self, name: str) -> DatasetRecord | None:
+        row = self.db.execute(f"SELECT {', '.join(_DATASET_COLUMNS)} FROM datasets WHERE name = ?",
+                              (name,)).fetchone()
+        return None if row is None else self._dataset(row)
+
+    def datasets(self) -> list[DatasetRecord]:
+        """Every uploaded data set, oldest first."""
+        rows = self.db.execute(f"SELECT {', '.join(_DATASET_COLUMNS)} FROM datasets ORDER BY id").fetchall()
+        return [self._dataset(row) for row in rows]
+
+    def delete_dataset(self, name: str) -> None:
+        self.db.execute("DELETE FROM datasets WHERE name = ?", (name,))
+
+    @staticmethod
+    def _dataset(row: tuple) -> DatasetRecord:
+        r = dict(zip(_DATASET_COLUMNS, row))
+        return DatasetRecord(**{**r, "shape": tuple(json.loads(r["shape"])),
+                                "class_names": tuple(json.loads(r["class_names"]))})
 
     # ---- rows -------------------------------------------------------------------------------
 
