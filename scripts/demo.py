@@ -97,11 +97,12 @@ def main() -> int:
 
 
 def _quality_table(repo: Path, names: tuple[str, ...]) -> None:
-    """FID beside its floor and as a multiple of it, precision, recall, confident reads, class shares."""
+    """FID beside its floor and as a multiple of it, precision, recall, confident reads, class shares
+    and, for a conditional model, the share of samples read as the label they were drawn with."""
     from latentforge.manifest import Manifest, list_versions
 
     print(f"  {'model':<12} {'FID (floor)':>15} {'x floor':>8} {'precision':>9} {'recall':>7} {'confident':>9} "
-          f"{'class shares':>13}")
+          f"{'class shares':>13} {'read as label':>13}")
     for name in names:
         version = max(list_versions(repo / name))
         q = Manifest.read(repo / name / str(version)).quality
@@ -111,8 +112,9 @@ def _quality_table(repo: Path, names: tuple[str, ...]) -> None:
         s = q.scores
         shares = (f"{100 * s['class_share_min']:.1f}-{100 * s['class_share_max']:.1f}%"
                   if "class_share_min" in s else "-")
+        label = f"{100 * s['label_accuracy']:.1f}%" if "label_accuracy" in s else "-"
         print(f"  {name:<12} {s['fid']:>7.2f} ({s['fid_floor']:.2f}) {s['fid'] / s['fid_floor']:>8.1f} "
-              f"{s['precision']:>9.3f} {s['recall']:>7.3f} {100 * s['confident']:>8.1f}% {shares:>13}")
+              f"{s['precision']:>9.3f} {s['recall']:>7.3f} {100 * s['confident']:>8.1f}% {shares:>13} {label:>13}")
 
 
 def _reconstructions(client, path: Path) -> None:

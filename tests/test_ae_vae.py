@@ -198,7 +198,7 @@ def test_a_conditional_vae_exports_a_decoder_that_takes_labels(repo: Path, cvae_
     m = Manifest.read(vdir)
     assert (m.kind, m.num_classes, m.classes) == ("vae", 10, tuple(str(d) for d in range(10)))
     assert m.tasks == {"sample": "decoder", "decode": "decoder", "encode": "encoder"}
-    assert m.signatures["decoder"].inputs == (TensorSpec("z", "float32", ("N", 16)),
+    assert m.signatures["decoder"].inputs == (TensorSpec("z", "float32", ("N", 8)),
                                               TensorSpec("labels", "int64", ("N",), optional=True))
     assert [t.name for t in m.signatures["encoder"].inputs] == ["image"]  # encoding needs no label
     assert m.parity.max_abs_error <= 1e-4
@@ -251,7 +251,7 @@ def test_each_vae_option_trains_and_exports_with_parity(tmp_path: Path, monkeypa
     m = Manifest.read(version)
     assert m.parity.max_abs_error <= 1e-4
     assert {k: m.training["config"]["vae"][k] for k in options} == options
-    assert m.latent_dim == options.get("latent_dim", 16)
+    assert m.latent_dim == options.get("latent_dim", 8)
 
 
 def test_the_gaussian_likelihood_is_taken_at_its_optimal_variance():
@@ -276,6 +276,6 @@ def test_temperature_scales_the_latents_of_grids_and_run_evaluation(tmp_path: Pa
     train(tiny_config("vae", run, steps=2, sample_every=2, checkpoint_every=2, temperature=0.5))
     family = _family(run)
     z = family.latents(8, torch.Generator().manual_seed(3))
-    assert torch.equal(z, 0.5 * torch.randn(8, 16, generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(z, 0.5 * torch.randn(8, family.latent_dim, generator=torch.Generator().manual_seed(3)))
     drawn = sample_run(run, 8, seed=3)
     np.testing.assert_allclose(drawn.images, family.sample(z).clamp(0, 1).numpy(), atol=1e-6)

@@ -40,7 +40,7 @@ def test_gan_manifest_describes_the_version(model_repo: Path, dcgan_run: Path):
 
 def test_vae_exports_encoder_and_decoder(model_repo: Path):
     m = Manifest.read(model_repo / "mnist-vae" / "1")
-    assert m.kind == "vae" and m.latent_dim == 16
+    assert m.kind == "vae" and m.latent_dim == 8  # the VAE's default
     assert m.graphs == {"decoder": "decoder.onnx", "encoder": "encoder.onnx"}
     assert m.output.value_range == (0.0, 1.0)
     assert set(m.parity.per_graph) == {"decoder", "encoder"}
@@ -61,7 +61,7 @@ def test_manifests_declare_tasks_and_the_signatures_of_the_written_graphs(model_
     assert gan.quality.scores["meter"] == "classifier" and gan.quality.scores["data"] == "mnist5k"
     vae = Manifest.read(model_repo / "mnist-vae" / "1")
     assert vae.tasks == {"sample": "decoder", "decode": "decoder", "encode": "encoder"}
-    latent = ("N", 16)
+    latent = ("N", 8)
     assert vae.signatures["encoder"] == Signature(
         inputs=(TensorSpec("image", "float32", ("N", 1, 28, 28)),),
         outputs=(TensorSpec("mu", "float32", latent), TensorSpec("logvar", "float32", latent)))
@@ -116,7 +116,7 @@ def test_files_run_in_plain_onnxruntime_without_project_code(model_repo: Path):
         d = ort.InferenceSession(repo + "/mnist-vae/1/decoder.onnx")
         mu, logvar = e.run(["mu", "logvar"], {"image": np.random.rand(3, 1, 28, 28).astype(np.float32)})
         out = d.run(["image"], {"z": mu})[0]
-        assert mu.shape == logvar.shape == (3, 16) and out.shape == (3, 1, 28, 28)
+        assert mu.shape == logvar.shape == (3, 8) and out.shape == (3, 1, 28, 28)
         try:
             import latentforge, trainer
         except ImportError:
@@ -248,7 +248,7 @@ def test_a_run_trained_before_family_configs_still_exports(tmp_path: Path, vae_r
     assert torch.load(latest_checkpoint(run), weights_only=True)["format_version"] == 1
     vdir = export_run(run, tmp_path / "repo", "old-vae")
     m = Manifest.read(vdir)
-    assert (m.kind, m.latent_dim, m.num_classes) == ("vae", 16, 0)
+    assert (m.kind, m.latent_dim, m.num_classes) == ("vae", 8, 0)
     config = m.training["config"]
-    assert config["vae"]["width"] == 16 and config["vae"]["latent_dim"] == 16 and "extra" not in config
+    assert config["vae"]["width"] == 16 and config["vae"]["latent_dim"] == 8 and "extra" not in config
     assert m.parity.max_abs_error <= 1e-4

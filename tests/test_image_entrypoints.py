@@ -250,3 +250,49 @@ def test_trainer_image_stops_on_sigterm_as_pid_1_with_a_checkpoint_and_resumes(t
     assert steps == sorted(set(steps)), "the second run started over instead of resuming"
     assert _checkpoint_steps(run)[-1] > stopped_at[-1], output[-4000:]
     assert not (image.path(image.env["EXPORT_REPO"]) / "never-exported").exists()
+
+
+# --- the training service image ---
+
+@pytest.fixture(scope="module")
+def training_image(tmp_path_factory) -> Image:
+    """training.Dockerfile, with empty /data and /models volumes."""
+    return _replay("training.Dockerfile", tmp_path_factory,
+                   {"/data": tmp_path_factory.mktemp("data"), "/models": tmp_path_factory.mktemp("models")})
+
+
+def test_training_image_runs_a_job_and_publishes_it(training_image: Image):
+    """The TrainingService as its image runs it: healthy by its own HEALTHCHECK, a submitted
+    job trains in a child process of the installed package (no checkout beside it), publishes
+    into /models, and the service exits 0 on SIGTERM."""
+    from services.training_client import TrainingClient, job_spec, state_name
+
+    image = training_image
+    port = free_port()
+    argv, env, cwd = image.entry(LATENTFORGE_HOST="127.0.0.1", LATENTFORGE_PORT=str(port),
+                                 LATENTFORGE_METRICS_HOST="127.0.0.1", LATENTFORGE_METRICS_PORT=str(free_port()))
+    probe, probe_env, _ = image.health(LATENTFORGE_PORT=str(port))
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = Output(proc.stderr)
+    try:
+        def healthy() -> bool:
+            assert proc.poll() is None, f"`latentforge serve-training` exited {proc.returncode}:\n{log.join()}"
+            return subprocess.run(probe, env=probe_env, cwd=cwd, capture_output=True, timeout=30).returncode == 0
+
+        wait_until(healthy, image.healthcheck_start_period_s, "the image's HEALTHCHECK to pass")
+        with TrainingClient(f"127.0.0.1:{port}", timeout_s=60) as client:
+            job = client.submit(job_spec("dcgan", "mnist5k", model_name="image-dcgan", publish=True, steps=4,
+                                         width=16, batch_size=16, eval_every=0))
+            done = client.wait(job.job_id, timeout_s=900)
+        assert state_name(done.state) == "SUCCEEDED", f"{done}\n{log.join()[-4000:]}"
+        assert (done.published.name, done.published.version) == ("image-dcgan", 1)
+        manifest = json.loads((image.path("/models") / "image-dcgan" / "1" / "manifest.json").read_text())
+        assert manifest["name"] == "image-dcgan" and manifest["num_classes"] == 10  # conditional: mnist5k has labels
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert code == 0, log.join()[-4000:]

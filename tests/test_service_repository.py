@@ -229,7 +229,7 @@ def test_a_format_1_version_serves_as_before(model_repo: Path, tmp_path: Path, c
     assert old.manifest.tasks == new.manifest.tasks == {"sample": "decoder", "decode": "decoder", "encode": "encoder"}
     assert old.manifest.signatures == new.manifest.signatures
     assert old.supported_methods() == new.supported_methods() and old.can_encode
-    z = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
+    z = np.random.default_rng(0).standard_normal((3, old.manifest.latent_dim)).astype(np.float32)
     images = old.run_image(z)
     np.testing.assert_array_equal(images, new.run_image(z))
     for a, b in zip(old.run_encoder(images), new.run_encoder(images)):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from latentforge.cli import main
 from tests.helpers.processes import ROOT, wait_until
-from tests.helpers.training import rewrite_as_format_1, tiny_config
+from tests.helpers.training import V1_ERA_DCGAN, rewrite_as_format_1, tiny_config
 from trainer.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
 from trainer.data import DataError
 from trainer.loop import train
@@ -222,7 +222,7 @@ def test_resume_auto_starts_fresh_or_continues(tmp_path: Path, capsys):
 def test_resume_of_a_run_trained_before_family_configs(tmp_path: Path):
     """`--resume` on a format-1 run converts its config and continues it exactly."""
     straight, old = tmp_path / "straight", tmp_path / "old"
-    opts = dict(log_every=1, checkpoint_every=4, sample_every=100)
+    opts = dict(log_every=1, checkpoint_every=4, sample_every=100, **V1_ERA_DCGAN)
     train(tiny_config("dcgan", straight, steps=8, **opts))
     train(tiny_config("dcgan", old, steps=4, **opts))
     rewrite_as_format_1(latest_checkpoint(old))

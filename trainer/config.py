@@ -205,7 +205,7 @@ def fixed_options(cfg: TrainConfig) -> dict[str, Any]:
 _V1_DEFAULT_SENTINELS = {"lr": (None, 0, 0.0), "latent_dim": (0,), "beta1": (None,)}
 # Format-1 runs trained with the family defaults of their day; where today's differ (or the
 # option came later), those are what the run had, so that it resumes and exports unchanged.
-_V1_FAMILY_DEFAULTS = {"dcgan": {"lr": 2e-4, "ema_decay": 0.0, "conditional": False}}
+_V1_FAMILY_DEFAULTS = {"dcgan": {"lr": 2e-4, "ema_decay": 0.0, "conditional": False}, "vae": {"latent_dim": 16}}
 
 
 def upgrade_v1_config(old: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,9 @@ def tiny_config(model: str, out: Path, **overrides):
     return TrainConfig.from_dict({"model": model, "out": out, **TINY, **overrides})
 
 
+# DCGAN options of the format-1 era (EMA and conditioning came later; lr was 2e-4).
+V1_ERA_DCGAN = dict(conditional=False, ema_decay=0.0, lr=2e-4)
+
 # TrainConfig().to_dict() as format-1 checkpoints stored it: one flat dict with every family's
 # options, None/0 meaning "the family's default", and the untyped `extra`.
 V1_CONFIG_DEFAULTS = {
@@ -31,14 +34,16 @@ V1_CONFIG_DEFAULTS = {
 
 def rewrite_as_format_1(checkpoint: Path) -> None:
     """Rewrite a checkpoint in the layout of format 1 (before family configs), as a run
-    trained by an earlier version would have left it. Only default family options survive
-    (format 1 stored them as None/0), plus `width`."""
+    trained by an earlier version would have left it: the family options format 1 had, with
+    the run's values, in its flat dict. Options format 1 did not have (a DCGAN's EMA,
+    conditioning) are dropped, so the run must have trained with them off."""
     import torch
 
     payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     new = payload["config"]
     family = new[new["model"]]
-    old = {**V1_CONFIG_DEFAULTS, **{k: v for k, v in new.items() if k in V1_CONFIG_DEFAULTS}, "width": family["width"]}
+    old = {**V1_CONFIG_DEFAULTS, **{k: v for k, v in new.items() if k in V1_CONFIG_DEFAULTS},
+           **{k: v for k, v in family.items() if k in V1_CONFIG_DEFAULTS}}
     data = {k: payload["data"][k] for k in ("source", "count", "shape", "skipped_files")}
     payload.update(format_version=1, config=old, data={**data, "num_classes": 0})
     torch.save(payload, checkpoint)

@@ -69,16 +69,17 @@ class DCGANConfig(FamilyConfig):
 
 @dataclass
 class VAEConfig(FamilyConfig):
-    """Options of the convolutional VAE family."""
+    """Options of the convolutional VAE family. Latent size 8 and beta 2 are the defaults because
+    they drew the best samples of the unconditional settings measured (docs/benchmarks/vae_quality.md)."""
 
-    latent_dim: int = option(16, "size of the latent vector z", at_least=1, fixed=True)
+    latent_dim: int = option(8, "size of the latent vector z", at_least=1, fixed=True)
     width: int = option(64, "base channel width of the networks (the VAE's use half of it)", at_least=1,
                         fixed=True)
     recon: str = option("auto", "reconstruction loss: bce, mse, gaussian (learned pixel variance) or auto "
                         "(bce for 1 channel, mse otherwise)", choices=VAE_RECON_LOSSES, fixed=True)
     conditional: bool = option(False, "condition on the data's class labels (needs labelled data); the "
                                "exported decoder takes a label beside z", fixed=True)
-    beta: float = option(1.0, "weight of the KL term in the ELBO", at_least=0)
+    beta: float = option(2.0, "weight of the KL term in the ELBO", at_least=0)
     kl_warmup_steps: int = option(500, "steps over which the KL weight rises linearly from 0 to beta", at_least=0)
     perceptual: float = option(0.0, "weight of a feature-matching reconstruction term: squared distance "
                                "between the features of images and their reconstructions in a feature "
