@@ -232,7 +232,7 @@ def test_fp16_and_ort_optimized_variants(tmp_path: Path, vae_run: Path):
     fp16 = onnx.load(str(vdir / "decoder.fp16.onnx"))
     assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 in and out
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
-    out = ort.InferenceSession(str(vdir / "decoder.fp16.onnx")).run(None, {"z": np.zeros((3, 16), np.float32)})[0]
+    out = ort.InferenceSession(str(vdir / "decoder.fp16.onnx")).run(None, {"z": np.zeros((3, m.latent_dim), np.float32)})[0]
     assert out.shape == (3, 1, 28, 28) and out.dtype == np.float32
     with pytest.raises(ExportError, match="unknown variant"):
         export_run(vae_run, tmp_path, "variants", variants=("int3",))
