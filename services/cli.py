@@ -62,14 +62,16 @@ def register(subparsers: Any) -> None:
     i.set_defaults(func=_interpolate)
 
     m = subparsers.add_parser("models", help="list the models a running server has loaded, with their quality")
-    _connection_args(m)
+    connection_args(m)
     m.add_argument("--json", action="store_true", help="print every field as JSON")
     m.set_defaults(func=_models)
 
 
-def _connection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+def connection_args(p: argparse.ArgumentParser, default_target: str = DEFAULT_TARGET,
+                    timeout_help: str = "seconds per call") -> None:
+    """The flags every client command shares: address, timeout, TLS/mTLS files, bearer token."""
+    p.add_argument("--target", default=default_target, help=f"server address (default {default_target})")
+    p.add_argument("--timeout", type=float, default=30.0, help=timeout_help)
     p.add_argument("--tls", action="store_true", help="connect with TLS (system CA roots unless --tls-ca)")
     p.add_argument("--tls-ca", type=Path, help="PEM CA that signed the server's certificate (implies --tls)")
     p.add_argument("--tls-cert", type=Path, help="PEM client certificate for mutual TLS")
@@ -79,20 +81,22 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
-    _connection_args(p)
+    connection_args(p)
     p.add_argument("--model", required=True, help="model name (see `latentforge models`)")
     p.add_argument("--version", type=int, help="model version (default: newest)")
 
 
-def _connect(args: argparse.Namespace):
-    """A GenerationClient from the connection flags; the token from --token-file or the environment."""
+def connect(args: argparse.Namespace, client_class: Any = None):
+    """A client (GenerationClient by default) from the connection flags; the token from
+    --token-file or the environment."""
     import os
 
-    from services.client import GenerationClient
+    if client_class is None:
+        from services.client import GenerationClient as client_class
 
     token = args.token_file.read_text().strip() if args.token_file else os.environ.get(TOKEN_ENV) or None
-    return GenerationClient(args.target, timeout_s=args.timeout, tls=args.tls, tls_ca=args.tls_ca,
-                            tls_cert=args.tls_cert, tls_key=args.tls_key, token=token)
+    return client_class(args.target, timeout_s=args.timeout, tls=args.tls, tls_ca=args.tls_ca,
+                        tls_cert=args.tls_cert, tls_key=args.tls_key, token=token)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -200,7 +204,7 @@ def _generate(args: argparse.Namespace) -> int:
     from latentforge.images import grid
 
     try:
-        with _connect(args) as client:
+        with connect(args) as client:
             result = client.generate(args.model, args.count, seed=args.seed, version=args.version,
                                      truncation=args.truncation, label=_label(client, args), fmt="tensor")
             info = _model_info(client, result.model, result.version)
@@ -221,7 +225,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     from latentforge.images import save_gif, strip
 
     try:
-        with _connect(args) as client:
+        with connect(args) as client:
             result = client.interpolate(args.model, Endpoint(seed=args.from_seed), Endpoint(seed=args.to_seed),
                                         args.steps, slerp=args.slerp, version=args.version,
                                         truncation=args.truncation, label=_label(client, args), fmt="tensor")
@@ -244,7 +248,7 @@ def _models(args: argparse.Namespace) -> int:
     import grpc
 
     try:
-        with _connect(args) as client:
+        with connect(args) as client:
             models = client.list_models()
     except grpc.RpcError as exc:
         return _rpc_error(exc)

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from services.cli import connect, connection_args
+
 DEFAULT_TARGET = "localhost:50052"
-TOKEN_ENV = "LATENTFORGE_TOKEN"
 
 
 def _option_fields() -> dict[str, Any]:
@@ -99,24 +100,13 @@ def _register_datasets(subparsers: Any) -> None:
 
 
 def _connection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", default=DEFAULT_TARGET, help=f"server address (default {DEFAULT_TARGET})")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call (watch: no limit)")
-    p.add_argument("--tls", action="store_true", help="connect with TLS (system CA roots unless --tls-ca)")
-    p.add_argument("--tls-ca", type=Path, help="PEM CA that signed the server's certificate (implies --tls)")
-    p.add_argument("--tls-cert", type=Path, help="PEM client certificate for mutual TLS")
-    p.add_argument("--tls-key", type=Path, help="PEM key of --tls-cert")
-    p.add_argument("--token-file", type=Path,
-                   help=f"file holding a bearer token (default: the {TOKEN_ENV} environment variable)")
+    connection_args(p, DEFAULT_TARGET, "seconds per call (watch: no limit)")
 
 
 def _connect(args: argparse.Namespace):
-    import os
-
     from services.training_client import TrainingClient
 
-    token = args.token_file.read_text().strip() if args.token_file else os.environ.get(TOKEN_ENV) or None
-    return TrainingClient(args.target, timeout_s=args.timeout, tls=args.tls, tls_ca=args.tls_ca,
-                          tls_cert=args.tls_cert, tls_key=args.tls_key, token=token)
+    return connect(args, TrainingClient)
 
 
 def _rpc_error(exc: Any) -> int:
