@@ -23,13 +23,18 @@ A manifest says what a model can do, as data:
     inputs of this graph (the ``decode`` graph of a GAN or VAE).
   - ``encode``: ``image`` float32 ``(N, C, H, W)`` in ``output.value_range`` -> ``mu``
     float32 ``(N, latent_dim)`` [+ ``logvar``, same shape, for a VAE].
-  - to come: ``complete`` (``image``, ``mask``, ``z`` -> ``image``) and ``draw_strokes`` (one
-    step of a recurrent stroke decoder, the loop run by the service).
+  - ``complete``: ``image`` float32 ``(N, C, H, W)`` in ``output.value_range``, ``mask`` float32
+    ``(N, 1, H, W)`` (1 = known pixel, 0 = hole; ``conventions["mask"]``) and ``z`` float32
+    ``(N, latent_dim)`` from the standard normal -> ``image`` float32 ``(N, C, H, W)``, the known
+    pixels kept and the hole filled; different ``z`` give different fillings.
+  - to come: ``draw_strokes`` (one step of a recurrent stroke decoder, the loop run by the service).
 
   A reader ignores tasks it does not know, so an older service still serves the rest.
 * ``kind``: the family's name (``gan``, ``vae``, ``ae``...), for people and dashboards; what
   the service does follows ``tasks``, not ``kind``.
 * ``classes``: class names of a conditional model (index = label), or empty.
+* ``conventions``: how to read inputs whose meaning a shape cannot say, e.g. ``{"mask":
+  "1 = known pixel, 0 = hole"}`` for a completion model.
 * ``quality``: optional scores of the project's quality meter and the meter's version.
 
 Format 1 manifests (no tasks, signatures, classes or quality) are still read: their tasks
@@ -62,7 +67,11 @@ TASK_CONTRACTS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "decode": ({"z": "float32"}, {"image": "float32"}),
     "sample": ({"z": "float32"}, {}),
     "encode": ({"image": "float32"}, {"mu": "float32"}),
+    "complete": ({"image": "float32", "mask": "float32", "z": "float32"}, {"image": "float32"}),
 }
+# The mask convention of the complete task, recorded in a completion model's manifest.
+MASK_CONVENTION = "1 = known pixel, 0 = hole"
+
 
 
 class ManifestError(ValueError):
@@ -262,6 +271,7 @@ class Manifest:
     signatures: dict[str, Signature] = field(default_factory=dict)  # role -> inputs and outputs
     classes: tuple[str, ...] = ()  # class names by label; empty when unconditional or unnamed
     quality: Quality | None = None
+    conventions: dict[str, str] = field(default_factory=dict)  # e.g. {"mask": MASK_CONVENTION}
     format_version: int = FORMAT_VERSION
 
     def has_task(self, task: str) -> bool:
@@ -346,6 +356,7 @@ class Manifest:
                     signatures={str(role): Signature.from_dict(sig) for role, sig in data["signatures"].items()},
                     classes=tuple(str(c) for c in data.get("classes", ())),
                     quality=None if quality is None else Quality.from_dict(quality),
+                    conventions={str(k): str(v) for k, v in data.get("conventions", {}).items()},
                 )
             manifest = cls(**fields)
         except ManifestError:
@@ -421,14 +432,23 @@ class Manifest:
         # The latent and image tensors of the known tasks agree with latent_dim and output.
         for task, role in self.tasks.items():
             sig = self.signatures[role]
-            latent = sig.input("z") if task in ("decode", "sample") else sig.output("mu") if task == "encode" else None
-            image = sig.output("image") if task == "decode" else sig.input("image") if task == "encode" else None
+            latent = sig.output("mu") if task == "encode" else sig.input("z") if task in TASK_CONTRACTS else None
+            images = {"decode": [sig.output("image")], "encode": [sig.input("image")],
+                      "complete": [sig.input("image"), sig.output("image")]}.get(task, [])
             if latent is not None and tuple(latent.shape[1:]) != (self.latent_dim,):
                 raise ManifestError(f"graph {role!r} ({task}) has {latent.describe()}, but latent_dim is "
                                     f"{self.latent_dim}; expected [N, {self.latent_dim}]")
-            if image is not None and tuple(image.shape[1:]) != self.output.shape:
-                raise ManifestError(f"graph {role!r} ({task}) has {image.describe()}, but the output is "
-                                    f"{self.output.shape}; expected [N, {', '.join(map(str, self.output.shape))}]")
+            for image in images:
+                if image is not None and tuple(image.shape[1:]) != self.output.shape:
+                    raise ManifestError(f"graph {role!r} ({task}) has {image.describe()}, but the output is "
+                                        f"{self.output.shape}; expected [N, {', '.join(map(str, self.output.shape))}]")
+            mask = sig.input("mask") if task == "complete" else None
+            if mask is not None and tuple(mask.shape[1:]) != (1, *self.output.shape[1:]):
+                raise ManifestError(f"graph {role!r} (complete) has {mask.describe()}; expected "
+                                    f"[N, 1, {self.output.height}, {self.output.width}]")
+        if "complete" in self.tasks and "mask" not in self.conventions:
+            raise ManifestError("a model with the 'complete' task must say its mask convention "
+                                f"(conventions.mask, e.g. {MASK_CONVENTION!r})")
         if self.num_classes > 0 and "decode" in self.tasks:
             labels = self.signatures[self.tasks["decode"]].input("labels")
             if labels is None or labels.dtype != "int64":
