@@ -44,6 +44,7 @@ class _Pending:
     finish: Finish | None
     future: asyncio.Future
     deadline: float | None  # loop.time() after which it is not started
+    extra: dict[str, np.ndarray] | None = None  # further inputs, row for row (complete: mask, z)
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -131,8 +132,19 @@ class BatchingRunner(InferenceRunner):
             return parts[0]
         return np.concatenate([p[0] for p in parts]), concat_optional([p[1] for p in parts])
 
+    async def complete(self, model: OnnxModel, images: np.ndarray, masks: np.ndarray, z: np.ndarray,
+                       finish: Finish | None = None, deadline: float | None = None) -> Any:
+        parts = await self._submit(model, model.graph_for("complete"), images, None, finish, deadline,
+                                   {"mask": masks, "z": z})
+        if len(parts) == 1:
+            return parts[0]
+        if finish is not None:
+            return [item for part in parts for item in part]
+        return np.concatenate(parts)
+
     async def _submit(self, model: OnnxModel, graph: str, inputs: np.ndarray, labels: np.ndarray | None,
-                      finish: Finish | None, deadline: float | None) -> list[Any]:
+                      finish: Finish | None, deadline: float | None,
+                      extra: dict[str, np.ndarray] | None = None) -> list[Any]:
         if self._closed:
             raise Unavailable("the server is shutting down; retry on another replica")
         loop = self._loop or asyncio.get_running_loop()
@@ -148,8 +160,9 @@ class BatchingRunner(InferenceRunner):
         futures = []
         for start in range(0, len(inputs), step):
             fut = loop.create_future()
-            q.items.append(_Pending(inputs[start:start + step], None if labels is None else labels[start:start + step],
-                                    finish, fut, deadline))
+            rows = slice(start, start + step)
+            q.items.append(_Pending(inputs[rows], None if labels is None else labels[rows], finish, fut, deadline,
+                                    None if extra is None else {k: v[rows] for k, v in extra.items()}))
             futures.append(fut)
         q.depth.inc(chunks)
         self._schedule()
@@ -260,9 +273,14 @@ class BatchingRunner(InferenceRunner):
             return results
         run = [batch[k] for k in live]
         inputs = np.concatenate([p.inputs for p in run]) if len(run) > 1 else run[0].inputs
-        if q.graph == q.model.manifest.tasks.get("encode"):
+        tasks = q.model.manifest.tasks
+        if q.graph == tasks.get("encode"):
             mu, logvar = self._timed_encoder(q.model, inputs)
             parts = _split(run, lambda a, b: (mu[a:b], None if logvar is None else logvar[a:b]))
+        elif q.graph == tasks.get("complete"):
+            masks, z = (np.concatenate([p.extra[name] for p in run]) for name in ("mask", "z"))  # type: ignore[index]
+            images = self._timed_completer(q.model, inputs, masks, z)
+            parts = _split(run, lambda a, b: images[a:b], finish=True)
         else:
             labels = None
             if any(p.labels is not None for p in run):

@@ -64,12 +64,15 @@ class SampleRecord:
     model: str
     version: int
     latent: np.ndarray  # float32 (latent_dim,)
-    origin: str  # "generate", "interpolate", "encode", "variation"
+    origin: str  # "generate", "interpolate", "encode", "variation", "complete"
     seed: int | None = None
     label: int | None = None
     truncation: float | None = None
     parent_id: str | None = None
     created: float = field(default_factory=time.time)
+    # Completion samples: the input they were completed from (image then mask, float32
+    # little-endian bytes, see services.generation.completion), so Variations keep its known pixels.
+    context: bytes | None = None
 
     def meta(self) -> dict[str, Any]:
         """Metadata without the latent, as JSON-able values."""
@@ -86,7 +89,8 @@ class SampleRecord:
         }
 
     @classmethod
-    def from_parts(cls, sample_id: str, latent_bytes: bytes, meta: dict[str, Any]) -> "SampleRecord":
+    def from_parts(cls, sample_id: str, latent_bytes: bytes, meta: dict[str, Any],
+                   context: bytes | None = None) -> "SampleRecord":
         latent = np.frombuffer(latent_bytes, dtype="<f4").astype(np.float32)
         return cls(
             sample_id=sample_id,
@@ -99,6 +103,7 @@ class SampleRecord:
             truncation=None if meta.get("truncation") is None else float(meta["truncation"]),
             parent_id=meta.get("parent_id"),
             created=float(meta.get("created", 0.0)),
+            context=context,
         )
 
 
@@ -249,7 +254,7 @@ class MemorySampleCache(SampleCache):
         expires = time.monotonic() + self.ttl_s
         for rec in records:
             self._drop(rec.sample_id)
-            cost = int(rec.latent.nbytes) + _ENTRY_OVERHEAD_BYTES
+            cost = int(rec.latent.nbytes) + len(rec.context or b"") + _ENTRY_OVERHEAD_BYTES
             latent = np.array(rec.latent, dtype=np.float32, copy=True)
             latent.setflags(write=False)
             self._entries[rec.sample_id] = (expires, cost, replace(rec, latent=latent))
@@ -378,10 +383,13 @@ class RedisSampleCache(SampleCache):
             async with self._client.pipeline(transaction=True) as pipe:
                 for rec in records:
                     key = self.key(rec.sample_id)
-                    pipe.hset(key, mapping={
+                    fields = {
                         "latent": np.ascontiguousarray(rec.latent, dtype="<f4").tobytes(),
                         "meta": json.dumps(rec.meta(), separators=(",", ":")),
-                    })
+                    }
+                    if rec.context is not None:
+                        fields["context"] = rec.context
+                    pipe.hset(key, mapping=fields)
                     pipe.expire(key, self.ttl_s)
                 await pipe.execute()
         except self._redis_errors as exc:
@@ -397,7 +405,7 @@ class RedisSampleCache(SampleCache):
         if not data or b"latent" not in data or b"meta" not in data:
             return None
         try:
-            return SampleRecord.from_parts(sample_id, data[b"latent"], json.loads(data[b"meta"]))
+            return SampleRecord.from_parts(sample_id, data[b"latent"], json.loads(data[b"meta"]), data.get(b"context"))
         except (ValueError, KeyError, TypeError) as exc:
             event(log, "cache_corrupt_entry", level=30, error=_describe(exc))
             return None

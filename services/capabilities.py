@@ -9,28 +9,33 @@ from __future__ import annotations
 
 from typing import Iterable
 
-# RPC -> the tasks a model must declare for it.
-RPC_TASKS: dict[str, frozenset[str]] = {
+# RPC -> the sets of tasks that let a model serve it (any one set suffices).
+RPC_TASKS: dict[str, tuple[frozenset[str], ...]] = {
     # Seeds become latents drawn from the prior, decoded into images.
-    "Generate": frozenset({"sample", "decode"}),
-    "GenerateStream": frozenset({"sample", "decode"}),
+    "Generate": (frozenset({"sample", "decode"}),),
+    "GenerateStream": (frozenset({"sample", "decode"}),),
     # Between two latents (sample ids, raw latents; seed endpoints need "sample" too).
-    "Interpolate": frozenset({"decode"}),
-    # Noise of the prior's scale around a stored latent.
-    "Variations": frozenset({"sample", "decode"}),
+    "Interpolate": (frozenset({"decode"}),),
+    # Noise of the prior's scale around a stored latent: decoded, or (a completion sample)
+    # completed again from the same input.
+    "Variations": (frozenset({"sample", "decode"}), frozenset({"complete"})),
     # Reads a stored sample; any model.
-    "GetSample": frozenset(),
-    "Encode": frozenset({"encode"}),
-    "Reconstruct": frozenset({"encode", "decode"}),
+    "GetSample": (frozenset(),),
+    "Encode": (frozenset({"encode"}),),
+    "Reconstruct": (frozenset({"encode", "decode"}),),
+    # A completion model in one pass, or any model with an encoder and a decoder, iteratively.
+    "Complete": (frozenset({"complete"}), frozenset({"encode", "decode"})),
 }
 
 
 def supported_rpcs(tasks: Iterable[str]) -> list[str]:
     """RPC names a model with ``tasks`` supports, in ``RPC_TASKS`` order."""
     have = set(tasks)
-    return [rpc for rpc, needs in RPC_TASKS.items() if needs <= have]
+    return [rpc for rpc, options in RPC_TASKS.items() if any(needs <= have for needs in options)]
 
 
 def missing_tasks(rpc: str, tasks: Iterable[str]) -> list[str]:
-    """Tasks ``rpc`` needs that a model with ``tasks`` lacks (KeyError for an unknown RPC)."""
-    return sorted(RPC_TASKS[rpc] - set(tasks))
+    """Tasks ``rpc`` needs that a model with ``tasks`` lacks, for the way to serve it that lacks
+    fewest (KeyError for an unknown RPC)."""
+    have = set(tasks)
+    return min((sorted(needs - have) for needs in RPC_TASKS[rpc]), key=len)

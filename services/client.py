@@ -21,9 +21,11 @@ from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.rpc.security import client_channel
 
 _FORMATS = {"png": pb.OUTPUT_FORMAT_PNG, "tensor": pb.OUTPUT_FORMAT_TENSOR}
-_KINDS = {pb.MODEL_KIND_GAN: "gan", pb.MODEL_KIND_VAE: "vae", pb.MODEL_KIND_AE: "ae"}
+_KINDS = {pb.MODEL_KIND_GAN: "gan", pb.MODEL_KIND_VAE: "vae", pb.MODEL_KIND_AE: "ae",
+          pb.MODEL_KIND_COMPLETION: "completion"}
 _ORIGINS = {pb.SAMPLE_ORIGIN_GENERATE: "generate", pb.SAMPLE_ORIGIN_INTERPOLATE: "interpolate",
-            pb.SAMPLE_ORIGIN_ENCODE: "encode", pb.SAMPLE_ORIGIN_VARIATION: "variation"}
+            pb.SAMPLE_ORIGIN_ENCODE: "encode", pb.SAMPLE_ORIGIN_VARIATION: "variation",
+            pb.SAMPLE_ORIGIN_COMPLETE: "complete"}
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,17 @@ def image_to_proto(image: Any) -> pb.Image:
     return pb.Image(tensor=pb.Tensor(dtype="float32", shape=list(arr.shape), data=arr.tobytes()))
 
 
+def mask_to_proto(mask: Any) -> pb.Mask:
+    """A completion mask: PNG bytes or a Pillow image, a float32 array, or (x, y, w, h) holes."""
+    if isinstance(mask, (bytes, bytearray, Image.Image)):
+        return pb.Mask(png=image_to_proto(mask).png)
+    if isinstance(mask, np.ndarray):
+        arr = np.ascontiguousarray(mask, dtype="<f4")
+        return pb.Mask(tensor=pb.Tensor(dtype="float32", shape=list(arr.shape), data=arr.tobytes()))
+    boxes = [pb.Box(x=int(x), y=int(y), width=int(w), height=int(h)) for x, y, w, h in mask]
+    return pb.Mask(holes=pb.BoxList(boxes=boxes))
+
+
 def sample_from_proto(s: pb.Sample) -> Sample:
     return Sample(
         sample_id=s.sample_id,
@@ -303,6 +316,17 @@ class GenerationClient:
         _set_optional(request, seed=seed)
         r = self.stub.Variations(request, timeout=self.timeout_s)
         return Result(r.model, r.version, [sample_from_proto(s) for s in r.samples], r.seed, r.samples_stored)
+
+    def complete(self, model: str, image: Any, mask: Any, count: int = 4, *, seed: int | None = None,
+                 version: int | None = None, iterations: int = 0, label: int | None = None, fmt: str = "png",
+                 return_latents: bool = False) -> Result:
+        """Candidate fillings of ``image``'s hole. ``mask``: PNG bytes or a Pillow image (white =
+        known), a float32 (H, W) or (1, H, W) array (1 = known), or a list of (x, y, w, h) holes."""
+        request = pb.CompleteRequest(model=model, image=image_to_proto(image), mask=mask_to_proto(mask), count=count,
+                                     iterations=iterations, format=_FORMATS[fmt], return_latents=return_latents)
+        _set_optional(request, seed=seed, version=version, label=label)
+        r = self.stub.Complete(request, timeout=self.timeout_s)
+        return Result(r.model, r.version, [sample_from_proto(s) for s in r.candidates], r.seed, r.samples_stored)
 
     def get_sample(self, sample_id: str) -> StoredSample:
         r = self.stub.GetSample(pb.GetSampleRequest(sample_id=sample_id), timeout=self.timeout_s)

@@ -154,7 +154,8 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
                "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
 # What a missing task means to a client, for FAILED_PRECONDITION messages.
 _TASK_MEANING = {"sample": "no prior to sample latents from", "decode": "no graph from latents to images",
-                 "encode": "no encoder from images to latents"}
+                 "encode": "no encoder from images to latents",
+                 "complete": "no completion graph from an image and its mask to a filled image"}
 
 
 class OnnxModel:
@@ -295,6 +296,11 @@ class OnnxModel:
         out = self.run(role, {"image": images}, wanted)
         return out["mu"], out.get("logvar")
 
+    def run_completer(self, images: np.ndarray, masks: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Images (N, C, H, W), masks (N, 1, H, W) and latents (N, latent_dim) -> completed images,
+        by the complete graph."""
+        return self.run(self.graph_for("complete"), {"image": images, "mask": masks, "z": z}, ("image",))["image"]
+
     @staticmethod
     def _run_bound(session: Any, feeds: dict[str, np.ndarray],
                    outputs: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, np.ndarray]:
@@ -380,8 +386,25 @@ class InferenceRunner(abc.ABC):
                      deadline: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Images -> (mu, logvar); logvar is None for an encoder without one."""
 
+    @abc.abstractmethod
+    async def complete(self, model: OnnxModel, images: np.ndarray, masks: np.ndarray, z: np.ndarray,
+                       finish: Finish | None = None, deadline: float | None = None) -> Any:
+        """Images, masks and latents (one row each per candidate) -> completed images, or
+        ``finish``'s list when given."""
+
     async def close(self) -> None:
         """Stop background work."""
+
+    def _timed_completer(self, model: OnnxModel, images: np.ndarray, masks: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Blocking: run the complete graph in chunks of max_batch_size, recording metrics."""
+        out = []
+        graph = model.graph_for("complete")
+        for start in range(0, len(z), self.max_batch_size):
+            rows = slice(start, start + self.max_batch_size)
+            t0 = time.perf_counter()
+            out.append(model.run_completer(images[rows], masks[rows], z[rows]))
+            self._record(model, graph, len(out[-1]), time.perf_counter() - t0)
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
     def _timed_image(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         """Blocking: run the image graph in chunks of max_batch_size, recording metrics."""
@@ -494,6 +517,14 @@ class DirectRunner(InferenceRunner):
     async def encode(self, model: OnnxModel, images: np.ndarray,
                      deadline: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         return await self._submit(model, deadline, self._timed_encoder, model, images)
+
+    async def complete(self, model: OnnxModel, images: np.ndarray, masks: np.ndarray, z: np.ndarray,
+                       finish: Finish | None = None, deadline: float | None = None) -> Any:
+        def work() -> Any:
+            out = self._timed_completer(model, images, masks, z)
+            return finish(out) if finish is not None else out
+
+        return await self._submit(model, deadline, work)
 
 
 def concat_optional(parts: Sequence[np.ndarray | None]) -> np.ndarray | None:

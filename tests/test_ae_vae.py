@@ -26,7 +26,7 @@ from trainer.families import restore_family
 from trainer.loop import train
 
 AE, CVAE = "mnist-ae", "mnist-cvae"
-AE_METHODS = ["Interpolate", "GetSample", "Encode", "Reconstruct"]
+AE_METHODS = ["Interpolate", "GetSample", "Encode", "Reconstruct", "Complete"]
 
 
 def _metrics(run: Path) -> list[dict]:

@@ -17,7 +17,7 @@ from services.errors import FailedPrecondition, InvalidArgument
 from tests.helpers.servers import load_model, start_server, write_autoencoder_model, write_conditional_model
 
 AE, COND = "ae-toy", "cond-toy"
-AE_METHODS = ["Interpolate", "GetSample", "Encode", "Reconstruct"]
+AE_METHODS = ["Interpolate", "GetSample", "Encode", "Reconstruct", "Complete"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,8 @@ def test_the_task_table_gives_each_family_its_rpcs():
                                                     "GetSample"]
     assert supported_rpcs(["sample", "decode", "encode"]) == list(RPC_TASKS)
     assert supported_rpcs(["encode", "decode"]) == AE_METHODS
-    assert supported_rpcs(["complete"]) == ["GetSample"]  # a task with no RPC yet adds none
+    assert supported_rpcs(["complete"]) == ["Variations", "GetSample", "Complete"]
+    assert supported_rpcs(["draw_strokes"]) == ["GetSample"]  # a task with no RPC yet adds none
 
 
 def test_list_models_says_what_each_model_supports(client):
@@ -64,7 +65,7 @@ def test_generate_on_a_model_without_a_prior_is_failed_precondition(client, meth
     message = err.value.details()
     assert f"model {AE} v1 (kind ae) does not support {method}" in message
     assert "no 'sample' task (no prior to sample latents from)" in message
-    assert message.endswith("it supports Interpolate, GetSample, Encode, Reconstruct")
+    assert message.endswith("it supports Interpolate, GetSample, Encode, Reconstruct, Complete")
 
 
 def _images(n: int) -> list[np.ndarray]:

@@ -13,6 +13,7 @@ class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_KIND_GAN: _ClassVar[ModelKind]
     MODEL_KIND_VAE: _ClassVar[ModelKind]
     MODEL_KIND_AE: _ClassVar[ModelKind]
+    MODEL_KIND_COMPLETION: _ClassVar[ModelKind]
 
 class OutputFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -33,10 +34,18 @@ class SampleOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SAMPLE_ORIGIN_INTERPOLATE: _ClassVar[SampleOrigin]
     SAMPLE_ORIGIN_ENCODE: _ClassVar[SampleOrigin]
     SAMPLE_ORIGIN_VARIATION: _ClassVar[SampleOrigin]
+    SAMPLE_ORIGIN_COMPLETE: _ClassVar[SampleOrigin]
+
+class CompletionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPLETION_METHOD_UNSPECIFIED: _ClassVar[CompletionMethod]
+    COMPLETION_METHOD_MODEL: _ClassVar[CompletionMethod]
+    COMPLETION_METHOD_ITERATIVE: _ClassVar[CompletionMethod]
 MODEL_KIND_UNSPECIFIED: ModelKind
 MODEL_KIND_GAN: ModelKind
 MODEL_KIND_VAE: ModelKind
 MODEL_KIND_AE: ModelKind
+MODEL_KIND_COMPLETION: ModelKind
 OUTPUT_FORMAT_UNSPECIFIED: OutputFormat
 OUTPUT_FORMAT_PNG: OutputFormat
 OUTPUT_FORMAT_TENSOR: OutputFormat
@@ -48,6 +57,10 @@ SAMPLE_ORIGIN_GENERATE: SampleOrigin
 SAMPLE_ORIGIN_INTERPOLATE: SampleOrigin
 SAMPLE_ORIGIN_ENCODE: SampleOrigin
 SAMPLE_ORIGIN_VARIATION: SampleOrigin
+SAMPLE_ORIGIN_COMPLETE: SampleOrigin
+COMPLETION_METHOD_UNSPECIFIED: CompletionMethod
+COMPLETION_METHOD_MODEL: CompletionMethod
+COMPLETION_METHOD_ITERATIVE: CompletionMethod
 
 class Tensor(_message.Message):
     __slots__ = ("dtype", "shape", "data")
@@ -328,6 +341,74 @@ class VariationsResponse(_message.Message):
     samples: _containers.RepeatedCompositeFieldContainer[Sample]
     samples_stored: bool
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., seed: _Optional[int] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., samples_stored: _Optional[bool] = ...) -> None: ...
+
+class Box(_message.Message):
+    __slots__ = ("x", "y", "width", "height")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    x: int
+    y: int
+    width: int
+    height: int
+    def __init__(self, x: _Optional[int] = ..., y: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class Mask(_message.Message):
+    __slots__ = ("png", "tensor", "holes")
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_FIELD_NUMBER: _ClassVar[int]
+    HOLES_FIELD_NUMBER: _ClassVar[int]
+    png: bytes
+    tensor: Tensor
+    holes: BoxList
+    def __init__(self, png: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., holes: _Optional[_Union[BoxList, _Mapping]] = ...) -> None: ...
+
+class BoxList(_message.Message):
+    __slots__ = ("boxes",)
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    boxes: _containers.RepeatedCompositeFieldContainer[Box]
+    def __init__(self, boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ...) -> None: ...
+
+class CompleteRequest(_message.Message):
+    __slots__ = ("model", "version", "image", "mask", "count", "seed", "iterations", "format", "return_latents", "label")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    RETURN_LATENTS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    image: Image
+    mask: Mask
+    count: int
+    seed: int
+    iterations: int
+    format: OutputFormat
+    return_latents: bool
+    label: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., count: _Optional[int] = ..., seed: _Optional[int] = ..., iterations: _Optional[int] = ..., format: _Optional[_Union[OutputFormat, str]] = ..., return_latents: _Optional[bool] = ..., label: _Optional[int] = ...) -> None: ...
+
+class CompleteResponse(_message.Message):
+    __slots__ = ("model", "version", "seed", "candidates", "samples_stored", "method")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_STORED_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    seed: int
+    candidates: _containers.RepeatedCompositeFieldContainer[Sample]
+    samples_stored: bool
+    method: CompletionMethod
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., seed: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., samples_stored: _Optional[bool] = ..., method: _Optional[_Union[CompletionMethod, str]] = ...) -> None: ...
 
 class GetSampleRequest(_message.Message):
     __slots__ = ("sample_id",)

@@ -74,6 +74,11 @@ class GenerationServiceStub:
                 request_serializer=latentforge_dot_v1_dot_generation__pb2.GetSampleRequest.SerializeToString,
                 response_deserializer=latentforge_dot_v1_dot_generation__pb2.GetSampleResponse.FromString,
                 _registered_method=True)
+        self.Complete = channel.unary_unary(
+                '/latentforge.v1.GenerationService/Complete',
+                request_serializer=latentforge_dot_v1_dot_generation__pb2.CompleteRequest.SerializeToString,
+                response_deserializer=latentforge_dot_v1_dot_generation__pb2.CompleteResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -135,6 +140,14 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Complete(self, request, context):
+        """Fill the hole of an image: `count` candidates, each a stored sample. A completion model
+        fills it in one pass; a VAE or autoencoder by the iterative method (CompletionMethod).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +190,11 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.GetSample,
                     request_deserializer=latentforge_dot_v1_dot_generation__pb2.GetSampleRequest.FromString,
                     response_serializer=latentforge_dot_v1_dot_generation__pb2.GetSampleResponse.SerializeToString,
+            ),
+            'Complete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Complete,
+                    request_deserializer=latentforge_dot_v1_dot_generation__pb2.CompleteRequest.FromString,
+                    response_serializer=latentforge_dot_v1_dot_generation__pb2.CompleteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -395,6 +413,33 @@ class GenerationService:
             '/latentforge.v1.GenerationService/GetSample',
             latentforge_dot_v1_dot_generation__pb2.GetSampleRequest.SerializeToString,
             latentforge_dot_v1_dot_generation__pb2.GetSampleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Complete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentforge.v1.GenerationService/Complete',
+            latentforge_dot_v1_dot_generation__pb2.CompleteRequest.SerializeToString,
+            latentforge_dot_v1_dot_generation__pb2.CompleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

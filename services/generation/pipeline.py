@@ -24,9 +24,11 @@ from services.cache import (SAMPLE_ID_PATTERN, CacheUnavailable, SampleCache, Sa
                             render_key)
 from services.config import ServeConfig
 from services.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from services.generation.requests import (EncodeRequest, Endpoint, GeneratePlan, GenerateRequest, ImageInput,
-                                          InterpolateRequest, ModelListing, OutputFormat, Rendered, Samples,
-                                          TensorInput, VariationsRequest)
+from latentforge.completion import candidate_noise, composite, iterative_complete
+from services.generation import completion
+from services.generation.requests import (CompleteRequest, EncodeRequest, Endpoint, GeneratePlan, GenerateRequest,
+                                          ImageInput, InterpolateRequest, ModelListing, OutputFormat, Rendered,
+                                          Samples, TensorInput, VariationsRequest)
 from services.inference import Finish, InferenceRunner, OnnxModel
 from services.metrics import Metrics
 from services.model_repository import ModelRepository
@@ -155,8 +157,52 @@ class GenerationPipeline:
         self._samples.get(model, "Reconstruct").inc(len(payloads))
         return Rendered(model, payloads)
 
+    async def complete(self, request: CompleteRequest, deadline: float | None) -> Samples:
+        """Candidate fillings of an image's hole, each stored as a sample with its input.
+
+        A model with the complete task fills the hole in one pass per candidate (latents from the
+        candidates' seeds); a model with an encoder and a decoder by the iterative method
+        (``latentforge.completion``), whose rounds queue and batch like any encode and decode.
+        """
+        model = self._model(request.model, request.version, "Complete")
+        count = self._check_count(request.count, "count")
+        label = self._check_label(model, request.label)
+        rounds = None if model.has_task("complete") else completion.iterations(request.iterations)
+        c, h, w = model.image_shape
+        mask = completion.mask_array(request.mask, h, w)
+        image = (await self._input_images(model, [request.image], what="image"))[0]
+        image = composite(np.full_like(image, sum(model.value_range) / 2), image, mask)  # the hole's pixels unused
+        base_seed = request.seed if request.seed is not None else _random_seed()
+        seeds = [latents.sample_seed(base_seed, i) for i in range(count)]
+        note(count=count, iterations=rounds or 0)
+        finish = self._finisher(model, request.output)
+        dim = model.manifest.latent_dim
+        if rounds is None:
+            _, z = latents.latents_from_seeds(base_seed, count, dim, None)
+            payloads = await self.runner.complete(model, np.repeat(image[None], count, 0),
+                                                  np.repeat(mask[None], count, 0), z, finish, deadline)
+        else:
+            labels = None if label is None else np.full(count, label, dtype=np.int64)
+            eps, fill = candidate_noise(seeds, dim, (c, h, w), model.value_range)
+
+            async def encode(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+                return await self.runner.encode(model, x, deadline)
+
+            async def decode(zz: np.ndarray) -> np.ndarray:
+                return await self.runner.decode(model, zz, labels, None, deadline)
+
+            filled, z = await iterative_complete(encode, decode, image, mask, eps, fill, rounds)
+            payloads = await asyncio.get_running_loop().run_in_executor(self.executor, finish, filled)
+        context = completion.pack_context(image, mask)
+        records = [SampleRecord(new_sample_id(), model.name, model.version, z[i], "complete", seed=seeds[i],
+                                label=label, context=context) for i in range(count)]
+        stored = await self._store(records)
+        self._samples.get(model, "Complete").inc(count)
+        return Samples(model, records, payloads, stored, base_seed, "model" if rounds is None else "iterative")
+
     async def variations(self, request: VariationsRequest, deadline: float | None) -> Samples:
-        """Samples near a stored one, on the model version that made it."""
+        """Samples near a stored one, on the model version that made it. Variations of a
+        completion keep its known pixels: they are completed again from the same input."""
         parent = await self.sample(request.sample_id)
         try:
             model = self.repository.resolve(parent.model, parent.version)
@@ -172,9 +218,17 @@ class GenerationPipeline:
         seeds, z = latents.variations(parent.latent, base_seed, count, strength)
         labels = None if parent.label is None else np.full(count, parent.label, dtype=np.int64)
         note(model=model.name, version=model.version, count=count)
-        payloads = await self._render(model, z, labels, request.output, deadline)
+        given = None if parent.context is None else completion.unpack_context(parent.context, model.image_shape)
+        if given is not None:
+            payloads = await self._recomplete(model, given, z, labels, request.output, deadline)
+        elif model.has_task("decode"):
+            payloads = await self._render(model, z, labels, request.output, deadline)
+        else:
+            raise FailedPrecondition(f"sample {parent.sample_id!r} has no completion input to vary, and model "
+                                     f"{model.name} cannot decode a latent alone")
         records = [SampleRecord(new_sample_id(), model.name, model.version, z[k], "variation", seed=seeds[k],
-                                label=parent.label, parent_id=parent.sample_id) for k in range(count)]
+                                label=parent.label, parent_id=parent.sample_id, context=parent.context)
+                   for k in range(count)]
         stored = await self._store(records)
         self._samples.get(model, "Variations").inc(count)
         return Samples(model, records, payloads, stored, base_seed)
@@ -266,7 +320,20 @@ class GenerationPipeline:
             await self.cache.put_rendered({keys[i]: p for i, p in zip(missing, fresh)})
         return payloads  # type: ignore[return-value]
 
-    async def _input_images(self, model: OnnxModel, items: Sequence[ImageInput]) -> np.ndarray:
+    async def _recomplete(self, model: OnnxModel, given: tuple[np.ndarray, np.ndarray], z: np.ndarray,
+                          labels: np.ndarray | None, output: OutputFormat, deadline: float | None) -> list[bytes]:
+        """Fill a stored completion input's hole again from new latents: by the complete graph, or
+        decoded with the known pixels put back."""
+        image, mask = given
+        finish = self._finisher(model, output)
+        n = len(z)
+        if model.has_task("complete"):
+            return await self.runner.complete(model, np.repeat(image[None], n, 0), np.repeat(mask[None], n, 0), z,
+                                              finish, deadline)
+        return await self.runner.decode(model, z, labels, lambda x: finish(composite(x, image[None], mask[None])),
+                                        deadline)
+
+    async def _input_images(self, model: OnnxModel, items: Sequence[ImageInput], what: str = "images") -> np.ndarray:
         """Request images as one float32 (N, C, H, W) batch; INVALID_ARGUMENT naming the bad one."""
         self._check_count(len(items), "number of images")
         shape = model.image_shape
@@ -283,7 +350,7 @@ class GenerationPipeline:
                     else:
                         raise imaging.ImageError("image is empty; set png or tensor")
                 except imaging.ImageError as exc:
-                    raise InvalidArgument(f"images[{k}]: {exc}") from None
+                    raise InvalidArgument(f"{what}[{k}]: {exc}" if what == "images" else f"{what}: {exc}") from None
             return out
 
         note(images=len(items))

@@ -37,6 +37,17 @@ ImageInput = bytes | TensorInput | None
 
 
 @dataclass(slots=True)
+class HolesInput:
+    """A mask given as rectangles to fill, each (x, y, width, height)."""
+
+    boxes: list[tuple[int, int, int, int]]
+
+
+# A completion mask: PNG bytes, a raw tensor, rectangles, or None when the client sent none.
+MaskInput = bytes | TensorInput | HolesInput | None
+
+
+@dataclass(slots=True)
 class Endpoint:
     """One end of an interpolation: a stored sample, a seed, or a latent (exactly one is set)."""
 
@@ -89,6 +100,19 @@ class VariationsRequest:
 
 
 @dataclass(slots=True)
+class CompleteRequest:
+    model: str
+    version: int | None
+    image: ImageInput
+    mask: MaskInput
+    count: int
+    seed: int | None  # None: the server picks one
+    iterations: int  # 0: the server's default (iterative method only)
+    label: int | None
+    output: OutputFormat
+
+
+@dataclass(slots=True)
 class GeneratePlan:
     """A checked Generate request: its model version, its base seed and labels settled."""
 
@@ -110,7 +134,8 @@ class Samples:
     records: list["SampleRecord"]
     payloads: list[bytes] | None
     stored: bool  # every record reached the sample cache
-    seed: int | None = None  # the base seed (Generate, Variations)
+    seed: int | None = None  # the base seed (Generate, Variations, Complete)
+    method: str | None = None  # Complete: "model" or "iterative"
 
 
 @dataclass(slots=True)

@@ -17,20 +17,24 @@ from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.cache import SampleRecord
 from services.errors import InvalidArgument
 from services.generation.pipeline import GenerationPipeline
-from services.generation.requests import (EncodeRequest, Endpoint, GenerateRequest, ImageInput, InterpolateRequest,
-                                          ModelListing, OutputFormat, Samples, TensorInput, VariationsRequest)
+from services.generation.requests import (CompleteRequest, EncodeRequest, Endpoint, GenerateRequest, HolesInput,
+                                          ImageInput, InterpolateRequest, MaskInput, ModelListing, OutputFormat,
+                                          Samples, TensorInput, VariationsRequest)
 from services.inference import OnnxModel
 from services.rpc.calls import CallTracker, add_trailer, deadline, stream, unary
 
 SAMPLES_STORED_HEADER = "x-samples-stored"
 
-_KINDS = {"gan": pb.MODEL_KIND_GAN, "vae": pb.MODEL_KIND_VAE, "ae": pb.MODEL_KIND_AE}
+_KINDS = {"gan": pb.MODEL_KIND_GAN, "vae": pb.MODEL_KIND_VAE, "ae": pb.MODEL_KIND_AE,
+          "completion": pb.MODEL_KIND_COMPLETION}
 _ORIGINS = {
     "generate": pb.SAMPLE_ORIGIN_GENERATE,
     "interpolate": pb.SAMPLE_ORIGIN_INTERPOLATE,
     "encode": pb.SAMPLE_ORIGIN_ENCODE,
     "variation": pb.SAMPLE_ORIGIN_VARIATION,
+    "complete": pb.SAMPLE_ORIGIN_COMPLETE,
 }
+_METHODS = {"model": pb.COMPLETION_METHOD_MODEL, "iterative": pb.COMPLETION_METHOD_ITERATIVE}
 _OUTPUTS = {pb.OUTPUT_FORMAT_UNSPECIFIED: OutputFormat.PNG, pb.OUTPUT_FORMAT_PNG: OutputFormat.PNG,
             pb.OUTPUT_FORMAT_TENSOR: OutputFormat.TENSOR}
 
@@ -118,6 +122,18 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
                                      samples_stored=made.stored)
 
     @unary
+    async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:
+        output = _output(request.format)
+        image = _images([request.image])[0] if request.HasField("image") else None
+        made = await self.pipeline.complete(CompleteRequest(
+            model=request.model, version=_optional(request, "version"), image=image, mask=_mask(request),
+            count=request.count, seed=_optional(request, "seed"), iterations=request.iterations,
+            label=_optional(request, "label"), output=output), deadline(context))
+        return pb.CompleteResponse(model=made.model.name, version=made.model.version, seed=made.seed,
+                                   candidates=_samples(made, output, 0, request.return_latents),
+                                   samples_stored=made.stored, method=_METHODS[made.method or "model"])
+
+    @unary
     async def GetSample(self, request: pb.GetSampleRequest, context: grpc.aio.ServicerContext) -> pb.GetSampleResponse:
         r = await self.pipeline.sample(request.sample_id)
         response = pb.GetSampleResponse(
@@ -180,6 +196,20 @@ def _images(items: Any) -> list[ImageInput]:
         else:
             out.append(None)
     return out
+
+
+def _mask(request: pb.CompleteRequest) -> MaskInput:
+    if not request.HasField("mask"):
+        return None
+    kind = request.mask.WhichOneof("data")
+    if kind == "png":
+        return request.mask.png
+    if kind == "tensor":
+        t = request.mask.tensor
+        return TensorInput(dtype=t.dtype, shape=tuple(t.shape), data=t.data)
+    if kind == "holes":
+        return HolesInput([(b.x, b.y, b.width, b.height) for b in request.mask.holes.boxes])
+    return None
 
 
 # ---- typed results -> proto ------------------------------------------------------------------------
