@@ -71,6 +71,27 @@ def model_repo(tmp_path_factory, dcgan_run: Path, vae_run: Path) -> Path:
     return repo
 
 
+@pytest.fixture(scope="session")
+def completion_run(tmp_path_factory) -> Path:
+    """A completion model trained for 30 steps on mnist5k (its held-out digits left out)."""
+    from trainer.loop import train
+
+    out = tmp_path_factory.mktemp("runs") / "mnist-completion"
+    train(tiny_config("completion", out, data="mnist5k"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def completion_repo(tmp_path_factory, model_repo: Path, completion_run: Path) -> Path:
+    """``model_repo``'s models and mnist-completion/1, written by the project's exporter."""
+    from exporter.repository import export_run
+
+    repo = tmp_path_factory.mktemp("completion-models")
+    shutil.copytree(model_repo, repo, dirs_exist_ok=True)
+    export_run(completion_run, repo, "mnist-completion")
+    return repo
+
+
 # --- generation service: redis-server, servers, clients ---
 
 @pytest.fixture(scope="session")
