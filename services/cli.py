@@ -1,4 +1,4 @@
-"""``latentforge serve | serve-training | generate | interpolate | models``: the services' sub-commands.
+"""``latentforge serve | serve-training | generate | interpolate | complete | models``: the services' sub-commands.
 
 Imports nothing heavy at module import time; each command imports what it needs when run.
 """
@@ -60,6 +60,25 @@ def register(subparsers: Any) -> None:
     i.add_argument("--out", type=Path, default=Path("strip.png"), help="output PNG strip (default strip.png)")
     i.add_argument("--gif", type=Path, help="also write an animated GIF")
     i.set_defaults(func=_interpolate)
+
+    c = subparsers.add_parser("complete", help="fill the hole of an image: a PNG strip of the input (hole shown) "
+                              "and the candidates", description="Fill the hole of an image with a completion "
+                              "model, a VAE or an autoencoder on a running server. The mask is a PNG of the image's "
+                              "size (white = known, black = hole) or one or more --box rectangles to fill.")
+    _client_args(c)
+    c.add_argument("--image", type=Path, required=True, help="PNG of the model's image size")
+    holes = c.add_mutually_exclusive_group(required=True)
+    holes.add_argument("--mask", type=Path, help="mask PNG: white (>= 128) = known pixel, black = hole")
+    holes.add_argument("--box", action="append", type=_box, metavar="X,Y,W,H",
+                       help="a rectangle to fill (columns X..X+W-1, rows Y..Y+H-1); repeat for more")
+    c.add_argument("--count", type=int, default=4, help="candidates (default 4)")
+    c.add_argument("--seed", type=int, help="base seed (default: the server picks one)")
+    c.add_argument("--iterations", type=int, default=0,
+                   help="rounds of the iterative method on a VAE or autoencoder (default: the server's, 8)")
+    c.add_argument("--label", help="class of a conditional decoder: its label or its name")
+    c.add_argument("--out", type=Path, default=Path("completion.png"),
+                   help="output PNG strip (default completion.png)")
+    c.set_defaults(func=_complete)
 
     m = subparsers.add_parser("models", help="list the models a running server has loaded, with their quality")
     connection_args(m)
@@ -241,6 +260,54 @@ def _interpolate(args: argparse.Namespace) -> int:
     if args.gif:
         save_gif(frames, info.value_range, str(args.gif))
         print(f"{args.gif}: animated")
+    return 0
+
+
+def _box(text: str) -> tuple[int, int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 4 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not X,Y,W,H (four integers, e.g. 0,14,28,14)")
+    x, y, w, h = (int(p) for p in parts)
+    return x, y, w, h
+
+
+def _complete(args: argparse.Namespace) -> int:
+    import grpc
+    import numpy as np
+
+    from latentforge.images import decode_png, strip
+    from services.errors import InvalidArgument
+    from services.generation.completion import mask_array
+    from services.generation.requests import HolesInput
+
+    try:
+        image = args.image.read_bytes()
+        mask = args.mask.read_bytes() if args.mask else list(args.box)
+    except OSError as exc:
+        print(f"error: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        with connect(args) as client:
+            result = client.complete(args.model, image, mask, args.count, seed=args.seed, version=args.version,
+                                     iterations=args.iterations, label=_label(client, args), fmt="tensor")
+            info = _model_info(client, result.model, result.version)
+        c, h, w = info.shape
+        shown = decode_png(image, info.shape, info.value_range)
+        known = mask_array(HolesInput(mask) if isinstance(mask, list) else mask, h, w)
+    except grpc.RpcError as exc:
+        return _rpc_error(exc)
+    except (ValueError, InvalidArgument) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    lo, hi = info.value_range
+    gray = lambda x: np.repeat(x, 3, axis=0) if c == 1 else x  # noqa: E731 - the strip is RGB
+    hole = np.array([hi, lo, lo], dtype=np.float32)[:, None, None]  # the hole in red
+    frames = [known * gray(shown) + (1 - known) * (0.5 * gray(shown) + 0.5 * hole)]
+    frames += [gray(s.image.tensor) for s in result.samples]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    strip(frames, info.value_range).save(args.out)
+    print(f"{args.out}: the input (hole in red) and {len(result.samples)} candidates from {result.model} "
+          f"v{result.version}, seed {result.seed}")
     return 0
 
 

@@ -212,3 +212,40 @@ def test_redis_keeps_a_candidates_input_for_another_replica(redis_proc, completi
     finally:
         a.stop()
         b.stop()
+
+
+def test_the_cli_writes_a_strip_of_the_input_and_its_candidates(server, digits, tmp_path, capsys):
+    from latentforge.cli import main
+
+    source = tmp_path / "digit.png"
+    source.write_bytes(_png(digits[0]))
+    out = tmp_path / "new" / "folder" / "strip.png"  # missing folders are made
+    code = main(["complete", "--target", server.target, "--model", "mnist-completion", "--image", str(source),
+                 "--box", "0,14,28,14", "--count", "3", "--seed", "4", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    strip = Image.open(out)
+    assert strip.mode == "RGB" and strip.width > 4 * 28 and strip.height >= 28  # the input and 3 candidates
+    assert "3 candidates from mnist-completion v1, seed 4" in capsys.readouterr().out
+
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.where(np.arange(28)[:, None] < 14, 255, 0).repeat(28, 1).astype(np.uint8), "L").save(mask)
+    assert main(["complete", "--target", server.target, "--model", "mnist-vae", "--image", str(source),
+                 "--mask", str(mask), "--count", "2", "--out", str(tmp_path / "vae.png")]) == 0
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--box", "0,40,28,14"], "error: INVALID_ARGUMENT: mask: box 0 (0,40,28,14) reaches outside"),
+    (["--mask", "missing.png"], "error: cannot read"),
+    (["--model", "mnist-dcgan", "--box", "0,0,4,4"], "does not support Complete"),
+])
+def test_cli_errors_are_one_line(server, digits, tmp_path, capsys, argv, words):
+    from latentforge.cli import main
+
+    source = tmp_path / "digit.png"
+    source.write_bytes(_png(digits[0]))
+    args = ["complete", "--target", server.target, "--image", str(source), "--out", str(tmp_path / "x.png")]
+    if "--model" not in argv:
+        args += ["--model", "mnist-vae"]
+    assert main(args + argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err and "Traceback" not in err
