@@ -1,14 +1,16 @@
-"""The whole flow end to end: train a DCGAN and a VAE on mnist5k, export them, serve them,
-call the service over gRPC, and write a sample grid, an interpolation strip (PNG + GIF) and
-VAE reconstructions.
+"""The whole flow end to end: train a DCGAN, a VAE and a completion model on mnist5k, export
+them, serve them, call the service over gRPC, and write a sample grid, an interpolation strip
+(PNG + GIF), VAE reconstructions and completions of held-out digits.
 
-    python -m scripts.demo [--out out/demo] [--gan-budget 6m] [--vae-budget 2m]
+    python -m scripts.demo [--out out/demo] [--gan-budget 6m] [--vae-budget 2m] [--completion-budget 3m]
 
 Every step is the same command a user would type (`latentforge train`, `export`, `serve`,
-`models`, `generate`, `interpolate`), run as a subprocess, plus the Python client for Encode and
-Reconstruct. Both models train with their family's defaults for a wall-clock budget; each
-export scores 2,000 samples of the exported graph with the quality meter, and the demo ends
-with those figures beside the real-data floor.
+`models`, `generate`, `interpolate`, `complete`), run as a subprocess, plus the Python client for
+Reconstruct and the completion grid. Each model trains with its family's defaults for a
+wall-clock budget; each export scores the exported graph with the quality meter (2,000 samples
+of the DCGAN and the VAE; the completion model completes the 1,000 held-out digits it never
+saw), and the demo ends with those figures: FID beside the real-data floor, and the completion
+table of the completion model beside the VAE's iterative method.
 """
 
 from __future__ import annotations
@@ -40,12 +42,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     parser.add_argument("--gan-budget", default="6m", help="DCGAN training time (default 6m)")
     parser.add_argument("--vae-budget", default="2m", help="VAE training time (default 2m)")
+    parser.add_argument("--completion-budget", default="3m", help="completion model training time (default 3m)")
     parser.add_argument("--retrain", action="store_true", help="train again even if the runs exist")
     args = parser.parse_args()
 
     out: Path = args.out
     runs, repo = out / "runs", out / "models"
-    for name, model, budget in (("mnist-dcgan", "dcgan", args.gan_budget), ("mnist-vae", "vae", args.vae_budget)):
+    for name, model, budget in (("mnist-dcgan", "dcgan", args.gan_budget), ("mnist-vae", "vae", args.vae_budget),
+                                ("mnist-completion", "completion", args.completion_budget)):
         run = runs / name
         if args.retrain and run.exists():
             shutil.rmtree(run)
@@ -56,7 +60,8 @@ def main() -> int:
                  "--out", str(run))
         if repo.exists() and (repo / name).exists():
             shutil.rmtree(repo / name)
-        _run("export", str(run), "--repo", str(repo), "--name", name, "--evaluate", "2000")
+        _run("export", str(run), "--repo", str(repo), "--name", name, "--evaluate",
+             "1000" if model == "completion" else "2000")
 
     port, metrics_port = _free_port(), _free_port()
     target = f"127.0.0.1:{port}"
@@ -79,6 +84,11 @@ def main() -> int:
             _run("generate", "--target", target, "--model", "mnist-vae", "--count", "64", "--seed", "7",
                  "--out", str(out / "vae_samples.png"))
             _reconstructions(client, out / "vae_reconstructions.png")
+            digit = _held_out_digit(out / "held_out_digit.png")
+            for name, picture in (("mnist-completion", "completion_strip.png"), ("mnist-vae", "vae_completion_strip.png")):
+                _run("complete", "--target", target, "--model", name, "--image", str(digit), "--box", "0,14,28,14",
+                     "--count", "4", "--seed", "1", "--out", str(out / picture))
+            _completion_grid(client, out / "completion_grid.png")
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -88,11 +98,16 @@ def main() -> int:
 
     print("\nWrote:")
     for name in ("dcgan_samples.png", "dcgan_interpolation.png", "dcgan_interpolation.gif", "vae_samples.png",
-                 "vae_reconstructions.png"):
+                 "vae_reconstructions.png", "completion_strip.png", "vae_completion_strip.png", "completion_grid.png"):
         print(f"  {out / name}")
     print(f"Training grids and metrics: {runs}/*/samples, {runs}/*/metrics.jsonl; models: {repo}")
     print("\nQuality of the exported models (2,000 samples each, the project's meter; floor = real held-out digits):")
     _quality_table(repo, ("mnist-dcgan", "mnist-vae"))
+    print("\nCompletion of the 1,000 held-out digits (neither model saw them), 4 candidates each:")
+    from scripts.completion_quality import main as completion_table
+
+    completion_table([str(repo / "mnist-completion" / "1"), str(repo / "mnist-vae" / "1"),
+                      "--out", str(out / "completion_quality.md")])
     return 0
 
 
@@ -115,6 +130,47 @@ def _quality_table(repo: Path, names: tuple[str, ...]) -> None:
         label = f"{100 * s['label_accuracy']:.1f}%" if "label_accuracy" in s else "-"
         print(f"  {name:<12} {s['fid']:>7.2f} ({s['fid_floor']:.2f}) {s['fid'] / s['fid_floor']:>8.1f} "
               f"{s['precision']:>9.3f} {s['recall']:>7.3f} {100 * s['confident']:>8.1f}% {shares:>13} {label:>13}")
+
+
+def _held_out_images(n: int) -> tuple:
+    """The first n of the quality meter's held-out digits (the completion model never trained on
+    them) as float32 (n, 1, 28, 28) in [0, 1], with their labels."""
+    from trainer.data import load_data
+    from trainer.quality.features import DEFAULT_SETTINGS, split_indices
+
+    data = load_data("mnist5k")
+    _, held = split_indices(len(data.images), DEFAULT_SETTINGS.held_out, DEFAULT_SETTINGS.seed)
+    return data.images[held[:n]], data.labels[held[:n]]
+
+
+def _held_out_digit(path: Path) -> Path:
+    """A held-out digit as a PNG, for `latentforge complete --image`."""
+    import numpy as np
+    from PIL import Image
+
+    images, _ = _held_out_images(1)
+    Image.fromarray(np.round(images[0, 0] * 255).astype(np.uint8), "L").save(path)
+    return path
+
+
+def _completion_grid(client, path: Path) -> None:
+    """Eight held-out digits with their bottom half hidden: per row the input (hole shown),
+    four candidates of the completion model, then four of the VAE's iterative method."""
+
+    from latentforge.images import tile
+
+    images, _ = _held_out_images(8)
+    print("(python client) Complete: 8 held-out digits, bottom half hidden -> mnist-completion, mnist-vae",
+          flush=True)
+    tiles = []
+    for k, image in enumerate(images):
+        shown = image.copy()
+        shown[:, 14:] = 0.5
+        tiles.append(shown)
+        for name in ("mnist-completion", "mnist-vae"):
+            result = client.complete(name, image, [(0, 14, 28, 14)], count=4, seed=k, fmt="tensor")
+            tiles += [s.image.tensor for s in result.samples]
+    tile(tiles, columns=9, value_range=(0.0, 1.0)).save(path)
 
 
 def _reconstructions(client, path: Path) -> None:

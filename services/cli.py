@@ -240,8 +240,8 @@ def _generate(args: argparse.Namespace) -> int:
 def _interpolate(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.client import Endpoint
     from latentforge.images import save_gif, strip
+    from services.client import Endpoint
 
     try:
         with connect(args) as client:
@@ -300,7 +300,7 @@ def _complete(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     lo, hi = info.value_range
-    gray = lambda x: np.repeat(x, 3, axis=0) if c == 1 else x  # noqa: E731 - the strip is RGB
+    gray = lambda x: np.repeat(x, 3, axis=0) if c == 1 else x
     hole = np.array([hi, lo, lo], dtype=np.float32)[:, None, None]  # the hole in red
     frames = [known * gray(shown) + (1 - known) * (0.5 * gray(shown) + 0.5 * hole)]
     frames += [gray(s.image.tensor) for s in result.samples]

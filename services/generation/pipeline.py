@@ -19,16 +19,34 @@ from typing import Sequence
 import numpy as np
 
 from latentforge import images as imaging
+from latentforge.completion import candidate_noise, composite, iterative_complete
 from services import latents
-from services.cache import (SAMPLE_ID_PATTERN, CacheUnavailable, SampleCache, SampleRecord, new_sample_id,
-                            render_key)
+from services.cache import (
+    SAMPLE_ID_PATTERN,
+    CacheUnavailable,
+    SampleCache,
+    SampleRecord,
+    new_sample_id,
+    render_key,
+)
 from services.config import ServeConfig
 from services.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from latentforge.completion import candidate_noise, composite, iterative_complete
 from services.generation import completion
-from services.generation.requests import (CompleteRequest, EncodeRequest, Endpoint, GeneratePlan, GenerateRequest,
-                                          ImageInput, InterpolateRequest, ModelListing, OutputFormat, Rendered,
-                                          Samples, TensorInput, VariationsRequest)
+from services.generation.requests import (
+    CompleteRequest,
+    EncodeRequest,
+    Endpoint,
+    GeneratePlan,
+    GenerateRequest,
+    ImageInput,
+    InterpolateRequest,
+    ModelListing,
+    OutputFormat,
+    Rendered,
+    Samples,
+    TensorInput,
+    VariationsRequest,
+)
 from services.inference import Finish, InferenceRunner, OnnxModel
 from services.metrics import Metrics
 from services.model_repository import ModelRepository

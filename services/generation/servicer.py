@@ -17,9 +17,21 @@ from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.cache import SampleRecord
 from services.errors import InvalidArgument
 from services.generation.pipeline import GenerationPipeline
-from services.generation.requests import (CompleteRequest, EncodeRequest, Endpoint, GenerateRequest, HolesInput,
-                                          ImageInput, InterpolateRequest, MaskInput, ModelListing, OutputFormat,
-                                          Samples, TensorInput, VariationsRequest)
+from services.generation.requests import (
+    CompleteRequest,
+    EncodeRequest,
+    Endpoint,
+    GenerateRequest,
+    HolesInput,
+    ImageInput,
+    InterpolateRequest,
+    MaskInput,
+    ModelListing,
+    OutputFormat,
+    Samples,
+    TensorInput,
+    VariationsRequest,
+)
 from services.inference import OnnxModel
 from services.rpc.calls import CallTracker, add_trailer, deadline, stream, unary
 
