@@ -300,7 +300,10 @@ def _complete(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     lo, hi = info.value_range
-    gray = lambda x: np.repeat(x, 3, axis=0) if c == 1 else x
+
+    def gray(x: np.ndarray) -> np.ndarray:  # the strip is RGB, so the hole can be shown in red
+        return np.repeat(x, 3, axis=0) if c == 1 else x
+
     hole = np.array([hi, lo, lo], dtype=np.float32)[:, None, None]  # the hole in red
     frames = [known * gray(shown) + (1 - known) * (0.5 * gray(shown) + 0.5 * hole)]
     frames += [gray(s.image.tensor) for s in result.samples]
