@@ -135,6 +135,7 @@ def export_run(
             num_classes=family.num_classes,
             classes=tuple(family.data.class_names) if family.num_classes else (),
             tasks=dict(family.tasks),
+            conventions=dict(family.conventions),
             signatures=signatures,
             output=OutputSpec(channels=c, height=h, width=w, value_range=family.value_range),
             graphs=graphs,
@@ -154,7 +155,7 @@ def export_run(
                 "family": payload["family"],
             },
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            training={"config": payload["config"], "data": payload["data"]},
+            training=_training_record(payload),
             producer=_producer(),
             quality=_training_quality(payload),
         )
@@ -164,6 +165,15 @@ def export_run(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _training_record(payload: dict) -> dict:
+    """The manifest's `training`: the run's config and data, and the share of the data it held
+    out (absent for checkpoints from before hold-out existed, which trained on all of it)."""
+    record = {"config": payload["config"], "data": payload["data"]}
+    if isinstance(payload.get("hold_out"), dict):
+        record["hold_out"] = payload["hold_out"]
+    return record
 
 
 def _quality(record: dict, source: str) -> Quality:

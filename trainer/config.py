@@ -40,6 +40,10 @@ class TrainConfig:
     steps: int = option(3000, "total optimisation steps", at_least=1)
     batch_size: int = option(64, "examples per step and process", at_least=2)
     seed: int = option(0, "seed for weights, data order and noise", fixed=True)
+    hold_out: float | None = option(None, "share of the data kept out of training: the quality meter's held-out "
+                                    "split (the same images for the same data), so the images it scores were "
+                                    "never trained on; default: the family's (completion 0.2, others 0)",
+                                    at_least=0, fixed=True)
     # Data shaping (folders and arrays): target size and channels; None keeps the data's own.
     image_size: int | None = option(None, "resize/crop images to this square size (folders: 64)", at_least=8,
                                     fixed=True)
@@ -84,6 +88,8 @@ class TrainConfig:
         if self.model not in FAMILIES:
             family_entry(self.model)  # raises, naming the known families
         problems = check_options(self)
+        if isinstance(self.hold_out, (int, float)) and not isinstance(self.hold_out, bool) and self.hold_out >= 1:
+            problems.append(f"hold_out must be < 1, a share of the data (got {self.hold_out})")
         if isinstance(self.time_budget, str) and self.time_budget.strip():
             try:
                 parse_duration(self.time_budget)

@@ -2,13 +2,19 @@
 
 Layout of a run folder (rank 0 writes all of it):
 
-    <out>/run.json                    config, data and family, step, best, updated at the end
+    <out>/run.json                    config, data and family, hold-out, step, best, updated at the end
     <out>/metrics.jsonl               one JSON object per logged step ("eval": scores, when evaluated)
     <out>/checkpoints/step_*.pt       atomic, newest `keep_checkpoints` kept
     <out>/checkpoints/best.pt         the best-scoring weights so far (trainer.evaluation), never pruned
     <out>/samples/step_*.png          grids from one fixed latent batch (+ latest.png); a
                                       conditional family's grid has one row per class
     <out>/samples/recon_step_*.png    VAE: originals beside reconstructions
+
+Hold-out: a run trains without the quality meter's held-out split at share `hold_out` (unset:
+its family's `default_hold_out`, 0.2 for completion and 0 for the others), so the held-out
+images the meter scores (e.g. the digits a completion model completes) were never seen in
+training. run.json, every checkpoint and the exported manifest record it as
+{"share", "seed", "source_count", "held_out"}.
 
 Resuming continues exactly: the data order is a function of (seed, step), and the
 checkpoint restores networks, optimisers and every rank's RNG state.
@@ -30,6 +36,7 @@ agree on a spent budget the same way (one all-reduce per step carries both).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -142,6 +149,7 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
         raise CheckpointError(f"{cfg.out} already holds checkpoints; pass --resume to continue it or a new --out")
     payload = _resume_payload(cfg) if resume else None
     data = load_data(cfg.data, cfg.image_size, cfg.channels, cfg.min_image_size)
+    data, hold_out = hold_out_data(data, hold_out_share(cfg))
     per_rank = len(data) // ctx.world_size
     if per_rank < cfg.batch_size:
         raise DataError(
@@ -171,7 +179,7 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         evaluator = Evaluator.open(cfg, data, family, out)  # may train the meter once per data set
-        _write_run_info(out, cfg, data, family, ctx, start, elapsed=spent,
+        _write_run_info(out, cfg, data, family, ctx, start, elapsed=spent, hold_out=hold_out,
                         best=evaluator.best if evaluator is not None else _run_info(out).get("best"))
         _truncate_metrics(metrics_path, start)
     ctx.barrier()
@@ -226,7 +234,7 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
                 rng = ctx.gather(_rng_state(ctx.device))  # collective: every rank takes part
                 if ctx.is_main:
                     elapsed = spent + time.monotonic() - began
-                    extra = {"elapsed_seconds": round(elapsed, 3)}
+                    extra = {"elapsed_seconds": round(elapsed, 3), "hold_out": hold_out}
                     if quality is not None:
                         extra["quality"] = quality
                     last_ckpt = save_checkpoint(out, done, _payload(cfg, data, family, rng, extra),
@@ -234,7 +242,8 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
                 ctx.barrier()
             if quality is not None and evaluator is not None and evaluator.improved(quality):
                 # Not needed to resume (step checkpoints are), so rank 0 alone writes it.
-                save_best_checkpoint(out, done, _payload(cfg, data, family, [], {"quality": quality}))
+                save_best_checkpoint(out, done, _payload(cfg, data, family, [], {"quality": quality,
+                                                                                 "hold_out": hold_out}))
                 log.info("step %d: FID %.3f (floor %.3f), the best so far: %s", done, quality["fid"],
                          quality.get("fid_floor", float("nan")), out / "checkpoints" / "best.pt")
             elif quality is not None:
@@ -259,8 +268,33 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
     best = evaluator.best if evaluator is not None else None
     if ctx.is_main:
         _write_run_info(out, cfg, data, family, ctx, done, finished=stopped in (None, TIME_BUDGET), stopped=stopped,
-                        elapsed=spent + time.monotonic() - began, best=best)
+                        elapsed=spent + time.monotonic() - began, best=best, hold_out=hold_out)
     return _result(out, done, last_ckpt, stopped, best)
+
+
+def hold_out_share(cfg: TrainConfig) -> float:
+    """The share of the data a run holds out: its `hold_out`, or its family's default."""
+    if cfg.hold_out is not None:
+        return float(cfg.hold_out)
+    return float(family_entry(cfg.model).load().default_hold_out)
+
+
+def hold_out_data(data: TrainingData, share: float) -> tuple[TrainingData, dict[str, Any]]:
+    """The data without the quality meter's held-out split at `share` (the meter's own
+    `split_indices`, with its seed: at share 0.2, exactly the images the meter holds out; a
+    larger share holds out a superset of them), and the record run.json, the checkpoints and
+    the manifest keep of it. Share 0 keeps everything."""
+    from trainer.quality.features import DEFAULT_SETTINGS, split_indices
+
+    total = len(data)
+    record: dict[str, Any] = {"share": share, "seed": DEFAULT_SETTINGS.seed, "source_count": total, "held_out": 0}
+    if share <= 0:
+        return data, record
+    kept, held = split_indices(total, share, DEFAULT_SETTINGS.seed)
+    record["held_out"] = int(len(held))
+    subset = dataclasses.replace(data, **{name: array[kept] for name, array in data.arrays().items()})
+    log.info("holding out %d of %d examples (share %g, the quality meter's split)", len(held), total, share)
+    return subset, record
 
 
 def _result(out: Path, step: int, checkpoint: Path | None, stopped: str | None = None,
@@ -418,7 +452,7 @@ def _save_grids(out: Path, family: Family, fixed: _GridInputs, fixed_batch: Batc
 
 def _write_run_info(out: Path, cfg: TrainConfig, data: TrainingData, family: Family, ctx: DistContext,
                     step: int, finished: bool = False, stopped: str | None = None, elapsed: float = 0.0,
-                    best: dict[str, Any] | None = None) -> None:
+                    best: dict[str, Any] | None = None, hold_out: dict[str, Any] | None = None) -> None:
     info = {
         "family": family.name,
         "kind": family.kind,
@@ -426,6 +460,7 @@ def _write_run_info(out: Path, cfg: TrainConfig, data: TrainingData, family: Fam
         "value_range": list(family.value_range),
         "config": cfg.to_dict(),
         "data": data.spec.to_dict(),
+        "hold_out": hold_out,  # what was kept out of training (hold_out_data); share 0 = nothing
         "world_size": ctx.world_size,
         "device": str(ctx.device),
         "step": step,

@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from trainer.families.configs import AEConfig, DCGANConfig, VAEConfig
+from trainer.families.configs import AEConfig, CompletionConfig, DCGANConfig, VAEConfig
 from trainer.options import FamilyConfig
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ FAMILIES: dict[str, FamilyEntry] = {
         FamilyEntry("dcgan", DCGANConfig, "trainer.families.gan:DCGAN", "DCGAN generator and discriminator"),
         FamilyEntry("vae", VAEConfig, "trainer.families.vae:VAE", "convolutional variational autoencoder"),
         FamilyEntry("ae", AEConfig, "trainer.families.ae:AE", "convolutional autoencoder, optionally denoising"),
+        FamilyEntry("completion", CompletionConfig, "trainer.families.completion:Completion",
+                    "image completion: U-Net (masked image, mask, z) -> image, with a discriminator"),
     )
 }
 

@@ -23,7 +23,7 @@ from trainer.options import FamilyConfig
 class ExportGraph:
     """One network to export: its role in the manifest and how to call it."""
 
-    role: str  # "generator", "decoder" or "encoder"
+    role: str  # "generator", "decoder", "encoder" or "completer"
     module: nn.Module  # eval-mode module whose outputs follow latentforge.manifest
     example_inputs: tuple[torch.Tensor, ...]  # batch >= 2 so the batch axis stays dynamic
     input_names: list[str]
@@ -36,10 +36,14 @@ class Family:
     """Base class: subclasses set `name`, `kind`, `value_range`, `needs` and build their networks."""
 
     name: str = ""
-    kind: str = ""  # manifest kind: "gan" or "vae"
-    tasks: dict[str, str] = {}  # manifest tasks: task ("sample", "decode", "encode") -> graph role
+    kind: str = ""  # manifest kind: "gan", "vae", "ae", "completion"
+    tasks: dict[str, str] = {}  # manifest tasks: task ("sample", "decode", "encode", "complete") -> graph role
     value_range: tuple[float, float] = (0.0, 1.0)  # range of the images the graphs produce
     needs: tuple[str, ...] = ("images",)  # batch fields the family trains on
+    conventions: dict[str, str] = {}  # manifest conventions, e.g. {"mask": MASK_CONVENTION} for completion
+    # Share of the data a run holds out when its config leaves `hold_out` unset: the quality
+    # meter's held-out split (trainer.quality.features.split_indices), so scored images are unseen.
+    default_hold_out: float = 0.0
 
     def __init__(self, config: FamilyConfig, data: DataSpec, device: torch.device) -> None:
         missing = [f for f in self.needs if f not in data.fields]

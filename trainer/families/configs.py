@@ -113,3 +113,47 @@ class AEConfig(FamilyConfig):
 
     def problems(self) -> list[str]:
         return _adam_problems(self.beta1, self.beta2)
+
+
+Z_INJECTIONS = ("bottleneck", "film")  # trainer.networks.unet implements them
+
+
+@dataclass
+class CompletionConfig(FamilyConfig):
+    """Options of the image completion family (trainer.families.completion); the defaults are
+    the settings docs/benchmarks/completion_ablation.md measured best within a CPU demo's budget."""
+
+    latent_dim: int = option(16, "size of the latent vector z (different z, different fillings)", at_least=1,
+                             fixed=True)
+    width: int = option(16, "base channel width of the U-Net and the discriminator", at_least=1, fixed=True)
+    z_inject: str = option("film", "where z enters the U-Net: bottleneck (projected planes at the bottleneck) or "
+                           "film (also a scale and shift per channel at every decoder stage)", choices=Z_INJECTIONS,
+                           fixed=True)
+    candidates: int = option(4, "K in the best-of-K reconstruction loss: K completions per image, only the one "
+                             "nearest the truth is pulled to it (1 = plain reconstruction, which lets z be ignored)",
+                             at_least=1)
+    recon_weight: float = option(1.0, "weight of the L1 reconstruction loss on the hole", at_least=0)
+    adv_weight: float = option(0.05, "weight of the adversarial loss (a discriminator sees the whole composited "
+                               "image; 0 = off)", at_least=0)
+    mode_seeking: float = option(0.0, "weight of the mode-seeking term (Mao et al. 2019) between two candidates, "
+                                 "needs candidates >= 2 (0 = off)", at_least=0)
+    gan_loss: str = option("nonsaturating", "GAN objective", choices=GAN_LOSSES)
+    lr: float = option(1e-3, "generator learning rate (Adam)", above=0)
+    lr_d: float | None = option(None, "discriminator learning rate (default: lr)", above=0)
+    beta1: float = option(0.5, "Adam beta1", at_least=0)
+    beta2: float = option(0.999, "Adam beta2", above=0)
+    grad_clip: float = option(10.0, "max gradient norm per network, 0 = off", at_least=0)
+    ema_decay: float = option(0.0, "keep an exponential moving average of the generator's weights with this "
+                              "decay; grids, completion and export use it; 0 = off", at_least=0)
+
+    def problems(self) -> list[str]:
+        problems = _adam_problems(self.beta1, self.beta2)
+        if isinstance(self.ema_decay, (int, float)) and self.ema_decay >= 1:
+            problems.append(f"ema_decay must be < 1 (got {self.ema_decay})")
+        if (isinstance(self.mode_seeking, (int, float)) and isinstance(self.candidates, int)
+                and self.mode_seeking > 0 and self.candidates < 2):
+            problems.append(f"mode_seeking compares two candidates; set candidates >= 2 (got {self.candidates})")
+        if (isinstance(self.recon_weight, (int, float)) and isinstance(self.adv_weight, (int, float))
+                and self.recon_weight == 0 and self.adv_weight == 0):
+            problems.append("recon_weight and adv_weight are both 0: nothing to train on")
+        return problems
