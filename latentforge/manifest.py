@@ -25,8 +25,8 @@ A manifest says what a model can do, as data:
     float32 ``(N, latent_dim)`` [+ ``logvar``, same shape, for a VAE].
   - ``complete``: ``image`` float32 ``(N, C, H, W)`` in ``output.value_range``, ``mask`` float32
     ``(N, 1, H, W)`` (1 = known pixel, 0 = hole; ``conventions["mask"]``) and ``z`` float32
-    ``(N, latent_dim)`` from the standard normal -> ``image`` float32 ``(N, C, H, W)``, the known
-    pixels kept and the hole filled; different ``z`` give different fillings.
+    ``(N, latent_dim)`` from the standard normal -> ``completed`` float32 ``(N, C, H, W)``, the
+    known pixels kept and the hole filled; different ``z`` give different fillings.
   - to come: ``draw_strokes`` (one step of a recurrent stroke decoder, the loop run by the service).
 
   A reader ignores tasks it does not know, so an older service still serves the rest.
@@ -67,7 +67,8 @@ TASK_CONTRACTS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "decode": ({"z": "float32"}, {"image": "float32"}),
     "sample": ({"z": "float32"}, {}),
     "encode": ({"image": "float32"}, {"mu": "float32"}),
-    "complete": ({"image": "float32", "mask": "float32", "z": "float32"}, {"image": "float32"}),
+    # ONNX names every value once, so the filled image cannot share the input's name.
+    "complete": ({"image": "float32", "mask": "float32", "z": "float32"}, {"completed": "float32"}),
 }
 # The mask convention of the complete task, recorded in a completion model's manifest.
 MASK_CONVENTION = "1 = known pixel, 0 = hole"
@@ -434,7 +435,7 @@ class Manifest:
             sig = self.signatures[role]
             latent = sig.output("mu") if task == "encode" else sig.input("z") if task in TASK_CONTRACTS else None
             images = {"decode": [sig.output("image")], "encode": [sig.input("image")],
-                      "complete": [sig.input("image"), sig.output("image")]}.get(task, [])
+                      "complete": [sig.input("image"), sig.output("completed")]}.get(task, [])
             if latent is not None and tuple(latent.shape[1:]) != (self.latent_dim,):
                 raise ManifestError(f"graph {role!r} ({task}) has {latent.describe()}, but latent_dim is "
                                     f"{self.latent_dim}; expected [N, {self.latent_dim}]")

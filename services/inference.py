@@ -299,7 +299,8 @@ class OnnxModel:
     def run_completer(self, images: np.ndarray, masks: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Images (N, C, H, W), masks (N, 1, H, W) and latents (N, latent_dim) -> completed images,
         by the complete graph."""
-        return self.run(self.graph_for("complete"), {"image": images, "mask": masks, "z": z}, ("image",))["image"]
+        role = self.graph_for("complete")
+        return self.run(role, {"image": images, "mask": masks, "z": z}, ("completed",))["completed"]
 
     @staticmethod
     def _run_bound(session: Any, feeds: dict[str, np.ndarray],

@@ -86,7 +86,7 @@ def test_a_completion_model_runs_its_graph_on_the_candidates_latents(client, dig
     mask[..., 14:, :] = 0
     session = ort.InferenceSession(str(version / manifest.graphs["completer"]), providers=["CPUExecutionProvider"])
     image = np.repeat(digits[1:2] * mask, 3, 0)  # the hole's pixels never reach the model
-    want = session.run(["image"], {"image": image, "mask": np.repeat(mask, 3, 0), "z": z})[0]
+    want = session.run(["completed"], {"image": image, "mask": np.repeat(mask, 3, 0), "z": z})[0]
     got = np.stack([s.image.tensor for s in result.samples])
     np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_array_equal(np.stack([s.latent for s in result.samples]), z)
