@@ -53,6 +53,7 @@ def test_the_figures_count_hole_pixels_only():
     y = x.copy()
     y[0, 0, 20:] = 1.0  # wrong, but known pixels: no effect
     assert np.isinf(qc.psnr(y, x, mask)[0])
+    assert qc.psnr(y, x, mask, qc.MSE_FLOOR)[0] == pytest.approx(54.15, abs=0.01)  # the averaged figures' cap
     y[0, 0, :14] = 0.1  # the whole hole off by 0.1: MSE 0.01, 20 dB
     assert qc.hole_mse(y, x, mask)[0] == pytest.approx(0.01)
     assert qc.psnr(y, x, mask)[0] == pytest.approx(20.0)

@@ -8,8 +8,9 @@ for a request with base seed ``b``: candidate i from seed ``b + i``. Image j is 
 with ``b = seed + j * K``, so no two images share a candidate's noise (one shared draw would make
 candidate 0's figures those of a single latent). The report gives, per kind:
 
-- PSNR of the hole (pixels in [0, 1], the MSE taken over hole pixels only), the mean over
-  images of candidate 0's, and the mean over all candidates;
+- PSNR of the hole (pixels in [0, 1], the MSE taken over hole pixels only, and at least half an
+  8-bit level squared: at most 54.2 dB), the mean over images of candidate 0's, and the mean over
+  all candidates;
 - SSIM of the hole: the SSIM map (Gaussian window, sigma 1.5, K1 0.01, K2 0.03) averaged over
   hole pixels, likewise;
 - class reads (labelled data): the share of completed images the meter's classifier reads as
@@ -49,6 +50,10 @@ DEFAULT_ITERATIONS = 8
 MASK_SEED = 0  # stroke masks: numpy.random.default_rng(MASK_SEED), one mask per image in order
 SEED_MODULUS = 2**64  # candidate i of base seed s has seed (s + i) mod 2^64, as the service draws it
 BATCH = 500  # rows per graph call
+# Averaged PSNR takes each image's hole MSE as at least half an 8-bit level squared (a cap of 54.2 dB):
+# finer errors vanish in the 8-bit images the service returns, and an exact hole (a stroke over
+# the background, filled with exact zeros) would otherwise make the mean infinite.
+MSE_FLOOR = (0.5 / 255) ** 2
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5  # an 11 x 11 window, as Wang et al. 2004
 SSIM_K1, SSIM_K2 = 0.01, 0.03
@@ -75,9 +80,10 @@ def hole_mse(completed: np.ndarray, original: np.ndarray, mask: np.ndarray) -> n
     return err.reshape(len(a), -1).sum(1) / count
 
 
-def psnr(completed: np.ndarray, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per image (N,): PSNR in dB of the hole, pixels in [0, 1] (infinite where the hole is exact)."""
-    mse = hole_mse(completed, original, mask)
+def psnr(completed: np.ndarray, original: np.ndarray, mask: np.ndarray, mse_floor: float = 0.0) -> np.ndarray:
+    """Per image (N,): PSNR in dB of the hole, pixels in [0, 1], the MSE taken as at least
+    ``mse_floor`` (with 0, infinite where the hole is exact)."""
+    mse = np.maximum(hole_mse(completed, original, mask), mse_floor)
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(1.0 / mse)
 
@@ -467,7 +473,7 @@ def score_completer(completer: Completer, meter: Meter, images: np.ndarray, labe
     for kind in kinds:
         masks = masks_for(kind, n, h, w, mask_seed)
         out = completer.complete(images, masks, seeds)  # (N, K, C, H, W)
-        p = np.stack([psnr(out[:, i], images, masks) for i in range(candidates)], axis=1)
+        p = np.stack([psnr(out[:, i], images, masks, MSE_FLOOR) for i in range(candidates)], axis=1)
         s = np.stack([hole_ssim(out[:, i], images, masks) for i in range(candidates)], axis=1)
         reads = _reads(meter, out, labels)
         known = np.abs(out - images[:, None]) * masks[:, None]
@@ -483,7 +489,7 @@ def score_completer(completer: Completer, meter: Meter, images: np.ndarray, labe
         filled = composite(mean_image, images, masks)
         base_reads = _reads(meter, filled, labels)
         baseline[kind] = {
-            "psnr": float(psnr(filled, images, masks).mean()),
+            "psnr": float(psnr(filled, images, masks, MSE_FLOOR).mean()),
             "ssim": float(hole_ssim(filled, images, masks).mean()),
             "read": None if base_reads is None else float(base_reads.mean()),
         }
@@ -569,7 +575,7 @@ def format_completion(report: CompletionReport) -> str:
     """The report as a readable table: one row per mask kind, the baseline beside the model."""
     k = report.candidates
     unseen = {True: "held out of its training", False: "NOT held out of its training (it may have seen them)",
-              None: "the run does not say whether it saw them"}[report.held_out_unseen]
+              None: "its config has no hold_out: it may have trained on them"}[report.held_out_unseen]
     lines = [
         f"completion: {describe(report)}",
         f"{report.n} held-out images of {report.data['spec']} ({unseen}), {k} candidates each "
