@@ -353,6 +353,8 @@ def capabilities(path: Path, checkpoint: Path | None = None) -> set[str]:
     path = Path(path)
     if is_version_dir(path):
         return set(Manifest.read(path).tasks)
+    if not path.exists():
+        raise QualityError(f"{path} is neither a run folder, a checkpoint file nor an exported version folder")
     from trainer.checkpoint import load_checkpoint
     from trainer.families import family_class
 
