@@ -203,3 +203,27 @@ def test_export_evaluate_records_completion_scores_for_a_model_with_the_complete
     table = capsys.readouterr().out
     assert "its complete graph" in table and "held out of its training" in table and "FID" not in table
     shutil.rmtree(staging)
+
+
+def test_a_run_folder_completes_in_pytorch_as_its_export_does_in_onnx_runtime(vae_version: Path, meter):
+    run = Path(Manifest.read(vae_version).source_checkpoint["path"]).parent.parent
+    in_torch = qc.evaluate_completion(run, n=N, candidates=2, iterations=2)
+    in_ort = qc.evaluate_completion(vae_version, n=N, candidates=2, iterations=2)
+    assert in_torch.source["runtime"] == "torch" and in_ort.source["runtime"] == "onnxruntime"
+    for kind in EVAL_MASKS:
+        assert in_torch.scores[kind]["psnr"] == pytest.approx(in_ort.scores[kind]["psnr"], abs=1e-3)
+
+
+def test_a_trained_completion_model_is_scored_on_completion_only(request, tmp_path: Path, capsys):
+    """Once the completion family is registered: its export, evaluated, carries completion scores."""
+    from trainer.families import FAMILIES
+
+    if "completion" not in FAMILIES:
+        pytest.skip("the completion family is not registered in this build")
+    run = request.getfixturevalue("completion_run")
+    version = export_run(run, tmp_path, "mnist-completion", evaluate=N)
+    q = Manifest.read(version).quality.scores
+    assert q["method"] == "graph" and q["held_out_unseen"] == 1 and "fid" not in q
+    assert 0 <= q["bottom_read"] <= q["bottom_best_read"] <= 1
+    assert main(["evaluate", str(version), "--n", str(N)]) == 0
+    assert "its complete graph" in capsys.readouterr().out
