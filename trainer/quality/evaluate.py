@@ -1,9 +1,12 @@
 """Score samples against their training data, each figure beside the floor real images reach.
 
-Two entry points:
+Entry points:
 
 - ``evaluate(path, n)``: the full report of ``latentforge evaluate`` for a run folder or an
   exported version folder (samples drawn here);
+- ``evaluate_model(path, n, completion=...)``: the reports a model calls for: a completion
+  model's completion report (``trainer.quality.completion``), any other's sample report, with the
+  completion report beside it when asked;
 - ``score_images(images, data)``: a flat dict of scores for images the caller already has,
   e.g. a few hundred samples the trainer draws every few thousand steps; the meter is loaded
   once per process, so later calls cost the features and the metrics only.
