@@ -44,11 +44,11 @@ def markdown(reports: list[CompletionReport], command: str) -> str:
     lines = [
         f"`{command}`",
         "",
-        f"{first.n} held-out digits of {first.data['spec']} (the meter's held-out split), {k} candidates each, "
-        f"stroke masks from seed {first.mask_seed}; hole-only PSNR (dB) and SSIM of candidate 0; read: "
-        f"candidate 0 read as the original's label by the meter's classifier (it reads "
-        f"{_pct(first.original_read)} of the whole originals so); best of {k}: any candidate read so; "
-        f"diversity: mean pairwise RMS between the {k} candidates over the hole.",
+        (f"{first.n} held-out digits of {first.data['spec']} (the meter's held-out split), {k} candidates each, "
+         f"stroke masks from seed {first.mask_seed}; hole-only PSNR (dB) and SSIM of candidate 0; read: "
+         f"candidate 0 read as the original's label by the meter's classifier (it reads "
+         f"{_pct(first.original_read)} of the whole originals so); best of {k}: any candidate read so; "
+         f"diversity: mean pairwise RMS between the {k} candidates over the hole."),
         "",
         f"| model | mask | PSNR | SSIM | read as original | best of {k} read | diversity | seconds |",
         "|---|---|---|---|---|---|---|---|",

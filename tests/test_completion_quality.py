@@ -19,7 +19,13 @@ from exporter.onnx_export import export_graph, read_signature
 from exporter.repository import _evaluate_staged, export_run
 from latentforge.cli import main
 from latentforge.completion import EVAL_MASKS, half_mask
-from latentforge.manifest import MASK_CONVENTION, TASK_CONTRACTS, FileEntry, Manifest, sha256_file
+from latentforge.manifest import (
+    MASK_CONVENTION,
+    TASK_CONTRACTS,
+    FileEntry,
+    Manifest,
+    sha256_file,
+)
 from tests.helpers.training import tiny_config
 from trainer.families.base import ExportGraph
 from trainer.quality import completion as qc

@@ -31,16 +31,29 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from latentforge.completion import EVAL_MASKS, candidate_noise, composite, eval_mask, iterative_complete
+from latentforge.completion import (
+    EVAL_MASKS,
+    candidate_noise,
+    composite,
+    eval_mask,
+    iterative_complete,
+)
 from latentforge.manifest import MANIFEST_NAME, Manifest, verify_files
 from trainer.data import DataError, load_data
-from trainer.quality.features import METER_VERSION, Meter, QualityError, meter_for, split_indices
+from trainer.quality.features import (
+    METER_VERSION,
+    Meter,
+    QualityError,
+    meter_for,
+    split_indices,
+)
 from trainer.quality.samplers import DataSpec, is_version_dir
 
 DEFAULT_CANDIDATES = 4
@@ -178,7 +191,7 @@ class _Lockstep:
         sizes = [len(x) for x, _ in batch]
         try:
             out = self.fn(np.concatenate([x for x, _ in batch]))
-        except Exception as exc:  # every waiting coroutine gets the error
+        except Exception as exc:  # noqa: BLE001 - every waiting coroutine gets the error, whatever it is
             for _, future in batch:
                 future.set_exception(exc)
             return
@@ -580,9 +593,9 @@ def format_completion(report: CompletionReport) -> str:
               None: "its config has no hold_out: it may have trained on them"}[report.held_out_unseen]
     lines = [
         f"completion: {describe(report)}",
-        f"{report.n} held-out images of {report.data['spec']} ({unseen}), {k} candidates each "
-        f"(image j: seeds {report.seed} + {k}j + i), stroke masks from seed {report.mask_seed}, "
-        f"{report.seconds:.1f} s",
+        (f"{report.n} held-out images of {report.data['spec']} ({unseen}), {k} candidates each "
+         f"(image j: seeds {report.seed} + {k}j + i), stroke masks from seed {report.mask_seed}, "
+         f"{report.seconds:.1f} s"),
     ]
     if report.original_read is not None:
         lines.append(f"the meter reads {report.original_read:.1%} of the whole originals as their label")
