@@ -194,17 +194,26 @@ def _training_quality(payload: dict) -> Quality | None:
 
 
 def _evaluate_staged(staging: Path, fields: dict, n: int) -> Quality:
-    """Score the staged version as it will be served (ONNX Runtime on its image graph)."""
+    """Score the staged version as it will be served (ONNX Runtime): a model with the complete task
+    on its completions of n held-out images (it has no prior to sample, so no FID), any other on n
+    samples of its image graph."""
+    from trainer.quality.completion import evaluate_completion
     from trainer.quality.evaluate import evaluate
 
+    completes = "complete" in fields["tasks"]
     (staging / MANIFEST_NAME).write_text(Manifest(version=1, **fields).to_json())  # provisional
     try:
-        report = evaluate(staging, n)
+        report = evaluate_completion(staging, n) if completes else evaluate(staging, n)
     finally:
         (staging / MANIFEST_NAME).unlink(missing_ok=True)
     summary = report.summary()
-    log.info("exported graph scored on %d samples: FID %.3f (real-data floor %.3f)", n, summary.get("fid", float("nan")),
-             summary.get("fid_floor", float("nan")))
+    if completes:
+        log.info("exported graph scored on %d held-out images x %d candidates: bottom half PSNR %.2f dB, "
+                 "best-of-%d read %s", summary["n"], summary["candidates"], summary.get("bottom_psnr", float("nan")),
+                 summary["candidates"], summary.get("bottom_best_read", "n/a"))
+    else:
+        log.info("exported graph scored on %d samples: FID %.3f (real-data floor %.3f)", n,
+                 summary.get("fid", float("nan")), summary.get("fid_floor", float("nan")))
     return _quality(summary, "export")
 
 

@@ -15,11 +15,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `evaluate` sub-command."""
     p = sub.add_parser(
         "evaluate",
-        help="score a model's samples: FID, KID, precision/recall, class reads, beside the real-data floor",
+        help="score a model's samples: FID, KID, precision/recall, class reads, beside the real-data floor; "
+        "or its completions of held-out images",
         description="Sample a trained run (newest checkpoint) or an exported model version (ONNX Runtime) "
         "and score the samples against the data it was trained on, in the feature space of a small "
         "network the project trains once per data set and caches (no download). Each score is printed "
-        "beside the floor: the same measurement on real held-out images.",
+        "beside the floor: the same measurement on real held-out images. A completion model (the "
+        "complete task), or any model with an encoder and a decoder given --completion, is scored on "
+        "how it fills the hole of held-out images: PSNR and SSIM of the hole, class reads of the "
+        "completed images (best of K candidates too), diversity, beside a mean-image baseline.",
     )
     p.add_argument("path", type=Path,
                    help="run folder (or a .pt checkpoint) or an exported models/<name>/<version>/ folder")
@@ -30,6 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="where feature networks are cached (default $LATENTFORGE_CACHE_DIR/quality "
                    "or ~/.cache/latentforge/quality)")
+    p.add_argument("--completion", action="store_true",
+                   help="also score image completion (a VAE or autoencoder: the iterative method); a model with "
+                   "the complete task is always scored so, on the held-out images, per mask kind")
+    p.add_argument("--candidates", type=int, default=None, metavar="K",
+                   help="completion: candidates per image (default 4); best-of-K reads and diversity use them")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="completion by the iterative method: encode/decode rounds (default 8)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -40,15 +51,29 @@ def run(args: argparse.Namespace) -> int:
         from latentforge.manifest import ManifestError
         from trainer.checkpoint import CheckpointError
         from trainer.data import DataError
-        from trainer.quality.evaluate import evaluate, format_report
+        from trainer.quality.completion import format_completion
+        from trainer.quality.evaluate import evaluate_model, format_report
         from trainer.quality.features import QualityError
     except ModuleNotFoundError as exc:
         return missing_extra("evaluate", "train", exc)
     try:
-        report = evaluate(args.path, n=args.n, seed=args.seed, checkpoint=args.checkpoint, data=args.data,
-                          cache_dir=args.cache_dir)
+        report, completion = evaluate_model(
+            args.path, n=args.n, seed=args.seed, checkpoint=args.checkpoint, data=args.data,
+            cache_dir=args.cache_dir, completion=args.completion, candidates=args.candidates,
+            iterations=args.iterations)
     except (QualityError, CheckpointError, ManifestError, DataError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    if args.json:
+        if report is None:
+            out = completion.to_dict()
+        else:
+            out = report.to_dict()
+            if completion is not None:
+                out["completion"] = completion.to_dict()
+        print(json.dumps(out, indent=2))
+    else:
+        parts = ([] if report is None else [format_report(report)]) + \
+            ([] if completion is None else [format_completion(completion)])
+        print("\n\n".join(parts))
     return 0

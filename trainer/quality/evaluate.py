@@ -1,9 +1,12 @@
 """Score samples against their training data, each figure beside the floor real images reach.
 
-Two entry points:
+Entry points:
 
 - ``evaluate(path, n)``: the full report of ``latentforge evaluate`` for a run folder or an
   exported version folder (samples drawn here);
+- ``evaluate_model(path, n, completion=...)``: the reports a model calls for: a completion
+  model's completion report (``trainer.quality.completion``), any other's sample report, with the
+  completion report beside it when asked;
 - ``score_images(images, data)``: a flat dict of scores for images the caller already has,
   e.g. a few hundred samples the trainer draws every few thousand steps; the meter is loaded
   once per process, so later calls cost the features and the metrics only.
@@ -278,3 +281,39 @@ def format_report(report: Report) -> str:
         lines.append("")
         lines.append("class shares: " + "  ".join(f"{c}: {share:.1%}" for c, share in enumerate(s["classes"])))
     return "\n".join(lines)
+
+
+def evaluate_model(
+    path: Path,
+    n: int = 2000,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+    data: str | None = None,
+    cache_dir: Path | None = None,
+    completion: bool = False,
+    candidates: int | None = None,
+    iterations: int | None = None,
+) -> tuple[Report | None, Any]:
+    """The reports a model calls for: (sample report, completion report), either may be None.
+
+    A model with the ``complete`` task and no ``sample`` task (a completion model: it has no
+    prior to sample) gets the completion report only; any other model gets the sample report,
+    and the completion report too when ``completion`` is asked (a VAE or an autoencoder completes
+    by the iterative method over its encoder and decoder).
+    """
+    from trainer.quality import completion as comp
+
+    tasks = comp.capabilities(Path(path), checkpoint)
+    completion_only = "complete" in tasks and "sample" not in tasks
+    if (completion or completion_only) and not comp.can_complete(tasks):
+        raise QualityError(f"{path} cannot complete images: it has neither the 'complete' task nor both "
+                           f"'encode' and 'decode' (its tasks: {', '.join(sorted(tasks)) or 'none'})")
+    samples = None if completion_only else evaluate(path, n, seed, checkpoint, data, cache_dir)
+    completed = None
+    if completion or completion_only:
+        completed = comp.evaluate_completion(
+            path, n, seed,
+            candidates=comp.DEFAULT_CANDIDATES if candidates is None else candidates,
+            iterations=comp.DEFAULT_ITERATIONS if iterations is None else iterations,
+            checkpoint=checkpoint, data=data, cache_dir=cache_dir)
+    return samples, completed
