@@ -45,9 +45,10 @@ from latentforge.completion import (
     eval_mask,
     iterative_complete,
 )
-from latentforge.manifest import MANIFEST_NAME, Manifest, verify_files
+from latentforge.manifest import MANIFEST_NAME, TASK_CONTRACTS, Manifest, verify_files
 from trainer.data import DataError, load_data
 from trainer.quality.features import (
+    DEFAULT_SETTINGS,
     METER_VERSION,
     Meter,
     QualityError,
@@ -282,9 +283,7 @@ def version_completer(version_dir: Path, iterations: int = DEFAULT_ITERATIONS) -
               "step": int(manifest.source_checkpoint.get("step", 0)), "family": manifest.kind}
     if manifest.has_task("complete"):
         fname, sess = session("complete")
-        signature = manifest.signatures[manifest.graph_for("complete")]
-        # The contract's output is "image"; a graph whose one output has another name is read too.
-        output = "image" if signature.output("image") is not None else signature.outputs[0].name
+        output = next(iter(TASK_CONTRACTS["complete"][1]))  # the contract's output name
 
         def graph(image: np.ndarray, mask: np.ndarray, z: np.ndarray) -> np.ndarray:
             return sess.run([output], _feeds_with_optional(sess, {"image": image, "mask": mask, "z": z},
@@ -386,14 +385,14 @@ def can_complete(tasks: set[str]) -> bool:
     return "complete" in tasks or {"encode", "decode"} <= tasks
 
 
-def held_out_unseen(config: dict[str, Any]) -> bool | None:
-    """Whether a run held the meter's held-out split out of its training (its config's
-    ``hold_out``, top level or under its family's options); None when the config does not say."""
-    for where in (config, config.get(str(config.get("model", ""))) or {}):
-        if isinstance(where, dict) and "hold_out" in where and where["hold_out"] is not None:
-            value = where["hold_out"]
-            return value not in (False, 0, "", "none", "off", "false")
-    return None
+def held_out_unseen(hold_out: Any) -> bool | None:
+    """Whether a run kept the meter's held-out split out of its training, from the record of what
+    it held out (``trainer.loop.hold_out_data``: its share and split seed, in the checkpoint and
+    the manifest's ``training``); None when the run does not say (it predates hold-out)."""
+    if not isinstance(hold_out, dict) or "share" not in hold_out:
+        return None
+    share, seed = float(hold_out["share"]), int(hold_out.get("seed", -1))
+    return share >= DEFAULT_SETTINGS.held_out and seed == DEFAULT_SETTINGS.seed
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -533,14 +532,15 @@ def evaluate_completion(
         if checkpoint is not None:
             raise QualityError(f"{path} is an exported version; --checkpoint applies to run folders only")
         completer = version_completer(path, iterations)
-        config = Manifest.read(path).training.get("config", {})
+        training = Manifest.read(path).training
+        config, hold_out = training.get("config", {}), training.get("hold_out")
         where = str(path / MANIFEST_NAME)
     else:
         from trainer.checkpoint import load_checkpoint
 
         payload = load_checkpoint(_checkpoint_path(path, checkpoint))
         completer = run_completer(payload, iterations)
-        config, where = payload["config"], payload["path"]
+        config, where, hold_out = payload["config"], payload["path"], payload.get("hold_out")
     spec = DataSpec.from_config(config, where)
     if data is not None:
         spec = DataSpec(data, spec.image_size, spec.channels, spec.min_image_size)
@@ -564,7 +564,7 @@ def evaluate_completion(
         candidates=candidates,
         seed=seed,
         mask_seed=mask_seed,
-        held_out_unseen=held_out_unseen(config),
+        held_out_unseen=held_out_unseen(hold_out),
         data={"spec": spec.spec, "source": meter.source, "sha256": meter.data_sha256, "shape": list(meter.shape)},
         meter={"kind": meter.kind, "version": METER_VERSION, "key": meter.key, "origin": meter.origin,
                "held_out_accuracy": meter.held_out_accuracy},
