@@ -72,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
           f"(from {Path(source['path']).name}, step {source['step']})")
     if manifest.quality is not None:
         q = manifest.quality.scores
-        print(f"quality ({q.get('source')}, {int(q.get('n', 0))} samples): FID {q.get('fid', float('nan')):.3f}, "
-              f"real-data floor {q.get('fid_floor', float('nan')):.3f}")
+        if q.get("task") == "complete":
+            print(f"completion quality ({q.get('source')}, {int(q.get('n', 0))} held-out images, bottom half hidden): "
+                  f"best of {int(q.get('candidates', 0))} read as the original {100 * q['bottom_best_read']:.1f}%, "
+                  f"hole PSNR {q['bottom_psnr']:.2f} dB")
+        else:
+            print(f"quality ({q.get('source')}, {int(q.get('n', 0))} samples): FID {q.get('fid', float('nan')):.3f}, "
+                  f"real-data floor {q.get('fid_floor', float('nan')):.3f}")
     return 0

@@ -9,5 +9,8 @@ statistics, each printed beside the floor that real held-out images reach.
 - ``metrics``: FID, KID, precision/recall, class statistics on feature arrays.
 - ``samplers``: N images from a run's checkpoint or from an exported version folder.
 - ``evaluate``: the report, and ``score_images`` for the trainer's periodic evaluation.
+- ``completion``: how well a model fills the hole of held-out images (hole PSNR and SSIM, class
+  reads of the best of K candidates, their diversity), for completion models and the iterative
+  method of VAEs and autoencoders.
 - ``cli``: ``latentforge evaluate``.
 """
