@@ -14,7 +14,7 @@ bottom half masked:
 * ``steps/s``: training steps per second on one thread.
 
     python -m scripts.completion_ablation --steps 1200 --eval-at 400,800,1200 \
-        --out runs/completion-ablation --json docs/benchmarks/completion_ablation.json
+        --out runs/completion-ablation --json runs/completion-ablation/results.jsonl
 
 Settings are named on the command line (``--settings base,recon-only,...``); see SETTINGS.
 """
