@@ -13,8 +13,8 @@ bottom half masked:
 * ``spread``: mean RMS difference over the hole between pairs of the 4 candidates (0 = z ignored);
 * ``steps/s``: training steps per second on one thread.
 
-    python -m scripts.completion_ablation --steps 1500 --eval-at 500,1000,1500 \
-        --out runs/completion-ablation --json docs/benchmarks/completion_ablation.json
+    python -m scripts.completion_ablation --steps 1200 --eval-at 400,800,1200 \
+        --out runs/completion-ablation --json runs/completion-ablation/results.jsonl
 
 Settings are named on the command line (``--settings base,recon-only,...``); see SETTINGS.
 """
@@ -40,7 +40,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "recon-only-k1": {"adv_weight": 0.0, "candidates": 1},
     "recon+adv-k1": {"candidates": 1},
     "recon-only-k4": {"adv_weight": 0.0},
-    "bottleneck": {"z_inject": "bottleneck"},
+    "film": {"z_inject": "film"},
     "adv-0.01": {"adv_weight": 0.01},
     "adv-0.2": {"adv_weight": 0.2},
     "mode-seeking": {"mode_seeking": 0.05},
@@ -126,6 +126,26 @@ def run_setting(name: str, options: dict[str, Any], steps: int, eval_at: list[in
     return result
 
 
+def speed(threads: int, batch_size: int, steps: int = 100, options: dict[str, Any] | None = None) -> float:
+    """Training steps per second of the family (defaults, or `options`) on `threads` threads,
+    measured over `steps` steps after a warm-up step (which builds the mask pool)."""
+    from trainer.config import TrainConfig
+    from trainer.data import Batch, load_data
+    from trainer.families import build_family
+
+    torch.set_num_threads(threads)
+    data = load_data("mnist5k")
+    cfg = TrainConfig.from_dict({"model": "completion", "seed": SEED, "completion": options or {}})
+    family = build_family(cfg, data.spec, torch.device("cpu"))
+    images = torch.from_numpy(data.images)
+    batch = lambda s: Batch(images=images[(s * batch_size) % 4000:(s * batch_size) % 4000 + batch_size])  # noqa: E731
+    family.train_step(batch(0), 0)
+    started = time.perf_counter()
+    for step in range(1, steps + 1):
+        family.train_step(batch(step), step)
+    return steps / (time.perf_counter() - started)
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     """The results (JSON lines of --json) as the table in docs/benchmarks/completion_ablation.md."""
     lines = ["| setting | options | step | best of 4 | candidate 0 | PSNR hole (dB) | spread | steps/s |",
@@ -140,7 +160,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--settings", default="base,recon-only-k1,recon+adv-k1,recon-only-k4,bottleneck",
+    p.add_argument("--settings", default="base,recon-only-k1,recon+adv-k1,recon-only-k4,film",
                    help=f"comma-separated, from {', '.join(SETTINGS)}")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--eval-at", default="500,1000,1500", help="steps to score, comma-separated")
@@ -150,7 +170,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", type=Path, default=None, help="append each setting's result to this JSON lines file")
     p.add_argument("--table", type=Path, nargs="*", default=None,
                    help="print the results in these --json files as a markdown table, and train nothing")
+    p.add_argument("--speed", type=int, default=0, metavar="THREADS",
+                   help="measure the defaults' steps/s on this many threads (at --batch-size), and train nothing")
     args = p.parse_args(argv)
+    if args.speed:
+        print(json.dumps({"threads": args.speed, "batch_size": args.batch_size,
+                          "steps_per_second": round(speed(args.speed, args.batch_size), 2)}))
+        return
     if args.table is not None:
         print(markdown([json.loads(line) for path in args.table for line in path.read_text().splitlines()]))
         return

@@ -126,7 +126,7 @@ class CompletionConfig(FamilyConfig):
     latent_dim: int = option(16, "size of the latent vector z (different z, different fillings)", at_least=1,
                              fixed=True)
     width: int = option(16, "base channel width of the U-Net and the discriminator", at_least=1, fixed=True)
-    z_inject: str = option("film", "where z enters the U-Net: bottleneck (projected planes at the bottleneck) or "
+    z_inject: str = option("bottleneck", "where z enters the U-Net: bottleneck (projected planes at the bottleneck) or "
                            "film (also a scale and shift per channel at every decoder stage)", choices=Z_INJECTIONS,
                            fixed=True)
     candidates: int = option(4, "K in the best-of-K reconstruction loss: K completions per image, only the one "

@@ -68,7 +68,7 @@ class CompletionUNet(nn.Module):
     (N, C, H, W) in [0, 1] over the whole frame."""
 
     def __init__(self, latent_dim: int, shape: tuple[int, int, int], width: int = 32,
-                 z_inject: str = "film") -> None:
+                 z_inject: str = "bottleneck") -> None:
         super().__init__()
         if z_inject not in Z_INJECTIONS:
             raise ValueError(f"unknown z injection {z_inject!r}; choose from {', '.join(Z_INJECTIONS)}")
