@@ -27,8 +27,6 @@ from trainer.quality.features import DEFAULT_SETTINGS, split_indices
 TINY_COMPLETION = dict(steps=20, batch_size=16, width=8, latent_dim=8, sample_every=10, checkpoint_every=10,
                        grid_size=16, threads=1)
 _INPUTS, _OUTPUTS = TASK_CONTRACTS["complete"]
-# ONNX names each value once: a graph cannot take an input and return an output of one name.
-CONTRACT_EXPORTABLE = not set(_INPUTS) & set(_OUTPUTS)
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +89,6 @@ def test_complete_refuses_mismatched_shapes(family):
         family.complete(images, masks[:1], torch.randn(2, family.latent_dim))
 
 
-@pytest.mark.xfail(not CONTRACT_EXPORTABLE, strict=True,
-                   reason="the manifest's complete contract names an input and the output alike ('image'), which "
-                          "ONNX forbids (every value is defined once); latentforge.manifest must rename one")
 def test_export_matches_torch_in_onnx_runtime_and_declares_the_complete_task(run: Path, family, tmp_path: Path):
     from exporter.repository import export_run
 
