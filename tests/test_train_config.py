@@ -97,8 +97,8 @@ def test_gan_losses_offered_are_the_ones_implemented():
 
 def test_fixed_options_are_what_a_resume_must_keep():
     fixed = fixed_options(TrainConfig.from_dict({"model": "vae", "width": 32}))
-    assert {"model", "data", "seed", "image_size", "channels", "vae.width", "vae.latent_dim", "vae.recon",
-            "vae.conditional"} == set(fixed)
+    assert {"model", "data", "seed", "image_size", "channels", "hold_out", "vae.width", "vae.latent_dim",
+            "vae.recon", "vae.conditional"} == set(fixed)
     assert fixed["vae.width"] == 32
 
 
@@ -121,7 +121,7 @@ def test_every_option_of_every_family_has_a_flag():
     for entry in FAMILIES.values():
         for f in dataclasses.fields(entry.config):
             assert "--" + f.name.replace("_", "-") in text, (entry.name, f.name)
-    assert _flag_help("latent_dim").endswith("(default: dcgan 100, vae 8, ae 16)")  # one flag, each family's default
+    assert _flag_help("latent_dim").endswith("(default: dcgan 100, vae 8, ae 16, completion 16)")  # one flag, each family's default
     assert "mnist5k" in _flag_help("data") and ".npz/.npy" in _flag_help("data")  # the registered sources
 
 

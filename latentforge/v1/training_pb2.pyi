@@ -36,7 +36,7 @@ DATASET_FORMAT_TAR: DatasetFormat
 DATASET_FORMAT_NPZ: DatasetFormat
 
 class TrainingOptions(_message.Message):
-    __slots__ = ("steps", "time_budget", "batch_size", "seed", "image_size", "channels", "min_image_size", "sample_every", "checkpoint_every", "keep_checkpoints", "grid_size", "log_every", "eval_every", "eval_samples", "threads", "device", "device_data_max_bytes")
+    __slots__ = ("steps", "time_budget", "batch_size", "seed", "image_size", "channels", "min_image_size", "sample_every", "checkpoint_every", "keep_checkpoints", "grid_size", "log_every", "eval_every", "eval_samples", "threads", "device", "device_data_max_bytes", "hold_out")
     STEPS_FIELD_NUMBER: _ClassVar[int]
     TIME_BUDGET_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,7 @@ class TrainingOptions(_message.Message):
     THREADS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_DATA_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HOLD_OUT_FIELD_NUMBER: _ClassVar[int]
     steps: int
     time_budget: str
     batch_size: int
@@ -71,7 +72,8 @@ class TrainingOptions(_message.Message):
     threads: int
     device: str
     device_data_max_bytes: int
-    def __init__(self, steps: _Optional[int] = ..., time_budget: _Optional[str] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., image_size: _Optional[int] = ..., channels: _Optional[int] = ..., min_image_size: _Optional[int] = ..., sample_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., keep_checkpoints: _Optional[int] = ..., grid_size: _Optional[int] = ..., log_every: _Optional[int] = ..., eval_every: _Optional[int] = ..., eval_samples: _Optional[int] = ..., threads: _Optional[int] = ..., device: _Optional[str] = ..., device_data_max_bytes: _Optional[int] = ...) -> None: ...
+    hold_out: float
+    def __init__(self, steps: _Optional[int] = ..., time_budget: _Optional[str] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., image_size: _Optional[int] = ..., channels: _Optional[int] = ..., min_image_size: _Optional[int] = ..., sample_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., keep_checkpoints: _Optional[int] = ..., grid_size: _Optional[int] = ..., log_every: _Optional[int] = ..., eval_every: _Optional[int] = ..., eval_samples: _Optional[int] = ..., threads: _Optional[int] = ..., device: _Optional[str] = ..., device_data_max_bytes: _Optional[int] = ..., hold_out: _Optional[float] = ...) -> None: ...
 
 class DCGANOptions(_message.Message):
     __slots__ = ("latent_dim", "width", "gan_loss", "lr", "lr_d", "beta1", "beta2", "grad_clip", "ema_decay", "spectral_norm", "r1_gamma", "r1_every", "augment", "conditional")
@@ -153,14 +155,47 @@ class AEOptions(_message.Message):
     grad_clip: float
     def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., recon: _Optional[str] = ..., denoise_std: _Optional[float] = ..., lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ...) -> None: ...
 
+class CompletionOptions(_message.Message):
+    __slots__ = ("latent_dim", "width", "z_inject", "candidates", "recon_weight", "adv_weight", "mode_seeking", "gan_loss", "lr", "lr_d", "beta1", "beta2", "grad_clip", "ema_decay")
+    LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    Z_INJECT_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    RECON_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ADV_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MODE_SEEKING_FIELD_NUMBER: _ClassVar[int]
+    GAN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
+    LR_D_FIELD_NUMBER: _ClassVar[int]
+    BETA1_FIELD_NUMBER: _ClassVar[int]
+    BETA2_FIELD_NUMBER: _ClassVar[int]
+    GRAD_CLIP_FIELD_NUMBER: _ClassVar[int]
+    EMA_DECAY_FIELD_NUMBER: _ClassVar[int]
+    latent_dim: int
+    width: int
+    z_inject: str
+    candidates: int
+    recon_weight: float
+    adv_weight: float
+    mode_seeking: float
+    gan_loss: str
+    lr: float
+    lr_d: float
+    beta1: float
+    beta2: float
+    grad_clip: float
+    ema_decay: float
+    def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., z_inject: _Optional[str] = ..., candidates: _Optional[int] = ..., recon_weight: _Optional[float] = ..., adv_weight: _Optional[float] = ..., mode_seeking: _Optional[float] = ..., gan_loss: _Optional[str] = ..., lr: _Optional[float] = ..., lr_d: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ..., ema_decay: _Optional[float] = ...) -> None: ...
+
 class JobSpec(_message.Message):
-    __slots__ = ("family", "dataset", "options", "dcgan", "vae", "ae", "model_name", "publish", "idempotency_key", "max_retries", "nproc")
+    __slots__ = ("family", "dataset", "options", "dcgan", "vae", "ae", "completion", "model_name", "publish", "idempotency_key", "max_retries", "nproc")
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     DCGAN_FIELD_NUMBER: _ClassVar[int]
     VAE_FIELD_NUMBER: _ClassVar[int]
     AE_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -172,12 +207,13 @@ class JobSpec(_message.Message):
     dcgan: DCGANOptions
     vae: VAEOptions
     ae: AEOptions
+    completion: CompletionOptions
     model_name: str
     publish: bool
     idempotency_key: str
     max_retries: int
     nproc: int
-    def __init__(self, family: _Optional[str] = ..., dataset: _Optional[str] = ..., options: _Optional[_Union[TrainingOptions, _Mapping]] = ..., dcgan: _Optional[_Union[DCGANOptions, _Mapping]] = ..., vae: _Optional[_Union[VAEOptions, _Mapping]] = ..., ae: _Optional[_Union[AEOptions, _Mapping]] = ..., model_name: _Optional[str] = ..., publish: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., max_retries: _Optional[int] = ..., nproc: _Optional[int] = ...) -> None: ...
+    def __init__(self, family: _Optional[str] = ..., dataset: _Optional[str] = ..., options: _Optional[_Union[TrainingOptions, _Mapping]] = ..., dcgan: _Optional[_Union[DCGANOptions, _Mapping]] = ..., vae: _Optional[_Union[VAEOptions, _Mapping]] = ..., ae: _Optional[_Union[AEOptions, _Mapping]] = ..., completion: _Optional[_Union[CompletionOptions, _Mapping]] = ..., model_name: _Optional[str] = ..., publish: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., max_retries: _Optional[int] = ..., nproc: _Optional[int] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("number", "reason", "from_step", "started_unix_s", "finished_unix_s", "exit_code", "outcome")
