@@ -355,7 +355,18 @@ def _fid(m: Any) -> str:
 
 
 def _quality_line(q: Any) -> str:
-    """The headline figures, each beside its real-data floor, and how they were measured."""
+    """The headline figures, each beside its real-data floor (a completion model's: per mask
+    kind, the best of K read as the original, hole PSNR and diversity), and how they were measured."""
+    if q.details.get("task") == "complete":
+        from latentforge.completion import EVAL_MASKS
+
+        k = int(q.scores.get("candidates", 0))
+        parts = [f"{kind}: best of {k} read {100 * q.scores[f'{kind}_best_read']:.1f}%, "
+                 f"PSNR {q.scores[f'{kind}_psnr']:.2f} dB, diversity {q.scores[f'{kind}_diversity']:.3f}"
+                 for kind in EVAL_MASKS if f"{kind}_best_read" in q.scores]
+        how = [q.details.get("source"), f"{q.scores['n']:g} held-out images" if "n" in q.scores else None,
+               f"{q.details.get('meter')} meter v{q.meter_version}" if q.details.get("meter") else None]
+        return "; ".join(parts) + " [" + ", ".join(h for h in how if h) + "]"
     parts = []
     for key in ("fid", "kid", "precision", "recall", "confident"):
         if key in q.scores:
