@@ -8,6 +8,8 @@ per forward.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -89,3 +91,55 @@ def kl_weight(step: int, beta: float, warmup_steps: int) -> float:
     if warmup_steps <= 0:
         return beta
     return beta * min(1.0, step / warmup_steps)
+
+
+# --- sketch-rnn (Ha & Eck 2017): strokes as a mixture of bivariate Gaussians and pen states --------
+
+def bivariate_mixture_log_prob(pi_logits: torch.Tensor, mu_x: torch.Tensor, mu_y: torch.Tensor,
+                               sigma_x: torch.Tensor, sigma_y: torch.Tensor, rho: torch.Tensor,
+                               x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """log p(x, y) under a mixture of M bivariate Gaussians: parameters (..., M), points (...).
+
+    Computed in the log domain (log-softmax weights, logsumexp over components), which stays
+    finite where the paper's product of densities underflows; rho is kept inside (-1, 1).
+    """
+    rho = rho.clamp(-1 + 1e-6, 1 - 1e-6)
+    one_minus = 1 - rho.pow(2)
+    zx = (x[..., None] - mu_x) / sigma_x
+    zy = (y[..., None] - mu_y) / sigma_y
+    quad = (zx.pow(2) + zy.pow(2) - 2 * rho * zx * zy) / one_minus
+    log_normal = (-quad / 2 - torch.log(sigma_x) - torch.log(sigma_y) - 0.5 * torch.log(one_minus)
+                  - math.log(2 * math.pi))
+    return torch.logsumexp(F.log_softmax(pi_logits, dim=-1) + log_normal, dim=-1)
+
+
+def stroke_reconstruction_loss(pi_logits: torch.Tensor, mu_x: torch.Tensor, mu_y: torch.Tensor,
+                               sigma_x: torch.Tensor, sigma_y: torch.Tensor, rho: torch.Tensor,
+                               pen_logits: torch.Tensor, target: torch.Tensor,
+                               lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sketch-rnn's reconstruction terms (L_s, L_p), each averaged over the batch.
+
+    target: stroke-5 rows (N, T, 5), padded after `lengths` real points with (0, 0, 0, 0, 1).
+    L_s: the offsets' negative log-likelihood summed over each sequence's real points;
+    L_p: the pen states' cross-entropy summed over all T steps (so the model learns to end).
+    Both are divided by T (the paper's N_max), as in the paper and magenta's sketch_rnn.
+    """
+    steps = target.shape[1]
+    real = (torch.arange(steps, device=target.device)[None, :] < lengths.to(target.device)[:, None]).float()
+    log_p = bivariate_mixture_log_prob(pi_logits, mu_x, mu_y, sigma_x, sigma_y, rho, target[..., 0], target[..., 1])
+    offsets = -(log_p * real).sum(dim=1) / steps
+    pen = F.cross_entropy(pen_logits.reshape(-1, 3), target[..., 2:].argmax(dim=-1).reshape(-1),
+                          reduction="none").view(target.shape[0], steps).sum(dim=1) / steps
+    return offsets.mean(), pen.mean()
+
+
+def kl_per_dimension(mu: torch.Tensor, presig: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(presig)) || N(0, I)) averaged over latent dimensions and the batch (the
+    paper's L_KL, divided by N_z)."""
+    return -0.5 * (1 + presig - mu.pow(2) - presig.exp()).mean()
+
+
+def annealed_kl_weight(step: int, weight: float, start: float, decay: float) -> float:
+    """The KL weight at a step, rising from `start` towards `weight`: weight - (weight - start) *
+    decay**step, as magenta's sketch_rnn (the paper's eta_step = 1 - (1 - eta_min) R**step)."""
+    return weight - (weight - start) * decay ** step

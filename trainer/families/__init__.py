@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from trainer.families.configs import AEConfig, CompletionConfig, DCGANConfig, VAEConfig
+from trainer.families.configs import AEConfig, CompletionConfig, DCGANConfig, SketchRNNConfig, VAEConfig
 from trainer.options import FamilyConfig
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ FAMILIES: dict[str, FamilyEntry] = {
         FamilyEntry("ae", AEConfig, "trainer.families.ae:AE", "convolutional autoencoder, optionally denoising"),
         FamilyEntry("completion", CompletionConfig, "trainer.families.completion:Completion",
                     "image completion: U-Net (masked image, mask, z) -> image, with a discriminator"),
+        FamilyEntry("sketch-rnn", SketchRNNConfig, "trainer.families.sketch_rnn:SketchRNN",
+                    "sketch-rnn: recurrent VAE over pen strokes (stroke-5), drawing with a mixture-density LSTM"),
     )
 }
 

@@ -157,3 +157,55 @@ class CompletionConfig(FamilyConfig):
                 and self.recon_weight == 0 and self.adv_weight == 0):
             problems.append("recon_weight and adv_weight are both 0: nothing to train on")
         return problems
+
+
+@dataclass
+class SketchRNNConfig(FamilyConfig):
+    """Options of the sketch-rnn family (trainer.families.sketch_rnn). The network sizes default
+    to a CPU demo's (a few steps a second on one thread); the paper's (Ha & Eck 2017, and magenta's
+    sketch_rnn defaults) are given in each option's help: --enc-rnn 256 --dec-rnn 512
+    --latent-dim 128 --mixtures 20 --batch-size 100."""
+
+    latent_dim: int = option(64, "size of the latent vector z (the paper: 128)", at_least=1, fixed=True)
+    enc_rnn: int = option(128, "hidden size of each direction of the bidirectional LSTM encoder (the paper: 256)",
+                          at_least=1, fixed=True)
+    dec_rnn: int = option(256, "hidden size of the LSTM decoder (the paper: 512)", at_least=1, fixed=True)
+    mixtures: int = option(10, "number of bivariate Gaussians in each step's offset mixture (the paper: 20)",
+                           at_least=1, fixed=True)
+    unconditional: bool = option(False, "decoder only: no encoder and no z, the decoder starts from a zero state",
+                                 fixed=True)
+    layer_norm: bool = option(False, "layer-normalised LSTM cell in the decoder (magenta's choice for small data "
+                              "sets; a step-by-step loop, slower than the fused LSTM)", fixed=True)
+    recurrent_dropout: float = option(1.0, "keep probability of the decoder's recurrent dropout (magenta: 0.9; "
+                                      "1 = off; below 1 the decoder runs the step-by-step cell)", above=0)
+    kl_weight: float = option(0.5, "weight of the KL term once annealed (magenta's default; the paper used 1.0 "
+                              "for some data sets)", at_least=0)
+    kl_weight_start: float = option(0.01, "KL weight at step 0 (the paper's eta_min)", at_least=0)
+    kl_decay_rate: float = option(0.99995, "KL annealing: the weight's distance to kl_weight shrinks by this "
+                                  "factor each step (the paper's R)", above=0)
+    kl_min: float = option(0.2, "KL tolerance: the KL term (per latent dimension) is not pushed below this",
+                           at_least=0)
+    lr: float = option(1e-3, "learning rate (Adam), decayed each step towards min_lr", above=0)
+    lr_decay: float = option(0.9999, "the learning rate's distance to min_lr shrinks by this factor each step",
+                             above=0)
+    min_lr: float = option(1e-5, "the learning rate's floor", at_least=0)
+    grad_clip: float = option(1.0, "clip every gradient element to [-grad_clip, grad_clip], as magenta does "
+                              "(0 = off)", at_least=0)
+    scale_augment: float = option(0.15, "random scale augmentation: each sketch's dx and dy are multiplied by "
+                                  "factors drawn from [1 - s, 1 + s] (0 = off)", at_least=0)
+    drop_points: float = option(0.0, "random point dropping (magenta's augment_strokes, which uses 0.1): the "
+                                "probability of dropping an inner point of a pen-down run (0 = off)", at_least=0)
+    temperature: float = option(0.4, "sampling temperature of training grids: scales the mixture and pen "
+                                "logits by 1/t and the Gaussians' variances by t", above=0)
+
+    def problems(self) -> list[str]:
+        problems = []
+        for name in ("kl_decay_rate", "lr_decay", "recurrent_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and value > 1:
+                problems.append(f"{name} must be <= 1 (got {value})")
+        if isinstance(self.drop_points, (int, float)) and self.drop_points >= 1:
+            problems.append(f"drop_points must be < 1 (got {self.drop_points})")
+        if isinstance(self.scale_augment, (int, float)) and self.scale_augment >= 1:
+            problems.append(f"scale_augment must be < 1 (got {self.scale_augment}); a factor must stay positive")
+        return problems

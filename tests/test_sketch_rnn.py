@@ -1,0 +1,275 @@
+"""The sketch-rnn family: its losses against direct computations, the encoder against a packed
+bidirectional LSTM, the step decoder against teacher forcing, seeded drawing, a short real
+training run on simple shapes (squares, circles, zigzags, crosses drawn as stroke-5), and the
+exported graphs in ONNX Runtime against torch."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
+
+from exporter.onnx_export import export_graph, measure_parity, read_signature
+from trainer.data import Batch, DataSpec
+from trainer.families import FAMILIES, family_class
+from trainer.families.configs import SketchRNNConfig
+from trainer.families.sketch_rnn import drop_points, random_strokes, render_strokes
+from trainer.losses import bivariate_mixture_log_prob, stroke_reconstruction_loss
+from trainer.networks.sketch_rnn import START_POINT, SketchRNN, StrokeEncoder
+
+STEPS = 40  # T of the shape set
+TINY = dict(enc_rnn=16, dec_rnn=32, latent_dim=8, mixtures=3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- a small real data set: shapes as pen strokes --------------------------------------------------
+
+def polyline_strokes(strokes: list[np.ndarray]) -> np.ndarray:
+    """Strokes of absolute points (each (K, 2)) -> stroke-5 rows: offsets from the previous point
+    (the first from the origin), p1 while the stroke goes on, p2 at its last point."""
+    rows, prev = [], np.zeros(2)
+    for stroke in strokes:
+        for j, point in enumerate(stroke):
+            pen = (0, 1, 0) if j == len(stroke) - 1 else (1, 0, 0)
+            rows.append([*(point - prev), *pen])
+            prev = point
+    return np.asarray(rows, np.float32)
+
+
+def shape_set(n: int, steps: int = STEPS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n sketches of four kinds, randomly rotated, scaled and jittered, as stroke-5 (n, steps, 5)
+    padded with (0, 0, 0, 0, 1), offsets divided by their std (unit scale), and their lengths."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n, steps, 5), np.float32)
+    out[..., 4] = 1
+    lengths = np.zeros(n, np.int64)
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            strokes = [np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], float)]
+        elif kind == 1:
+            a = np.linspace(0, 2 * np.pi, 17)
+            strokes = [np.stack([np.cos(a), np.sin(a)], 1)]
+        elif kind == 2:
+            strokes = [np.stack([np.arange(8) / 4, (np.arange(8) % 2) * 0.5], 1)]
+        else:
+            strokes = [np.array([[0, 0], [1, 1]], float), np.array([[0, 1], [1, 0]], float)]
+        angle, scale = rng.uniform(0, 2 * np.pi), rng.uniform(5, 10)
+        turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        strokes = [(s @ turn.T) * scale + rng.normal(0, 0.1, s.shape) + 3 for s in strokes]
+        rows = polyline_strokes(strokes)
+        out[i, :len(rows)] = rows
+        lengths[i] = len(rows)
+    real = np.arange(steps)[None, :] < lengths[:, None]
+    out[..., :2] /= out[..., :2][real].std()
+    return out, lengths
+
+
+def family(n: int = 64, seed: int = 0, **options):
+    torch.manual_seed(seed)
+    strokes, lengths = shape_set(n)
+    spec = DataSpec(source="shapes", count=n, shape=(STEPS, 5), fields=("strokes", "lengths"))
+    fam = family_class("sketch-rnn")(SketchRNNConfig(**{**TINY, **options}), spec, torch.device("cpu"))
+    return fam, torch.from_numpy(strokes), torch.from_numpy(lengths)
+
+
+# --- losses ---------------------------------------------------------------------------------------
+
+def _random_mixture(shape: tuple[int, ...], m: int, g: torch.Generator):
+    return (torch.randn(*shape, m, generator=g), torch.randn(*shape, m, generator=g),
+            torch.randn(*shape, m, generator=g), torch.rand(*shape, m, generator=g) + 0.2,
+            torch.rand(*shape, m, generator=g) + 0.2, torch.rand(*shape, m, generator=g) * 1.8 - 0.9)
+
+
+def test_mixture_log_prob_matches_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    pi, mu_x, mu_y, sx, sy, rho = _random_mixture((50,), 5, g)
+    x, y = torch.randn(50, generator=g), torch.randn(50, generator=g)
+    cov = torch.stack([torch.stack([sx ** 2, rho * sx * sy], -1), torch.stack([rho * sx * sy, sy ** 2], -1)], -2)
+    direct = MixtureSameFamily(Categorical(logits=pi), MultivariateNormal(torch.stack([mu_x, mu_y], -1), cov))
+    want = direct.log_prob(torch.stack([x, y], -1))
+    got = bivariate_mixture_log_prob(pi, mu_x, mu_y, sx, sy, rho, x, y)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_reconstruction_loss_masks_offsets_by_length_and_scores_pens_over_every_step():
+    g = torch.Generator().manual_seed(2)
+    n, t, m = 4, 12, 3
+    mix = _random_mixture((n, t), m, g)
+    pen_logits = torch.randn(n, t, 3, generator=g)
+    target, lengths = random_strokes(n, t, g)
+    offsets, pen = stroke_reconstruction_loss(*mix, pen_logits, target, lengths)
+    # direct: the sum over real points of -log p, and over all steps of the pen cross-entropy, over T
+    log_p = bivariate_mixture_log_prob(*mix, target[..., 0], target[..., 1])
+    want_offsets = torch.stack([-log_p[i, :lengths[i]].sum() / t for i in range(n)]).mean()
+    want_pen = -(torch.log_softmax(pen_logits, -1) * target[..., 2:]).sum(-1).sum(1).div(t).mean()
+    torch.testing.assert_close(offsets, want_offsets)
+    torch.testing.assert_close(pen, want_pen)
+    # offsets past a sequence's end do not count; its pen states do
+    changed = target.clone()
+    pad = torch.arange(t)[None, :] >= lengths[:, None]
+    changed[..., 0][pad] = 100.0
+    assert torch.equal(stroke_reconstruction_loss(*mix, pen_logits, changed, lengths)[0], offsets)
+    changed[..., 2:][pad] = torch.tensor([1.0, 0.0, 0.0])
+    if pad.any():
+        assert not torch.equal(stroke_reconstruction_loss(*mix, pen_logits, changed, lengths)[1], pen)
+
+
+# --- networks -------------------------------------------------------------------------------------
+
+def test_encoder_reads_each_sequence_like_a_packed_bidirectional_lstm():
+    torch.manual_seed(3)
+    encoder = StrokeEncoder(hidden=8, latent_dim=4).eval()
+    packed = torch.nn.LSTM(5, 8, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for suffix, rnn in (("", encoder.forward_rnn), ("_reverse", encoder.backward_rnn)):
+            for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+                getattr(packed, name + suffix).copy_(getattr(rnn, name))
+    strokes, lengths = random_strokes(6, 15, torch.Generator().manual_seed(3))
+    _, (h, _) = packed(torch.nn.utils.rnn.pack_padded_sequence(strokes, lengths, batch_first=True,
+                                                               enforce_sorted=False))
+    want_mu, want_presig = encoder.head(torch.cat([h[0], h[1]], dim=1)).chunk(2, dim=1)
+    mu, presig = encoder(strokes, lengths)
+    torch.testing.assert_close(mu, want_mu, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(presig, want_presig, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [{}, {"layer_norm": True}, {"latent_dim": 0}])
+def test_step_decoder_in_a_loop_reproduces_teacher_forcing(options):
+    torch.manual_seed(4)
+    opts = {"enc_rnn": 8, "dec_rnn": 16, "latent_dim": 6, "mixtures": 3, **options}
+    net = SketchRNN(opts["enc_rnn"], opts["dec_rnn"], opts["latent_dim"], opts["mixtures"],
+                    layer_norm=opts.get("layer_norm", False)).eval()
+    strokes, _ = random_strokes(3, 10, torch.Generator().manual_seed(4))
+    z = torch.randn(3, opts["latent_dim"]) if opts["latent_dim"] else None
+    inputs = torch.cat([torch.tensor(START_POINT).expand(3, 1, 5), strokes[:, :-1]], dim=1)
+    with torch.no_grad():
+        full = net.decoder(inputs, z)
+        h, c = net.decoder.initial_state(z, 3)
+        for t in range(10):
+            mix, h, c = net.decoder.step(inputs[:, t], z, h, c)
+            for got, want in zip(mix, full):
+                torch.testing.assert_close(got, want[:, t], rtol=1e-5, atol=1e-5)
+
+
+def test_drop_points_keeps_the_drawing_and_shortens_it():
+    strokes, lengths = (torch.from_numpy(a) for a in shape_set(16))
+    torch.manual_seed(5)
+    dropped, new_lengths = drop_points(strokes, lengths, 0.5)
+    assert (new_lengths <= lengths).all() and (new_lengths < lengths).any()
+    for i in range(16):
+        before = strokes[i, :lengths[i]]
+        after = dropped[i, :new_lengths[i]]
+        # the pen's path ends where it did, the pen lifts as often, and the padding is end rows
+        torch.testing.assert_close(after[:, :2].sum(0), before[:, :2].sum(0), rtol=1e-5, atol=1e-5)
+        assert after[:, 3].sum() == before[:, 3].sum()
+        assert (dropped[i, new_lengths[i]:] == torch.tensor([0.0, 0, 0, 0, 1])).all()
+    assert torch.equal(drop_points(strokes, lengths, 0.0)[0], strokes)
+
+
+# --- the family -----------------------------------------------------------------------------------
+
+def test_registered_with_its_options():
+    entry = FAMILIES["sketch-rnn"]
+    assert entry.load().kind == "stroke_vae"
+    assert SketchRNNConfig(kl_decay_rate=1.5).problems()
+    assert not SketchRNNConfig().problems()
+
+
+def test_training_on_shapes_lowers_the_reconstruction_loss():
+    fam, strokes, lengths = family()
+    g = torch.Generator().manual_seed(0)
+    records = []
+    for step in range(60):
+        index = torch.randperm(len(strokes), generator=g)[:16]
+        records.append(fam.train_step(Batch(strokes=strokes[index], lengths=lengths[index]), step))
+    assert {"recon_nll", "offset_nll", "pen_nll", "kl", "kl_weight", "grad_norm", "lr"} <= set(records[-1])
+    assert all(math.isfinite(r["loss"]) for r in records)
+    first = np.mean([r["recon_nll"] for r in records[:5]])
+    last = np.mean([r["recon_nll"] for r in records[-5:]])
+    assert last < first - 0.3, (first, last)
+    assert records[0]["kl_weight"] == pytest.approx(0.01) and records[-1]["kl_weight"] > 0.01
+
+
+def test_unconditional_trains_and_draws_without_z():
+    fam, strokes, lengths = family(unconditional=True)
+    assert fam.latent_dim == 0 and fam.tasks == {"draw_strokes": "decoder_step"}
+    metrics = fam.train_step(Batch(strokes=strokes[:8], lengths=lengths[:8]), 0)
+    assert "kl" not in metrics and math.isfinite(metrics["loss"])
+    drawn, drawn_lengths = fam.draw(None, 1.0, generator=torch.Generator().manual_seed(0), n=3)
+    assert drawn.shape == (3, STEPS, 5) and drawn_lengths.shape == (3,)
+
+
+def test_drawing_is_reproducible_from_a_generator_and_renders_images():
+    fam, strokes, lengths = family()
+    z = torch.randn(4, TINY["latent_dim"])
+    a = fam.draw(z, 0.8, generator=torch.Generator().manual_seed(7))
+    b = fam.draw(z, 0.8, generator=torch.Generator().manual_seed(7))
+    c = fam.draw(z, 0.8, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    drawn, drawn_lengths = a
+    real = torch.arange(STEPS)[None, :] < drawn_lengths[:, None]
+    assert (drawn[..., 2:].sum(-1) == 1).all() and (drawn[~real] == torch.tensor([0.0, 0, 0, 0, 1])).all()
+    images = fam.sample(z)
+    assert images.shape == (4, 1, 64, 64) and 0 <= images.min() and images.max() <= 1
+    shapes = render_strokes(strokes[:4], lengths[:4], 32)
+    assert (shapes.flatten(1).max(1).values == 1).all()  # every shape leaves ink
+    grids = fam.extra_grids(Batch(strokes=strokes[:3], lengths=lengths[:3]))
+    assert grids["recon"].shape == (6, 1, 64, 64)
+    mu, logvar = fam.encode(strokes[:3], lengths[:3])
+    assert mu.shape == logvar.shape == (3, TINY["latent_dim"])
+
+
+@pytest.mark.parametrize("unconditional", [False, True])
+def test_exported_graphs_match_torch_in_onnx_runtime(tmp_path: Path, unconditional: bool):
+    fam, strokes, lengths = family(unconditional=unconditional)
+    fam.train_step(Batch(strokes=strokes[:8], lengths=lengths[:8]), 0)
+    graphs = {g.role: g for g in fam.export_graphs()}
+    assert set(graphs) == ({"decoder_step"} if unconditional else {"encoder", "init_state", "decoder_step"})
+    sessions = {}
+    for role, graph in graphs.items():
+        path = tmp_path / f"{role}.onnx"
+        export_graph(graph, path)
+        assert measure_parity(graph, path) < 1e-4, role
+        signature = read_signature(path, graph.optional_inputs)
+        assert [s.name for s in signature.outputs] == graph.output_names
+        sessions[role] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    # the sampling loop as the service runs it: ONNX Runtime steps fed teacher-forced points
+    # give the teacher-forced full-sequence decoder's outputs
+    net = fam.modules["sketch_rnn"].eval()
+    n, hidden = 3, TINY["dec_rnn"]
+    inputs = torch.cat([torch.tensor(START_POINT).expand(n, 1, 5), strokes[:n, :-1]], dim=1)
+    if unconditional:
+        z = None
+        h = c = np.zeros((n, hidden), np.float32)
+    else:
+        mu, logvar = sessions["encoder"].run(["mu", "logvar"], {"strokes": strokes[:n].numpy(),
+                                                                "lengths": lengths[:n].numpy()})
+        with torch.no_grad():
+            want_mu, _ = net.encoder(strokes[:n], lengths[:n])
+        np.testing.assert_allclose(mu, want_mu.numpy(), rtol=1e-4, atol=1e-5)
+        z = torch.from_numpy(mu)
+        h, c = sessions["init_state"].run(["h", "c"], {"z": mu})
+    with torch.no_grad():
+        full = net.decoder(inputs, z)
+    names = graphs["decoder_step"].output_names
+    for t in range(STEPS):
+        feeds = {"point": inputs[:, t].numpy(), "h": h, "c": c}
+        if z is not None:
+            feeds["z"] = z.numpy()
+        *mix, h, c = sessions["decoder_step"].run(names, feeds)
+        for got, want in zip(mix, full):
+            np.testing.assert_allclose(got, want[:, t].numpy(), rtol=1e-3, atol=1e-4)
