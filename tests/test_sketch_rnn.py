@@ -5,6 +5,7 @@ exported graphs in ONNX Runtime against torch."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -15,10 +16,15 @@ import torch
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 
 from exporter.onnx_export import export_graph, measure_parity, read_signature
+from trainer.checkpoint import load_checkpoint
+from trainer.config import TrainConfig
 from trainer.data import Batch, DataSpec
+from trainer.data.base import DataOptions, DataSource, TrainingData
+from trainer.data.sources import SOURCES
 from trainer.families import FAMILIES, family_class
 from trainer.families.configs import SketchRNNConfig
 from trainer.families.sketch_rnn import drop_points, random_strokes, render_strokes
+from trainer.loop import train
 from trainer.losses import bivariate_mixture_log_prob, stroke_reconstruction_loss
 from trainer.networks.sketch_rnn import START_POINT, SketchRNN, StrokeEncoder
 
@@ -273,3 +279,48 @@ def test_exported_graphs_match_torch_in_onnx_runtime(tmp_path: Path, uncondition
         *mix, h, c = sessions["decoder_step"].run(names, feeds)
         for got, want in zip(mix, full):
             np.testing.assert_allclose(got, want[:, t].numpy(), rtol=1e-3, atol=1e-4)
+
+
+# --- through the training loop --------------------------------------------------------------------
+
+class ShapeSource(DataSource):
+    """The shape set as a data source named 'test-shapes' (the built-in stroke sets are another
+    module's; this one lives only as long as the test that registers it)."""
+
+    name = "test-shapes"
+    summary = "'test-shapes' (squares, circles, zigzags and crosses as stroke-5)"
+
+    def claims(self, spec: str) -> bool:
+        return spec == self.name
+
+    def load(self, spec: str, options: DataOptions) -> TrainingData:
+        strokes, lengths = shape_set(64)
+        return TrainingData(source=self.name, strokes=strokes, lengths=lengths)
+
+
+@pytest.fixture
+def shape_source():
+    source = ShapeSource()
+    SOURCES.insert(0, source)
+    yield source.name
+    SOURCES.remove(source)
+
+
+def test_the_loop_trains_resumes_exactly_and_draws_grids(tmp_path: Path, shape_source: str):
+    def config(out: Path, steps: int) -> TrainConfig:
+        return TrainConfig.from_dict(dict(model="sketch-rnn", data=shape_source, out=out, steps=steps, batch_size=16,
+                                          grid_size=4, sample_every=6, checkpoint_every=6, log_every=3, threads=1,
+                                          progress=False, eval_every=0, drop_points=0.1, **TINY))
+
+    straight = train(config(tmp_path / "straight", 12))
+    train(config(tmp_path / "resumed", 6))
+    resumed = train(config(tmp_path / "resumed", 12), resume=True)
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    for name, tensor in a["modules"]["sketch_rnn"].items():
+        assert torch.equal(tensor, b["modules"]["sketch_rnn"][name]), name
+    rows = [json.loads(line) for line in straight.metrics.read_text().splitlines()]
+    assert rows[-1]["step"] == 12 and {"recon_nll", "kl", "kl_weight", "grad_norm"} <= set(rows[-1])
+    samples = {p.name for p in (straight.run_dir / "samples").iterdir()}
+    assert {"latest.png", "recon_latest.png", "step_00000012.png"} <= samples
+    info = json.loads((straight.run_dir / "run.json").read_text())
+    assert (info["family"], info["kind"], info["data"]["shape"]) == ("sketch-rnn", "stroke_vae", [STEPS, 5])
