@@ -189,14 +189,15 @@ class SketchRNNConfig(FamilyConfig):
     lr_decay: float = option(0.9999, "the learning rate's distance to min_lr shrinks by this factor each step",
                              above=0)
     min_lr: float = option(1e-5, "the learning rate's floor", at_least=0)
-    grad_clip: float = option(1.0, "clip every gradient element to [-grad_clip, grad_clip], as magenta does "
-                              "(0 = off)", at_least=0)
+    grad_clip_value: float = option(1.0, "clip every gradient element to [-v, v], as magenta does (0 = off)",
+                                    at_least=0)
     scale_augment: float = option(0.15, "random scale augmentation: each sketch's dx and dy are multiplied by "
                                   "factors drawn from [1 - s, 1 + s] (0 = off)", at_least=0)
     drop_points: float = option(0.0, "random point dropping (magenta's augment_strokes, which uses 0.1): the "
                                 "probability of dropping an inner point of a pen-down run (0 = off)", at_least=0)
-    temperature: float = option(0.4, "sampling temperature of training grids: scales the mixture and pen "
-                                "logits by 1/t and the Gaussians' variances by t", above=0)
+    grid_temperature: float = option(0.4, "sampling temperature of the sketches in training grids: the mixture "
+                                     "and pen logits are divided by it, the Gaussians' variances multiplied by it",
+                                     above=0)
 
     def problems(self) -> list[str]:
         problems = []

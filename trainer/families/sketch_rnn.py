@@ -12,7 +12,7 @@ Objective, as the paper and magenta's sketch_rnn (model.py) have it:
 * KL per latent dimension, not pushed below ``kl_min`` (the KL tolerance), weighted by
   kl_weight - (kl_weight - kl_weight_start) * kl_decay_rate ** step;
 * Adam with the learning rate (lr - min_lr) * lr_decay ** step + min_lr, every gradient
-  element clipped to [-grad_clip, grad_clip];
+  element clipped to [-grad_clip_value, grad_clip_value];
 * augmentation: random scale of each sketch's dx and dy (``scale_augment``) and, optionally,
   random dropping of inner points of pen-down runs (``drop_points``, magenta's augment_strokes).
 
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -60,6 +60,12 @@ from trainer.networks.sketch_rnn import (
 RENDER_SIZE = 64  # grids show sketches rendered at this size
 RENDER_MARGIN = 0.08  # share of the canvas left empty around a sketch
 _GRID_SEED = 0  # grids draw from their own generator: they never touch training's random streams
+# What a caller of the exported graphs must know that their shapes cannot say (manifest conventions).
+STROKE_CONVENTION = ("stroke-5 rows (dx, dy, p1, p2, p3): the offset from the previous point in units of the data's "
+                     "scale factor, then the pen state after the point, one-hot: p1 pen down, p2 pen lifted, p3 the "
+                     "drawing has ended; the first input point is (0, 0, 1, 0, 0)")
+STATE_CONVENTION = ("decoder_step's h and c start as init_state(z) (the unconditional model: zeros) and are its "
+                    "h_out and c_out after each step")
 STEP_OUTPUTS = ["pi", "mu_x", "mu_y", "sigma_x", "sigma_y", "rho", "pen_logits", "h_out", "c_out"]
 
 
@@ -71,6 +77,7 @@ class SketchRNN(Family):
     tasks = {"encode_strokes": "encoder", "draw_strokes": "decoder_step"}
     value_range = (0.0, 1.0)  # of the rendered grids
     needs = ("strokes", "lengths")
+    conventions = {"strokes": STROKE_CONVENTION, "state": STATE_CONVENTION}
 
     def __init__(self, config: SketchRNNConfig, data: DataSpec, device: torch.device) -> None:
         super().__init__(config, data, device)
@@ -128,8 +135,8 @@ class SketchRNN(Family):
         loss.backward()
         params = list(self.modules["sketch_rnn"].parameters())
         norm = float(torch.nn.utils.clip_grad_norm_(params, float("inf")))  # the norm only
-        if c.grad_clip > 0:
-            torch.nn.utils.clip_grad_value_(params, c.grad_clip)
+        if c.grad_clip_value > 0:
+            torch.nn.utils.clip_grad_value_(params, c.grad_clip_value)
         opt.step()
         return {"loss": loss.item(), "recon_nll": recon.item(), "offset_nll": offsets.item(),
                 "pen_nll": pen.item(), **metrics, "lr": lr, "grad_norm": norm}
@@ -187,8 +194,8 @@ class SketchRNN(Family):
     @torch.no_grad()
     def sample(self, z: torch.Tensor) -> torch.Tensor:
         """Sketches drawn from latents at the configured temperature, rendered (N, 1, S, S) in [0, 1]."""
-        strokes, lengths = self.draw(z, self.config.temperature, generator=torch.Generator().manual_seed(_GRID_SEED),
-                                     n=len(z))
+        strokes, lengths = self.draw(z, self.config.grid_temperature, n=len(z),
+                                     generator=torch.Generator().manual_seed(_GRID_SEED))
         return render_strokes(strokes, lengths, RENDER_SIZE)
 
     @torch.no_grad()
@@ -197,7 +204,8 @@ class SketchRNN(Family):
         if not self.latent_dim or batch.strokes is None:
             return {}
         mu, _ = self.encode(batch.strokes, batch.lengths)
-        strokes, lengths = self.draw(mu, self.config.temperature, generator=torch.Generator().manual_seed(_GRID_SEED))
+        strokes, lengths = self.draw(mu, self.config.grid_temperature,
+                                     generator=torch.Generator().manual_seed(_GRID_SEED))
         originals = render_strokes(batch.strokes.cpu(), batch.lengths.cpu(), RENDER_SIZE)
         recon = render_strokes(strokes, lengths, RENDER_SIZE)
         return {"recon": torch.stack([originals, recon], dim=1).flatten(0, 1)}
