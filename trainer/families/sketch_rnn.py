@@ -85,6 +85,8 @@ class SketchRNN(Family):
             raise DataError(f"sketch-rnn trains on stroke-5 sequences (T, 5); {data.source} gives {self.shape}")
         self.config: SketchRNNConfig = config
         self.max_steps = int(self.shape[0])
+        # The data's scale factor (dx, dy were divided by it): drawn offsets times it are in the
+        # data's own units. For the exporter's manifest; the model itself works in unit scale.
         self.stroke_scale = float(getattr(data, "stroke_scale", 1.0) or 1.0)
         if config.unconditional:
             self.latent_dim = 0
