@@ -141,6 +141,10 @@ class DataSource(ABC):
     summary: str = ""  # what --data names to use it, for help
     path_kind: str | None = None  # for sources read from a path: what it is ("folder"); None = by name
 
+    def builtin_names(self) -> tuple[str, ...]:
+        """The --data names of a built-in set (e.g. 'kanjivg' and its subsets); () for a path source."""
+        return () if self.path_kind else (self.name,)
+
     @abstractmethod
     def claims(self, spec: str) -> bool:
         """Whether this source reads `spec` (a --data value)."""

@@ -34,7 +34,6 @@ import os
 import re
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -320,6 +319,9 @@ class KanjiVGSet(DataSource):
     name = "kanjivg"
     summary = "'kanjivg' or 'kanjivg:main|simple|digits' (KanjiVG pen strokes, stroke-5)"
 
+    def builtin_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in SUBSETS.values())
+
     def claims(self, spec: str) -> bool:
         return spec == "kanjivg" or spec.startswith("kanjivg:")
 
@@ -330,7 +332,3 @@ class KanjiVGSet(DataSource):
             raise DataError(f"no KanjiVG subset {subset!r}; use one of {names}")
         return load_kanjivg(subset, options.max_seq_len)
 
-
-def iter_subsets() -> Iterator[Subset]:
-    """The KanjiVG --data names and what each holds, for help."""
-    return iter(SUBSETS.values())
