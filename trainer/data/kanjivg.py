@@ -19,7 +19,8 @@ from KanjiVG's 109-unit box to QuickDraw's 256-unit box (coordinates 0-255) and 
 Ramer-Douglas-Peucker at RDP_EPSILON = 2.0 there, the simplification of QuickDraw's simplified
 drawings that sketch-rnn trained on. Strokes follow the file's stroke order; the pen lifts after
 each. The stroke-3 drawings are cached (by package version and these settings) under
-$LATENTFORGE_CACHE_DIR/strokes, else ~/.cache/latentforge/strokes, so only the first load parses SVG.
+$LATENTFORGE_CACHE_DIR/strokes, else ~/.cache/latentforge/strokes, so only the first load parses SVG
+(the whole set's cache serves every subset; a subset loaded first converts only its own files).
 
 Drawings longer than the cap (DEFAULT_MAX_SEQ_LEN points, or DataOptions.max_seq_len) are left
 out and counted; the scale factor is computed on the drawings kept, and T is the longest of them.
@@ -235,9 +236,21 @@ class Converted:
         return [chr(int(n.split("-")[0], 16)) for n in self.names]
 
 
-def _convert_all() -> Converted:
+def _candidate_files(subset: str) -> list[Path]:
+    """The SVG files a subset may take, chosen without parsing them (select() decides exactly)."""
+    files = _svg_files()
+    if subset == "main":
+        return [f for f in files if "-" not in f.stem]
+    if subset == "digits":
+        return [f for f in files if chr(int(f.stem.split("-")[0], 16)) in NUMERALS]
+    if subset == "simple":
+        return [f for f in files if f.read_bytes().count(b"<path ") <= SIMPLE_MAX_STROKES]
+    return files
+
+
+def _convert(files: list[Path]) -> Converted:
     drawings, names, counts = [], [], []
-    for path in _svg_files():
+    for path in files:
         try:
             drawing, n_strokes = svg_to_stroke3(path.read_bytes())
         except (ET.ParseError, ValueError) as exc:
@@ -251,30 +264,52 @@ def _convert_all() -> Converted:
                      names=np.array(names), stroke_counts=np.array(counts, dtype=np.int32))
 
 
-def converted(cache_dir: Path | None = None) -> Converted:
-    """All drawings as stroke-3: from the cache, else converted from the SVG files and cached."""
+def _cache_path(folder: Path, subset: str) -> Path:
     key = settings()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    folder = cache_dir or default_cache_dir()
-    path = folder / f"kanjivg-{key['version']}-{digest}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return Converted(z["rows"], z["offsets"], z["names"], z["stroke_counts"])
-        except Exception as exc:  # a damaged cache is rebuilt, not trusted
-            log.warning("rebuilding the damaged stroke cache %s (%s)", path, exc)
-    started = time.perf_counter()
-    table = _convert_all()
-    log.info("converted %d KanjiVG drawings in %.1f s", len(table.names), time.perf_counter() - started)
+    return folder / f"kanjivg-{key['version']}-{subset or 'all'}-{digest}.npz"
+
+
+def _read_cache(path: Path) -> Converted | None:
+    if not path.is_file():
+        return None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        with np.load(path, allow_pickle=False) as z:
+            return Converted(z["rows"], z["offsets"], z["names"], z["stroke_counts"])
+    except Exception as exc:  # a damaged cache is rebuilt, not trusted
+        log.warning("rebuilding the damaged stroke cache %s (%s)", path, exc)
+        return None
+
+
+def _write_cache(path: Path, table: Converted) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
             np.savez(f, rows=table.rows, offsets=table.offsets, names=table.names,
                      stroke_counts=table.stroke_counts)
         os.replace(tmp, path)
     except OSError as exc:  # a read-only home still trains, only slower next time
-        log.warning("could not cache KanjiVG strokes in %s (%s)", folder, exc)
+        log.warning("could not cache KanjiVG strokes in %s (%s)", path.parent, exc)
+
+
+def converted(subset: str = "", cache_dir: Path | None = None) -> Converted:
+    """The drawings a subset draws from, as stroke-3: cached, else converted from SVG and cached.
+
+    The whole set's cache serves every subset; without it a subset converts (and caches) only
+    its own files, so a small subset is quick even on a cold cache.
+    """
+    folder = cache_dir or default_cache_dir()
+    table = _read_cache(_cache_path(folder, ""))
+    if table is not None:
+        return table
+    path = _cache_path(folder, subset)
+    table = _read_cache(path)
+    if table is None:
+        started = time.perf_counter()
+        table = _convert(_candidate_files(subset))
+        log.info("converted %d KanjiVG drawings in %.1f s", len(table.names), time.perf_counter() - started)
+        _write_cache(path, table)
     return table
 
 
@@ -296,7 +331,7 @@ def select(table: Converted, subset: str) -> tuple[np.ndarray, np.ndarray | None
 
 def load_kanjivg(subset: str = "", max_seq_len: int | None = None, cache_dir: Path | None = None) -> TrainingData:
     """A KanjiVG subset as stroke-5 training data (see the module docstring for the subsets)."""
-    table = converted(cache_dir)
+    table = converted(subset, cache_dir)
     index, labels, class_names = select(table, subset)
     where = SUBSETS[subset].name
     cap = max_seq_len or DEFAULT_MAX_SEQ_LEN
