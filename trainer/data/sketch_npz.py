@@ -87,7 +87,7 @@ def read_member(path: Path, name: str) -> np.ndarray:
 class SketchNpz(DataSource):
     name = "sketch-npz"
     summary = "a sketch-rnn .npz of stroke-3 drawings (train/valid/test, as QuickDraw's)"
-    path_kind = "sketch-rnn .npz (train/valid/test strokes)"
+    path_kind = "sketch-rnn stroke .npz"
 
     def claims(self, spec: str) -> bool:
         return is_stroke_npz(Path(spec))

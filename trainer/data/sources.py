@@ -34,7 +34,7 @@ def find_source(spec: str) -> DataSource:
     paths = " or ".join(s.path_kind for s in SOURCES if s.path_kind)
     if Path(spec).exists():
         raise DataError(f"{spec}: unsupported data file; use a {paths}")
-    names = " or ".join(repr(s.name) for s in SOURCES if not s.path_kind)
+    names = ", ".join(repr(n) for s in SOURCES for n in s.builtin_names())
     raise DataError(f"data {spec!r} is neither {names} nor an existing {paths}")
 
 
