@@ -105,7 +105,7 @@ def path_polylines(d: str) -> list[np.ndarray]:
     i = 0
     cmd = ""
     while i < len(tokens):
-        letter, number = tokens[i]
+        letter = tokens[i][0]
         if letter:
             cmd = letter
             i += 1
