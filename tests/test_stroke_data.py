@@ -3,7 +3,6 @@ the refusal of bad drawings, and rendering."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
