@@ -11,6 +11,7 @@ from trainer.data.kanjivg import NUMERALS, path_polylines, svg_to_stroke3
 from trainer.data.strokes import (
     check_stroke3,
     check_stroke5,
+    lengths_of,
     lines_to_stroke3,
     normalize,
     rdp,
@@ -46,6 +47,8 @@ def test_stroke3_stroke5_round_trip_and_padding_contract():
     for s, n in zip(strokes, lengths):
         assert (s[n:] == [0, 0, 0, 0, 1]).all()  # padding rows mark the end
     check_stroke5(strokes, lengths, "test")
+    np.testing.assert_array_equal(lengths_of(strokes), lengths)
+    assert lengths_of(strokes[:, :2]).tolist() == [2, 2, 1]  # cut before its end: the whole T
     for back, original in zip(stroke5_to_stroke3(strokes, lengths), drawings):
         np.testing.assert_array_equal(back, original)
     with pytest.raises(DataError, match="more than max_seq_len=4"):

@@ -103,6 +103,14 @@ def stroke5_to_stroke3(strokes: np.ndarray, lengths: np.ndarray) -> list[np.ndar
             for s, n in zip(np.asarray(strokes), np.asarray(lengths).astype(int))]
 
 
+def lengths_of(strokes: np.ndarray) -> np.ndarray:
+    """The lengths of stroke-5 drawings read from their pen states: the index of each one's first
+    end row (p3 = 1), or T when it has none (e.g. a model's samples cut at T); int64 (N,)."""
+    strokes = np.asarray(strokes)
+    end = strokes[:, :, 4] > 0.5
+    return np.where(end.any(1), end.argmax(1), strokes.shape[1]).astype(np.int64)
+
+
 def scale_factor(drawings: Sequence[np.ndarray]) -> float:
     """The std of all dx, dy of the drawings, as sketch-rnn's `calculate_normalizing_scale_factor`."""
     if not len(drawings):
