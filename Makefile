@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-EXTRAS ?= train,serve,datasets,dev
+EXTRAS ?= train,serve,datasets,strokes,dev
 
 .PHONY: setup system-deps demo test soak proto bench-serving bench-train clean
 

@@ -107,7 +107,7 @@ def test_npy_nan_is_refused(tmp_path):
 
 
 def test_missing_source_is_refused(tmp_path):
-    with pytest.raises(DataError, match="neither 'mnist5k' nor an existing"):
+    with pytest.raises(DataError, match="neither 'mnist5k', 'kanjivg', .* nor an existing"):
         load_data(str(tmp_path / "nope"))
 
 
@@ -147,14 +147,14 @@ def test_npz_class_names_and_bad_labels(tmp_path):
 
 
 def test_sources_are_one_registry(tmp_path):
-    assert [s.name for s in SOURCES] == ["mnist5k", "folder", "arrays"]
+    assert [s.name for s in SOURCES] == ["mnist5k", "kanjivg", "folder", "sketch-npz", "arrays"]
     (tmp_path / "imgs").mkdir()
     np.save(tmp_path / "a.npy", np.zeros((2, 8, 8), np.uint8))
     (tmp_path / "notes.txt").write_text("x")
     assert find_source("mnist5k").name == "mnist5k"
     assert find_source(str(tmp_path / "imgs")).name == "folder"
     assert find_source(str(tmp_path / "a.npy")).name == "arrays"
-    with pytest.raises(DataError, match="unsupported data file; use a folder or .npz/.npy file"):
+    with pytest.raises(DataError, match="unsupported data file; use a folder or sketch-rnn stroke .npz or .npz/.npy file"):
         find_source(str(tmp_path / "notes.txt"))
 
 

@@ -108,7 +108,7 @@ def test_trainer_image_installs_torch_and_the_data_set():
     instructions = parse_dockerfile(DOCKER / "trainer.Dockerfile")
     installs = " ".join(i.args for i in instructions if i.keyword == "RUN" and "pip install" in i.args)
     assert "-c constraints.txt" in installs  # torch pinned by the project's constraints
-    assert re.search(r"\.\[train,datasets\]", installs)
+    assert re.search(r"\.\[train,datasets,strokes\]", installs)
     entry = exec_form(next(i.args for i in final_stage(instructions) if i.keyword == "ENTRYPOINT"))
     copied = {i.args.split()[-1]: i.args.split()[0] for i in instructions if i.keyword == "COPY"}
     assert copied[entry[0] if entry[0].startswith("/") else f"/usr/local/bin/{entry[0]}"] == (

@@ -91,7 +91,7 @@ def test_options_have_flags_and_are_checked():
                          (dict(r1_gamma=-1.0), "r1_gamma must be >= 0")):
         with pytest.raises(ValueError, match=message):
             TrainConfig.from_dict({"model": "dcgan", **bad}).validate()
-    with pytest.raises(ValueError, match="'ema_decay' is an option of dcgan, not of 'vae'"):
+    with pytest.raises(ValueError, match="'ema_decay' is an option of dcgan and completion, not of 'vae'"):
         TrainConfig.from_dict({"model": "vae", "ema_decay": 0.9})
 
 

@@ -24,7 +24,7 @@ COPY latentforge/ latentforge/
 COPY trainer/ trainer/
 COPY exporter/ exporter/
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install -c constraints.txt ".[train,datasets]"
+ && /opt/venv/bin/pip install -c constraints.txt ".[train,datasets,strokes]"
 
 # --- runtime ---
 FROM ${PYTHON_IMAGE}

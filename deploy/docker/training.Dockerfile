@@ -24,7 +24,7 @@ COPY services/ services/
 COPY trainer/ trainer/
 COPY exporter/ exporter/
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install -c constraints.txt ".[train,serve,datasets]"
+ && /opt/venv/bin/pip install -c constraints.txt ".[train,serve,datasets,strokes]"
 
 # --- runtime ---
 FROM ${PYTHON_IMAGE}

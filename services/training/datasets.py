@@ -40,10 +40,10 @@ UPLOADS = ".uploads"
 
 
 def builtin_datasets() -> list[str]:
-    """Names of the trainer's built-in data sets (mnist5k)."""
+    """Names of the trainer's built-in data sets (mnist5k, kanjivg and its subsets)."""
     from trainer.data.sources import SOURCES
 
-    return [s.name for s in SOURCES if s.path_kind is None]
+    return [name for s in SOURCES for name in s.builtin_names()]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class DataOptions:
     image_size: int | None = None  # square size; None keeps the source's own (folders: 64)
     channels: int | None = None  # 1 or 3; None keeps the source's own
     min_image_size: int = 8  # smaller source images are refused
+    max_seq_len: int | None = None  # stroke sources: longer drawings are left out; None = the source's cap
 
 
 @dataclass
@@ -38,7 +39,8 @@ class TrainingData:
 
     images: float32 (N, C, H, W) in [0, 1]; labels: int64 (N,) in [0, len(class_names));
     masks: float32 (N, 1, H, W), 1 = known pixel; strokes: float32 (N, T, 5) pen strokes
-    with lengths: int64 (N,) valid steps per sequence.
+    with lengths: int64 (N,) valid steps per sequence (the stroke-5 contract is in
+    trainer.data.strokes: offsets divided by `stroke_scale`, padded to T = max_seq_len).
     """
 
     source: str
@@ -49,6 +51,8 @@ class TrainingData:
     lengths: np.ndarray | None = None
     class_names: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # unreadable files that were left out
+    stroke_scale: float | None = None  # strokes: the std of the raw dx, dy that divided them
+    too_long: int = 0  # strokes: drawings left out for being longer than the cap
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The fields this data fills, by batch field name."""
@@ -68,13 +72,19 @@ class TrainingData:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def max_seq_len(self) -> int | None:
+        """T, the padded length of every stroke sequence; None without strokes."""
+        return None if self.strokes is None else int(self.strokes.shape[1])
+
     def __len__(self) -> int:
         return int(self.main.shape[0])
 
     @property
     def spec(self) -> "DataSpec":
         return DataSpec(source=self.source, count=len(self), shape=self.shape, fields=tuple(self.arrays()),
-                        class_names=tuple(self.class_names), skipped_files=len(self.skipped))
+                        class_names=tuple(self.class_names), skipped_files=len(self.skipped),
+                        stroke_scale=self.stroke_scale, too_long=self.too_long)
 
 
 @dataclass(frozen=True)
@@ -87,10 +97,17 @@ class DataSpec:
     fields: tuple[str, ...] = ("images",)  # the batch fields the data fills
     class_names: tuple[str, ...] = ()  # empty when the data has no labels
     skipped_files: int = 0
+    stroke_scale: float | None = None  # strokes: what divided the raw dx, dy (their std); None for images
+    too_long: int = 0  # strokes: drawings left out for being longer than the cap
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def max_seq_len(self) -> int | None:
+        """T of the stroke sequences (strokes are (T, 5)); None for image data."""
+        return self.shape[0] if "strokes" in self.fields else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,11 +118,14 @@ class DataSpec:
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
             "skipped_files": self.skipped_files,
+            "stroke_scale": self.stroke_scale,
+            "max_seq_len": self.max_seq_len,  # derived from shape; written for readers of the file
+            "too_long": self.too_long,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DataSpec":
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)}  # keys added later default when an old checkpoint lacks them
         return cls(**{
             **{k: v for k, v in data.items() if k in known},
             "shape": tuple(data["shape"]),
@@ -120,6 +140,10 @@ class DataSource(ABC):
     name: str = ""  # short name, e.g. "mnist5k", "folder"
     summary: str = ""  # what --data names to use it, for help
     path_kind: str | None = None  # for sources read from a path: what it is ("folder"); None = by name
+
+    def builtin_names(self) -> tuple[str, ...]:
+        """The --data names of a built-in set (e.g. 'kanjivg' and its subsets); () for a path source."""
+        return () if self.path_kind else (self.name,)
 
     @abstractmethod
     def claims(self, spec: str) -> bool:

@@ -2,8 +2,11 @@
 
 Add a source: a `DataSource` subclass (see trainer.data.base) in its own module, listed in
 SOURCES below. Sources are asked in order; the first that claims a --data value reads it.
-Every source's result passes the same checks here (labels in range, class names), so a
-family can trust what a `TrainingData` says it holds.
+Every source's result passes the same checks here (labels in range, class names, the stroke-5
+contract of trainer.data.strokes), so a family can trust what a `TrainingData` says it holds.
+
+Two sources read .npz files: SketchNpz claims the stroke files (a `train` array and no image
+array, see trainer.data.sketch_npz) and comes first; ArrayFile reads every other .npz as images.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from trainer.data.arrays import ArrayFile
 from trainer.data.base import DataError, DataOptions, DataSource, TrainingData
 from trainer.data.builtin import MNIST5K
 from trainer.data.folder import ImageFolder
+from trainer.data.kanjivg import KanjiVGSet
+from trainer.data.sketch_npz import SketchNpz
+from trainer.data.strokes import check_stroke5
 
-SOURCES: list[DataSource] = [MNIST5K, ImageFolder(), ArrayFile()]
+SOURCES: list[DataSource] = [MNIST5K, KanjiVGSet(), ImageFolder(), SketchNpz(), ArrayFile()]
 
 
 def find_source(spec: str) -> DataSource:
@@ -28,7 +34,7 @@ def find_source(spec: str) -> DataSource:
     paths = " or ".join(s.path_kind for s in SOURCES if s.path_kind)
     if Path(spec).exists():
         raise DataError(f"{spec}: unsupported data file; use a {paths}")
-    names = " or ".join(repr(s.name) for s in SOURCES if not s.path_kind)
+    names = ", ".join(repr(n) for s in SOURCES for n in s.builtin_names())
     raise DataError(f"data {spec!r} is neither {names} nor an existing {paths}")
 
 
@@ -38,9 +44,12 @@ def describe_sources() -> str:
 
 
 def load_data(spec: str, image_size: int | None = None, channels: int | None = None,
-              min_image_size: int = 8) -> TrainingData:
-    """Load and check a data source by name or path; raises DataError before any training work."""
-    data = find_source(spec).load(spec, DataOptions(image_size, channels, min_image_size))
+              min_image_size: int = 8, max_seq_len: int | None = None) -> TrainingData:
+    """Load and check a data source by name or path; raises DataError before any training work.
+
+    max_seq_len caps stroke drawings (longer ones are left out and counted); None = the source's cap.
+    """
+    data = find_source(spec).load(spec, DataOptions(image_size, channels, min_image_size, max_seq_len))
     return _checked(data)
 
 
@@ -52,6 +61,12 @@ def _checked(data: TrainingData) -> TrainingData:
     uneven = {name: len(a) for name, a in arrays.items() if len(a) != n}
     if uneven:
         raise DataError(f"{data.source}: {n} examples but {uneven}")
+    if data.strokes is not None:
+        if data.lengths is None:
+            raise DataError(f"{data.source}: strokes without lengths")
+        check_stroke5(data.strokes, data.lengths, data.source)
+        if data.stroke_scale is None or not data.stroke_scale > 0:
+            raise DataError(f"{data.source}: strokes without a positive stroke_scale")
     if data.labels is not None:
         labels = data.labels
         if labels.size and int(labels.min()) < 0:
