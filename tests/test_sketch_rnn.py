@@ -19,9 +19,7 @@ from exporter.onnx_export import export_graph, measure_parity, read_signature
 from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import Batch, DataSpec
-from trainer.data.base import DataOptions, DataSource, TrainingData
-from trainer.data.sources import SOURCES
-from trainer.families import FAMILIES, family_class
+from trainer.families import FAMILIES, family_class, restore_family
 from trainer.families.configs import SketchRNNConfig
 from trainer.families.sketch_rnn import drop_points, random_strokes, render_strokes
 from trainer.loop import train
@@ -54,13 +52,11 @@ def polyline_strokes(strokes: list[np.ndarray]) -> np.ndarray:
     return np.asarray(rows, np.float32)
 
 
-def shape_set(n: int, steps: int = STEPS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """n sketches of four kinds, randomly rotated, scaled and jittered, as stroke-5 (n, steps, 5)
-    padded with (0, 0, 0, 0, 1), offsets divided by their std (unit scale), and their lengths."""
+def shape_drawings(n: int, seed: int = 0) -> list[np.ndarray]:
+    """n sketches of four kinds (square, circle, zigzag, cross), randomly rotated, scaled and
+    jittered, as unnormalised stroke-5 rows."""
     rng = np.random.default_rng(seed)
-    out = np.zeros((n, steps, 5), np.float32)
-    out[..., 4] = 1
-    lengths = np.zeros(n, np.int64)
+    drawings = []
     for i in range(n):
         kind = i % 4
         if kind == 0:
@@ -74,8 +70,17 @@ def shape_set(n: int, steps: int = STEPS, seed: int = 0) -> tuple[np.ndarray, np
             strokes = [np.array([[0, 0], [1, 1]], float), np.array([[0, 1], [1, 0]], float)]
         angle, scale = rng.uniform(0, 2 * np.pi), rng.uniform(5, 10)
         turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-        strokes = [(s @ turn.T) * scale + rng.normal(0, 0.1, s.shape) + 3 for s in strokes]
-        rows = polyline_strokes(strokes)
+        drawings.append(polyline_strokes([(s @ turn.T) * scale + rng.normal(0, 0.1, s.shape) + 3 for s in strokes]))
+    return drawings
+
+
+def shape_set(n: int, steps: int = STEPS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The shapes as the data contract has them: stroke-5 (n, steps, 5) padded with (0, 0, 0, 0, 1),
+    offsets divided by their std (unit scale), and their lengths."""
+    out = np.zeros((n, steps, 5), np.float32)
+    out[..., 4] = 1
+    lengths = np.zeros(n, np.int64)
+    for i, rows in enumerate(shape_drawings(n, seed)):
         out[i, :len(rows)] = rows
         lengths[i] = len(rows)
     real = np.arange(steps)[None, :] < lengths[:, None]
@@ -283,32 +288,20 @@ def test_exported_graphs_match_torch_in_onnx_runtime(tmp_path: Path, uncondition
 
 # --- through the training loop --------------------------------------------------------------------
 
-class ShapeSource(DataSource):
-    """The shape set as a data source named 'test-shapes' (the built-in stroke sets are another
-    module's; this one lives only as long as the test that registers it)."""
-
-    name = "test-shapes"
-    summary = "'test-shapes' (squares, circles, zigzags and crosses as stroke-5)"
-
-    def claims(self, spec: str) -> bool:
-        return spec == self.name
-
-    def load(self, spec: str, options: DataOptions) -> TrainingData:
-        strokes, lengths = shape_set(64)
-        return TrainingData(source=self.name, strokes=strokes, lengths=lengths)
-
-
 @pytest.fixture
-def shape_source():
-    source = ShapeSource()
-    SOURCES.insert(0, source)
-    yield source.name
-    SOURCES.remove(source)
+def shape_file(tmp_path: Path) -> str:
+    """The shapes as a sketch-rnn .npz file: stroke-3 int16 drawings (dx, dy, pen lifted) in `train`."""
+    drawings = [np.concatenate([np.round(d[:, :2] * 10), d[:, 3:4]], 1).astype(np.int16) for d in shape_drawings(64)]
+    train = np.empty(len(drawings), dtype=object)
+    train[:] = drawings
+    path = tmp_path / "shapes.npz"
+    np.savez(path, train=train, valid=train[:8], test=train[:8])
+    return str(path)
 
 
-def test_the_loop_trains_resumes_exactly_and_draws_grids(tmp_path: Path, shape_source: str):
+def test_the_loop_trains_resumes_exactly_and_draws_grids(tmp_path: Path, shape_file: str):
     def config(out: Path, steps: int) -> TrainConfig:
-        return TrainConfig.from_dict(dict(model="sketch-rnn", data=shape_source, out=out, steps=steps, batch_size=16,
+        return TrainConfig.from_dict(dict(model="sketch-rnn", data=shape_file, out=out, steps=steps, batch_size=16,
                                           grid_size=4, sample_every=6, checkpoint_every=6, log_every=3, threads=1,
                                           progress=False, eval_every=0, drop_points=0.1, **TINY))
 
@@ -323,4 +316,6 @@ def test_the_loop_trains_resumes_exactly_and_draws_grids(tmp_path: Path, shape_s
     samples = {p.name for p in (straight.run_dir / "samples").iterdir()}
     assert {"latest.png", "recon_latest.png", "step_00000012.png"} <= samples
     info = json.loads((straight.run_dir / "run.json").read_text())
-    assert (info["family"], info["kind"], info["data"]["shape"]) == ("sketch-rnn", "stroke_vae", [STEPS, 5])
+    assert (info["family"], info["kind"]) == ("sketch-rnn", "stroke_vae") and info["data"]["shape"][1] == 5
+    family = restore_family(a)
+    assert family.stroke_scale == pytest.approx(info["data"]["stroke_scale"]) and family.stroke_scale > 1
