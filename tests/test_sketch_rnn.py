@@ -24,7 +24,7 @@ from trainer.families.configs import SketchRNNConfig
 from trainer.families.sketch_rnn import drop_points, random_strokes, render_strokes
 from trainer.loop import train
 from trainer.losses import bivariate_mixture_log_prob, stroke_reconstruction_loss
-from trainer.networks.sketch_rnn import START_POINT, SketchRNN, StrokeEncoder
+from trainer.networks.sketch_rnn import START_POINT, SketchRNNModel, StrokeEncoder
 
 STEPS = 40  # T of the shape set
 TINY = dict(enc_rnn=16, dec_rnn=32, latent_dim=8, mixtures=3)
@@ -161,7 +161,7 @@ def test_encoder_reads_each_sequence_like_a_packed_bidirectional_lstm():
 def test_step_decoder_in_a_loop_reproduces_teacher_forcing(options):
     torch.manual_seed(4)
     opts = {"enc_rnn": 8, "dec_rnn": 16, "latent_dim": 6, "mixtures": 3, **options}
-    net = SketchRNN(opts["enc_rnn"], opts["dec_rnn"], opts["latent_dim"], opts["mixtures"],
+    net = SketchRNNModel(opts["enc_rnn"], opts["dec_rnn"], opts["latent_dim"], opts["mixtures"],
                     layer_norm=opts.get("layer_norm", False)).eval()
     strokes, _ = random_strokes(3, 10, torch.Generator().manual_seed(4))
     z = torch.randn(3, opts["latent_dim"]) if opts["latent_dim"] else None

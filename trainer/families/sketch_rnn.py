@@ -53,7 +53,7 @@ from trainer.networks.sketch_rnn import (
     EncoderGraph,
     InitStateGraph,
     Mixture,
-    SketchRNN as SketchRNNNet,
+    SketchRNNModel,
     UnconditionalStepGraph,
 )
 
@@ -91,7 +91,7 @@ class SketchRNN(Family):
         if config.unconditional:
             self.latent_dim = 0
             self.tasks = {"draw_strokes": "decoder_step"}
-        net = SketchRNNNet(config.enc_rnn, config.dec_rnn, self.latent_dim, config.mixtures,
+        net = SketchRNNModel(config.enc_rnn, config.dec_rnn, self.latent_dim, config.mixtures,
                            config.layer_norm, config.recurrent_dropout)
         self.modules = {"sketch_rnn": net.to(device)}
         self.optimizers = {"sketch_rnn": torch.optim.Adam(net.parameters(), lr=config.lr)}

@@ -176,7 +176,7 @@ class StrokeDecoder(nn.Module):
         return self.mixture(h), h, c
 
 
-class SketchRNN(nn.Module):
+class SketchRNNModel(nn.Module):
     """Encoder and decoder in one module, so one forward covers a training step (DDP-friendly)."""
 
     def __init__(self, enc_hidden: int, dec_hidden: int, latent_dim: int, mixtures: int,
