@@ -89,6 +89,10 @@ def export_run(
     path = run if run.is_file() and checkpoint is None else resolve_checkpoint(run, checkpoint)
     payload = load_checkpoint(path)  # format 1 is upgraded
     shape = tuple(payload["data"]["shape"])
+    if len(shape) != 3:
+        raise ExportError(f"{path} holds a {payload['family']} model of data "
+                          f"of shape {list(shape)}; a model repository version describes image outputs (C, H, W), "
+                          "so stroke models cannot be published yet")
     family = restore_family(payload, torch.device("cpu"))
 
     model_dir = Path(repo) / name

@@ -319,3 +319,21 @@ def test_the_loop_trains_resumes_exactly_and_draws_grids(tmp_path: Path, shape_f
     assert (info["family"], info["kind"]) == ("sketch-rnn", "stroke_vae") and info["data"]["shape"][1] == 5
     family = restore_family(a)
     assert family.stroke_scale == pytest.approx(info["data"]["stroke_scale"]) and family.stroke_scale > 1
+
+
+def test_kanjivg_trains_from_the_command_line_and_export_says_why_it_cannot_publish(tmp_path: Path, capsys):
+    """The README's command on the real kanji numerals; publishing a stroke model is refused with
+    its reason, in one line, and nothing is written to the repository."""
+    from latentforge.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--model", "sketch-rnn", "--data", "kanjivg:digits", "--steps", "4", "--batch-size", "8",
+                 "--threads", "1", "--eval-every", "0", "--sample-every", "4", "--checkpoint-every", "4",
+                 "--latent-dim", "8", "--enc-rnn", "16", "--dec-rnn", "32", "--mixtures", "3",
+                 "--out", str(out)]) == 0
+    assert (out / "samples" / "latest.png").is_file()
+    capsys.readouterr()
+    assert main(["export", str(out), "--repo", str(tmp_path / "models"), "--name", "kanji-sketch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "stroke models cannot be published yet" in err and "\n" not in err
+    assert not (tmp_path / "models" / "kanji-sketch").exists()

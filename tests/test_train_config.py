@@ -121,7 +121,7 @@ def test_every_option_of_every_family_has_a_flag():
     for entry in FAMILIES.values():
         for f in dataclasses.fields(entry.config):
             assert "--" + f.name.replace("_", "-") in text, (entry.name, f.name)
-    assert _flag_help("latent_dim").endswith("(default: dcgan 100, vae 8, ae 16, completion 16)")  # one flag, each family's default
+    assert _flag_help("latent_dim").endswith("(default: dcgan 100, vae 8, ae 16, completion 16, sketch-rnn 64)")  # one flag, each family's default
     assert "mnist5k" in _flag_help("data") and ".npz/.npy" in _flag_help("data")  # the registered sources
 
 

@@ -187,8 +187,48 @@ class CompletionOptions(_message.Message):
     ema_decay: float
     def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., z_inject: _Optional[str] = ..., candidates: _Optional[int] = ..., recon_weight: _Optional[float] = ..., adv_weight: _Optional[float] = ..., mode_seeking: _Optional[float] = ..., gan_loss: _Optional[str] = ..., lr: _Optional[float] = ..., lr_d: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ..., ema_decay: _Optional[float] = ...) -> None: ...
 
+class SketchRNNOptions(_message.Message):
+    __slots__ = ("latent_dim", "enc_rnn", "dec_rnn", "mixtures", "unconditional", "layer_norm", "recurrent_dropout", "kl_weight", "kl_weight_start", "kl_decay_rate", "kl_min", "lr", "lr_decay", "min_lr", "grad_clip_value", "scale_augment", "drop_points", "grid_temperature")
+    LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
+    ENC_RNN_FIELD_NUMBER: _ClassVar[int]
+    DEC_RNN_FIELD_NUMBER: _ClassVar[int]
+    MIXTURES_FIELD_NUMBER: _ClassVar[int]
+    UNCONDITIONAL_FIELD_NUMBER: _ClassVar[int]
+    LAYER_NORM_FIELD_NUMBER: _ClassVar[int]
+    RECURRENT_DROPOUT_FIELD_NUMBER: _ClassVar[int]
+    KL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    KL_WEIGHT_START_FIELD_NUMBER: _ClassVar[int]
+    KL_DECAY_RATE_FIELD_NUMBER: _ClassVar[int]
+    KL_MIN_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
+    LR_DECAY_FIELD_NUMBER: _ClassVar[int]
+    MIN_LR_FIELD_NUMBER: _ClassVar[int]
+    GRAD_CLIP_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SCALE_AUGMENT_FIELD_NUMBER: _ClassVar[int]
+    DROP_POINTS_FIELD_NUMBER: _ClassVar[int]
+    GRID_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    latent_dim: int
+    enc_rnn: int
+    dec_rnn: int
+    mixtures: int
+    unconditional: bool
+    layer_norm: bool
+    recurrent_dropout: float
+    kl_weight: float
+    kl_weight_start: float
+    kl_decay_rate: float
+    kl_min: float
+    lr: float
+    lr_decay: float
+    min_lr: float
+    grad_clip_value: float
+    scale_augment: float
+    drop_points: float
+    grid_temperature: float
+    def __init__(self, latent_dim: _Optional[int] = ..., enc_rnn: _Optional[int] = ..., dec_rnn: _Optional[int] = ..., mixtures: _Optional[int] = ..., unconditional: _Optional[bool] = ..., layer_norm: _Optional[bool] = ..., recurrent_dropout: _Optional[float] = ..., kl_weight: _Optional[float] = ..., kl_weight_start: _Optional[float] = ..., kl_decay_rate: _Optional[float] = ..., kl_min: _Optional[float] = ..., lr: _Optional[float] = ..., lr_decay: _Optional[float] = ..., min_lr: _Optional[float] = ..., grad_clip_value: _Optional[float] = ..., scale_augment: _Optional[float] = ..., drop_points: _Optional[float] = ..., grid_temperature: _Optional[float] = ...) -> None: ...
+
 class JobSpec(_message.Message):
-    __slots__ = ("family", "dataset", "options", "dcgan", "vae", "ae", "completion", "model_name", "publish", "idempotency_key", "max_retries", "nproc")
+    __slots__ = ("family", "dataset", "options", "dcgan", "vae", "ae", "completion", "sketch_rnn", "model_name", "publish", "idempotency_key", "max_retries", "nproc")
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +236,7 @@ class JobSpec(_message.Message):
     VAE_FIELD_NUMBER: _ClassVar[int]
     AE_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    SKETCH_RNN_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -208,12 +249,13 @@ class JobSpec(_message.Message):
     vae: VAEOptions
     ae: AEOptions
     completion: CompletionOptions
+    sketch_rnn: SketchRNNOptions
     model_name: str
     publish: bool
     idempotency_key: str
     max_retries: int
     nproc: int
-    def __init__(self, family: _Optional[str] = ..., dataset: _Optional[str] = ..., options: _Optional[_Union[TrainingOptions, _Mapping]] = ..., dcgan: _Optional[_Union[DCGANOptions, _Mapping]] = ..., vae: _Optional[_Union[VAEOptions, _Mapping]] = ..., ae: _Optional[_Union[AEOptions, _Mapping]] = ..., completion: _Optional[_Union[CompletionOptions, _Mapping]] = ..., model_name: _Optional[str] = ..., publish: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., max_retries: _Optional[int] = ..., nproc: _Optional[int] = ...) -> None: ...
+    def __init__(self, family: _Optional[str] = ..., dataset: _Optional[str] = ..., options: _Optional[_Union[TrainingOptions, _Mapping]] = ..., dcgan: _Optional[_Union[DCGANOptions, _Mapping]] = ..., vae: _Optional[_Union[VAEOptions, _Mapping]] = ..., ae: _Optional[_Union[AEOptions, _Mapping]] = ..., completion: _Optional[_Union[CompletionOptions, _Mapping]] = ..., sketch_rnn: _Optional[_Union[SketchRNNOptions, _Mapping]] = ..., model_name: _Optional[str] = ..., publish: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., max_retries: _Optional[int] = ..., nproc: _Optional[int] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("number", "reason", "from_step", "started_unix_s", "finished_unix_s", "exit_code", "outcome")

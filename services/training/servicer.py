@@ -26,7 +26,8 @@ _STATE_NAMES = {value: name for name, value in _STATES.items()}
 _FORMATS = {"zip": pb.DATASET_FORMAT_ZIP, "tar": pb.DATASET_FORMAT_TAR, "npz": pb.DATASET_FORMAT_NPZ}
 _FORMAT_NAMES = {value: name for name, value in _FORMATS.items()}
 # The oneof field of each family's options message.
-FAMILY_FIELDS = {"dcgan": "dcgan", "vae": "vae", "ae": "ae", "completion": "completion"}
+FAMILY_FIELDS = {"dcgan": "dcgan", "vae": "vae", "ae": "ae", "completion": "completion",
+                 "sketch-rnn": "sketch_rnn"}
 
 
 class TrainingServicer(pb_grpc.TrainingServiceServicer):
