@@ -222,19 +222,42 @@ def _generate(args: argparse.Namespace) -> int:
 
     from latentforge.images import grid
 
+    if args.count < 1:
+        print(f"error: --count must be at least 1, got {args.count}", file=sys.stderr)
+        return 2
     try:
         with connect(args) as client:
-            result = client.generate(args.model, args.count, seed=args.seed, version=args.version,
-                                     truncation=args.truncation, label=_label(client, args), fmt="tensor")
+            samples, result = _generate_pages(client, args)
             info = _model_info(client, result.model, result.version)
     except grpc.RpcError as exc:
         return _rpc_error(exc)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    grid([s.image.tensor for s in result.samples], info.value_range).save(args.out)
-    print(f"{args.out}: {len(result.samples)} samples from {result.model} v{result.version}, seed {result.seed}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    grid([s.image.tensor for s in samples], info.value_range).save(args.out)
+    print(f"{args.out}: {len(samples)} samples from {result.model} v{result.version}, seed {result.seed}")
     return 0
+
+
+def _generate_pages(client: Any, args: argparse.Namespace) -> tuple[list, Any]:
+    """``--count`` samples, in requests of at most the server's limit: page k asks for the samples
+    from index k * limit on, with seed (seed + k * limit) mod 2^64, which are exactly the samples of
+    one request of that size (the proto's seed rule), on the version the first page was served by."""
+    import secrets
+
+    label = _label(client, args)
+    limit = client.max_count() if args.count > 1 else 1
+    seed = args.seed if args.seed is not None else (secrets.randbits(64) if args.count > limit else None)
+    first = client.generate(args.model, min(args.count, limit), seed=seed, version=args.version,
+                            truncation=args.truncation, label=label, fmt="tensor")
+    samples = list(first.samples)
+    while len(samples) < args.count:
+        page = client.generate(args.model, min(args.count - len(samples), limit),
+                               seed=(first.seed + len(samples)) % 2**64, version=first.version,
+                               truncation=args.truncation, label=label, fmt="tensor")
+        samples += page.samples
+    return samples, first
 
 
 def _interpolate(args: argparse.Namespace) -> int:
@@ -255,6 +278,9 @@ def _interpolate(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     frames = [s.image.tensor for s in result.samples]
+    for path in (args.out, args.gif):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
     strip(frames, info.value_range).save(args.out)
     print(f"{args.out}: {len(frames)} frames from {result.model} v{result.version}")
     if args.gif:

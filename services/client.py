@@ -254,6 +254,10 @@ class GenerationClient:
                 raise TimeoutError(f"{self.target} did not report SERVING within {timeout_s:g} s")
             time.sleep(poll_s)
 
+    def max_count(self) -> int:
+        """The server's limit on samples per request (ListModelsResponse.max_count)."""
+        return int(self.stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout_s).max_count)
+
     def list_models(self, name: str = "") -> list[ModelInfo]:
         response = self.stub.ListModels(pb.ListModelsRequest(name=name), timeout=self.timeout_s)
         return [

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -228,3 +229,28 @@ def test_serve_startup_errors_exit_2_with_one_line(model_repo: Path, tmp_path: P
 def test_serve_rejects_an_unknown_log_level():
     with pytest.raises(ConfigError, match="log_level"):
         load_config(environ={}, overrides={"log_level": "LOUD"})
+
+
+def test_generate_cli_pages_past_the_servers_limit_into_a_new_folder(model_repo: Path, tmp_path: Path, capsys):
+    """--count above max_count: pages of the limit, whose samples are those of one big request
+    (seed rule), written into a folder the command makes."""
+    from services.client import GenerationClient
+    from tests.helpers.servers import start_server
+
+    server = start_server(model_repo, max_count=5)
+    try:
+        out = tmp_path / "new" / "grid.png"
+        assert main(["generate", "--target", server.target, "--model", "mnist-dcgan", "--count", "12", "--seed", "40",
+                     "--out", str(out)]) == 0, capsys.readouterr().err
+        assert "12 samples from mnist-dcgan v1, seed 40" in capsys.readouterr().out
+        paged = np.asarray(Image.open(out))
+        with GenerationClient(server.target) as client:  # the same samples, drawn 5 at a time by seed
+            expected = [s.image.tensor for k in (40, 45, 50)
+                        for s in client.generate("mnist-dcgan", min(5, 52 - k), seed=k, fmt="tensor").samples]
+        from latentforge.images import grid
+
+        reference = tmp_path / "reference.png"
+        grid(expected, (-1.0, 1.0)).save(reference)
+        assert np.array_equal(paged, np.asarray(Image.open(reference)))
+    finally:
+        server.stop()
