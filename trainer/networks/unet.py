@@ -24,21 +24,11 @@ import torch
 from torch import nn
 
 from trainer.families.configs import Z_INJECTIONS
+from trainer.networks.dcgan import dcgan_init
 from trainer.networks.sizing import plan_resolution
 
 MAX_WIDTH_FACTOR = 8  # channels stop doubling at 8x the base width
 Z_PLANES = 8  # feature planes z is projected to at the bottleneck
-
-
-def unet_init(module: nn.Module) -> None:
-    """Convolution weights N(0, 0.02), BatchNorm scales N(1, 0.02), as DCGAN initialises."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d) and module.affine:
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
 
 
 class _Up(nn.Module):
@@ -91,7 +81,7 @@ class CompletionUNet(nn.Module):
                                 for i in reversed(range(stages)))
         self.head = nn.Conv2d(widths[0], channels, 3, 1, 1)
         self.latent_dim = latent_dim
-        self.apply(unet_init)
+        self.apply(dcgan_init)  # DCGAN's: conv weights N(0, 0.02), BatchNorm scales N(1, 0.02)
 
     def forward(self, masked: torch.Tensor, mask: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         x = self.stem(torch.cat([masked, mask], dim=1))
