@@ -34,6 +34,7 @@ from exporter.onnx_export import (
     write_fp16_variant,
     write_ort_cpu_variant,
 )
+from exporter.stroke_parity import LOOP_KEY, LOOP_TOLERANCE, loop_parity, parity_drawings
 from latentforge import __version__
 from latentforge.manifest import (
     MANIFEST_NAME,
@@ -44,10 +45,12 @@ from latentforge.manifest import (
     Parity,
     Quality,
     Signature,
+    StrokeSpec,
     sha256_file,
 )
 from trainer.checkpoint import load_checkpoint, resolve_checkpoint
 from trainer.families import restore_family
+from trainer.families.sketch_rnn import RENDER_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +91,13 @@ def export_run(
     run = Path(run)
     path = run if run.is_file() and checkpoint is None else resolve_checkpoint(run, checkpoint)
     payload = load_checkpoint(path)  # format 1 is upgraded
-    shape = tuple(payload["data"]["shape"])
-    if len(shape) != 3:
-        raise ExportError(f"{path} holds a {payload['family']} model of data "
-                          f"of shape {list(shape)}; a model repository version describes image outputs (C, H, W), "
-                          "so stroke models cannot be published yet")
     family = restore_family(payload, torch.device("cpu"))
+    strokes = StrokeSpec(**family.stroke_spec()) if hasattr(family, "stroke_spec") else None
+    if strokes is None and len(payload["data"]["shape"]) != 3:
+        raise ExportError(f"{path} holds a {payload['family']} model of data of shape {list(payload['data']['shape'])} "
+                          "that says neither its image shape (C, H, W) nor how to draw its strokes")
+    if strokes is not None and evaluate > 0:
+        raise ExportError("--evaluate scores image samples; score a stroke model with `latentforge evaluate RUN`")
 
     model_dir = Path(repo) / name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -116,6 +120,8 @@ def export_run(
             graphs[graph.role] = fname
             signatures[graph.role] = read_signature(staging / fname, graph.optional_inputs)
             errors[graph.role] = err
+        if strokes is not None:
+            errors[LOOP_KEY] = _check_stroke_loop(payload, family, staging, graphs)
             for variant in variants:
                 vname = f"{graph.role}.{variant}.onnx"
                 writer = write_fp16_variant if variant == "fp16" else write_ort_cpu_variant
@@ -131,7 +137,7 @@ def export_run(
                 errors[f"{graph.role}@{variant}"] = verr
         names = list(graphs.values()) + [f for roles in variant_files.values() for f in roles.values()]
         files = {f: FileEntry(sha256=sha256_file(staging / f), bytes=(staging / f).stat().st_size) for f in names}
-        c, h, w = shape
+        c, h, w = (1, RENDER_SIZE, RENDER_SIZE) if strokes is not None else tuple(payload["data"]["shape"])
         manifest_fields = dict(
             name=name,
             kind=family.kind,
@@ -140,6 +146,7 @@ def export_run(
             classes=tuple(family.data.class_names) if family.num_classes else (),
             tasks=dict(family.tasks),
             conventions=dict(family.conventions),
+            strokes=strokes,
             signatures=signatures,
             output=OutputSpec(channels=c, height=h, width=w, value_range=family.value_range),
             graphs=graphs,
@@ -169,6 +176,19 @@ def export_run(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_stroke_loop(payload: dict, family, staging: Path, graphs: dict[str, str]) -> float:
+    """The step graph run in a loop as the service runs it, against PyTorch on held-out drawings;
+    ExportError when they part by more than LOOP_TOLERANCE."""
+    strokes, lengths, where = parity_drawings(payload, family)
+    err = loop_parity(family, staging, graphs, strokes, lengths)
+    log.info("decoder_step run in a loop over %s: max abs error %.3g against PyTorch's teacher-forced pass",
+             where, err)
+    if not err <= LOOP_TOLERANCE:
+        raise ExportError(f"decoder_step run step by step from ONNX Runtime differs from PyTorch by {err:.3g} "
+                          f"(> {LOOP_TOLERANCE:g}) over {where}; not published")
+    return err
 
 
 def _training_record(payload: dict) -> dict:

@@ -27,7 +27,18 @@ A manifest says what a model can do, as data:
     ``(N, 1, H, W)`` (1 = known pixel, 0 = hole; ``conventions["mask"]``) and ``z`` float32
     ``(N, latent_dim)`` from the standard normal -> ``completed`` float32 ``(N, C, H, W)``, the
     known pixels kept and the hole filled; different ``z`` give different fillings.
-  - to come: ``draw_strokes`` (one step of a recurrent stroke decoder, the loop run by the service).
+  - ``encode_strokes``: ``strokes`` float32 ``(N, T, 5)`` (stroke-5 rows, ``conventions["strokes"]``;
+    T = ``strokes.max_steps``) and ``lengths`` int64 ``(N,)`` -> ``mu`` float32 ``(N, latent_dim)``
+    [+ ``logvar``].
+  - ``init_state``: ``z`` float32 ``(N, latent_dim)`` -> ``h``, ``c`` float32 ``(N, hidden)``: the
+    recurrent decoder's state before its first step.
+  - ``draw_strokes``: one step of a recurrent stroke decoder, the sampling loop run by the
+    caller: ``point`` float32 ``(N, 5)`` (the previous point, ``strokes.start_point`` first)
+    [+ ``z`` float32 ``(N, latent_dim)``], ``h``, ``c`` float32 ``(N, hidden)`` -> the next point's
+    distribution ``pi`` (mixture logits), ``mu_x``, ``mu_y``, ``sigma_x``, ``sigma_y``, ``rho``
+    float32 ``(N, M)`` with M = ``strokes.mixtures``, ``pen_logits`` float32 ``(N, 3)``, and the
+    new state ``h_out``, ``c_out``. A model without ``init_state`` (the unconditional decoder,
+    ``latent_dim`` 0) starts from zeros: its ``h`` and ``c`` are optional inputs.
 
   A reader ignores tasks it does not know, so an older service still serves the rest.
 * ``kind``: the family's name (``gan``, ``vae``, ``ae``...), for people and dashboards; what
@@ -35,6 +46,10 @@ A manifest says what a model can do, as data:
 * ``classes``: class names of a conditional model (index = label), or empty.
 * ``conventions``: how to read inputs whose meaning a shape cannot say, e.g. ``{"mask":
   "1 = known pixel, 0 = hole"}`` for a completion model.
+* ``strokes``: what a caller of a stroke model needs beyond the graphs' shapes (``StrokeSpec``):
+  the longest drawing, the mixture count, the scale factor that turns offsets into the data's
+  units, the default sampling temperature. ``output`` then describes the service's renderings
+  of a drawing (one channel, white lines on black, in ``value_range``).
 * ``quality``: optional scores of the project's quality meter and the meter's version.
 
 Format 1 manifests (no tasks, signatures, classes or quality) are still read: their tasks
@@ -69,7 +84,16 @@ TASK_CONTRACTS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "encode": ({"image": "float32"}, {"mu": "float32"}),
     # ONNX names every value once, so the filled image cannot share the input's name.
     "complete": ({"image": "float32", "mask": "float32", "z": "float32"}, {"completed": "float32"}),
+    "encode_strokes": ({"strokes": "float32", "lengths": "int64"}, {"mu": "float32"}),
+    "init_state": ({"z": "float32"}, {"h": "float32", "c": "float32"}),
+    "draw_strokes": ({"point": "float32", "h": "float32", "c": "float32"},
+                     {name: "float32" for name in ("pi", "mu_x", "mu_y", "sigma_x", "sigma_y", "rho",
+                                                   "pen_logits", "h_out", "c_out")}),
 }
+# Tasks whose graphs take or give a latent: a model with any of them has latent_dim >= 1.
+LATENT_TASKS = ("decode", "sample", "encode", "complete", "encode_strokes", "init_state")
+STROKE_TASKS = ("encode_strokes", "init_state", "draw_strokes")
+STROKE_DIM = 5  # stroke-5 rows: dx, dy, then the one-hot pen state (down, lifted, ended)
 # The mask convention of the complete task, recorded in a completion model's manifest.
 MASK_CONVENTION = "1 = known pixel, 0 = hole"
 
@@ -97,6 +121,33 @@ class OutputSpec:
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.channels, self.height, self.width)
+
+
+@dataclass(frozen=True)
+class StrokeSpec:
+    """How to run and read a stroke model (tasks ``draw_strokes``, ``encode_strokes``)."""
+
+    max_steps: int  # T: the longest drawing, in points (the encoder's sequence length)
+    mixtures: int  # M: Gaussians in each step's mixture over (dx, dy)
+    hidden: int  # size of the decoder's h and c
+    scale: float  # offsets are in units of this many of the data's units (multiply to get them)
+    temperature: float  # the default sampling temperature (its grids were drawn at it)
+    start_point: tuple[float, ...] = (0.0, 0.0, 1.0, 0.0, 0.0)  # the first ``point`` of a drawing
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StrokeSpec":
+        return cls(max_steps=int(data["max_steps"]), mixtures=int(data["mixtures"]), hidden=int(data["hidden"]),
+                   scale=float(data["scale"]), temperature=float(data["temperature"]),
+                   start_point=tuple(float(v) for v in data.get("start_point", cls.start_point)))
+
+    def check(self) -> None:
+        if self.max_steps < 1 or self.mixtures < 1 or self.hidden < 1:
+            raise ManifestError(f"strokes: max_steps, mixtures and hidden must be >= 1 (got {self.max_steps}, "
+                                f"{self.mixtures}, {self.hidden})")
+        if not self.scale > 0 or not self.temperature > 0:
+            raise ManifestError(f"strokes: scale and temperature must be > 0 (got {self.scale}, {self.temperature})")
+        if len(self.start_point) != STROKE_DIM:
+            raise ManifestError(f"strokes: start_point must have {STROKE_DIM} values")
 
 
 @dataclass(frozen=True)
@@ -273,6 +324,7 @@ class Manifest:
     classes: tuple[str, ...] = ()  # class names by label; empty when unconditional or unnamed
     quality: Quality | None = None
     conventions: dict[str, str] = field(default_factory=dict)  # e.g. {"mask": MASK_CONVENTION}
+    strokes: StrokeSpec | None = None  # stroke models: how to run the drawing loop
     format_version: int = FORMAT_VERSION
 
     def has_task(self, task: str) -> bool:
@@ -296,6 +348,10 @@ class Manifest:
         data["output"]["value_range"] = list(self.output.value_range)
         data["output"]["shape"] = list(self.output.shape)
         data["parity"]["batch_sizes"] = list(self.parity.batch_sizes)
+        if self.strokes is None:
+            del data["strokes"]  # image models' manifests stay as they were
+        else:
+            data["strokes"]["start_point"] = list(self.strokes.start_point)
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -358,6 +414,7 @@ class Manifest:
                     classes=tuple(str(c) for c in data.get("classes", ())),
                     quality=None if quality is None else Quality.from_dict(quality),
                     conventions={str(k): str(v) for k, v in data.get("conventions", {}).items()},
+                    strokes=None if data.get("strokes") is None else StrokeSpec.from_dict(data["strokes"]),
                 )
             manifest = cls(**fields)
         except ManifestError:
@@ -392,8 +449,11 @@ class Manifest:
             raise ManifestError(f"kind {self.kind!r} is not one of {KINDS_V1}")
         if not IDENTIFIER.match(self.kind):
             raise ManifestError(f"kind {self.kind!r} must be an identifier (the family's name)")
-        if self.latent_dim < 1 or self.num_classes < 0:
-            raise ManifestError("latent_dim must be >= 1 and num_classes >= 0")
+        if self.latent_dim < 0 or self.num_classes < 0:
+            raise ManifestError("latent_dim and num_classes must be >= 0")
+        needs_latent = sorted(set(self.tasks) & set(LATENT_TASKS))
+        if self.latent_dim < 1 and (needs_latent or not self.tasks):
+            raise ManifestError(f"latent_dim must be >= 1 for tasks {', '.join(needs_latent) or '(none)'}")
         if self.classes and len(self.classes) != self.num_classes:
             raise ManifestError(f"classes names {len(self.classes)} classes but num_classes is {self.num_classes}")
         if len(set(self.classes)) != len(self.classes) or not all(self.classes):
@@ -433,7 +493,8 @@ class Manifest:
         # The latent and image tensors of the known tasks agree with latent_dim and output.
         for task, role in self.tasks.items():
             sig = self.signatures[role]
-            latent = sig.output("mu") if task == "encode" else sig.input("z") if task in TASK_CONTRACTS else None
+            encodes = task in ("encode", "encode_strokes")
+            latent = sig.output("mu") if encodes else sig.input("z") if task in TASK_CONTRACTS else None
             images = {"decode": [sig.output("image")], "encode": [sig.input("image")],
                       "complete": [sig.input("image"), sig.output("completed")]}.get(task, [])
             if latent is not None and tuple(latent.shape[1:]) != (self.latent_dim,):
@@ -450,11 +511,52 @@ class Manifest:
         if "complete" in self.tasks and "mask" not in self.conventions:
             raise ManifestError("a model with the 'complete' task must say its mask convention "
                                 f"(conventions.mask, e.g. {MASK_CONVENTION!r})")
+        self._validate_strokes()
         if self.num_classes > 0 and "decode" in self.tasks:
             labels = self.signatures[self.tasks["decode"]].input("labels")
             if labels is None or labels.dtype != "int64":
                 raise ManifestError(f"a conditional model (num_classes {self.num_classes}) needs an int64 'labels' "
                                     f"input on its decode graph {self.tasks['decode']!r}")
+
+
+    def _validate_strokes(self) -> None:
+        """Stroke tasks need ``strokes``, and their graphs agree with it and with each other."""
+        stroke_tasks = sorted(set(self.tasks) & set(STROKE_TASKS))
+        if not stroke_tasks:
+            return
+        spec = self.strokes
+        if spec is None:
+            raise ManifestError(f"a model with stroke tasks ({', '.join(stroke_tasks)}) needs a 'strokes' spec "
+                                "(max_steps, mixtures, hidden, scale, temperature)")
+        spec.check()
+        if "draw_strokes" not in self.tasks:
+            raise ManifestError("a stroke model needs the draw_strokes task (its decoder step)")
+        state = ["N", spec.hidden]
+        wanted: dict[str, dict[str, list]] = {
+            "encode_strokes": {"strokes": ["N", spec.max_steps, STROKE_DIM]},
+            "init_state": {"h": state, "c": state},
+            "draw_strokes": {"point": ["N", STROKE_DIM], "h": state, "c": state, "h_out": state,
+                             "c_out": state, "pi": ["N", spec.mixtures], "pen_logits": ["N", 3]},
+        }
+        for task in stroke_tasks:
+            role = self.tasks[task]
+            sig = self.signatures[role]
+            for name, shape in wanted[task].items():
+                tensor = sig.input(name) or sig.output(name)
+                assert tensor is not None  # the task contract checked it is there
+                if [d if isinstance(d, int) else "N" for d in tensor.shape] != shape:
+                    raise ManifestError(f"graph {role!r} ({task}) has {tensor.describe()}; expected "
+                                        f"[{', '.join(map(str, shape))}] (strokes: {spec})")
+        step = self.signatures[self.tasks["draw_strokes"]]
+        z = step.input("z")
+        if (z is None) != (self.latent_dim == 0):
+            raise ManifestError("draw_strokes takes a 'z' input exactly when the model has a latent "
+                                f"(latent_dim {self.latent_dim})")
+        if self.latent_dim and "init_state" not in self.tasks:
+            raise ManifestError("a stroke model with a latent needs the init_state task (z -> h, c)")
+        if not self.latent_dim and not all(step.input(n).optional for n in ("h", "c")):  # type: ignore[union-attr]
+            raise ManifestError("an unconditional stroke model starts from zeros: draw_strokes' h and c "
+                                "must be optional inputs")
 
 
 def _implied_by_v1(fields: Mapping[str, Any]) -> dict[str, Any]:

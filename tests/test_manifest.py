@@ -104,10 +104,10 @@ def test_a_format_2_manifest_round_trips():
 
 def test_a_format_2_manifest_may_name_a_new_kind_and_task():
     """What the service does follows the tasks; a kind or task it does not know is no refusal."""
-    data = _v2(kind="stroke_vae")
-    data["tasks"]["draw_strokes"] = "generator"
+    data = _v2(kind="flipbook")
+    data["tasks"]["animate_frames"] = "generator"
     m = Manifest.from_dict(data)
-    assert m.kind == "stroke_vae" and m.has_task("draw_strokes")
+    assert m.kind == "flipbook" and m.has_task("animate_frames")
 
 
 def _broken(edit):
@@ -164,3 +164,63 @@ def test_a_signature_binds_dynamic_axes_and_resolves_output_shapes():
 def test_a_signature_refuses_feeds_that_do_not_fit(feeds, message):
     with pytest.raises(SignatureError, match=message):
         SIG.bind(feeds)
+
+
+def _strokes(latent_dim: int = 8, **edit) -> dict:
+    """A format-2 stroke-model manifest (T 50, M 3, hidden 32) as the exporter writes it."""
+    state = ["N", 32]
+
+    def t(name, shape, dtype="float32", optional=False):
+        return {"name": name, "dtype": dtype, "shape": shape, "optional": optional}
+
+    step_in = [t("point", ["N", 5])] + ([t("z", ["N", latent_dim])] if latent_dim else []) + \
+        [t("h", state, optional=not latent_dim), t("c", state, optional=not latent_dim)]
+    step_out = [t(n, ["N", 3]) for n in ("pi", "mu_x", "mu_y", "sigma_x", "sigma_y", "rho", "pen_logits")] + \
+        [t("h_out", state), t("c_out", state)]
+    signatures = {"decoder_step": {"inputs": step_in, "outputs": step_out}}
+    tasks = {"draw_strokes": "decoder_step"}
+    if latent_dim:
+        signatures["encoder"] = {"inputs": [t("strokes", ["N", 50, 5]), t("lengths", ["N"], "int64")],
+                                 "outputs": [t("mu", ["N", latent_dim]), t("logvar", ["N", latent_dim])]}
+        signatures["init_state"] = {"inputs": [t("z", ["N", latent_dim])], "outputs": [t("h", state), t("c", state)]}
+        tasks.update(encode_strokes="encoder", init_state="init_state")
+    data = _v2(kind="stroke_vae", latent_dim=latent_dim, tasks=tasks, signatures=signatures,
+               graphs={role: f"{role}.onnx" for role in signatures},
+               files={f"{role}.onnx": {"sha256": "0" * 64, "bytes": 1} for role in signatures},
+               strokes={"max_steps": 50, "mixtures": 3, "hidden": 32, "scale": 45.5, "temperature": 0.4})
+    data["output"] = {"channels": 1, "height": 64, "width": 64, "value_range": [0.0, 1.0]}
+    edit_fn = edit.get("edit")
+    if edit_fn:
+        edit_fn(data)
+    return data
+
+
+@pytest.mark.parametrize("latent_dim", [8, 0])
+def test_a_stroke_manifest_round_trips_with_its_spec(latent_dim):
+    m = Manifest.from_dict(_strokes(latent_dim))
+    assert m.strokes is not None and m.strokes.max_steps == 50 and m.strokes.start_point == (0, 0, 1, 0, 0)
+    assert Manifest.from_dict(json.loads(m.to_json())) == m
+    assert "strokes" not in json.loads(Manifest.from_dict(_v2()).to_json())  # image manifests unchanged
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("strokes"), "needs a 'strokes' spec"),
+    (lambda d: d["strokes"].update(mixtures=5), "pi float32"),
+    (lambda d: d["strokes"].update(max_steps=60), "strokes float32"),
+    (lambda d: d["strokes"].update(scale=0), "scale and temperature must be > 0"),
+    (lambda d: d["tasks"].pop("init_state"), "needs the init_state task"),
+    (lambda d: d["tasks"].pop("draw_strokes"), "needs the draw_strokes task"),
+    (lambda d: d["signatures"]["decoder_step"]["outputs"].pop(), "c_out"),
+])
+def test_inconsistent_stroke_manifests_are_refused(edit, message):
+    with pytest.raises(ManifestError, match=message):
+        Manifest.from_dict(_strokes(edit=edit))
+
+
+def test_only_a_model_whose_tasks_take_no_latent_may_have_latent_dim_0():
+    with pytest.raises(ManifestError, match="latent_dim must be >= 1"):
+        Manifest.from_dict(_v2(latent_dim=0))
+    data = _strokes(0)
+    data["signatures"]["decoder_step"]["inputs"][1]["optional"] = False
+    with pytest.raises(ManifestError, match="must be optional"):
+        Manifest.from_dict(data)

@@ -321,19 +321,45 @@ def test_the_loop_trains_resumes_exactly_and_draws_grids(tmp_path: Path, shape_f
     assert family.stroke_scale == pytest.approx(info["data"]["stroke_scale"]) and family.stroke_scale > 1
 
 
-def test_kanjivg_trains_from_the_command_line_and_export_says_why_it_cannot_publish(tmp_path: Path, capsys):
-    """The README's command on the real kanji numerals; publishing a stroke model is refused with
-    its reason, in one line, and nothing is written to the repository."""
+def test_kanjivg_trains_from_the_command_line_and_exports_with_a_passing_loop_parity(tmp_path: Path, capsys):
+    """The README's command on the real kanji numerals, then export: the three graphs, the
+    manifest's stroke spec, and the step graph's loop parity on the drawings the run held out."""
     from latentforge.cli import main
+    from latentforge.manifest import Manifest, verify_files
 
     out = tmp_path / "run"
     assert main(["train", "--model", "sketch-rnn", "--data", "kanjivg:digits", "--steps", "4", "--batch-size", "8",
                  "--threads", "1", "--eval-every", "0", "--sample-every", "4", "--checkpoint-every", "4",
-                 "--latent-dim", "8", "--enc-rnn", "16", "--dec-rnn", "32", "--mixtures", "3",
+                 "--latent-dim", "8", "--enc-rnn", "16", "--dec-rnn", "32", "--mixtures", "3", "--hold-out", "0.2",
                  "--out", str(out)]) == 0
     assert (out / "samples" / "latest.png").is_file()
-    capsys.readouterr()
-    assert main(["export", str(out), "--repo", str(tmp_path / "models"), "--name", "kanji-sketch"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "stroke models cannot be published yet" in err and "\n" not in err
-    assert not (tmp_path / "models" / "kanji-sketch").exists()
+    assert main(["export", str(out), "--repo", str(tmp_path / "models"), "--name", "kanji-sketch"]) == 0
+    version = tmp_path / "models" / "kanji-sketch" / "1"
+    manifest = Manifest.read(version)
+    verify_files(version, manifest)
+    assert manifest.kind == "stroke_vae" and manifest.latent_dim == 8
+    assert manifest.tasks == {"encode_strokes": "encoder", "init_state": "init_state", "draw_strokes": "decoder_step"}
+    info = json.loads((out / "run.json").read_text())
+    spec = manifest.strokes
+    assert spec is not None and (spec.max_steps, spec.mixtures, spec.hidden) == (info["data"]["shape"][0], 3, 32)
+    assert spec.scale == pytest.approx(info["data"]["stroke_scale"]) and spec.temperature > 0
+    assert manifest.output.shape == (1, 64, 64) and "strokes" in manifest.conventions
+    assert 0 <= manifest.parity.per_graph["decoder_step@loop"] < 1e-3
+    assert manifest.training["hold_out"]["share"] == 0.2
+    again = Manifest.from_dict(json.loads(manifest.to_json()))
+    assert again.strokes == spec
+
+
+def test_an_unconditional_model_exports_its_step_alone(tmp_path: Path, shape_file: str):
+    from exporter.repository import export_run
+    from latentforge.manifest import Manifest
+
+    config = TrainConfig.from_dict(dict(model="sketch-rnn", data=shape_file, out=tmp_path / "run", steps=2,
+                                        batch_size=8, threads=1, progress=False, eval_every=0, unconditional=True,
+                                        sample_every=2, checkpoint_every=2, **TINY))
+    train(config)
+    manifest = Manifest.read(export_run(tmp_path / "run", tmp_path / "models", "shapes"))
+    assert manifest.latent_dim == 0 and manifest.tasks == {"draw_strokes": "decoder_step"}
+    step = manifest.signatures["decoder_step"]
+    assert step.input("z") is None and step.input("h").optional and step.input("c").optional
+    assert manifest.parity.per_graph["decoder_step@loop"] < 1e-3

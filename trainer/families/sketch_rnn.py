@@ -29,7 +29,8 @@ Export (``export_graphs``), the sampling loop left to the service:
   ``pen_logits`` (N, 3), ``h_out``, ``c_out``. The unconditional model's step takes no ``z``,
   and its ``h`` and ``c`` are optional inputs: left out, they are zeros, its initial state.
 
-Tasks: ``encode_strokes`` (encoder) and ``draw_strokes`` (decoder_step). Offsets come out in
+Tasks: ``encode_strokes`` (encoder), ``init_state`` (init_state) and ``draw_strokes``
+(decoder_step); ``stroke_spec`` gives what the manifest's ``strokes`` records. Offsets come out in
 the data's normalised units: multiply by the data's scale factor to get its own.
 """
 
@@ -74,7 +75,7 @@ class SketchRNN(Family):
 
     name = "sketch-rnn"
     kind = "stroke_vae"
-    tasks = {"encode_strokes": "encoder", "draw_strokes": "decoder_step"}
+    tasks = {"encode_strokes": "encoder", "init_state": "init_state", "draw_strokes": "decoder_step"}
     value_range = (0.0, 1.0)  # of the rendered grids
     needs = ("strokes", "lengths")
     conventions = {"strokes": STROKE_CONVENTION, "state": STATE_CONVENTION}
@@ -213,6 +214,13 @@ class SketchRNN(Family):
         return {"recon": torch.stack([originals, recon], dim=1).flatten(0, 1)}
 
     # --- export -------------------------------------------------------------------------
+    def stroke_spec(self) -> dict[str, float | int | tuple[float, ...]]:
+        """What a caller of the exported graphs needs beyond their shapes (latentforge.manifest.StrokeSpec)."""
+        decoder = self.modules["sketch_rnn"].decoder
+        return {"max_steps": self.max_steps, "mixtures": decoder.mixtures, "hidden": decoder.hidden,
+                "scale": self.stroke_scale, "temperature": float(self.config.grid_temperature),
+                "start_point": tuple(START_POINT)}
+
     def export_graphs(self) -> list[ExportGraph]:
         net = self.modules["sketch_rnn"].cpu().eval()
         decoder = net.decoder
