@@ -34,7 +34,12 @@ from exporter.onnx_export import (
     write_fp16_variant,
     write_ort_cpu_variant,
 )
-from exporter.stroke_parity import LOOP_KEY, LOOP_TOLERANCE, loop_parity, parity_drawings
+from exporter.stroke_parity import (
+    LOOP_KEY,
+    LOOP_TOLERANCE,
+    loop_parity,
+    parity_drawings,
+)
 from latentforge import __version__
 from latentforge.manifest import (
     MANIFEST_NAME,

@@ -14,8 +14,9 @@ RPC_TASKS: dict[str, tuple[frozenset[str], ...]] = {
     # Seeds become latents drawn from the prior, decoded into images.
     "Generate": (frozenset({"sample", "decode"}),),
     "GenerateStream": (frozenset({"sample", "decode"}),),
-    # Between two latents (sample ids, raw latents; seed endpoints need "sample" too).
-    "Interpolate": (frozenset({"decode"}),),
+    # Between two latents (sample ids, raw latents; seed endpoints need "sample" too); a stroke
+    # model's frames are drawings made from each latent.
+    "Interpolate": (frozenset({"decode"}), frozenset({"init_state", "draw_strokes"})),
     # Noise of the prior's scale around a stored latent: decoded, or (a completion sample)
     # completed again from the same input.
     "Variations": (frozenset({"sample", "decode"}), frozenset({"complete"})),
@@ -25,6 +26,10 @@ RPC_TASKS: dict[str, tuple[frozenset[str], ...]] = {
     "Reconstruct": (frozenset({"encode", "decode"}),),
     # A completion model in one pass, or any model with an encoder and a decoder, iteratively.
     "Complete": (frozenset({"complete"}), frozenset({"encode", "decode"})),
+    # Stroke models: the sampling loop over the decoder's step; encoding drawings to latents.
+    "GenerateStrokes": (frozenset({"draw_strokes"}),),
+    "ContinueStrokes": (frozenset({"draw_strokes"}),),
+    "EncodeStrokes": (frozenset({"encode_strokes"}),),
 }
 
 

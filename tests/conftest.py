@@ -92,6 +92,23 @@ def completion_repo(tmp_path_factory, model_repo: Path, completion_run: Path) ->
     return repo
 
 
+@pytest.fixture(scope="session")
+def stroke_repo(tmp_path_factory) -> Path:
+    """kanji-sketch/1 (a sketch-rnn trained for 20 steps on the kanji numerals, a fifth held out)
+    and kanji-doodle/1 (the unconditional decoder alone), written by the project's exporter."""
+    from exporter.repository import export_run
+    from trainer.config import TrainConfig
+    from trainer.loop import train
+
+    runs, repo = tmp_path_factory.mktemp("stroke-runs"), tmp_path_factory.mktemp("stroke-models")
+    small = dict(data="kanjivg:digits", steps=20, batch_size=8, sample_every=20, checkpoint_every=20, hold_out=0.2,
+                 latent_dim=8, enc_rnn=16, dec_rnn=32, mixtures=3, threads=1, progress=False, eval_every=0)
+    for name, extra in (("kanji-sketch", {}), ("kanji-doodle", {"unconditional": True})):
+        train(TrainConfig.from_dict({"model": "sketch-rnn", "out": runs / name, **small, **extra}))
+        export_run(runs / name, repo, name)
+    return repo
+
+
 # --- generation service: redis-server, servers, clients ---
 
 @pytest.fixture(scope="session")

@@ -338,7 +338,8 @@ def test_kanjivg_trains_from_the_command_line_and_exports_with_a_passing_loop_pa
     manifest = Manifest.read(version)
     verify_files(version, manifest)
     assert manifest.kind == "stroke_vae" and manifest.latent_dim == 8
-    assert manifest.tasks == {"encode_strokes": "encoder", "init_state": "init_state", "draw_strokes": "decoder_step"}
+    assert manifest.tasks == {"encode_strokes": "encoder", "init_state": "init_state", "draw_strokes": "decoder_step",
+                              "sample": "init_state"}
     info = json.loads((out / "run.json").read_text())
     spec = manifest.strokes
     assert spec is not None and (spec.max_steps, spec.mixtures, spec.hidden) == (info["data"]["shape"][0], 3, 32)

@@ -14,6 +14,7 @@ class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_KIND_VAE: _ClassVar[ModelKind]
     MODEL_KIND_AE: _ClassVar[ModelKind]
     MODEL_KIND_COMPLETION: _ClassVar[ModelKind]
+    MODEL_KIND_STROKE_VAE: _ClassVar[ModelKind]
 
 class OutputFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -35,17 +36,26 @@ class SampleOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SAMPLE_ORIGIN_ENCODE: _ClassVar[SampleOrigin]
     SAMPLE_ORIGIN_VARIATION: _ClassVar[SampleOrigin]
     SAMPLE_ORIGIN_COMPLETE: _ClassVar[SampleOrigin]
+    SAMPLE_ORIGIN_DRAW: _ClassVar[SampleOrigin]
+    SAMPLE_ORIGIN_CONTINUE: _ClassVar[SampleOrigin]
 
 class CompletionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     COMPLETION_METHOD_UNSPECIFIED: _ClassVar[CompletionMethod]
     COMPLETION_METHOD_MODEL: _ClassVar[CompletionMethod]
     COMPLETION_METHOD_ITERATIVE: _ClassVar[CompletionMethod]
+
+class PenState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PEN_STATE_UNSPECIFIED: _ClassVar[PenState]
+    PEN_STATE_DOWN: _ClassVar[PenState]
+    PEN_STATE_UP: _ClassVar[PenState]
 MODEL_KIND_UNSPECIFIED: ModelKind
 MODEL_KIND_GAN: ModelKind
 MODEL_KIND_VAE: ModelKind
 MODEL_KIND_AE: ModelKind
 MODEL_KIND_COMPLETION: ModelKind
+MODEL_KIND_STROKE_VAE: ModelKind
 OUTPUT_FORMAT_UNSPECIFIED: OutputFormat
 OUTPUT_FORMAT_PNG: OutputFormat
 OUTPUT_FORMAT_TENSOR: OutputFormat
@@ -58,9 +68,14 @@ SAMPLE_ORIGIN_INTERPOLATE: SampleOrigin
 SAMPLE_ORIGIN_ENCODE: SampleOrigin
 SAMPLE_ORIGIN_VARIATION: SampleOrigin
 SAMPLE_ORIGIN_COMPLETE: SampleOrigin
+SAMPLE_ORIGIN_DRAW: SampleOrigin
+SAMPLE_ORIGIN_CONTINUE: SampleOrigin
 COMPLETION_METHOD_UNSPECIFIED: CompletionMethod
 COMPLETION_METHOD_MODEL: CompletionMethod
 COMPLETION_METHOD_ITERATIVE: CompletionMethod
+PEN_STATE_UNSPECIFIED: PenState
+PEN_STATE_DOWN: PenState
+PEN_STATE_UP: PenState
 
 class Tensor(_message.Message):
     __slots__ = ("dtype", "shape", "data")
@@ -99,7 +114,7 @@ class OutputSpec(_message.Message):
     def __init__(self, channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., value_min: _Optional[float] = ..., value_max: _Optional[float] = ..., layout: _Optional[str] = ..., dtype: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "latest", "kind", "latent_dim", "num_classes", "output", "supported_methods", "execution_provider", "opset", "created", "quality", "class_names")
+    __slots__ = ("name", "version", "latest", "kind", "latent_dim", "num_classes", "output", "supported_methods", "execution_provider", "opset", "created", "quality", "class_names", "strokes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LATEST_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +128,7 @@ class ModelInfo(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
+    STROKES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     latest: bool
@@ -126,7 +142,20 @@ class ModelInfo(_message.Message):
     created: str
     quality: ModelQuality
     class_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., latest: _Optional[bool] = ..., kind: _Optional[_Union[ModelKind, str]] = ..., latent_dim: _Optional[int] = ..., num_classes: _Optional[int] = ..., output: _Optional[_Union[OutputSpec, _Mapping]] = ..., supported_methods: _Optional[_Iterable[str]] = ..., execution_provider: _Optional[str] = ..., opset: _Optional[int] = ..., created: _Optional[str] = ..., quality: _Optional[_Union[ModelQuality, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    strokes: StrokeInfo
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., latest: _Optional[bool] = ..., kind: _Optional[_Union[ModelKind, str]] = ..., latent_dim: _Optional[int] = ..., num_classes: _Optional[int] = ..., output: _Optional[_Union[OutputSpec, _Mapping]] = ..., supported_methods: _Optional[_Iterable[str]] = ..., execution_provider: _Optional[str] = ..., opset: _Optional[int] = ..., created: _Optional[str] = ..., quality: _Optional[_Union[ModelQuality, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., strokes: _Optional[_Union[StrokeInfo, _Mapping]] = ...) -> None: ...
+
+class StrokeInfo(_message.Message):
+    __slots__ = ("max_steps", "mixtures", "scale", "temperature")
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MIXTURES_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    max_steps: int
+    mixtures: int
+    scale: float
+    temperature: float
+    def __init__(self, max_steps: _Optional[int] = ..., mixtures: _Optional[int] = ..., scale: _Optional[float] = ..., temperature: _Optional[float] = ...) -> None: ...
 
 class ModelQuality(_message.Message):
     __slots__ = ("scores", "details", "meter_version")
@@ -167,20 +196,22 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., max_count: _Optional[int] = ...) -> None: ...
 
 class Sample(_message.Message):
-    __slots__ = ("sample_id", "seed", "image", "latent", "label", "index")
+    __slots__ = ("sample_id", "seed", "image", "latent", "label", "index", "strokes")
     SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     LATENT_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    STROKES_FIELD_NUMBER: _ClassVar[int]
     sample_id: str
     seed: int
     image: Image
     latent: _containers.RepeatedScalarFieldContainer[float]
     label: int
     index: int
-    def __init__(self, sample_id: _Optional[str] = ..., seed: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., latent: _Optional[_Iterable[float]] = ..., label: _Optional[int] = ..., index: _Optional[int] = ...) -> None: ...
+    strokes: StrokeDrawing
+    def __init__(self, sample_id: _Optional[str] = ..., seed: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., latent: _Optional[_Iterable[float]] = ..., label: _Optional[int] = ..., index: _Optional[int] = ..., strokes: _Optional[_Union[StrokeDrawing, _Mapping]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("model", "version", "count", "seed", "truncation", "label", "format", "return_latents")
@@ -233,7 +264,7 @@ class Endpoint(_message.Message):
     def __init__(self, sample_id: _Optional[str] = ..., seed: _Optional[int] = ..., latent: _Optional[_Union[Latent, _Mapping]] = ...) -> None: ...
 
 class InterpolateRequest(_message.Message):
-    __slots__ = ("model", "version", "start", "end", "steps", "method", "truncation", "label", "format", "return_latents")
+    __slots__ = ("model", "version", "start", "end", "steps", "method", "truncation", "label", "format", "return_latents", "seed", "temperature")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
@@ -244,6 +275,8 @@ class InterpolateRequest(_message.Message):
     LABEL_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     RETURN_LATENTS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     start: Endpoint
@@ -254,7 +287,9 @@ class InterpolateRequest(_message.Message):
     label: int
     format: OutputFormat
     return_latents: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., start: _Optional[_Union[Endpoint, _Mapping]] = ..., end: _Optional[_Union[Endpoint, _Mapping]] = ..., steps: _Optional[int] = ..., method: _Optional[_Union[InterpolationMethod, str]] = ..., truncation: _Optional[float] = ..., label: _Optional[int] = ..., format: _Optional[_Union[OutputFormat, str]] = ..., return_latents: _Optional[bool] = ...) -> None: ...
+    seed: int
+    temperature: float
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., start: _Optional[_Union[Endpoint, _Mapping]] = ..., end: _Optional[_Union[Endpoint, _Mapping]] = ..., steps: _Optional[int] = ..., method: _Optional[_Union[InterpolationMethod, str]] = ..., truncation: _Optional[float] = ..., label: _Optional[int] = ..., format: _Optional[_Union[OutputFormat, str]] = ..., return_latents: _Optional[bool] = ..., seed: _Optional[int] = ..., temperature: _Optional[float] = ...) -> None: ...
 
 class InterpolateResponse(_message.Message):
     __slots__ = ("model", "version", "frames", "samples_stored")
@@ -409,6 +444,126 @@ class CompleteResponse(_message.Message):
     samples_stored: bool
     method: CompletionMethod
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., seed: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., samples_stored: _Optional[bool] = ..., method: _Optional[_Union[CompletionMethod, str]] = ...) -> None: ...
+
+class StrokePoint(_message.Message):
+    __slots__ = ("dx", "dy", "pen")
+    DX_FIELD_NUMBER: _ClassVar[int]
+    DY_FIELD_NUMBER: _ClassVar[int]
+    PEN_FIELD_NUMBER: _ClassVar[int]
+    dx: float
+    dy: float
+    pen: PenState
+    def __init__(self, dx: _Optional[float] = ..., dy: _Optional[float] = ..., pen: _Optional[_Union[PenState, str]] = ...) -> None: ...
+
+class StrokeDrawing(_message.Message):
+    __slots__ = ("points",)
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[StrokePoint]
+    def __init__(self, points: _Optional[_Iterable[_Union[StrokePoint, _Mapping]]] = ...) -> None: ...
+
+class GenerateStrokesRequest(_message.Message):
+    __slots__ = ("model", "version", "seed", "temperature", "max_steps", "count", "svg", "png_size", "return_latents")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SVG_FIELD_NUMBER: _ClassVar[int]
+    PNG_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RETURN_LATENTS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    seed: int
+    temperature: float
+    max_steps: int
+    count: int
+    svg: bool
+    png_size: int
+    return_latents: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., seed: _Optional[int] = ..., temperature: _Optional[float] = ..., max_steps: _Optional[int] = ..., count: _Optional[int] = ..., svg: _Optional[bool] = ..., png_size: _Optional[int] = ..., return_latents: _Optional[bool] = ...) -> None: ...
+
+class ContinueStrokesRequest(_message.Message):
+    __slots__ = ("model", "version", "prefix", "sample_id", "seed", "temperature", "max_steps", "count", "svg", "png_size", "return_latents")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SVG_FIELD_NUMBER: _ClassVar[int]
+    PNG_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RETURN_LATENTS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    prefix: StrokeDrawing
+    sample_id: str
+    seed: int
+    temperature: float
+    max_steps: int
+    count: int
+    svg: bool
+    png_size: int
+    return_latents: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., prefix: _Optional[_Union[StrokeDrawing, _Mapping]] = ..., sample_id: _Optional[str] = ..., seed: _Optional[int] = ..., temperature: _Optional[float] = ..., max_steps: _Optional[int] = ..., count: _Optional[int] = ..., svg: _Optional[bool] = ..., png_size: _Optional[int] = ..., return_latents: _Optional[bool] = ...) -> None: ...
+
+class StrokeEvent(_message.Message):
+    __slots__ = ("index", "point", "done")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    POINT_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    point: StrokePoint
+    done: StrokeDone
+    def __init__(self, index: _Optional[int] = ..., point: _Optional[_Union[StrokePoint, _Mapping]] = ..., done: _Optional[_Union[StrokeDone, _Mapping]] = ...) -> None: ...
+
+class StrokeDone(_message.Message):
+    __slots__ = ("sample_id", "seed", "points", "ended", "svg", "png", "latent", "stored", "model", "version")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    SVG_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    LATENT_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    sample_id: str
+    seed: int
+    points: int
+    ended: bool
+    svg: str
+    png: bytes
+    latent: _containers.RepeatedScalarFieldContainer[float]
+    stored: bool
+    model: str
+    version: int
+    def __init__(self, sample_id: _Optional[str] = ..., seed: _Optional[int] = ..., points: _Optional[int] = ..., ended: _Optional[bool] = ..., svg: _Optional[str] = ..., png: _Optional[bytes] = ..., latent: _Optional[_Iterable[float]] = ..., stored: _Optional[bool] = ..., model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class EncodeStrokesRequest(_message.Message):
+    __slots__ = ("model", "version", "drawings")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DRAWINGS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    drawings: _containers.RepeatedCompositeFieldContainer[StrokeDrawing]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., drawings: _Optional[_Iterable[_Union[StrokeDrawing, _Mapping]]] = ...) -> None: ...
+
+class EncodeStrokesResponse(_message.Message):
+    __slots__ = ("model", "version", "samples", "samples_stored")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_STORED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    samples: _containers.RepeatedCompositeFieldContainer[Sample]
+    samples_stored: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., samples_stored: _Optional[bool] = ...) -> None: ...
 
 class GetSampleRequest(_message.Message):
     __slots__ = ("sample_id",)

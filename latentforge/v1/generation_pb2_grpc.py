@@ -79,6 +79,21 @@ class GenerationServiceStub:
                 request_serializer=latentforge_dot_v1_dot_generation__pb2.CompleteRequest.SerializeToString,
                 response_deserializer=latentforge_dot_v1_dot_generation__pb2.CompleteResponse.FromString,
                 _registered_method=True)
+        self.GenerateStrokes = channel.unary_stream(
+                '/latentforge.v1.GenerationService/GenerateStrokes',
+                request_serializer=latentforge_dot_v1_dot_generation__pb2.GenerateStrokesRequest.SerializeToString,
+                response_deserializer=latentforge_dot_v1_dot_generation__pb2.StrokeEvent.FromString,
+                _registered_method=True)
+        self.ContinueStrokes = channel.unary_stream(
+                '/latentforge.v1.GenerationService/ContinueStrokes',
+                request_serializer=latentforge_dot_v1_dot_generation__pb2.ContinueStrokesRequest.SerializeToString,
+                response_deserializer=latentforge_dot_v1_dot_generation__pb2.StrokeEvent.FromString,
+                _registered_method=True)
+        self.EncodeStrokes = channel.unary_unary(
+                '/latentforge.v1.GenerationService/EncodeStrokes',
+                request_serializer=latentforge_dot_v1_dot_generation__pb2.EncodeStrokesRequest.SerializeToString,
+                response_deserializer=latentforge_dot_v1_dot_generation__pb2.EncodeStrokesResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -148,6 +163,28 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateStrokes(self, request, context):
+        """Draw with a stroke model (MODEL_KIND_STROKE_VAE): `count` drawings, their points streamed
+        as the pen moves (StrokeEvent), each drawing closed by a StrokeDone with its sample id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ContinueStrokes(self, request, context):
+        """Continue a partial drawing: `count` continuations, each streamed like GenerateStrokes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EncodeStrokes(self, request, context):
+        """Drawings -> latents (the encoder's mean), each stored as a sample.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +232,21 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.Complete,
                     request_deserializer=latentforge_dot_v1_dot_generation__pb2.CompleteRequest.FromString,
                     response_serializer=latentforge_dot_v1_dot_generation__pb2.CompleteResponse.SerializeToString,
+            ),
+            'GenerateStrokes': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateStrokes,
+                    request_deserializer=latentforge_dot_v1_dot_generation__pb2.GenerateStrokesRequest.FromString,
+                    response_serializer=latentforge_dot_v1_dot_generation__pb2.StrokeEvent.SerializeToString,
+            ),
+            'ContinueStrokes': grpc.unary_stream_rpc_method_handler(
+                    servicer.ContinueStrokes,
+                    request_deserializer=latentforge_dot_v1_dot_generation__pb2.ContinueStrokesRequest.FromString,
+                    response_serializer=latentforge_dot_v1_dot_generation__pb2.StrokeEvent.SerializeToString,
+            ),
+            'EncodeStrokes': grpc.unary_unary_rpc_method_handler(
+                    servicer.EncodeStrokes,
+                    request_deserializer=latentforge_dot_v1_dot_generation__pb2.EncodeStrokesRequest.FromString,
+                    response_serializer=latentforge_dot_v1_dot_generation__pb2.EncodeStrokesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +492,87 @@ class GenerationService:
             '/latentforge.v1.GenerationService/Complete',
             latentforge_dot_v1_dot_generation__pb2.CompleteRequest.SerializeToString,
             latentforge_dot_v1_dot_generation__pb2.CompleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateStrokes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/latentforge.v1.GenerationService/GenerateStrokes',
+            latentforge_dot_v1_dot_generation__pb2.GenerateStrokesRequest.SerializeToString,
+            latentforge_dot_v1_dot_generation__pb2.StrokeEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContinueStrokes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/latentforge.v1.GenerationService/ContinueStrokes',
+            latentforge_dot_v1_dot_generation__pb2.ContinueStrokesRequest.SerializeToString,
+            latentforge_dot_v1_dot_generation__pb2.StrokeEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EncodeStrokes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentforge.v1.GenerationService/EncodeStrokes',
+            latentforge_dot_v1_dot_generation__pb2.EncodeStrokesRequest.SerializeToString,
+            latentforge_dot_v1_dot_generation__pb2.EncodeStrokesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,6 +32,7 @@ from services.cache import (
 from services.config import ServeConfig
 from services.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.generation import completion
+from services.generation.strokes import StrokeDrawer, renderings
 from services.generation.requests import (
     CompleteRequest,
     EncodeRequest,
@@ -81,6 +82,7 @@ class GenerationPipeline:
         self._supports = OwnedChildren(lambda model: frozenset(model.supported_methods()))
         self._samples = OwnedChildren(
             lambda model, operation: metrics.samples.labels(model.name, str(model.version), operation))
+        self.strokes = StrokeDrawer(executor, metrics, cache, config.max_count)
 
     @property
     def max_count(self) -> int:
@@ -88,6 +90,22 @@ class GenerationPipeline:
         return self.config.max_count
 
     # ---- operations ---------------------------------------------------------------------------
+
+    def model_for(self, name: str, version: int | None, operation: str) -> OnnxModel:
+        """The version a request names (the newest when unpinned), able to do ``operation``."""
+        return self._model(name, version, operation)
+
+    def count_samples(self, model: OnnxModel, operation: str, n: int) -> None:
+        """Count n samples made by ``operation`` (latentforge_samples_generated_total)."""
+        self._samples.get(model, operation).inc(n)
+
+    async def stored_latent(self, sample_id: str, model: OnnxModel) -> np.ndarray:
+        """The latent of a stored sample of ``model``'s name (NotFound, Unavailable, InvalidArgument)."""
+        record = await self.sample(sample_id)
+        if record.model != model.name or record.latent.shape != (model.manifest.latent_dim,):
+            raise InvalidArgument(f"sample {sample_id} is of model {record.model} (latent of {record.latent.size}); "
+                                  f"model {model.name} needs a latent of {model.manifest.latent_dim}")
+        return record.latent
 
     def models(self, name: str = "") -> list[ModelListing]:
         """Every loaded version (of ``name``, when given)."""
@@ -149,12 +167,17 @@ class GenerationPipeline:
             label = label_a if label_a is not None else 0
         labels = None if label is None else np.full(steps, label, dtype=np.int64)
         note(model=model.name, version=model.version, steps=steps)
-        payloads = await self._render(model, z, labels, request.output, deadline)
+        drawings = None
+        if model.has_task("draw_strokes"):  # frames are drawings, rendered as the model's output images
+            drawings = await self.strokes.frames(model, z, request.seed or 0, request.temperature)
+            payloads = self._finisher(model, request.output)(renderings(drawings, model.image_shape[1]))
+        else:
+            payloads = await self._render(model, z, labels, request.output, deadline)
         records = [SampleRecord(new_sample_id(), model.name, model.version, z[k], "interpolate", label=label)
                    for k in range(steps)]
         stored = await self._store(records)
         self._samples.get(model, "Interpolate").inc(steps)
-        return Samples(model, records, payloads, stored)
+        return Samples(model, records, payloads, stored, drawings=drawings)
 
     async def encode(self, request: EncodeRequest, deadline: float | None) -> Samples:
         """Images to latents (the encoder's mean), each stored as a sample."""

@@ -78,6 +78,8 @@ class InterpolateRequest:
     truncation: float | None
     label: int | None
     output: OutputFormat
+    seed: int | None = None  # stroke models: the seed of every frame's pen draws
+    temperature: float | None = None  # stroke models: the frames' sampling temperature
 
 
 @dataclass(slots=True)
@@ -136,6 +138,7 @@ class Samples:
     stored: bool  # every record reached the sample cache
     seed: int | None = None  # the base seed (Generate, Variations, Complete)
     method: str | None = None  # Complete: "model" or "iterative"
+    drawings: list | None = None  # stroke models' Interpolate: each frame's drawing, (K, 3) rows
 
 
 @dataclass(slots=True)

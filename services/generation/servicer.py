@@ -7,11 +7,14 @@ id, times the call, records metrics, writes one log line, and turns errors into 
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, AsyncIterator
 
 import grpc
+import numpy as np
 
 from latentforge.manifest import Quality
+from latentforge.strokes import PEN_DOWN, PEN_UP
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.cache import SampleRecord
@@ -32,20 +35,26 @@ from services.generation.requests import (
     TensorInput,
     VariationsRequest,
 )
+from services.generation.strokes import DrawPlan
 from services.inference import OnnxModel
 from services.rpc.calls import CallTracker, add_trailer, deadline, stream, unary
 
 SAMPLES_STORED_HEADER = "x-samples-stored"
 
 _KINDS = {"gan": pb.MODEL_KIND_GAN, "vae": pb.MODEL_KIND_VAE, "ae": pb.MODEL_KIND_AE,
-          "completion": pb.MODEL_KIND_COMPLETION}
+          "completion": pb.MODEL_KIND_COMPLETION, "stroke_vae": pb.MODEL_KIND_STROKE_VAE}
 _ORIGINS = {
     "generate": pb.SAMPLE_ORIGIN_GENERATE,
     "interpolate": pb.SAMPLE_ORIGIN_INTERPOLATE,
     "encode": pb.SAMPLE_ORIGIN_ENCODE,
     "variation": pb.SAMPLE_ORIGIN_VARIATION,
     "complete": pb.SAMPLE_ORIGIN_COMPLETE,
+    "draw": pb.SAMPLE_ORIGIN_DRAW,
+    "continue": pb.SAMPLE_ORIGIN_CONTINUE,
 }
+# Proto pen states -> latentforge.strokes' (PEN_STATE_UNSPECIFIED reads as down), and back.
+_PENS_IN = {pb.PEN_STATE_UNSPECIFIED: PEN_DOWN, pb.PEN_STATE_DOWN: PEN_DOWN, pb.PEN_STATE_UP: PEN_UP}
+_PENS_OUT = {PEN_DOWN: pb.PEN_STATE_DOWN, PEN_UP: pb.PEN_STATE_UP}
 _METHODS = {"model": pb.COMPLETION_METHOD_MODEL, "iterative": pb.COMPLETION_METHOD_ITERATIVE}
 _OUTPUTS = {pb.OUTPUT_FORMAT_UNSPECIFIED: OutputFormat.PNG, pb.OUTPUT_FORMAT_PNG: OutputFormat.PNG,
             pb.OUTPUT_FORMAT_TENSOR: OutputFormat.TENSOR}
@@ -96,10 +105,13 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         made = await self.pipeline.interpolate(InterpolateRequest(
             model=request.model, version=_optional(request, "version"), start=_endpoint(request.start),
             end=_endpoint(request.end), steps=request.steps, slerp=request.method == pb.INTERPOLATION_METHOD_SLERP,
-            truncation=_optional(request, "truncation"), label=_optional(request, "label"), output=output),
+            truncation=_optional(request, "truncation"), label=_optional(request, "label"), output=output,
+            seed=_optional(request, "seed"), temperature=_optional(request, "temperature")),
             deadline(context))
-        return pb.InterpolateResponse(model=made.model.name, version=made.model.version,
-                                      frames=_samples(made, output, 0, request.return_latents),
+        frames = _samples(made, output, 0, request.return_latents)
+        for frame, rows in zip(frames, made.drawings or ()):
+            frame.strokes.CopyFrom(_drawing(rows))
+        return pb.InterpolateResponse(model=made.model.name, version=made.model.version, frames=frames,
                                       samples_stored=made.stored)
 
     @unary
@@ -144,6 +156,71 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         return pb.CompleteResponse(model=made.model.name, version=made.model.version, seed=made.seed,
                                    candidates=_samples(made, output, 0, request.return_latents),
                                    samples_stored=made.stored, method=_METHODS[made.method or "model"])
+
+    @stream
+    async def GenerateStrokes(self, request: pb.GenerateStrokesRequest,
+                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StrokeEvent]:
+        model = self.pipeline.model_for(request.model, _optional(request, "version"), "GenerateStrokes")
+        plan = self.pipeline.strokes.plan(
+            model, count=request.count or 1, seed=_seed(request), temperature=_optional(request, "temperature"),
+            max_steps=request.max_steps, svg=request.svg, png_size=request.png_size)
+        async for event in self._draw(plan, "draw", "GenerateStrokes", request.return_latents):
+            yield event
+
+    @stream
+    async def ContinueStrokes(self, request: pb.ContinueStrokesRequest,
+                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StrokeEvent]:
+        pipeline = self.pipeline
+        model = pipeline.model_for(request.model, _optional(request, "version"), "ContinueStrokes")
+        prefix = pipeline.strokes.check_prefix(model, _rows(request.prefix.points))
+        count, seed = request.count or 1, _seed(request)
+        given = None
+        if request.sample_id:
+            given = np.repeat((await pipeline.stored_latent(request.sample_id, model))[None], max(count, 1), 0)
+        elif model.manifest.latent_dim:
+            if not model.has_task("encode_strokes"):
+                raise InvalidArgument(f"model {model.name} has no encoder: name the latent to continue with "
+                                      "(sample_id)")
+            given = await pipeline.strokes.posterior(model, prefix, [(seed + i) % 2**64 for i in range(count)])
+        plan = pipeline.strokes.plan(
+            model, count=count, seed=seed, temperature=_optional(request, "temperature"), max_steps=request.max_steps,
+            svg=request.svg, png_size=request.png_size, prefix=prefix, latents_given=given,
+            parent_id=request.sample_id or None)
+        async for event in self._draw(plan, "continue", "ContinueStrokes", request.return_latents):
+            yield event
+
+    async def _draw(self, plan: DrawPlan, origin: str, operation: str,
+                    with_latents: bool) -> AsyncIterator[pb.StrokeEvent]:
+        """A plan's drawings as a stream of StrokeEvents; the samples are counted as they finish."""
+        model = plan.model
+        async for event in self.pipeline.strokes.stream(plan, origin):
+            if not event.done:
+                yield pb.StrokeEvent(index=event.index, point=pb.StrokePoint(dx=event.dx, dy=event.dy,
+                                                                             pen=_PENS_OUT[event.pen]))
+                continue
+            record = event.record
+            assert record is not None
+            self.pipeline.count_samples(model, operation, 1)
+            done = pb.StrokeDone(sample_id=record.sample_id, seed=record.seed or 0, points=event.points,
+                                 ended=event.ended, svg=event.svg, png=event.png, stored=event.stored,
+                                 model=model.name, version=model.version)
+            if with_latents:
+                done.latent.extend(record.latent.tolist())
+            yield pb.StrokeEvent(index=event.index, done=done)
+
+    @unary
+    async def EncodeStrokes(self, request: pb.EncodeStrokesRequest,
+                            context: grpc.aio.ServicerContext) -> pb.EncodeStrokesResponse:
+        pipeline = self.pipeline
+        model = pipeline.model_for(request.model, _optional(request, "version"), "EncodeStrokes")
+        if not 1 <= len(request.drawings) <= pipeline.max_count:
+            raise InvalidArgument(f"send 1 to {pipeline.max_count} drawings, got {len(request.drawings)}")
+        drawings = [pipeline.strokes.check_prefix(model, _rows(d.points), f"drawing {k}")
+                    for k, d in enumerate(request.drawings)]
+        records, stored = await pipeline.strokes.encode(model, drawings)
+        return pb.EncodeStrokesResponse(
+            model=model.name, version=model.version, samples_stored=stored,
+            samples=[pb.Sample(sample_id=r.sample_id, latent=r.latent.tolist(), index=k) for k, r in enumerate(records)])
 
     @unary
     async def GetSample(self, request: pb.GetSampleRequest, context: grpc.aio.ServicerContext) -> pb.GetSampleResponse:
@@ -224,7 +301,26 @@ def _mask(request: pb.CompleteRequest) -> MaskInput:
     return None
 
 
+def _seed(request: Any) -> int:
+    """The request's base seed, or a random one."""
+    return request.seed if request.HasField("seed") else secrets.randbits(64)
+
+
+def _rows(points: Any) -> np.ndarray:
+    """Proto StrokePoints as (K, 3) rows (dx, dy, pen); an unknown pen state is an InvalidArgument."""
+    try:
+        return np.array([(p.dx, p.dy, _PENS_IN[p.pen]) for p in points], np.float64).reshape(-1, 3)
+    except KeyError:
+        raise InvalidArgument("a point's pen must be PEN_STATE_DOWN or PEN_STATE_UP") from None
+
+
 # ---- typed results -> proto ------------------------------------------------------------------------
+
+def _drawing(rows: np.ndarray) -> pb.StrokeDrawing:
+    """(K, 3) rows in data units as a StrokeDrawing."""
+    return pb.StrokeDrawing(points=[pb.StrokePoint(dx=float(dx), dy=float(dy), pen=_PENS_OUT[int(pen)])
+                                    for dx, dy, pen in rows])
+
 
 def _image(model: OnnxModel, output: OutputFormat, payload: bytes) -> pb.Image:
     if output is OutputFormat.TENSOR:
@@ -264,6 +360,9 @@ def _model_info(entry: ModelListing) -> pb.ModelInfo:
                              layout=out.layout, dtype=out.dtype),
         supported_methods=m.supported_methods(), execution_provider=m.provider,
         opset=man.opset, created=man.created, quality=_quality(man.quality), class_names=list(man.classes),
+        strokes=None if man.strokes is None else pb.StrokeInfo(
+            max_steps=man.strokes.max_steps, mixtures=man.strokes.mixtures, scale=man.strokes.scale,
+            temperature=man.strokes.temperature),
     )
 
 

@@ -29,8 +29,8 @@ Export (``export_graphs``), the sampling loop left to the service:
   ``pen_logits`` (N, 3), ``h_out``, ``c_out``. The unconditional model's step takes no ``z``,
   and its ``h`` and ``c`` are optional inputs: left out, they are zeros, its initial state.
 
-Tasks: ``encode_strokes`` (encoder), ``init_state`` (init_state) and ``draw_strokes``
-(decoder_step); ``stroke_spec`` gives what the manifest's ``strokes`` records. Offsets come out in
+Tasks: ``encode_strokes`` (encoder), ``init_state`` (init_state, also ``sample``: its z has the
+standard normal prior) and ``draw_strokes`` (decoder_step); ``stroke_spec`` gives what the manifest's ``strokes`` records. Offsets come out in
 the data's normalised units: multiply by the data's scale factor to get its own.
 """
 
@@ -75,7 +75,9 @@ class SketchRNN(Family):
 
     name = "sketch-rnn"
     kind = "stroke_vae"
-    tasks = {"encode_strokes": "encoder", "init_state": "init_state", "draw_strokes": "decoder_step"}
+    # "sample": latents from the standard normal are meaningful (the prior), as for a VAE's decoder.
+    tasks = {"encode_strokes": "encoder", "init_state": "init_state", "draw_strokes": "decoder_step",
+             "sample": "init_state"}
     value_range = (0.0, 1.0)  # of the rendered grids
     needs = ("strokes", "lengths")
     conventions = {"strokes": STROKE_CONVENTION, "state": STATE_CONVENTION}

@@ -1,0 +1,195 @@
+"""Pen strokes for the service and its clients: sampling one point from a stroke decoder's step,
+checking and converting drawings, and rendering them as SVG and PNG. NumPy and Pillow only, so
+a serve-only install has it.
+
+A drawing is a sequence of points, each the pen's offset (dx, dy) from the previous point and
+the pen's state after it: ``PEN_DOWN`` (the pen stays on the paper: the segment to the next point
+is drawn), ``PEN_UP`` (lifted after this point: the next segment is a move) or ``PEN_END`` (the
+drawing is over; a point with no offset). The models work on stroke-5 rows (dx, dy, p1, p2, p3)
+with offsets divided by the data's scale factor (``latentforge.manifest.StrokeSpec.scale``); the
+service speaks in the data's own units.
+
+Sampling, as sketch-rnn (Ha & Eck 2017) with temperature tau: a mixture component from
+softmax(pi / tau), then (dx, dy) from its bivariate normal with variances times tau, then the pen
+state from softmax(pen_logits / tau). Every draw comes from the caller's NumPy Generator in a
+fixed order (one uniform for the component, two standard normals, one uniform for the pen), so a
+seed gives the same drawing on any server.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+PEN_DOWN, PEN_UP, PEN_END = 0, 1, 2
+MIN_TEMPERATURE = 1e-3
+MAX_TEMPERATURE = 2.0
+# Offsets above this many scale factors are not a drawing the model could have seen.
+MAX_OFFSET_SCALES = 1e3
+
+
+class StrokeError(ValueError):
+    """A drawing that cannot be used, with what to fix."""
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """One step's outputs for one drawing: the next point's distribution (mixture of M)."""
+
+    pi: np.ndarray  # (M,) logits
+    mu_x: np.ndarray
+    mu_y: np.ndarray
+    sigma_x: np.ndarray
+    sigma_y: np.ndarray
+    rho: np.ndarray
+    pen_logits: np.ndarray  # (3,)
+
+
+def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    x = logits.astype(np.float64) / temperature
+    x -= x.max()
+    p = np.exp(x)
+    return p / p.sum()
+
+
+def _pick(probs: np.ndarray, u: float) -> int:
+    """The index whose cumulative probability first exceeds u (u in [0, 1))."""
+    return int(min(np.searchsorted(np.cumsum(probs), u, side="right"), len(probs) - 1))
+
+
+def sample_point(step: StepOutput, temperature: float, rng: np.random.Generator) -> tuple[float, float, int]:
+    """(dx, dy, pen) in the model's units from one step's distribution; draws, in order: one
+    uniform, two standard normals, one uniform."""
+    tau = max(float(temperature), MIN_TEMPERATURE)
+    k = _pick(_softmax(step.pi, tau), float(rng.random()))
+    e = rng.standard_normal(2)
+    scale = math.sqrt(tau)
+    sx, sy, rho = float(step.sigma_x[k]) * scale, float(step.sigma_y[k]) * scale, float(step.rho[k])
+    dx = float(step.mu_x[k]) + sx * float(e[0])
+    dy = float(step.mu_y[k]) + sy * (rho * float(e[0]) + math.sqrt(max(1.0 - rho * rho, 0.0)) * float(e[1]))
+    pen = _pick(_softmax(step.pen_logits, tau), float(rng.random()))
+    return dx, dy, pen
+
+
+def check_temperature(value: float | None, default: float) -> float:
+    """A request's temperature, or the model's default; StrokeError outside (0, MAX_TEMPERATURE]."""
+    tau = default if value is None else float(value)
+    if not math.isfinite(tau) or not MIN_TEMPERATURE <= tau <= MAX_TEMPERATURE:
+        raise StrokeError(f"temperature must be in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}] (got {value}); "
+                          "low draws the most likely strokes, 1 samples the model as trained")
+    return tau
+
+
+def check_drawing(points: np.ndarray, max_points: int, scale: float, what: str = "drawing") -> np.ndarray:
+    """A client's drawing as float32 (K, 3) rows (dx, dy, pen) in the data's units, checked: at
+    least one point, at most ``max_points``, finite offsets of sane size, pens PEN_DOWN or
+    PEN_UP except a last PEN_END (dropped). StrokeError says what is wrong."""
+    rows = np.asarray(points, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != 3:
+        raise StrokeError(f"{what}: points must be (dx, dy, pen) rows, got shape {list(rows.shape)}")
+    if len(rows) and rows[-1, 2] == PEN_END:
+        rows = rows[:-1]
+    if not len(rows):
+        raise StrokeError(f"{what} has no points; send at least one (dx, dy, pen) point")
+    if len(rows) > max_points:
+        raise StrokeError(f"{what} has {len(rows)} points; this model takes at most {max_points} "
+                          "(simplify the strokes, e.g. with Ramer-Douglas-Peucker, or send a shorter part)")
+    if not np.all(np.isfinite(rows[:, :2])):
+        raise StrokeError(f"{what}: offsets must be finite numbers (found NaN or infinity)")
+    limit = MAX_OFFSET_SCALES * scale
+    if np.abs(rows[:, :2]).max() > limit:
+        raise StrokeError(f"{what}: an offset of {np.abs(rows[:, :2]).max():.4g} exceeds {limit:.4g} "
+                          f"({MAX_OFFSET_SCALES:g} times the model's scale {scale:g}); send offsets between "
+                          "points, not absolute positions, in the data's units")
+    pens = rows[:, 2]
+    if not np.all(np.isin(pens, (PEN_DOWN, PEN_UP))):
+        raise StrokeError(f"{what}: pen states must be PEN_DOWN or PEN_UP (PEN_END only on the last point)")
+    return rows.astype(np.float32)
+
+
+def to_stroke5(rows: np.ndarray, steps: int, scale: float) -> tuple[np.ndarray, int]:
+    """Checked rows (K, 3) in data units -> (stroke-5 (steps, 5) in model units, padded with
+    (0, 0, 0, 0, 1), and K)."""
+    out = np.zeros((steps, 5), np.float32)
+    out[:, 4] = 1.0
+    k = len(rows)
+    out[:k, :2] = rows[:, :2] / scale
+    out[:k, 2:5] = 0.0
+    out[np.arange(k), 2 + rows[:, 2].astype(np.int64)] = 1.0
+    return out, k
+
+
+def stroke5_row(dx: float, dy: float, pen: int) -> np.ndarray:
+    """One model-units point as the step graph's next input."""
+    row = np.zeros(5, np.float32)
+    row[0], row[1] = dx, dy
+    row[2 + pen] = 1.0
+    return row
+
+
+def positions(rows: np.ndarray) -> np.ndarray:
+    """Absolute pen positions (K, 2) of rows (K, 3) of offsets, starting from the origin."""
+    return np.cumsum(np.asarray(rows, np.float64)[:, :2], axis=0)
+
+
+def segments(rows: np.ndarray) -> list[np.ndarray]:
+    """The drawn polylines: runs of points joined while the pen is down (each (L, 2), L >= 2)."""
+    xy = positions(rows)
+    lines: list[np.ndarray] = []
+    start = 0
+    for i in range(len(rows)):
+        if rows[i, 2] != PEN_DOWN or i == len(rows) - 1:
+            if i - start >= 1:
+                lines.append(xy[start:i + 1])
+            start = i + 1
+    return lines
+
+
+def _frame(rows: np.ndarray, size: float, margin: float) -> tuple[np.ndarray, float]:
+    """Offset and factor that fit the drawing, centred, in a size x size box with a margin."""
+    xy = positions(rows) if len(rows) else np.zeros((1, 2))
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    span = float(max(hi[0] - lo[0], hi[1] - lo[1], 1e-6))
+    fit = size * (1 - 2 * margin) / span
+    return (lo + hi) / 2, fit
+
+
+def to_svg(rows: np.ndarray, size: int = 256, margin: float = 0.08, stroke_width: float = 2.0) -> str:
+    """The drawing as a standalone SVG document: black polylines on white, fitted to size x size."""
+    centre, fit = _frame(rows, size, margin)
+    paths = []
+    for line in segments(rows):
+        pts = (line - centre) * fit + size / 2
+        d = "M" + " L".join(f"{x:.2f} {y:.2f}" for x, y in pts)
+        paths.append(f'<path d="{d}"/>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 {size} {size}">'
+            f'<rect width="100%" height="100%" fill="white"/>'
+            f'<g fill="none" stroke="black" stroke-width="{stroke_width:g}" stroke-linecap="round" '
+            f'stroke-linejoin="round">{"".join(paths)}</g></svg>')
+
+
+def render(rows: np.ndarray, size: int = 64, margin: float = 0.08, width: int | None = None) -> np.ndarray:
+    """The drawing as white lines on black, fitted to the canvas: float32 (size, size) in [0, 1]
+    (the training grids' and the quality meter's picture of a drawing)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (size, size), 0)
+    pen = ImageDraw.Draw(image)
+    centre, fit = _frame(rows, size, margin)
+    for line in segments(rows):
+        pts = [tuple(p) for p in (line - centre) * fit + size / 2]
+        pen.line(pts, fill=255, width=width or max(1, size // 32))
+    return np.asarray(image, np.float32) / 255.0
+
+
+def to_png(rows: np.ndarray, size: int = 256) -> bytes:
+    """The drawing as a PNG: black lines on white, fitted to size x size."""
+    from PIL import Image
+
+    pixels = (255 - np.round(render(rows, size, width=max(1, size // 96)) * 255)).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels, "L").save(out, format="PNG")
+    return out.getvalue()
