@@ -171,14 +171,16 @@ def to_svg(rows: np.ndarray, size: int = 256, margin: float = 0.08, stroke_width
             f'stroke-linejoin="round">{"".join(paths)}</g></svg>')
 
 
-def render(rows: np.ndarray, size: int = 64, margin: float = 0.08, width: int | None = None) -> np.ndarray:
+def render(rows: np.ndarray, size: int = 64, margin: float = 0.08, width: int | None = None,
+           fit_to: np.ndarray | None = None) -> np.ndarray:
     """The drawing as white lines on black, fitted to the canvas: float32 (size, size) in [0, 1]
-    (the training grids' and the quality meter's picture of a drawing)."""
+    (the training grids' and the quality meter's picture of a drawing). ``fit_to``: fit the canvas
+    to these rows instead (a part of a drawing drawn where it lies in the whole)."""
     from PIL import Image, ImageDraw
 
     image = Image.new("L", (size, size), 0)
     pen = ImageDraw.Draw(image)
-    centre, fit = _frame(rows, size, margin)
+    centre, fit = _frame(rows if fit_to is None else fit_to, size, margin)
     for line in segments(rows):
         pts = [tuple(p) for p in (line - centre) * fit + size / 2]
         pen.line(pts, fill=255, width=width or max(1, size // 32))
@@ -192,4 +194,23 @@ def to_png(rows: np.ndarray, size: int = 256) -> bytes:
     pixels = (255 - np.round(render(rows, size, width=max(1, size // 96)) * 255)).astype(np.uint8)
     out = io.BytesIO()
     Image.fromarray(pixels, "L").save(out, format="PNG")
+    return out.getvalue()
+
+
+def to_gif(rows: np.ndarray, size: int = 256, points_per_frame: int = 1, frame_ms: int = 40,
+           hold_ms: int = 1200) -> bytes:
+    """The drawing drawn as the pen moved, as an animated GIF (black on white): one frame per
+    ``points_per_frame`` points, the finished drawing held ``hold_ms`` at the end."""
+    from PIL import Image
+
+    rows = np.asarray(rows, np.float32).reshape(-1, 3)
+    width = max(1, size // 96)
+    ends = list(range(1, len(rows) + 1, max(1, points_per_frame)))
+    if not ends or ends[-1] != len(rows):
+        ends.append(len(rows))
+    frames = [Image.fromarray((255 - np.round(render(rows[:k], size, width=width, fit_to=rows) * 255)).astype(np.uint8),
+                              "L") for k in ends]
+    out = io.BytesIO()
+    durations = [frame_ms] * (len(frames) - 1) + [hold_ms]
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
     return out.getvalue()

@@ -80,6 +80,21 @@ def register(subparsers: Any) -> None:
                    help="output PNG strip (default completion.png)")
     c.set_defaults(func=_complete)
 
+    d = subparsers.add_parser("draw", help="draw with a stroke model: SVG (and PNG, animated GIF) of each drawing",
+                              description="Draw with a stroke model (sketch-rnn) on a running server; the points "
+                              "stream as the pen moves. With --prefix, continue a partial drawing instead.")
+    _client_args(d)
+    d.add_argument("--seed", type=int, help="base seed (default: the server picks one); drawing i uses seed + i")
+    d.add_argument("--count", type=int, default=1, help="drawings (default 1); files get -0, -1... suffixes")
+    d.add_argument("--temperature", type=float, help="0.001..2: low = the likeliest strokes (default: the model's)")
+    d.add_argument("--max-steps", type=int, default=0, help="most points per drawing (default: the model's)")
+    d.add_argument("--prefix", type=Path, help="JSON file of points [[dx, dy, pen], ...] (pen 0 down, 1 lifted) "
+                   "to continue")
+    d.add_argument("--out", type=Path, default=Path("drawing.svg"), help="output SVG (default drawing.svg)")
+    d.add_argument("--png", type=Path, help="also write a PNG")
+    d.add_argument("--gif", type=Path, help="also write an animated GIF of the pen drawing it")
+    d.set_defaults(func=_draw)
+
     m = subparsers.add_parser("models", help="list the models a running server has loaded, with their quality")
     connection_args(m)
     m.add_argument("--json", action="store_true", help="print every field as JSON")
@@ -337,6 +352,58 @@ def _complete(args: argparse.Namespace) -> int:
     strip(frames, info.value_range).save(args.out)
     print(f"{args.out}: the input (hole in red) and {len(result.samples)} candidates from {result.model} "
           f"v{result.version}, seed {result.seed}")
+    return 0
+
+
+def _numbered(path: Path | None, index: int, count: int) -> Path | None:
+    """``path`` for drawing ``index`` of ``count``: the path itself for one drawing, else stem-index."""
+    if path is None or count == 1:
+        return path
+    return path.with_name(f"{path.stem}-{index}{path.suffix}")
+
+
+def _draw(args: argparse.Namespace) -> int:
+    import json
+
+    import grpc
+
+    from latentforge.strokes import to_gif, to_png
+    from services.client import Drawing
+
+    if args.count < 1:
+        print(f"error: --count must be at least 1, got {args.count}", file=sys.stderr)
+        return 2
+    try:
+        prefix = json.loads(args.prefix.read_text()) if args.prefix else None
+    except OSError as exc:
+        print(f"error: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {args.prefix} is not JSON points [[dx, dy, pen], ...]: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with connect(args) as client:
+            drawings = [d for d in client.draw_stream(
+                args.model, args.count, seed=args.seed, temperature=args.temperature, max_steps=args.max_steps,
+                svg=True, prefix=prefix, version=args.version) if isinstance(d, Drawing)]
+    except grpc.RpcError as exc:
+        return _rpc_error(exc)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for d in sorted(drawings, key=lambda d: d.index):
+        out = _numbered(args.out, d.index, args.count)
+        written = [out]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(d.svg)
+        for path, make in ((_numbered(args.png, d.index, args.count), lambda: to_png(d.points)),
+                           (_numbered(args.gif, d.index, args.count), lambda: to_gif(d.points))):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(make())
+                written.append(path)
+        how = "ended by the model" if d.ended else "stopped at --max-steps"
+        print(f"{', '.join(map(str, written))}: {len(d.points)} points ({how}), seed {d.seed}, sample {d.sample_id}")
     return 0
 
 

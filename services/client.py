@@ -22,10 +22,14 @@ from services.rpc.security import client_channel
 
 _FORMATS = {"png": pb.OUTPUT_FORMAT_PNG, "tensor": pb.OUTPUT_FORMAT_TENSOR}
 _KINDS = {pb.MODEL_KIND_GAN: "gan", pb.MODEL_KIND_VAE: "vae", pb.MODEL_KIND_AE: "ae",
-          pb.MODEL_KIND_COMPLETION: "completion"}
+          pb.MODEL_KIND_COMPLETION: "completion", pb.MODEL_KIND_STROKE_VAE: "stroke_vae"}
 _ORIGINS = {pb.SAMPLE_ORIGIN_GENERATE: "generate", pb.SAMPLE_ORIGIN_INTERPOLATE: "interpolate",
             pb.SAMPLE_ORIGIN_ENCODE: "encode", pb.SAMPLE_ORIGIN_VARIATION: "variation",
-            pb.SAMPLE_ORIGIN_COMPLETE: "complete"}
+            pb.SAMPLE_ORIGIN_COMPLETE: "complete", pb.SAMPLE_ORIGIN_DRAW: "draw",
+            pb.SAMPLE_ORIGIN_CONTINUE: "continue"}
+# Pen states: latentforge.strokes' numbers <-> the proto's.
+_PEN_OUT = {pb.PEN_STATE_UNSPECIFIED: 0, pb.PEN_STATE_DOWN: 0, pb.PEN_STATE_UP: 1}
+_PEN_IN = {0: pb.PEN_STATE_DOWN, 1: pb.PEN_STATE_UP}
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class ModelInfo:
     execution_provider: str
     quality: Quality | None = None  # None when the version was exported without scores
     class_names: tuple[str, ...] = ()  # by label, for a conditional model with named classes
+    strokes: dict[str, float] | None = None  # stroke models: max_steps, mixtures, scale, temperature
 
     def label_of(self, label: int | str) -> int:
         """The label index of a class given by index ("7", 7) or by name ("seven")."""
@@ -104,6 +109,7 @@ class Sample:
     seed: int | None = None
     label: int | None = None
     latent: np.ndarray | None = None
+    strokes: np.ndarray | None = None  # a stroke model's drawing (Interpolate frames): rows (dx, dy, pen)
 
     def pil(self) -> Image.Image:
         """The image as a Pillow image (PNG output)."""
@@ -121,6 +127,22 @@ class Result:
     samples: list[Sample]
     seed: int | None = None
     stored: bool = True
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """A finished drawing of a stroke model: its points (K, 3) rows (dx, dy, pen) in the model's
+    data units, pen 0 = down after the point, 1 = lifted (``latentforge.strokes``)."""
+
+    index: int
+    sample_id: str
+    seed: int
+    points: np.ndarray
+    ended: bool  # the model ended it (else it reached max_steps)
+    stored: bool
+    svg: str = ""
+    png: bytes = b""
+    latent: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +221,7 @@ def sample_from_proto(s: pb.Sample) -> Sample:
         seed=s.seed if s.HasField("seed") else None,
         label=s.label if s.HasField("label") else None,
         latent=np.asarray(s.latent, dtype=np.float32) if len(s.latent) else None,
+        strokes=strokes_from_proto(s.strokes) if s.HasField("strokes") else None,
     )
 
 
@@ -270,6 +293,8 @@ class GenerationClient:
                 quality=Quality(dict(m.quality.scores), dict(m.quality.details), m.quality.meter_version)
                 if m.HasField("quality") else None,
                 class_names=tuple(m.class_names),
+                strokes={"max_steps": m.strokes.max_steps, "mixtures": m.strokes.mixtures, "scale": m.strokes.scale,
+                         "temperature": m.strokes.temperature} if m.HasField("strokes") else None,
             )
             for m in response.models
         ]
@@ -342,11 +367,66 @@ class GenerationClient:
             parent_sample_id=r.parent_sample_id or None, created_unix_s=r.created_unix_s,
         )
 
+    def draw_stream(self, model: str, count: int = 1, *, seed: int | None = None, temperature: float | None = None,
+                    max_steps: int = 0, svg: bool = False, png_size: int = 0, prefix: Any = None,
+                    sample_id: str = "", version: int | None = None, return_latents: bool = False):
+        """Stream a stroke model's drawings (GenerateStrokes; ContinueStrokes when ``prefix``, rows
+        (dx, dy, pen), is given): yields (index, (dx, dy, pen)) for each point as it is drawn, and a
+        Drawing when drawing ``index`` is finished. Closing the generator cancels the call."""
+        fields = dict(model=model, count=count, max_steps=max_steps, svg=svg, png_size=png_size,
+                      return_latents=return_latents)
+        if prefix is None:
+            request = pb.GenerateStrokesRequest(**fields)
+            call = self.stub.GenerateStrokes
+        else:
+            request = pb.ContinueStrokesRequest(prefix=strokes_to_proto(prefix), sample_id=sample_id, **fields)
+            call = self.stub.ContinueStrokes
+        _set_optional(request, seed=seed, temperature=temperature, version=version)
+        points: dict[int, list[tuple[float, float, int]]] = {}
+        before = np.asarray(prefix, np.float32).reshape(-1, 3) if prefix is not None else np.zeros((0, 3), np.float32)
+        stream = call(request, timeout=self.timeout_s)
+        try:
+            for event in stream:
+                if event.WhichOneof("event") == "point":
+                    point = (event.point.dx, event.point.dy, _PEN_OUT.get(event.point.pen, 0))
+                    points.setdefault(event.index, []).append(point)
+                    yield event.index, point
+                    continue
+                d = event.done
+                rows = np.concatenate([before, np.asarray(points.pop(event.index, []), np.float32).reshape(-1, 3)])
+                yield Drawing(event.index, d.sample_id, d.seed, rows, d.ended, d.stored, d.svg, d.png,
+                              np.asarray(d.latent, np.float32) if return_latents else None)
+        finally:
+            stream.cancel()
+
+    def draw(self, model: str, count: int = 1, **options: Any) -> list[Drawing]:
+        """The finished drawings of ``draw_stream`` (same options), by index."""
+        done = [d for d in self.draw_stream(model, count, **options) if isinstance(d, Drawing)]
+        return sorted(done, key=lambda d: d.index)
+
+    def encode_strokes(self, model: str, drawings: Sequence[Any], *, version: int | None = None) -> Result:
+        """Drawings (each rows (dx, dy, pen)) -> stored samples with their latents."""
+        request = pb.EncodeStrokesRequest(model=model, drawings=[strokes_to_proto(d) for d in drawings])
+        _set_optional(request, version=version)
+        r = self.stub.EncodeStrokes(request, timeout=self.timeout_s)
+        return Result(r.model, r.version, [sample_from_proto(s) for s in r.samples], None, r.samples_stored)
+
     @staticmethod
     def _generate_request(model, count, seed, version, truncation, label, fmt, return_latents) -> pb.GenerateRequest:
         request = pb.GenerateRequest(model=model, count=count, format=_FORMATS[fmt], return_latents=return_latents)
         _set_optional(request, seed=seed, version=version, truncation=truncation, label=label)
         return request
+
+
+def strokes_to_proto(rows: Any) -> pb.StrokeDrawing:
+    """Rows (dx, dy, pen) as a StrokeDrawing (pen 0 = down, 1 = lifted)."""
+    return pb.StrokeDrawing(points=[pb.StrokePoint(dx=float(dx), dy=float(dy), pen=_PEN_IN.get(int(pen), pen + 1))
+                                    for dx, dy, pen in np.asarray(rows, np.float64).reshape(-1, 3)])
+
+
+def strokes_from_proto(drawing: pb.StrokeDrawing) -> np.ndarray:
+    """A StrokeDrawing as float32 rows (dx, dy, pen)."""
+    return np.array([(p.dx, p.dy, _PEN_OUT.get(p.pen, 0)) for p in drawing.points], np.float32).reshape(-1, 3)
 
 
 def _set_optional(message: Any, **fields: Any) -> None:

@@ -59,6 +59,9 @@ class Metrics:
         self.render_cache_misses = Counter(
             "latentforge_render_cache_misses", "Rendered outputs looked up and not in the cache.",
             ["backend"], registry=r)
+        self.drawings_in_progress = Gauge(
+            "latentforge_drawings_in_progress", "Stroke drawings being sampled now (GenerateStrokes, "
+            "ContinueStrokes, Interpolate frames of stroke models).", registry=r)
         self.models_loaded = Gauge(
             "latentforge_models_loaded", "Model versions loaded and serving.", registry=r)
         self.model_info = Info(

@@ -177,7 +177,7 @@ class StrokeDrawer:
         self.cache = cache
         self.max_count = max_count
         self.batcher = StepBatcher(executor, metrics)
-        self.in_progress = 0  # drawings being sampled now, all RPCs together
+        self.in_progress = metrics.drawings_in_progress  # drawings being sampled now, all RPCs together
 
     # ---- plans ---------------------------------------------------------------------------------
 
@@ -260,7 +260,7 @@ class StrokeDrawer:
             z = rng.standard_normal(d).astype(np.float32)  # = latents.latent_from_seed(seed, d)
         else:
             z = np.zeros(0, np.float32)
-        self.in_progress += 1
+        self.in_progress.inc()
         try:
             if d:
                 state = await asyncio.get_running_loop().run_in_executor(
@@ -287,7 +287,7 @@ class StrokeDrawer:
                 await queue.put(DrawEvent(index, rows[-1][0], rows[-1][1], pen))
                 point = stroke5_row(dx, dy, pen)
         finally:
-            self.in_progress -= 1
+            self.in_progress.dec()
         drawn = np.asarray(rows, np.float32).reshape(-1, 3)
         whole = drawn if plan.prefix is None else np.concatenate([plan.prefix, drawn])
         record = SampleRecord(new_sample_id(), model.name, model.version, z, origin, seed=seed,
