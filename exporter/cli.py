@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from latentforge.cli import missing_extra
+from latentforge.cli import missing_extra, one_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             evaluate=args.evaluate,
         )
     except (CheckpointError, ExportError, ValueError, OSError) as exc:  # QualityError is a ValueError
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     manifest = Manifest.read(version_dir)
     source = manifest.source_checkpoint

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -63,9 +64,16 @@ def missing_extra(command: str, extra: str, exc: ModuleNotFoundError) -> int:
     return 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors in one line that points to --help (sub-commands inherit it)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with the sub-commands of every installed part."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="latentforge",
         description="Train generative image models, export them to ONNX, serve them over gRPC.",
     )
@@ -82,13 +90,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TRACEBACK_ENV = "LATENTFORGE_TRACEBACK"  # set to 1 to see a failing command's traceback
+PROJECT_PACKAGES = ("latentforge", "trainer", "exporter", "services", "tools")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments and run the chosen sub-command; returns the exit status."""
+    """Parse arguments and run the chosen sub-command; returns the exit status.
+
+    A command reports the errors it expects itself; anything that still escapes is printed as one
+    line (what failed, and for an unexpected error how to see where), never as a traceback,
+    unless LATENTFORGE_TRACEBACK=1.
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
+        print(f"latentforge {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"latentforge {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line that says what to do: a gRPC status with its message, a file that
+    cannot be read or written, or the error's own message (an unexpected kind named, with how to
+    see its traceback)."""
+    code = getattr(exc, "code", None)
+    details = getattr(exc, "details", None)
+    if callable(code) and callable(details):  # grpc.RpcError
+        name = getattr(code(), "name", str(code()))
+        hint = " (is the server running at --target?)" if name == "UNAVAILABLE" else ""
+        return f"{name}: {details()}{hint}"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"cannot use{where}: {exc.strerror}"
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, ValueError) or type(exc).__module__.split(".")[0] in PROJECT_PACKAGES:
+        return message  # bad values and the project's own errors say what to fix
+    return f"unexpected {type(exc).__name__}: {message} (set {TRACEBACK_ENV}=1 to see where)"
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ async def _load(target: str, model: str, concurrency: int, duration_s: float, wa
                         firsts.append(first - t0)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    ms = lambda xs, q: round(float(np.percentile(xs, q)) * 1e3, 2) if xs else None  # noqa: E731
+    ms = lambda xs, q: round(float(np.percentile(xs, q)) * 1e3, 2) if xs else None
     return {"drawings_per_s": drawings / duration_s, "points_per_s": points / duration_s, "drawings": drawings,
             "points_per_drawing": points / max(drawings, 1), "first_point_p50_ms": ms(firsts, 50),
             "first_point_p99_ms": ms(firsts, 99), "drawing_p50_ms": ms(totals, 50), "drawing_p99_ms": ms(totals, 99)}
@@ -115,19 +115,18 @@ def bench(models: Path, model: str, duration_s: float, warmup_s: float = 1.0) ->
 
 def markdown(result: dict[str, Any], info: dict[str, Any], manifest: dict[str, Any], command: str) -> str:
     spec = manifest.get("strokes", {})
-    cfg = manifest.get("training", {}).get("config", {}).get("family", {})
     lines = [
         "# Stroke serving benchmark", "",
         f"Produced by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, {info['os']}, Python "
+        (f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, {info['os']}, Python "
         f"{info['python']}, onnxruntime {info['onnxruntime']}, grpcio {info['grpcio']}; load average at start "
-        f"{info['load_average_start']}. The machine is shared and the load generator runs on the same cores.", "",
-        f"Model `{result['model']}` ({manifest.get('kind')}: decoder LSTM {spec.get('hidden')}, "
+        f"{info['load_average_start']}. The machine is shared and the load generator runs on the same cores."), "",
+        (f"Model `{result['model']}` ({manifest.get('kind')}: decoder LSTM {spec.get('hidden')}, "
         f"{spec.get('mixtures')} mixtures, latent {manifest.get('latent_dim')}, drawings of at most "
-        f"{spec.get('max_steps')} points; {cfg.get('dec_rnn', '')}). Each session is one GenerateStrokes call of one "
-        "drawing at the model's default temperature, read to its end; c sessions are kept in flight.", "",
-        "| sessions | drawings/s | points/s | points/s vs 1 alone | points per drawing | first point p50 ms | "
-        "drawing p50 ms | drawing p99 ms | drawings per step call | server CPU us/step |",
+        f"{spec.get('max_steps')} points). Each session is one GenerateStrokes call of one "
+        "drawing at the model's default temperature, read to its end; c sessions are kept in flight."), "",
+        ("| sessions | drawings/s | points/s | points/s vs 1 alone | points per drawing | first point p50 ms | "
+        "drawing p50 ms | drawing p99 ms | drawings per step call | server CPU us/step |"),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
@@ -135,9 +134,9 @@ def markdown(result: dict[str, Any], info: dict[str, Any], manifest: dict[str, A
                      f"{r['points_vs_alone']:.2f}x | {r['points_per_drawing']:.1f} | {r['first_point_p50_ms']} | "
                      f"{r['drawing_p50_ms']} | {r['drawing_p99_ms']} | {r['rows_per_call']:.1f} | "
                      f"{r['server_cpu_us_per_step']:.0f} |")
-    lines += ["", "Every live session's next step is a row of one shared `decoder_step` call: at 64 sessions a "
+    lines += ["", ("Every live session's next step is a row of one shared `decoder_step` call: at 64 sessions a "
               "call carries many drawings, so the server's CPU per point falls and points/s rises with the "
-              "sessions instead of staying at what one session alone gets.", ""]
+              "sessions instead of staying at what one session alone gets."), ""]
     return "\n".join(lines)
 
 

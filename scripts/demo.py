@@ -1,11 +1,13 @@
-"""The whole flow end to end: train a DCGAN, a VAE and a completion model on mnist5k, export
-them, serve them, call the service over gRPC, and write a sample grid, an interpolation strip
-(PNG + GIF), VAE reconstructions and completions of held-out digits.
+"""The whole flow end to end: train a DCGAN, a VAE and a completion model on mnist5k and a
+sketch-rnn on kanji, export them, serve them, call the service over gRPC, and write a sample
+grid, an interpolation strip (PNG + GIF), VAE reconstructions, completions of held-out digits,
+and kanji drawn stroke by stroke (an animated GIF, a grid, an interpolation between drawings).
 
     python -m scripts.demo [--out out/demo] [--gan-budget 6m] [--vae-budget 2m] [--completion-budget 3m]
+                           [--sketch-budget 10m]
 
 Every step is the same command a user would type (`latentforge train`, `export`, `serve`,
-`models`, `generate`, `interpolate`, `complete`), run as a subprocess, plus the Python client for
+`models`, `generate`, `interpolate`, `complete`, `draw`), run as a subprocess, plus the Python client for
 Reconstruct and the completion grid. Each model trains with its family's defaults for a
 wall-clock budget; each export scores the exported graph with the quality meter (2,000 samples
 of the DCGAN and the VAE; the completion model completes the 1,000 held-out digits it never
@@ -43,6 +45,7 @@ def main() -> int:
     parser.add_argument("--gan-budget", default="6m", help="DCGAN training time (default 6m)")
     parser.add_argument("--vae-budget", default="2m", help="VAE training time (default 2m)")
     parser.add_argument("--completion-budget", default="3m", help="completion model training time (default 3m)")
+    parser.add_argument("--sketch-budget", default="10m", help="sketch-rnn training time (default 10m)")
     parser.add_argument("--retrain", action="store_true", help="train again even if the runs exist")
     args = parser.parse_args()
 
@@ -51,22 +54,27 @@ def main() -> int:
     # The completion model trains at batch 16: each step completes every image 4 times (best of 4).
     # The VAE and the completion model keep the meter's held-out digits out of training, so the
     # completion table compares them on digits neither has seen.
+    # The sketch-rnn trains on the 972 simple kanji (at most 6 strokes), their meter's held-out fifth left out.
     for name, model, budget, extra in (("mnist-dcgan", "dcgan", args.gan_budget, ()),
                                        ("mnist-vae", "vae", args.vae_budget, ("--hold-out", "0.2")),
                                        ("mnist-completion", "completion", args.completion_budget,
-                                        ("--batch-size", "16"))):
+                                        ("--batch-size", "16")),
+                                       ("kanji-sketch", "sketch-rnn", args.sketch_budget,
+                                        ("--data", "kanjivg:simple", "--hold-out", "0.2", "--eval-every", "0"))):
         run = runs / name
         if args.retrain and run.exists():
             shutil.rmtree(run)
         if not (run / "run.json").exists() or '"finished": true' not in (run / "run.json").read_text():
             if run.exists():
                 shutil.rmtree(run)
-            _run("train", "--model", model, "--data", "mnist5k", "--steps", "1000000", "--time-budget", budget,
+            data = () if "--data" in extra else ("--data", "mnist5k")
+            _run("train", "--model", model, *data, "--steps", "1000000", "--time-budget", budget,
                  *extra, "--out", str(run))
         if repo.exists() and (repo / name).exists():
             shutil.rmtree(repo / name)
-        _run("export", str(run), "--repo", str(repo), "--name", name, "--evaluate",
-             "1000" if model == "completion" else "2000")
+        # Image models are scored as exported; the stroke model by its own report (scripts.stroke_quality).
+        scored = () if model == "sketch-rnn" else ("--evaluate", "1000" if model == "completion" else "2000")
+        _run("export", str(run), "--repo", str(repo), "--name", name, *scored)
 
     port, metrics_port = _free_port(), _free_port()
     target = f"127.0.0.1:{port}"
@@ -94,6 +102,11 @@ def main() -> int:
                 _run("complete", "--target", target, "--model", name, "--image", str(digit), "--box", "0,14,28,14",
                      "--count", "4", "--seed", "1", "--out", str(out / picture))
             _completion_grid(client, out / "completion_grid.png")
+            _run("draw", "--target", target, "--model", "kanji-sketch", "--seed", "5", "--out",
+                 str(out / "kanji_drawing.svg"), "--png", str(out / "kanji_drawing.png"), "--gif",
+                 str(out / "kanji_drawing.gif"))
+            _drawing_grid(client, out / "kanji_samples.png")
+            _drawing_strip(client, out / "kanji_interpolation.png")
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -103,7 +116,8 @@ def main() -> int:
 
     print("\nWrote:")
     for name in ("dcgan_samples.png", "dcgan_interpolation.png", "dcgan_interpolation.gif", "vae_samples.png",
-                 "vae_reconstructions.png", "completion_strip.png", "vae_completion_strip.png", "completion_grid.png"):
+                 "vae_reconstructions.png", "completion_strip.png", "vae_completion_strip.png", "completion_grid.png",
+                 "kanji_drawing.gif", "kanji_drawing.svg", "kanji_samples.png", "kanji_interpolation.png"):
         print(f"  {out / name}")
     print(f"Training grids and metrics: {runs}/*/samples, {runs}/*/metrics.jsonl; models: {repo}")
     print("\nQuality of the exported models (2,000 samples each, the project's meter; floor = real held-out digits):")
@@ -176,6 +190,27 @@ def _completion_grid(client, path: Path) -> None:
             result = client.complete(name, image, [(0, 14, 28, 14)], count=4, seed=k, fmt="tensor")
             tiles += [s.image.tensor for s in result.samples]
     tile(tiles, columns=9, value_range=(0.0, 1.0)).save(path)
+
+
+def _drawing_grid(client, path: Path, n: int = 16) -> None:
+    """n drawings of the kanji model (seeds 0..n-1, its default temperature), rendered in a grid."""
+    from latentforge.images import grid
+    from latentforge.strokes import render
+
+    print(f"(python client) GenerateStrokes: {n} drawings -> kanji-sketch", flush=True)
+    drawings = client.draw("kanji-sketch", n, seed=0)
+    grid([1.0 - render(d.points, 96)[None] for d in drawings], (0.0, 1.0)).save(path)
+
+
+def _drawing_strip(client, path: Path, steps: int = 8) -> None:
+    """Interpolate between the latents of two drawings (seeds 1 and 2): each frame a drawing."""
+    from latentforge.images import strip
+    from latentforge.strokes import render
+    from services.client import Endpoint
+
+    print("(python client) Interpolate: seed 1 -> seed 2 on kanji-sketch, frames drawn", flush=True)
+    result = client.interpolate("kanji-sketch", Endpoint(seed=1), Endpoint(seed=2), steps, slerp=True)
+    strip([1.0 - render(s.strokes, 96)[None] for s in result.samples], (0.0, 1.0)).save(path)
 
 
 def _reconstructions(client, path: Path) -> None:

@@ -213,7 +213,9 @@ def _serve_training(args: argparse.Namespace) -> int:
 
 
 def _rpc_error(exc: Any) -> int:
-    print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+    from latentforge.cli import one_line
+
+    print(f"error: {one_line(exc)}", file=sys.stderr)
     return 1
 
 

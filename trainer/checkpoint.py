@@ -140,7 +140,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or not a torch file?): {type(exc).__name__}: {exc}"
+            f"{path} is not a readable checkpoint (truncated or not a torch file?): {type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a torch file but not a latentforge checkpoint")

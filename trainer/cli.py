@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from latentforge.cli import missing_extra
+from latentforge.cli import missing_extra, one_line
 from trainer.config import TrainConfig
 from trainer.data.sources import describe_sources
 from trainer.families import FAMILIES
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         with stop_on_signals() as stop:
             result = train(cfg, resume=resume, stop=stop)
     except (DataError, CheckpointError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     if not result.finished:
         if result.checkpoint is not None:

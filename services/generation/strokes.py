@@ -96,11 +96,15 @@ class StepBatcher:
         try:
             while True:
                 waiting = self._waiting[model]
+                if not waiting:
+                    # The drawings of the last batch resume after this task yields: let them ask for
+                    # their next step before deciding that none waits.
+                    await asyncio.sleep(0)
+                    if not waiting:
+                        return
                 batch = [s for s in waiting[:self.max_rows] if not s.future.done()]  # cancelled drawings drop out
                 del waiting[:self.max_rows]
                 if not batch:
-                    if not waiting:
-                        return
                     continue
                 feeds = {"point": np.stack([s.point for s in batch]), "h": np.stack([s.h for s in batch]),
                          "c": np.stack([s.c for s in batch])}

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from latentforge.cli import missing_extra
+from latentforge.cli import missing_extra, one_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir, completion=args.completion, candidates=args.candidates,
             iterations=args.iterations)
     except (QualityError, CheckpointError, ManifestError, DataError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     if args.json:
         if report is None:
