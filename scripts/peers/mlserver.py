@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -68,8 +68,8 @@ def ensure_env(venv: Path = VENV, python: str | None = None) -> Path:
 def versions(venv: Path = VENV) -> dict[str, str]:
     """MLServer's and its ONNX Runtime's versions in the peer environment."""
     out = subprocess.run([str(venv / "bin" / "python"), "-c",
-                          "import json, mlserver, onnxruntime; print(json.dumps({'mlserver': mlserver.__version__, "
-                          "'onnxruntime': onnxruntime.__version__}))"],
+                          ("import json, mlserver, onnxruntime; print(json.dumps({'mlserver': mlserver.__version__, "
+                           "'onnxruntime': onnxruntime.__version__}))")],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
@@ -193,7 +193,7 @@ class MLServerProcess:
         write_settings(self.folder, model, self.port, _free_port(), _free_port())
         env = {**os.environ, "PYTHONPATH": str(RUNTIME_DIR)}
         env.pop("VIRTUAL_ENV", None)
-        self.log = open(self.folder / "mlserver.log", "wb")
+        self.log = open(self.folder / "mlserver.log", "wb")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen([str(venv / "bin" / "mlserver"), "start", str(self.folder)], cwd=self.folder,
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.cpu = TreeCpu(self.proc.pid)
@@ -246,10 +246,10 @@ class MLServerProcess:
         self.log.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def __enter__(self) -> "MLServerProcess":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -276,7 +276,7 @@ async def run_v2_load(target: str, model: str, latent_dim: int, *, concurrency: 
     try:
         try:
             await asyncio.wait_for(channel.channel_ready(), timeout=timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ConnectionError(f"no server at {target} within {timeout_s:g} s") from None
         payload = infer_payload(model, latent_dim, count)
         call = channel.unary_unary(v2.MODEL_INFER)  # bytes in, bytes out: nothing parsed
