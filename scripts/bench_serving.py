@@ -313,7 +313,7 @@ def bench_peer(repo: Path, model: str, plan: Plan, venv: Path) -> dict[str, Any]
     def load(server: Any, label: str, c: int, n: int) -> dict[str, Any]:
         result = asyncio.run(peer.run_v2_load(server.target, spec.name, spec.latent_dim, concurrency=c, count=n,
                                               duration_s=plan.duration_s, warmup_s=plan.warmup_s,
-                                              server_cpu=server.cpu))
+                                              num_classes=spec.num_classes, server_cpu=server.cpu))
         return _printed(result, label)
 
     with peer.MLServerProcess(spec, venv) as server:
@@ -454,7 +454,8 @@ def peer_section(model: str, r: dict[str, Any]) -> list[str]:
                   f"`parallel_workers` {about['written']['parallel_workers']}, adaptive batching "
                   f"`max_batch_size` {about['written']['max_batch_size']} requests, `max_batch_time` "
                   f"{1000 * about['written']['max_batch_time']:g} ms, metrics endpoint off. Its requests carry the "
-                  "latents, (count, latent_dim) float32 as raw bytes over V2 gRPC `ModelInfer`, and get the raw "
+                  "latents, (count, latent_dim) float32 (and, for a class-conditional model, labels i mod classes, "
+                  "int64) as raw bytes over V2 gRPC `ModelInfer`, and get the raw "
                   "output tensor back; the project's rows are `Generate` with format TENSOR, where the server also "
                   "draws the latents from seeds and stores each sample in its cache. Server CPU for MLServer is its "
                   "whole process tree (the server and its inference worker processes)."), ""]

@@ -84,6 +84,7 @@ class PeerModel:
     file: str  # absolute path of the .onnx file the project's server loads for the decode task
     variant: str
     latent_dim: int
+    num_classes: int = 0  # > 0: class-conditional, the requests carry a "labels" tensor too
     input: str = "z"
     output: str = "image"
     intra_op_threads: int = 1
@@ -97,7 +98,7 @@ class PeerModel:
 
 def resolve_model(version_dir: Path, config: Any = None) -> PeerModel:
     """The file and session settings ``latentforge serve`` (default settings, or ``config``) would use
-    for the version's decode graph; ValueError for models the runtime cannot serve (class labels)."""
+    for the version's decode graph."""
     from latentforge.manifest import Manifest
     from services.config import ServeConfig
     from services.inference import OrtSettings
@@ -105,12 +106,10 @@ def resolve_model(version_dir: Path, config: Any = None) -> PeerModel:
     config = config or ServeConfig()
     settings = OrtSettings.from_config(config, providers=("CPUExecutionProvider",))
     manifest = Manifest.read(Path(version_dir))
-    if manifest.num_classes:
-        raise ValueError(f"{manifest.name} is class-conditional; the peer runtime feeds latents only")
     role = manifest.image_graph
     fname, variant = settings.graph_file(manifest, role)
     return PeerModel(name=manifest.name, file=str((Path(version_dir) / fname).resolve()), variant=variant or "plain",
-                     latent_dim=manifest.latent_dim, intra_op_threads=settings.intra_op_threads,
+                     latent_dim=manifest.latent_dim, num_classes=manifest.num_classes, intra_op_threads=settings.intra_op_threads,
                      graph_optimization=settings.graph_optimization, spinning=settings.spinning,
                      cpu_mem_arena=settings.cpu_mem_arena, workers=config.workers,
                      max_batch_size=config.max_batch_size, max_batch_time_s=config.max_queue_delay_ms / 1000.0)
@@ -255,14 +254,19 @@ class MLServerProcess:
 
 # ---- load -----------------------------------------------------------------------------------------
 
-def infer_payload(model: str, latent_dim: int, count: int, seed: int = 0) -> bytes:
-    """One serialised ModelInfer request: ``count`` standard-normal latents as a (count, latent_dim) tensor."""
-    z = np.random.default_rng(seed).standard_normal((count, latent_dim)).astype(np.float32)
-    return v2.infer_request(model, {"z": z}).SerializeToString()
+def infer_payload(model: str, latent_dim: int, count: int, num_classes: int = 0, seed: int = 0) -> bytes:
+    """One serialised ModelInfer request: ``count`` standard-normal latents as a (count, latent_dim)
+    tensor ``z``, and for a class-conditional model labels ``i mod num_classes`` as ``labels`` (count,)
+    int64 (the project's server labels sample i by its seed mod num_classes when none is asked for)."""
+    tensors = {"z": np.random.default_rng(seed).standard_normal((count, latent_dim)).astype(np.float32)}
+    if num_classes:
+        tensors["labels"] = np.arange(count, dtype=np.int64) % num_classes
+    return v2.infer_request(model, tensors).SerializeToString()
 
 
 async def run_v2_load(target: str, model: str, latent_dim: int, *, concurrency: int, count: int, duration_s: float,
-                      warmup_s: float, server_cpu: Any = None, timeout_s: float = 30.0) -> dict[str, Any]:
+                      warmup_s: float, num_classes: int = 0, server_cpu: Any = None,
+                      timeout_s: float = 30.0) -> dict[str, Any]:
     """The project's closed-loop load generator (same clients, same accounting) sending V2 ModelInfer
     requests to ``target``; returns the same dict as ``tools.loadgen.LoadResult.to_dict``."""
     import grpc
@@ -278,7 +282,7 @@ async def run_v2_load(target: str, model: str, latent_dim: int, *, concurrency: 
             await asyncio.wait_for(channel.channel_ready(), timeout=timeout_s)
         except TimeoutError:
             raise ConnectionError(f"no server at {target} within {timeout_s:g} s") from None
-        payload = infer_payload(model, latent_dim, count)
+        payload = infer_payload(model, latent_dim, count, num_classes)
         call = channel.unary_unary(v2.MODEL_INFER)  # bytes in, bytes out: nothing parsed
         result = await _drive(spec, [call], payload, count, server_cpu or ServerCpu())
     finally:
@@ -295,7 +299,7 @@ def check_answer(target: str, model: PeerModel, count: int = 2) -> tuple[int, ..
     with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)]) as ch:
         infer = ch.unary_unary(v2.MODEL_INFER, request_serializer=lambda b: b,
                                response_deserializer=v2.ModelInferResponse.FromString)
-        response = infer(infer_payload(model.name, model.latent_dim, count), timeout=30)
+        response = infer(infer_payload(model.name, model.latent_dim, count, model.num_classes), timeout=30)
     image = v2.output_arrays(response)[model.output]
     if image.ndim != 4 or image.shape[0] != count or not np.isfinite(image).all():
         raise RuntimeError(f"unexpected answer from the peer: {image.shape}")

@@ -6,14 +6,15 @@ imports nothing from the project: the serving benchmark resolves everything proj
 it into ``model-settings.json`` under ``parameters.extra``:
 
     file                 absolute path of the .onnx file the project's server would load
-    input, output        graph tensor names ("z" -> "image")
+    input, output        graph tensor names ("z" -> "image"); a "labels" input is fed too when the
+                         graph has one (class-conditional models)
     intra_op_threads     ONNX Runtime threads per call (the project's server: cores // workers)
     graph_optimization   "disabled" | "basic" | "extended" | "all"
     spinning             idle intra-op threads spin (the project's default: no)
     cpu_mem_arena        ONNX Runtime's CPU memory arena (the project's default: on)
 
-The request's input tensor ``z`` (FP32, shape (N, latent_dim)) goes to ONNX Runtime as is; the
-output is returned as an FP32 tensor (N, C, H, W) named ``image``. MLServer's adaptive batching
+The request's input tensor ``z`` (FP32, shape (N, latent_dim)), and ``labels`` (INT64, (N,)) for a
+class-conditional graph, go to ONNX Runtime as they are; the output is returned as an FP32 tensor (N, C, H, W) named ``image``. MLServer's adaptive batching
 stacks concurrent requests' rows before ``predict`` and splits the output rows afterwards.
 """
 
@@ -59,16 +60,22 @@ class LatentOnnxRuntime(MLModel):
         self._output = str(extra.get("output", "image"))
         self._session = ort.InferenceSession(str(extra["file"]), sess_options=session_options(extra),
                                              providers=["CPUExecutionProvider"])
-        dim = self._session.get_inputs()[0].shape[1]
-        self._session.run([self._output], {self._input: np.zeros((1, dim), np.float32)})  # warm-up
+        self._graph_inputs = {i.name for i in self._session.get_inputs()}
+        dim = next(i.shape[1] for i in self._session.get_inputs() if i.name == self._input)
+        warm = {self._input: np.zeros((1, dim), np.float32)}
+        if "labels" in self._graph_inputs:
+            warm["labels"] = np.zeros(1, np.int64)
+        self._session.run([self._output], warm)
         self.ready = True
         return self.ready
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        z = next((NumpyCodec.decode_input(i) for i in payload.inputs if i.name == self._input), None)
-        if z is None:
-            raise InferenceError(f"no input tensor named {self._input!r}")
-        z = np.ascontiguousarray(z, dtype=np.float32)
-        images = self._session.run([self._output], {self._input: z})[0]
+        feeds = {i.name: NumpyCodec.decode_input(i) for i in payload.inputs if i.name in self._graph_inputs}
+        if set(feeds) != self._graph_inputs:
+            raise InferenceError(f"inputs {sorted(feeds)} given, the graph takes {sorted(self._graph_inputs)}")
+        feeds[self._input] = np.ascontiguousarray(feeds[self._input], dtype=np.float32)
+        if "labels" in feeds:
+            feeds["labels"] = np.ascontiguousarray(feeds["labels"], dtype=np.int64).reshape(-1)
+        images = self._session.run([self._output], feeds)[0]
         return InferenceResponse(model_name=self.name, model_version=self.version,
                                  outputs=[NumpyCodec.encode_output(self._output, images)])
