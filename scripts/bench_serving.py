@@ -542,9 +542,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax2.plot(cs, [p["latencies_ms"]["p99"] for p in r["sweep"]], "o-", color=colour, label=model)
         peer = (r.get("peer") or {}).get("sweep")
         if peer:
-            pcs = [p["spec"]["concurrency"] for p in peer]
-            ax1.plot(pcs, [p["images_per_s"] for p in peer], "x:", color=colour, label=f"{model} MLServer (tensors)")
-            ax2.plot(pcs, [p["latencies_ms"]["p99"] for p in peer], "x:", color=colour, label=f"{model} MLServer")
+            answered = [p for p in peer if p["latencies_ms"]]  # none when no answer came within the run
+            pcs = [p["spec"]["concurrency"] for p in answered]
+            ax1.plot(pcs, [p["images_per_s"] for p in answered], "x:", color=colour,
+                     label=f"{model} MLServer (tensors)")
+            ax2.plot(pcs, [p["latencies_ms"]["p99"] for p in answered], "x:", color=colour, label=f"{model} MLServer")
     for ax in (ax1, ax2):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent clients (count=1 requests)")

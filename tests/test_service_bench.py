@@ -141,6 +141,10 @@ def test_v2_payload_of_the_bulk_load_parses_back(model_repo: Path):
     assert list(request.inputs[0].shape) == [64, spec.latent_dim] and request.inputs[0].datatype == "FP32"
     z = np.frombuffer(request.raw_input_contents[0], "<f4")
     assert z.size == 64 * spec.latent_dim and np.isfinite(z).all() and 0.5 < z.std() < 1.5
+    conditional = v2.ModelInferRequest.FromString(infer_payload("c", 4, 12, num_classes=10))
+    assert [(i.name, i.datatype, list(i.shape)) for i in conditional.inputs] == [("z", "FP32", [12, 4]),
+                                                                                ("labels", "INT64", [12])]
+    assert np.frombuffer(conditional.raw_input_contents[1], "<i8").tolist() == [*range(10), 0, 1]
 
 
 def test_v2_load_generator_against_a_v2_server_on_onnx_runtime(model_repo: Path):
