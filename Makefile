@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 EXTRAS ?= train,serve,datasets,strokes,dev
 
-.PHONY: setup system-deps demo test soak proto bench-serving bench-train clean
+.PHONY: setup system-deps demo test soak proto bench-serving bench-peer-setup bench-train clean
 
 # Python environment with every extra (torch pinned by constraints.txt).
 setup: $(VENV)/.installed
@@ -43,9 +43,19 @@ soak: setup system-deps
 proto: setup
 	$(BIN)/python -m tools.protogen
 
-# Service vs raw ONNX Runtime on the demo models: docs/benchmarks/serving.{md,json,png}.
-bench-serving: setup system-deps
+# Service vs raw ONNX Runtime, and vs MLServer on the same files, on the demo models:
+# docs/benchmarks/serving.{md,json,png}.
+bench-serving: setup system-deps bench-peer-setup
 	$(BIN)/python -m scripts.bench_serving
+
+# MLServer, the serving benchmark's peer, in its own environment (never the project's).
+PEER_VENV ?= .venv-peer
+bench-peer-setup: $(PEER_VENV)/.installed
+$(PEER_VENV)/.installed: scripts/peers/mlserver-requirements.txt
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/pip install --quiet -r scripts/peers/mlserver-requirements.txt
+	touch $@
 
 # Median training-step time per family: docs/benchmarks/training.md.
 bench-train: setup

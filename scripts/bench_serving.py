@@ -11,6 +11,12 @@ over capacity), bulk count=64 load, a small queue limit at concurrency 512, and 
 (GetSample from Redis, a repeated seed from the rendered-output cache). The server runs as its
 own process with its default settings; the load generator runs here, on the same cores. Writes
 ``serving.md`` (machine, tables, targets met or missed), ``serving.json`` and ``serving.png``.
+
+Beside it, a peer: MLServer serving the same ONNX file through a small custom runtime
+(``scripts/peers``), in its own environment ``.venv-peer`` (``make bench-peer-setup``; created
+here when missing), at the same count=1 concurrencies and the same bulk load, against the
+project's rows with raw tensor output. ``--no-peer`` leaves it out; ``--smoke`` runs it only
+when ``.venv-peer`` already exists.
 """
 
 from __future__ import annotations
@@ -236,6 +242,11 @@ def measure_load(server: Server, model: str, plan: Plan, label: str, **spec: Any
     spec.setdefault("warmup_s", plan.warmup_s)
     load = LoadSpec(target=server.target, model=model, **spec)
     result = asyncio.run(run_load(load, ServerCpu(pid=server.proc.pid))).to_dict()
+    return _printed(result, label)
+
+
+def _printed(result: dict[str, Any], label: str) -> dict[str, Any]:
+    """``result`` labelled, after printing its one-line summary."""
     result["label"] = label
     lat = result["latencies_ms"]
     print(f"  {label:<28} {result['images_per_s']:>9.1f} img/s {result['requests_per_s']:>9.1f} req/s  "
@@ -257,6 +268,11 @@ def bench_model(repo: Path, model: str, plan: Plan, redis: Redis | None) -> dict
             out["sweep"].append(measure_load(server, model, plan, f"count=1 c={c}", concurrency=c, count=1))
         c, n = plan.bulk
         out["extra"]["bulk"] = measure_load(server, model, plan, f"count={n} c={c}", concurrency=c, count=n)
+        # The same loads with raw float32 tensors out (format TENSOR): what the peer is compared with.
+        out["tensor"] = {"sweep": [measure_load(server, model, plan, f"count=1 c={c} tensor", concurrency=c, count=1,
+                                                fmt="raw") for c in plan.concurrency],
+                         "bulk": measure_load(server, model, plan, f"count={n} c={c} tensor", concurrency=c, count=n,
+                                              fmt="raw")}
         for n in plan.render_counts:
             suffix = "" if n == 1 else str(n)
             out["extra"][f"render_computed{suffix}"] = measure_load(
@@ -279,6 +295,61 @@ def bench_model(repo: Path, model: str, plan: Plan, redis: Redis | None) -> dict
             out["extra"]["get_sample"] = measure_load(server, model, plan, "GetSample c=1 (Redis)", concurrency=1,
                                                       method="GetSample", duration_s=plan.cached_duration_s)
     return out
+
+
+def bench_peer(repo: Path, model: str, plan: Plan, venv: Path) -> dict[str, Any]:
+    """MLServer on the same file with the same session settings, under the same count=1 and bulk loads."""
+    from scripts.peers import mlserver as peer
+
+    try:
+        spec = peer.resolve_model(repo / model / "1")
+    except ValueError as exc:
+        print(f"{model}: no peer rows ({exc})", flush=True)
+        return {"skipped": str(exc)}
+    info = peer.versions(venv)
+    print(f"{model}: MLServer {info['mlserver']} (onnxruntime {info['onnxruntime']}) ...", flush=True)
+    out: dict[str, Any] = {"about": peer.describe(spec, info), "sweep": []}
+
+    def load(server: Any, label: str, c: int, n: int) -> dict[str, Any]:
+        result = asyncio.run(peer.run_v2_load(server.target, spec.name, spec.latent_dim, concurrency=c, count=n,
+                                              duration_s=plan.duration_s, warmup_s=plan.warmup_s,
+                                              num_classes=spec.num_classes, server_cpu=server.cpu))
+        return _printed(result, label)
+
+    with peer.MLServerProcess(spec, venv) as server:
+        out["about"]["output_shape"] = list(peer.check_answer(server.target, spec))
+        for c in plan.concurrency:
+            out["sweep"].append(load(server, f"count=1 c={c} MLServer", c, 1))
+        c, n = plan.bulk
+        out["bulk"] = load(server, f"count={n} c={c} MLServer", c, n)
+    return out
+
+
+def peer_comparison(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """latentforge (tensor output) over MLServer at count=1 c=64 (or the nearest concurrency run) and in
+    bulk: images/s ratio (> 1: the project serves more) and server CPU/image ratio (< 1: it spends less)."""
+    peer, ours = r.get("peer") or {}, r.get("tensor") or {}
+    if not peer.get("sweep") or not ours.get("sweep"):
+        return []
+    by_c = {p["spec"]["concurrency"]: p for p in ours["sweep"]}
+    peer_by_c = {p["spec"]["concurrency"]: p for p in peer["sweep"]}
+    common = sorted(set(by_c) & set(peer_by_c))
+    pairs = []
+    if common:
+        c = min(common, key=lambda k: (abs(k - 64), -k))
+        pairs.append((f"count=1 c={c}", by_c[c], peer_by_c[c]))
+    if ours.get("bulk") and peer.get("bulk"):
+        b = ours["bulk"]["spec"]
+        pairs.append((f"count={b['count']} c={b['concurrency']}", ours["bulk"], peer["bulk"]))
+    rows = []
+    for load, a, b in pairs:
+        cpu_a, cpu_b = a["server_cpu_us_per_image"], b["server_cpu_us_per_image"]
+        rows.append({"load": load, "latentforge_images_per_s": a["images_per_s"], "peer_images_per_s": b["images_per_s"],
+                     "images_per_s_ratio": round(a["images_per_s"] / b["images_per_s"], 3) if b["images_per_s"] else None,
+                     "latentforge_cpu_us_per_image": cpu_a, "peer_cpu_us_per_image": cpu_b,
+                     "cpu_per_image_ratio": round(cpu_a / cpu_b, 3) if cpu_a and cpu_b else None,
+                     "latentforge_p99_ms": a["latencies_ms"].get("p99"), "peer_p99_ms": b["latencies_ms"].get("p99")})
+    return rows
 
 
 # ---- targets, table, plot ------------------------------------------------------------------------
@@ -348,6 +419,68 @@ def _fmt(v: Any, digits: int = 1) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+_TABLE_HEAD = [("| load | req/s | images/s | / raw best | p50 ms | p90 ms | p99 ms | max ms | errors | "
+                "server CPU us/img | / raw CPU | client CPU share | load avg |"),
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def _row(p: dict[str, Any], best: dict[str, Any]) -> str:
+    """One load result as a table row; ``best`` is the raw ONNX Runtime best point it is set against."""
+    lat = p["latencies_ms"]
+    cpu = p["server_cpu_us_per_image"]
+    errors = ", ".join(f"{k} {v}" for k, v in p["errors"].items()) or "-"
+    return (f"| {p['label']} | {p['requests_per_s']:.0f} | {p['images_per_s']:.0f} | "
+            f"{p['images_per_s'] / best['images_per_s']:.2f} | {_fmt(lat.get('p50'), 2)} | {_fmt(lat.get('p90'), 2)} | "
+            f"{_fmt(lat.get('p99'), 2)} | {_fmt(lat.get('max'), 1)} | {errors} | {_fmt(cpu, 0)} | "
+            f"{_fmt(cpu / best['cpu_us_per_image'] if cpu else None, 2)} | {100 * (p['client_cpu_share'] or 0):.0f}% | "
+            f"{p['load_average'][0]:.2f} |")
+
+
+def peer_section(model: str, r: dict[str, Any]) -> list[str]:
+    """The model's rows with raw tensor output, latentforge and MLServer side by side, and their ratios."""
+    ours, peer = r.get("tensor"), r.get("peer")
+    if not ours:
+        return []
+    best = r["raw"]["best"]
+    lines = [f"### {model}: raw tensors out, latentforge vs MLServer", ""]
+    if not peer or peer.get("skipped"):
+        lines += [f"No MLServer rows ({(peer or {}).get('skipped', 'not run: --no-peer, or --smoke without .venv-peer')}).",
+                  ""]
+    else:
+        about = peer["about"]
+        lines += [(f"{about['server']} (onnxruntime {about['onnxruntime']}) serving `{about['settings']['file']}` "
+                  f"through `{about['runtime']}` with the project's session settings "
+                  f"({about['settings']['intra_op_threads']} intra-op thread(s) per call), "
+                  f"`parallel_workers` {about['written']['parallel_workers']}, adaptive batching "
+                  f"`max_batch_size` {about['written']['max_batch_size']} requests, `max_batch_time` "
+                  f"{1000 * about['written']['max_batch_time']:g} ms, metrics endpoint off. Its requests carry the "
+                  "latents, (count, latent_dim) float32 (and, for a class-conditional model, labels i mod classes, "
+                  "int64) as raw bytes over V2 gRPC `ModelInfer`, and get the raw "
+                  "output tensor back; the project's rows are `Generate` with format TENSOR, where the server also "
+                  "draws the latents from seeds and stores each sample in its cache. Server CPU for MLServer is its "
+                  "whole process tree (the server and its inference worker processes)."), ""]
+    lines += _TABLE_HEAD
+    peer_rows = {p["label"].replace(" MLServer", ""): p for p in (peer or {}).get("sweep", []) + (
+        [peer["bulk"]] if peer and peer.get("bulk") else [])}
+    for p in ours["sweep"] + [ours["bulk"]]:
+        lines.append(_row({**p, "label": f"{p['label'].replace(' tensor', '')} latentforge"}, best))
+        twin = peer_rows.get(p["label"].replace(" tensor", ""))
+        if twin:
+            lines.append(_row(twin, best))
+    lines.append("")
+    comparison = peer_comparison(r)
+    if comparison:
+        parts = [f"at {c['load']} latentforge serves {_fmt(c['images_per_s_ratio'], 2)}x MLServer's images/s "
+                 f"({c['latentforge_images_per_s']:.0f} vs {c['peer_images_per_s']:.0f}) at "
+                 f"{_fmt(c['cpu_per_image_ratio'], 2)}x its server CPU per image "
+                 f"({_fmt(c['latentforge_cpu_us_per_image'], 0)} vs {_fmt(c['peer_cpu_us_per_image'], 0)} us), "
+                 f"p99 {_fmt(c['latentforge_p99_ms'], 1)} vs {_fmt(c['peer_p99_ms'], 1)} ms"
+                 for c in comparison]
+        lines += ["Compared: " + "; ".join(parts) + ". MLServer's batch limit counts requests, the project's "
+                  "rows, so a bulk batch there may hold up to 64 requests of 64 rows.", ""]
+    return lines
+
+
 def markdown(results: dict[str, Any], command: str) -> str:
     """The results page: machine, raw limits, load tables, targets."""
     m = results["machine"]
@@ -378,23 +511,13 @@ def markdown(results: dict[str, Any], command: str) -> str:
                   "|---|" + "---|" * len(raw["points"]),
                   "| images/s | " + " | ".join(f"{p['images_per_s']:.0f}" for p in raw["points"]) + " |",
                   "| CPU us/image | " + " | ".join(f"{p['cpu_us_per_image']:.0f}" for p in raw["points"]) + " |", "",
-                  "| load | req/s | images/s | / raw best | p50 ms | p90 ms | p99 ms | max ms | errors | "
-                  "server CPU us/img | / raw CPU | client CPU share | load avg |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  *_TABLE_HEAD]
         rows = list(r["sweep"]) + [r["extra"][k] for k in ("bulk", "small_queue", "render_computed", "render_cached",
                                                              "render_computed16", "render_cached16", "get_sample")
                                    if k in r["extra"]]
-        for p in rows:
-            lat = p["latencies_ms"]
-            cpu = p["server_cpu_us_per_image"]
-            errors = ", ".join(f"{k} {v}" for k, v in p["errors"].items()) or "-"
-            lines.append(
-                f"| {p['label']} | {p['requests_per_s']:.0f} | {p['images_per_s']:.0f} | "
-                f"{p['images_per_s'] / best['images_per_s']:.2f} | {_fmt(lat.get('p50'), 2)} | {_fmt(lat.get('p90'), 2)} | "
-                f"{_fmt(lat.get('p99'), 2)} | {_fmt(lat.get('max'), 1)} | {errors} | {_fmt(cpu, 0)} | "
-                f"{_fmt(cpu / best['cpu_us_per_image'] if cpu else None, 2)} | {100 * (p['client_cpu_share'] or 0):.0f}% | "
-                f"{p['load_average'][0]:.2f} |")
+        lines += [_row(p, best) for p in rows]
         lines.append("")
+        lines += peer_section(model, r)
     lines += ["## Targets", "", "| model | target | met | figure |", "|---|---|---|---|"]
     for t in results["targets"]:
         met = "n/a" if t["met"] is None else ("met" if t["met"] else "**missed**")
@@ -417,6 +540,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax1.plot(cs, [p["images_per_s"] for p in r["sweep"]], "o-", color=colour, label=f"{model} served")
         ax1.axhline(r["raw"]["best"]["images_per_s"], color=colour, ls="--", label=f"{model} raw ORT best")
         ax2.plot(cs, [p["latencies_ms"]["p99"] for p in r["sweep"]], "o-", color=colour, label=model)
+        peer = (r.get("peer") or {}).get("sweep")
+        if peer:
+            answered = [p for p in peer if p["latencies_ms"]]  # none when no answer came within the run
+            pcs = [p["spec"]["concurrency"] for p in answered]
+            ax1.plot(pcs, [p["images_per_s"] for p in answered], "x:", color=colour,
+                     label=f"{model} MLServer (tensors)")
+            ax2.plot(pcs, [p["latencies_ms"]["p99"] for p in answered], "x:", color=colour, label=f"{model} MLServer")
     for ax in (ax1, ax2):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent clients (count=1 requests)")
@@ -434,6 +564,17 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def peer_env(args: argparse.Namespace) -> Path | None:
+    """MLServer's environment, made now when missing; None without peer rows (``--no-peer``, or
+    ``--smoke`` when the environment does not exist yet)."""
+    from scripts.peers import mlserver as peer
+
+    venv = args.peer_venv or peer.VENV
+    if args.no_peer or (args.smoke and not peer.env_ready(venv)):
+        return None
+    return peer.ensure_env(venv)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks", help="where serving.md/.json/.png go")
@@ -443,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds per load point (default 8)")
     parser.add_argument("--smoke", action="store_true", help="a few seconds in all, to check the tooling works")
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis GetSample run")
+    parser.add_argument("--no-peer", action="store_true", help="leave out the MLServer rows")
+    parser.add_argument("--peer-venv", type=Path, help="MLServer's environment (default .venv-peer, made when missing)")
     args = parser.parse_args(argv)
     plan = Plan.smoke() if args.smoke else Plan()
     if args.duration:
@@ -450,19 +593,24 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     info = machine()
     repo = args.models or build_models(args.work)
+    peer_venv = peer_env(args)
     redis = None if args.no_redis or not shutil.which("redis-server") else Redis()
     results: dict[str, Any] = {"machine": info, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                "plan": plan.__dict__, "models": {}, "targets": []}
     try:
         for model in [m for m in args.model_names.split(",") if m]:
             results["models"][model] = r = bench_model(repo, model, plan, redis)
+            if peer_venv is not None:
+                r["peer"] = bench_peer(repo, model, plan, peer_venv)
+                r["peer_comparison"] = peer_comparison(r)
             results["targets"] += targets(model, r)
     finally:
         if redis is not None:
             redis.stop()
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m scripts.bench_serving" + (" --smoke" if args.smoke else "")
+    command = "python -m scripts.bench_serving" + (" --smoke" if args.smoke else "") + (
+        " --no-peer" if args.no_peer else "")
     (args.out / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "serving.md").write_text(markdown(results, command))
     plot(results, args.out / "serving.png")

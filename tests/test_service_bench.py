@@ -5,8 +5,10 @@ script's code paths on the CPU (no GPU here)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import onnxruntime
@@ -107,3 +109,116 @@ def test_bench_names_an_unreachable_server():
                              "--timeout", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert f"no server at {target} within 1 s" in result.stderr, result.stderr
+
+
+# ---- the MLServer peer of the serving benchmark (scripts/peers) ----------------------------------------
+
+def test_v2_infer_request_has_the_open_inference_protocol_wire_format():
+    """Field numbers and encodings of V2 ModelInferRequest, checked byte by byte: model_name 1,
+    inputs 5 (name 1, datatype 2, shape 3 packed), raw_input_contents 7 (little-endian float32)."""
+    import numpy as np
+
+    from scripts.peers import v2
+
+    z = np.array([[1.0, 2.0]], np.float32)
+    wire = v2.infer_request("m", {"z": z}).SerializeToString()
+    tensor = b"\x0a\x01z" + b"\x12\x04FP32" + b"\x1a\x02\x01\x02"
+    assert wire == b"\x0a\x01m" + b"\x2a" + bytes([len(tensor)]) + tensor + b"\x3a\x08" + z.astype("<f4").tobytes()
+    with pytest.raises(ValueError, match="no V2 datatype"):
+        v2.infer_request("m", {"z": np.zeros(2, np.complex64)})
+
+
+def test_v2_payload_of_the_bulk_load_parses_back(model_repo: Path):
+    import numpy as np
+
+    from scripts.peers import v2
+    from scripts.peers.mlserver import infer_payload, resolve_model
+
+    spec = resolve_model(model_repo / "mnist-dcgan" / "1")
+    assert Path(spec.file).is_file() and spec.workers == 2 and spec.max_batch_size == 64
+    request = v2.ModelInferRequest.FromString(infer_payload(spec.name, spec.latent_dim, 64))
+    assert request.model_name == "mnist-dcgan" and [i.name for i in request.inputs] == ["z"]
+    assert list(request.inputs[0].shape) == [64, spec.latent_dim] and request.inputs[0].datatype == "FP32"
+    z = np.frombuffer(request.raw_input_contents[0], "<f4")
+    assert z.size == 64 * spec.latent_dim and np.isfinite(z).all() and 0.5 < z.std() < 1.5
+    conditional = v2.ModelInferRequest.FromString(infer_payload("c", 4, 12, num_classes=10))
+    assert [(i.name, i.datatype, list(i.shape)) for i in conditional.inputs] == [("z", "FP32", [12, 4]),
+                                                                                ("labels", "INT64", [12])]
+    assert np.frombuffer(conditional.raw_input_contents[1], "<i8").tolist() == [*range(10), 0, 1]
+
+
+def test_v2_load_generator_against_a_v2_server_on_onnx_runtime(model_repo: Path):
+    """The peer's load generator end to end against a minimal V2 ModelInfer server (real gRPC,
+    real ONNX Runtime on the exported file, no MLServer): every answer counted, no errors."""
+    import asyncio
+    from concurrent import futures
+
+    import grpc
+    import numpy as np
+
+    from scripts.peers import v2
+    from scripts.peers.mlserver import TreeCpu, resolve_model, run_v2_load
+
+    spec = resolve_model(model_repo / "mnist-dcgan" / "1")
+    session = onnxruntime.InferenceSession(spec.file, providers=["CPUExecutionProvider"])
+
+    def infer(request, context):
+        tensor = request.inputs[0]
+        z = np.frombuffer(request.raw_input_contents[0], "<f4").reshape(tuple(tensor.shape))
+        image = session.run(["image"], {"z": z})[0]
+        response = v2.ModelInferResponse(model_name=request.model_name)
+        response.outputs.add(name="image", datatype="FP32", shape=list(image.shape))
+        response.raw_output_contents.append(image.astype("<f4").tobytes())
+        return response
+
+    handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+        "ModelInfer": grpc.unary_unary_rpc_method_handler(
+            infer, request_deserializer=v2.ModelInferRequest.FromString,
+            response_serializer=v2.ModelInferResponse.SerializeToString)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        r = asyncio.run(run_v2_load(f"127.0.0.1:{port}", spec.name, spec.latent_dim, concurrency=2, count=3,
+                                    duration_s=0.4, warmup_s=0.05, server_cpu=TreeCpu(os.getpid())))
+    finally:
+        server.stop(None)
+    assert r["ok"] > 0 and r["ok"] == r["requests"] and r["errors"] == {} and r["images"] == 3 * r["ok"]
+    pixels = 3 * int(np.prod(session.get_outputs()[0].shape[1:]))
+    assert r["response_bytes"] > r["ok"] * 4 * pixels  # each answer carried the (3, 1, 28, 28) float32 tensor
+    assert r["spec"]["method"] == "ModelInfer" and r["server_cpu_us_per_image"] > 0
+
+
+def test_tree_cpu_counts_child_processes():
+    """MLServer's inference workers are child processes: their CPU time must be counted."""
+    from scripts.peers.mlserver import TreeCpu
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\ntime.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        tree, own = TreeCpu(os.getpid()), TreeCpu(child.pid)
+        assert child.pid in tree.pids()
+        deadline = time.monotonic() + 20
+        while (own.read() or 0) < 0.45 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert own.read() >= 0.45 and tree.read() >= own.read()
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.skipif(not (ROOT / ".venv-peer" / ".installed").is_file(),
+                    reason="MLServer's environment .venv-peer is not installed (make bench-peer-setup)")
+def test_mlserver_peer_serves_the_exported_file(model_repo: Path):
+    import asyncio
+
+    from scripts.peers import mlserver as peer
+
+    spec = peer.resolve_model(model_repo / "mnist-dcgan" / "1")
+    with peer.MLServerProcess(spec) as server:
+        assert peer.check_answer(server.target, spec, count=3) == (3, 1, 28, 28)
+        assert len(server.cpu.pids()) >= 1 + spec.workers  # the server and its inference workers
+        r = asyncio.run(peer.run_v2_load(server.target, spec.name, spec.latent_dim, concurrency=4, count=1,
+                                         duration_s=0.5, warmup_s=0.2, server_cpu=server.cpu))
+    assert r["ok"] > 0 and r["errors"] == {} and r["server_cpu_us_per_image"] > 0

@@ -1,0 +1,1 @@
+"""Other servers measured beside latentforge in the serving benchmark (``make bench-serving``)."""
