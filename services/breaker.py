@@ -82,10 +82,12 @@ class CircuitBreaker:
         self._task: asyncio.Task | None = None
 
     def allow(self) -> bool:
-        """True when a call may go to the dependency; a refusal is counted."""
+        """True when a call may go to the dependency; a refusal is counted (and makes sure the
+        probe is running, should it have died or belong to a loop that is gone)."""
         if self.state is BreakerState.CLOSED:
             return True
         self.refused += 1
+        self._ensure_probe()
         return False
 
     def retry_in_s(self) -> float:
@@ -111,10 +113,21 @@ class CircuitBreaker:
             self._opened_at = time.monotonic()
             self._next_probe_at = self._opened_at + self.settings.backoff_s
             self._set(BreakerState.OPEN, failures=self.failures, retry_in_s=self.settings.backoff_s)
-            self._task = asyncio.get_running_loop().create_task(self._probe_loop(), name="cache-breaker-probe")
+            self._ensure_probe()
+
+    def _ensure_probe(self) -> None:
+        """Start the probe task on the running loop unless it is running there already."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: the next call from one starts it
+            return
+        task = self._task
+        if task is None or task.done() or task.get_loop() is not loop:
+            self._task = loop.create_task(self._probe_loop(), name="breaker-probe")
 
     async def _probe_loop(self) -> None:
-        delay = self.settings.backoff_s
+        # The wait that follows the next failed probe is twice this (a restarted loop resumes it).
+        delay = min(self.settings.backoff_s * 2 ** min(self.probes, 30), self.settings.backoff_max_s)
         while True:
             await asyncio.sleep(max(0.0, self._next_probe_at - time.monotonic()))
             self.probes += 1

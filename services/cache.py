@@ -314,8 +314,9 @@ class RedisSampleCache(SampleCache):
     counted in ``latentforge_cache_errors_total``. No reconnect loop is needed: each operation
     takes a pooled connection or opens a new one.
 
-    A circuit breaker (``breaker``; threshold 0 turns it off) opens after that many failures in a
-    row: operations then raise ``CacheUnavailable`` at once without calling Redis (counted in
+    A circuit breaker (``breaker``; threshold 0 turns it off) opens after that many operations in
+    a row found Redis unreachable or timed out (an error reply is an answer, not counted):
+    operations then raise ``CacheUnavailable`` at once without calling Redis (counted in
     ``latentforge_cache_breaker_refused_total`` as well as in the errors), and a background PING
     with the same timeout closes it again when Redis answers. Its state is the gauge
     ``latentforge_cache_breaker_state``; each transition is one log line (``cache_breaker_*``).
@@ -357,6 +358,14 @@ class RedisSampleCache(SampleCache):
         )
         self._redis_errors: tuple[type[BaseException], ...] = (
             redis.exceptions.RedisError,
+            OSError,
+            TimeoutError,
+        )
+        # Errors meaning Redis did not answer (what the breaker counts); an error reply such as
+        # OOM or WRONGTYPE is an answer: Redis is reachable, so it is not.
+        self._unreachable_errors: tuple[type[BaseException], ...] = (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
             OSError,
             TimeoutError,
         )
@@ -410,7 +419,7 @@ class RedisSampleCache(SampleCache):
             result = await call()
         except self._redis_errors as exc:
             if breaker is not None:
-                breaker.failure()
+                (breaker.failure if isinstance(exc, self._unreachable_errors) else breaker.success)()
             raise self._unavailable(operation, exc) from None
         if breaker is not None:
             breaker.success()

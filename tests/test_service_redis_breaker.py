@@ -226,3 +226,45 @@ def test_breaker_settings_from_the_serve_config():
                 {"redis_breaker_backoff_s": 2, "redis_breaker_backoff_max_s": 1}):
         with pytest.raises(ConfigError, match="redis_breaker"):
             load_config(environ={}, overrides=bad)
+
+
+def test_an_error_reply_is_an_answer_and_does_not_open_the_breaker(redis_proc):
+    """WRONGTYPE from Redis fails the lookup (CacheUnavailable) but Redis did answer: the breaker,
+    which is about a Redis that does not answer, stays closed."""
+    cache = RedisSampleCache(Metrics(), 60, redis_proc.url, namespace="lfbrk",
+                             breaker=BreakerSettings(threshold=2))
+    redis_proc.client().set("lfbrk:v1:sample:notahash", b"x", ex=60)
+
+    async def go() -> None:
+        for _ in range(4):
+            with pytest.raises(CacheUnavailable, match="WRONGTYPE"):
+                await cache.get("notahash")
+        assert cache.breaker.state is BreakerState.CLOSED and cache.breaker.refused == 0
+        await cache.close()
+
+    asyncio.run(go())
+
+
+def test_a_probe_lost_with_its_event_loop_is_started_again():
+    """Opened under one event loop that then ends (its probe task cancelled): the next refused call
+    on another loop starts the probe again, so the breaker cannot stay open for good."""
+    async def probe() -> bool:
+        return True
+
+    breaker = CircuitBreaker(BreakerSettings(threshold=1, backoff_s=0.01, backoff_max_s=0.01), probe)
+
+    async def open_it() -> None:
+        breaker.failure()
+
+    async def recover() -> None:
+        assert not breaker.allow()
+        for _ in range(300):
+            if breaker.state is BreakerState.CLOSED:
+                break
+            await asyncio.sleep(0.01)
+        await breaker.close()
+
+    asyncio.run(open_it())
+    assert breaker.state is BreakerState.OPEN
+    asyncio.run(recover())
+    assert breaker.state is BreakerState.CLOSED and breaker.probes == 1
