@@ -14,26 +14,32 @@ A rendered output is only an optimisation: a lookup that fails counts as a miss 
 fails is dropped (both counted as cache errors), so a request never fails because of it.
 
 The cache is not the source of truth: when it fails, operations raise ``CacheUnavailable`` and
-callers decide (Generate still answers; calls that need an id fail with UNAVAILABLE).
+callers decide (Generate still answers; calls that need an id fail with UNAVAILABLE). A Redis
+that hangs instead of refusing connections (a frozen process, a black-holed network) would
+make every operation wait out its timeout; a circuit breaker (``services.breaker``) stops
+calling it after a few failures in a row and probes it in the background instead.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import hashlib
 import json
 import re
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 import numpy as np
 
-from services.rpc.logs import event, get_logger
+from services.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from services.metrics import Metrics
+from services.rpc.logs import event, get_logger
 from services.rpc.metrics import Children
 
 log = get_logger("cache")
@@ -42,6 +48,11 @@ KEY_VERSION = "v1"
 SAMPLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Rough per-entry overhead of the in-process cache beyond the latent bytes.
 _ENTRY_OVERHEAD_BYTES = 512
+# Log level of each breaker transition: opening is what an operator must see; the probe's
+# half-open/open cycles while Redis stays down are detail.
+_BREAKER_LOG_LEVEL = {(BreakerState.CLOSED, BreakerState.OPEN): 30, (BreakerState.HALF_OPEN, BreakerState.CLOSED): 20}
+
+T = TypeVar("T")
 
 
 def render_key(model: str, version: int, latent: np.ndarray, label: int | None, output: str) -> str:
@@ -302,6 +313,13 @@ class RedisSampleCache(SampleCache):
     it lasts, and once when Redis answers again (``cache_recovered``); every failed operation is
     counted in ``latentforge_cache_errors_total``. No reconnect loop is needed: each operation
     takes a pooled connection or opens a new one.
+
+    A circuit breaker (``breaker``; threshold 0 turns it off) opens after that many operations in
+    a row found Redis unreachable or timed out (an error reply is an answer, not counted):
+    operations then raise ``CacheUnavailable`` at once without calling Redis (counted in
+    ``latentforge_cache_breaker_refused_total`` as well as in the errors), and a background PING
+    with the same timeout closes it again when Redis answers. Its state is the gauge
+    ``latentforge_cache_breaker_state``; each transition is one log line (``cache_breaker_*``).
     """
 
     backend = "redis"
@@ -309,8 +327,9 @@ class RedisSampleCache(SampleCache):
 
     def __init__(self, metrics: Metrics, ttl_s: int, url: str, namespace: str = "lf", timeout_s: float = 0.25,
                  render_ttl_s: int = 3600, *, tls_ca: str | None = None, tls_cert: str | None = None,
-                 tls_key: str | None = None) -> None:
+                 tls_key: str | None = None, breaker: BreakerSettings | None = None) -> None:
         super().__init__(metrics, ttl_s)
+        self.timeout_s = float(timeout_s)
         self.render_ttl_s = int(render_ttl_s)
         self.render_prefix = f"{namespace}:{KEY_VERSION}:render:"
         import redis
@@ -342,9 +361,23 @@ class RedisSampleCache(SampleCache):
             OSError,
             TimeoutError,
         )
+        # Errors meaning Redis did not answer (what the breaker counts); an error reply such as
+        # OOM or WRONGTYPE is an answer: Redis is reachable, so it is not.
+        self._unreachable_errors: tuple[type[BaseException], ...] = (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            OSError,
+            TimeoutError,
+        )
         self._down_since: float | None = None  # monotonic time of the first failure of an outage
         self._down_errors = 0
         self._reminded = 0.0
+        settings = BreakerSettings() if breaker is None else breaker
+        self.breaker: CircuitBreaker | None = None
+        if settings.enabled:
+            self.breaker = CircuitBreaker(settings, self._probe, self._breaker_moved)
+            self._breaker_gauge = metrics.cache_breaker_state.labels(self.backend)
+            self._breaker_gauge.set(BreakerState.CLOSED)
 
     def key(self, sample_id: str) -> str:
         """The Redis key of a sample id."""
@@ -372,6 +405,46 @@ class RedisSampleCache(SampleCache):
             self._down_since = None
             self._down_errors = 0
 
+    async def _run(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One Redis operation through the breaker: refused at once while it is open; a failure
+        or timeout is logged, fed to the breaker and raised as CacheUnavailable."""
+        breaker = self.breaker
+        if breaker is not None and not breaker.allow():
+            self._counter("cache_breaker_refused").inc()
+            raise CacheUnavailable(
+                f"Redis at {self.url} is not called while its circuit breaker is open (opened after "
+                f"{breaker.settings.threshold} failures in a row); it is retried in the background, "
+                f"next in {breaker.retry_in_s():.2f} s")
+        try:
+            result = await call()
+        except self._redis_errors as exc:
+            if breaker is not None:
+                (breaker.failure if isinstance(exc, self._unreachable_errors) else breaker.success)()
+            raise self._unavailable(operation, exc) from None
+        if breaker is not None:
+            breaker.success()
+        self._answered()
+        return result
+
+    async def _probe(self) -> bool:
+        """The breaker's probe: PING with the command timeout (bounded here too, so a connection
+        that hangs in a way the socket timeout misses cannot stall recovery)."""
+        try:
+            async with asyncio.timeout(self.timeout_s * 2):
+                ok = bool(await self._client.ping())
+        except self._redis_errors as exc:  # TimeoutError is one of them
+            self._unavailable("probe", exc)  # keeps the outage's reminders going; not a request's error
+            return False
+        if ok:
+            self._answered()
+        return ok
+
+    def _breaker_moved(self, old: BreakerState, new: BreakerState, facts: dict[str, Any]) -> None:
+        """Gauge and one log line per breaker transition."""
+        self._breaker_gauge.set(new)
+        event(log, f"cache_breaker_{new.name.lower()}", level=_BREAKER_LOG_LEVEL.get((old, new), 10),
+              backend=self.backend, url=self.url, previous=old.name.lower(), **facts)
+
     def _describe(self, exc: BaseException) -> str:
         text = _describe(exc)
         for secret in self._secrets:
@@ -379,7 +452,7 @@ class RedisSampleCache(SampleCache):
         return text
 
     async def _put_many(self, records: list[SampleRecord]) -> None:
-        try:
+        async def put() -> None:
             async with self._client.pipeline(transaction=True) as pipe:
                 for rec in records:
                     key = self.key(rec.sample_id)
@@ -392,16 +465,11 @@ class RedisSampleCache(SampleCache):
                     pipe.hset(key, mapping=fields)
                     pipe.expire(key, self.ttl_s)
                 await pipe.execute()
-        except self._redis_errors as exc:
-            raise self._unavailable("put", exc) from None
-        self._answered()
+
+        await self._run("put", put)
 
     async def _get(self, sample_id: str) -> SampleRecord | None:
-        try:
-            data = await self._client.hgetall(self.key(sample_id))
-        except self._redis_errors as exc:
-            raise self._unavailable("get", exc) from None
-        self._answered()
+        data = await self._run("get", lambda: self._client.hgetall(self.key(sample_id)))
         if not data or b"latent" not in data or b"meta" not in data:
             return None
         try:
@@ -411,22 +479,16 @@ class RedisSampleCache(SampleCache):
             return None
 
     async def _get_rendered(self, keys: list[str]) -> list[bytes | None]:
-        try:
-            values = list(await self._client.mget([self.render_prefix + k for k in keys]))
-        except self._redis_errors as exc:
-            raise self._unavailable("get_rendered", exc) from None
-        self._answered()
-        return values
+        return list(await self._run("get_rendered", lambda: self._client.mget([self.render_prefix + k for k in keys])))
 
     async def _put_rendered(self, items: dict[str, bytes]) -> None:
-        try:
+        async def put() -> None:
             async with self._client.pipeline(transaction=False) as pipe:
                 for key, value in items.items():
                     pipe.set(self.render_prefix + key, value, ex=self.render_ttl_s)
                 await pipe.execute()
-        except self._redis_errors as exc:
-            raise self._unavailable("put_rendered", exc) from None
-        self._answered()
+
+        await self._run("put_rendered", put)
 
     async def ping(self) -> bool:
         try:
@@ -435,6 +497,8 @@ class RedisSampleCache(SampleCache):
             return False
 
     async def close(self) -> None:
+        if self.breaker is not None:
+            await self.breaker.close()
         await self._client.aclose()
 
 
@@ -467,14 +531,19 @@ def redact_url(url: str) -> str:
 
 def make_cache(metrics: Metrics, *, redis_url: str | None, ttl_s: int, max_bytes: int, namespace: str, timeout_s: float,
                render_ttl_s: int = 3600, render_max_bytes: int = 0, redis_tls_ca: str | None = None,
-               redis_tls_cert: str | None = None, redis_tls_key: str | None = None) -> SampleCache:
-    """Redis when a URL is given, else the in-process LRU. Logs which, without secrets."""
+               redis_tls_cert: str | None = None, redis_tls_key: str | None = None,
+               breaker: BreakerSettings | None = None) -> SampleCache:
+    """Redis when a URL is given (behind a circuit breaker, ``breaker`` or the default one),
+    else the in-process LRU, which needs none. Logs which, without secrets."""
     cache: SampleCache
     if redis_url:
+        settings = BreakerSettings() if breaker is None else breaker
         cache = RedisSampleCache(metrics, ttl_s, redis_url, namespace, timeout_s, render_ttl_s,
-                                 tls_ca=redis_tls_ca, tls_cert=redis_tls_cert, tls_key=redis_tls_key)
+                                 tls_ca=redis_tls_ca, tls_cert=redis_tls_cert, tls_key=redis_tls_key,
+                                 breaker=settings)
         event(log, "cache_configured", backend=cache.backend, url=cache.url, tls=cache.tls, namespace=namespace,
-              ttl_s=ttl_s, timeout_s=timeout_s)
+              ttl_s=ttl_s, timeout_s=timeout_s, breaker_threshold=settings.threshold,
+              breaker_backoff_s=settings.backoff_s, breaker_backoff_max_s=settings.backoff_max_s)
     else:
         cache = MemorySampleCache(metrics, ttl_s, max_bytes, render_ttl_s, render_max_bytes)
         event(log, "cache_configured", backend=cache.backend, max_bytes=max_bytes, ttl_s=ttl_s)

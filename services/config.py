@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
+from services.breaker import BreakerSettings
 from services.rpc.settings import ConfigError, ServerSettings, load_settings, setting
 
 __all__ = ["ConfigError", "ServeConfig", "load_config"]
@@ -36,6 +37,16 @@ class ServeConfig(ServerSettings):
     cache_ttl_s: int = setting(86_400, "how long a sample id stays resolvable, in seconds")
     cache_max_bytes: int = setting(64 * 1024 * 1024, "in-process cache memory bound in bytes")
     redis_timeout_s: float = setting(0.25, "per Redis command, in seconds; a slow Redis must not stall Generate")
+    # Circuit breaker: a Redis that hangs (rather than refusing connections) is not waited on by
+    # every request; see services.breaker.
+    redis_breaker_threshold: int = setting(
+        3, "Redis failures or timeouts in a row that open the cache's circuit breaker: Redis is then not "
+           "called (ids answer UNAVAILABLE at once, Generate does not store) until a background PING "
+           "answers; 0: no breaker")
+    redis_breaker_backoff_s: float = setting(
+        0.25, "seconds from the breaker opening to its first PING; doubles after each failed PING")
+    redis_breaker_backoff_max_s: float = setting(
+        1.0, "longest wait between the breaker's PINGs, in seconds: bounds how long a recovered Redis stays unused")
     # Redis over TLS (with a rediss:// URL): CA to trust, and a client certificate + key when
     # the Redis requires one. Password / ACL user go in the URL.
     redis_tls_ca: Path | None = setting(None, "PEM CA that signed the Redis server's certificate")
@@ -90,9 +101,18 @@ class ServeConfig(ServerSettings):
             (self.stream_chunk >= 1, "stream_chunk must be >= 1"),
             (self.reload_interval_s >= 0, "reload_interval_s must be >= 0"),
             (self.redis_timeout_s > 0, "redis_timeout_s must be > 0"),
+            (self.redis_breaker_threshold >= 0, "redis_breaker_threshold must be >= 0 (0: no breaker)"),
+            (self.redis_breaker_backoff_s > 0, "redis_breaker_backoff_s must be > 0"),
+            (self.redis_breaker_backoff_max_s >= self.redis_breaker_backoff_s,
+             "redis_breaker_backoff_max_s must be >= redis_breaker_backoff_s"),
             (bool(self.cache_namespace) and ":" not in self.cache_namespace,
              "cache_namespace must be non-empty without ':'"),
         ]
+
+    def redis_breaker(self) -> BreakerSettings:
+        """The Redis cache's circuit breaker settings (threshold 0: none)."""
+        return BreakerSettings(self.redis_breaker_threshold, self.redis_breaker_backoff_s,
+                               self.redis_breaker_backoff_max_s)
 
 
 def load_config(config_file: Path | None = None, environ: Mapping[str, str] | None = None,

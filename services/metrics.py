@@ -53,6 +53,14 @@ class Metrics:
         self.cache_errors = Counter(
             "latentforge_cache_errors", "Cache operations that failed (cache unreachable).",
             ["backend", "operation"], registry=r)
+        self.cache_breaker_state = Gauge(
+            "latentforge_cache_breaker_state",
+            "Circuit breaker around the cache backend: 0 closed (calls go through), 1 open (calls answered "
+            "at once as unavailable), 2 half-open (a probe is trying the backend).", ["backend"], registry=r)
+        self.cache_breaker_refused = Counter(
+            "latentforge_cache_breaker_refused",
+            "Cache operations answered at once as unavailable, without calling the backend, while its "
+            "breaker was open.", ["backend"], registry=r)
         self.render_cache_hits = Counter(
             "latentforge_render_cache_hits", "Rendered outputs (PNG/tensor) served from the cache.",
             ["backend"], registry=r)
