@@ -79,7 +79,7 @@ class GenerationService(RpcService):
             max_bytes=config.cache_max_bytes, namespace=config.cache_namespace, timeout_s=config.redis_timeout_s,
             render_ttl_s=config.render_cache_ttl_s, render_max_bytes=config.render_cache_max_bytes,
             redis_tls_ca=_path_str(config.redis_tls_ca), redis_tls_cert=_path_str(config.redis_tls_cert),
-            redis_tls_key=_path_str(config.redis_tls_key))
+            redis_tls_key=_path_str(config.redis_tls_key), breaker=config.redis_breaker())
         self.runner = make_runner(config, self.executor, self.metrics)
         self.pipeline = GenerationPipeline(config, self.repository, self.runner, self.cache, self.metrics,
                                            self.executor)
