@@ -41,8 +41,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="completion: candidates per image (default 4); best-of-K reads and diversity use them")
     p.add_argument("--iterations", type=int, default=None,
                    help="completion by the iterative method: encode/decode rounds (default 8)")
+    p.add_argument("--temperatures", type=_temperatures, default=None, metavar="T,T,...",
+                   help="stroke models: sampling temperatures of the prior drawings (default 0.2,0.5,1.0 and "
+                   "the run's grid temperature)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
+
+
+def _temperatures(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"temperatures are numbers separated by commas (got {text!r})") from None
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"temperatures must be > 0 (got {text!r})")
+    return values
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,16 +67,20 @@ def run(args: argparse.Namespace) -> int:
         from trainer.quality.completion import format_completion
         from trainer.quality.evaluate import evaluate_model, format_report
         from trainer.quality.features import QualityError
+        from trainer.quality.strokes import StrokeReport, format_stroke_report
     except ModuleNotFoundError as exc:
         return missing_extra("evaluate", "train", exc)
     try:
         report, completion = evaluate_model(
             args.path, n=args.n, seed=args.seed, checkpoint=args.checkpoint, data=args.data,
             cache_dir=args.cache_dir, completion=args.completion, candidates=args.candidates,
-            iterations=args.iterations)
+            iterations=args.iterations, temperatures=args.temperatures)
     except (QualityError, CheckpointError, ManifestError, DataError, OSError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    if isinstance(report, StrokeReport):
+        print(json.dumps(report.to_dict(), indent=2) if args.json else format_stroke_report(report))
+        return 0
     if args.json:
         if report is None:
             out = completion.to_dict()

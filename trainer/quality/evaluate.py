@@ -293,16 +293,24 @@ def evaluate_model(
     completion: bool = False,
     candidates: int | None = None,
     iterations: int | None = None,
-) -> tuple[Report | None, Any]:
+    temperatures: tuple[float, ...] | None = None,
+) -> tuple[Any, Any]:
     """The reports a model calls for: (sample report, completion report), either may be None.
 
     A model with the ``complete`` task and no ``sample`` task (a completion model: it has no
     prior to sample) gets the completion report only; any other model gets the sample report,
     and the completion report too when ``completion`` is asked (a VAE or an autoencoder completes
-    by the iterative method over its encoder and decoder).
+    by the iterative method over its encoder and decoder). A stroke model (family kind
+    ``stroke_vae``) gets ``trainer.quality.strokes``' report, drawn at `temperatures` (default:
+    0.2, 0.5, 1.0 and its grid temperature), and no completion report.
     """
     from trainer.quality import completion as comp
+    from trainer.quality import strokes
 
+    if strokes.is_stroke_model(Path(path), checkpoint):  # a stroke family: held-out NLL and rendered drawings
+        if completion:
+            raise QualityError(f"{path} draws pen strokes: it has no image completion to score (drop --completion)")
+        return strokes.evaluate_strokes(path, n, seed, checkpoint, data, cache_dir, temperatures), None
     tasks = comp.capabilities(Path(path), checkpoint)
     completion_only = "complete" in tasks and "sample" not in tasks
     if (completion or completion_only) and not comp.can_complete(tasks):
