@@ -69,6 +69,8 @@ RECON_TEMPERATURE = 0.1  # reconstructions are drawn from mu at this temperature
 BATCH = 500
 LOSS_BATCH = 256
 MIN_HELD_OUT = 10
+# How the stroke meters are trained: as the image meters (read at call time, so a caller may set it).
+METER_SETTINGS = DEFAULT_SETTINGS
 
 
 # --- the model ------------------------------------------------------------------------------------
@@ -290,11 +292,12 @@ def rendered_data(data: TrainingData, size: int = RENDER_SIZE) -> TrainingData:
 _METERS: dict[tuple[Any, ...], Meter] = {}
 
 
-def stroke_meter(data: TrainingData, cache_dir: Path | None = None, settings: MeterSettings = DEFAULT_SETTINGS,
+def stroke_meter(data: TrainingData, cache_dir: Path | None = None, settings: MeterSettings | None = None,
                  size: int = RENDER_SIZE) -> Meter:
     """The quality meter of a stroke data set, trained on its rendered drawings (the image meter's
     way: classifier with labels, autoencoder without; 80/20 split) and cached with the image
     meters, keyed by the rendered pixels; loaded once per process."""
+    settings = settings or METER_SETTINGS
     folder = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).resolve()
     memo = (data.source, len(data), size, str(folder), settings)
     if memo not in _METERS:
@@ -368,7 +371,7 @@ def evaluate_strokes(
     data: str | None = None,
     cache_dir: Path | None = None,
     temperatures: tuple[float, ...] | None = None,
-    settings: MeterSettings = DEFAULT_SETTINGS,
+    settings: MeterSettings | None = None,
     meter: bool = True,
 ) -> StrokeReport:
     """The stroke report of a run folder (or checkpoint): held-out NLL and KL, then (unless
@@ -395,7 +398,7 @@ def evaluate_strokes(
                   "hold_out": payload.get("hold_out")},
         nll=_rounded(nll), meter=None, samples={}, floor=None, reconstruction=None, seconds=0.0)
     if meter:
-        m = stroke_meter(held.data, cache_dir, settings)
+        m = stroke_meter(held.data, cache_dir, settings or METER_SETTINGS)
         report.meter = {"kind": m.kind, "version": METER_VERSION, "key": m.key, "cache": str(m.path),
                         "origin": m.origin, "train_seconds": m.train_seconds, "render_size": RENDER_SIZE,
                         "train_images": len(m.train_features), "held_out_images": len(m.held_out_features),
