@@ -28,7 +28,12 @@ from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import DataSpec
 from trainer.families import build_family
-from trainer.quality.strokes import StrokeReport, evaluate_strokes, held_out, reconstruction_nll
+from trainer.quality.strokes import (
+    StrokeReport,
+    evaluate_strokes,
+    held_out,
+    reconstruction_nll,
+)
 
 
 def untrained_nll(run: Path, data: str | None) -> dict[str, float]:
@@ -107,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         likelihood += likelihood_rows(name, report, untrained_nll(run, args.data))
         samples += sample_rows(name, report)
         print(f"{run}: done in {report.seconds} s", file=sys.stderr)
-    command = "python -m scripts.stroke_quality " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    shown = list(argv if argv is not None else sys.argv[1:])
+    if "--note" in shown:  # the note is printed below the command, not inside it
+        shown[shown.index("--note") + 1] = "..."
+    command = "python -m scripts.stroke_quality " + " ".join(shlex.quote(a) for a in shown)
     text = "\n".join([
         "# Stroke model quality (sketch-rnn)",
         "",
@@ -118,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         *([args.note, ""] if args.note else []),
         "## Held-out likelihood",
         "",
-        "On drawings the run held out (`--hold-out`), in eval mode, with the family's loss code: L_s the "
+        ("On drawings the run held out (`--hold-out`), in eval mode, with the family's loss code: L_s the "
         "offsets' mixture NLL and L_p the pen states' cross-entropy, each summed over a drawing and divided by "
         "T, its padded length (as in training and the sketch-rnn paper); KL per latent dimension, raw (no KL "
         "tolerance); total = L_s + L_p + KL, the kind of figure in the paper's tables (its data and sizes differ, "
         "so not its values); nats = T (L_s + L_p) + KL summed over dimensions, the bound per drawing. "
-        "\"untrained\": the same network at its initial weights.",
+        "\"untrained\": the same network at its initial weights."),
         "",
         "| run | data | held out | L_s | L_p | KL/dim | total | nats/drawing |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -131,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## Rendered drawings",
         "",
-        "Drawings rendered at 28x28 (trainer.data.strokes.render) and scored in the feature space of the "
+        ("Drawings rendered at 28x28 (trainer.data.strokes.render) and scored in the feature space of the "
         "project's quality meter trained on the data set's rendered drawings (an autoencoder without labels, a "
         "classifier with them), against its training split (80%); the floor row is real held-out drawings "
         "measured the same way. FID, KID and precision/recall on chunks of the floor's size, averaged. "
-        "points: mean points per drawing; ended: the share that drew the end state before T. Lower FID is better.",
+        "points: mean points per drawing; ended: the share that drew the end state before T. Lower FID is better."),
         "",
         "| run | drawings | FID | KID | precision | recall | confident / read | points | ended |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",

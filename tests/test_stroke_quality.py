@@ -157,3 +157,15 @@ def test_a_run_that_held_out_nothing_is_flagged(tmp_path: Path):
     assert report.held_out["split"] == "meter split" and report.held_out["unseen"] is False
     assert "the run trained on them" in sq.format_stroke_report(report)
     assert dataclasses.asdict(report)["meter"] is None
+
+
+def test_a_data_set_too_small_for_a_meter_still_gets_its_likelihood(tmp_path: Path, cache: Path, capsys):
+    """kanjivg:digits holds 15 drawings: too few for a meter (50), so the report gives the held-out
+    NLL of its 3 held-out drawings and says why the rendered scores are missing."""
+    out = tmp_path / "digits"
+    assert main(["train", "--model", "sketch-rnn", "--data", "kanjivg:digits", "--hold-out", "0.2", "--steps", "2",
+                 "--batch-size", "8", "--threads", "1", "--eval-every", "0", "--sample-every", "2",
+                 "--checkpoint-every", "2", *TINY, "--out", str(out)]) == 0
+    assert main(["evaluate", str(out), "--n", "10", "--cache-dir", str(cache)]) == 0
+    text = capsys.readouterr().out
+    assert "held-out NLL on 3 drawings" in text and "too few to measure quality" in text

@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "beside the floor: the same measurement on real held-out images. A completion model (the "
         "complete task), or any model with an encoder and a decoder given --completion, is scored on "
         "how it fills the hole of held-out images: PSNR and SSIM of the hole, class reads of the "
-        "completed images (best of K candidates too), diversity, beside a mean-image baseline.",
+        "completed images (best of K candidates too), diversity, beside a mean-image baseline. A stroke model "
+        "(sketch-rnn run folder) gets its held-out NLL (L_s, L_p, raw KL) and its drawings rendered and scored "
+        "by a meter trained on the data set's rendered drawings, per sampling temperature.",
     )
     p.add_argument("path", type=Path,
                    help="run folder (or a .pt checkpoint) or an exported models/<name>/<version>/ folder")

@@ -323,6 +323,7 @@ class StrokeReport:
     floor: dict[str, Any] | None
     reconstruction: dict[str, Any] | None
     seconds: float
+    notes: list[str] = field(default_factory=list)  # what could not be measured, and why
     created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -397,8 +398,13 @@ def evaluate_strokes(
         held_out={"split": held.split, "count": len(held.strokes), "unseen": held.unseen,
                   "hold_out": payload.get("hold_out")},
         nll=_rounded(nll), meter=None, samples={}, floor=None, reconstruction=None, seconds=0.0)
+    m = None
     if meter:
-        m = stroke_meter(held.data, cache_dir, settings or METER_SETTINGS)
+        try:
+            m = stroke_meter(held.data, cache_dir, settings or METER_SETTINGS)
+        except QualityError as exc:  # e.g. too few drawings for a meter: the likelihood still stands
+            report.notes.append(f"no rendered-drawing scores: {exc}")
+    if m is not None:
         report.meter = {"kind": m.kind, "version": METER_VERSION, "key": m.key, "cache": str(m.path),
                         "origin": m.origin, "train_seconds": m.train_seconds, "render_size": RENDER_SIZE,
                         "train_images": len(m.train_features), "held_out_images": len(m.held_out_features),
@@ -414,6 +420,9 @@ def evaluate_strokes(
             report.samples[f"{t:g}"] = _rounded(_sample_scores(m, strokes, lengths, seed))
         if model.latent_dim and len(held.strokes) >= MIN_HELD_OUT:
             report.reconstruction = _rounded(reconstructions(model, m, held, seed))
+        elif model.latent_dim:
+            report.notes.append(f"no reconstruction scores: {len(held.strokes)} held-out drawings "
+                                f"(need {MIN_HELD_OUT})")
     report.seconds = round(time.perf_counter() - started, 2)
     return report
 
@@ -463,7 +472,7 @@ def format_stroke_report(report: StrokeReport) -> str:
     ]
     m, f = report.meter, report.floor
     if m is None or f is None:
-        return "\n".join(lines)
+        return "\n".join(lines + [f"note: {note}" for note in report.notes])
     acc = m.get("held_out_accuracy")
     trained = f"trained now in {m['train_seconds']} s" if m["origin"] == "trained" else "cached"
     lines += [
@@ -489,4 +498,4 @@ def format_stroke_report(report: StrokeReport) -> str:
         if "read" in r:
             parts.append(f"read as the original's class {r['read']:.1%} (originals {r['original_read']:.1%})")
         lines += ["", "  ".join(parts)]
-    return "\n".join(lines)
+    return "\n".join(lines + [f"note: {note}" for note in report.notes])
