@@ -29,6 +29,7 @@ from trainer.config import TrainConfig
 from trainer.data import DataSpec
 from trainer.families import build_family
 from trainer.quality.strokes import (
+    RunModel,
     StrokeReport,
     evaluate_strokes,
     held_out,
@@ -43,8 +44,8 @@ def untrained_nll(run: Path, data: str | None) -> dict[str, float]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         family = build_family(config, DataSpec.from_dict(payload["data"]), torch.device("cpu"))
-    held = held_out(payload, data or payload["config"]["data"], int(family.max_steps))
-    return reconstruction_nll(family, held.strokes, held.lengths)
+    held = held_out(payload.get("hold_out"), data or payload["config"]["data"], int(family.max_steps), payload["path"])
+    return reconstruction_nll(RunModel(family, payload), held.strokes, held.lengths)
 
 
 def _f(v: Any, fmt: str) -> str:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from latentforge.cli import main
+from latentforge.manifest import ManifestError
 from tests.test_sketch_rnn import shape_set
 from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
@@ -57,21 +58,21 @@ def test_held_out_nll_is_finite_and_training_lowers_it(run: Path):
     """The run's own hold-out (the meter's 20% split of kanjivg:simple) is found again, and the
     trained model's held-out NLL is below the same network's untrained one."""
     payload = load_checkpoint(run)
-    model = sq.open_run(run)
-    held = sq.held_out(payload, "kanjivg:simple", model.max_steps)
+    model = sq.open_model(run)
+    held = sq.held_out(payload["hold_out"], "kanjivg:simple", model.max_steps)
     _, expected = split_indices(payload["hold_out"]["source_count"], 0.2, 0)
     assert held.split == "hold-out" and held.unseen and len(held.strokes) == len(expected) == 194
-    trained = sq.reconstruction_nll(model.family, held.strokes, held.lengths)
+    trained = sq.reconstruction_nll(model, held.strokes, held.lengths)
     fresh = build_family(TrainConfig.from_dict(payload["config"]), DataSpec.from_dict(payload["data"]),
                          torch.device("cpu"))
-    untrained = sq.reconstruction_nll(fresh, held.strokes, held.lengths)
+    untrained = sq.reconstruction_nll(sq.RunModel(fresh), held.strokes, held.lengths)
     for figures in (trained, untrained):
         assert all(np.isfinite(figures[k]) for k in ("offset_nll", "pen_nll", "kl", "total", "nats_per_drawing"))
         assert figures["total"] == pytest.approx(figures["offset_nll"] + figures["pen_nll"] + figures["kl"])
         assert figures["kl_sum"] == pytest.approx(8 * figures["kl"]) and figures["kl"] >= 0
     assert trained["recon_nll"] < untrained["recon_nll"] - 0.05
     # eval mode and a seeded eps: the same figures again
-    assert sq.reconstruction_nll(model.family, held.strokes, held.lengths) == trained
+    assert sq.reconstruction_nll(model, held.strokes, held.lengths) == trained
 
 
 def test_evaluate_reports_a_stroke_run_and_caches_its_meter(run: Path, cache: Path, capsys):
@@ -110,7 +111,7 @@ def test_rendered_meter_of_labelled_drawings_reads_their_classes(run: Path, cach
     assert sq.stroke_meter(data, cache, MeterSettings(steps=150)).origin == "cache"
     _, idx = split_indices(len(data), 0.2, 0)
     held = sq.HeldOut(strokes[idx], lengths[idx], labels[idx], "hold-out", True, data)
-    recon = sq.reconstructions(sq.open_run(run), meter, held)
+    recon = sq.reconstructions(sq.open_model(run), meter, held)
     assert 0 <= recon["read"] <= 1 and recon["original_read"] == pytest.approx(meter.held_out_accuracy)
 
 
@@ -133,15 +134,15 @@ def test_bad_input_gets_a_clear_error(run: Path, tmp_path: Path, capsys):
     payload = load_checkpoint(run)
     moved = {**payload, "hold_out": {**payload["hold_out"], "source_count": 999}}
     with pytest.raises(QualityError, match="cannot be found again"):
-        sq.held_out(moved, "kanjivg:simple", 35)
+        sq.held_out(moved["hold_out"], "kanjivg:simple", 35)
     with pytest.raises(QualityError, match="holds images"):
-        sq.held_out(payload, "mnist5k", 35)
-    # an exported version folder is not scored yet; a path that is nothing
+        sq.held_out(payload["hold_out"], "mnist5k", 35)
+    # a broken version folder; a path that is nothing
     (tmp_path / "manifest.json").write_text("{}")
-    with pytest.raises(QualityError, match="exported version"):
-        sq.open_run(tmp_path)
+    with pytest.raises(ManifestError):
+        sq.open_model(tmp_path)
     with pytest.raises(QualityError, match="neither a run folder"):
-        sq.open_run(tmp_path / "missing")
+        sq.open_model(tmp_path / "missing")
     with pytest.raises(QualityError, match="temperatures must be > 0"):
         sq.evaluate_strokes(run, n=10, temperatures=(0.0,), meter=False)
     with pytest.raises(SystemExit):
@@ -169,3 +170,21 @@ def test_a_data_set_too_small_for_a_meter_still_gets_its_likelihood(tmp_path: Pa
     assert main(["evaluate", str(out), "--n", "10", "--cache-dir", str(cache)]) == 0
     text = capsys.readouterr().out
     assert "held-out NLL on 3 drawings" in text and "too few to measure quality" in text
+
+
+def test_an_exported_version_is_scored_in_onnx_runtime_like_its_run(run: Path, tmp_path: Path, cache: Path):
+    """The version's graphs teacher-forced give the run's held-out figures (the same eps); its
+    drawings, sampled here from its step graph, are scored by the same meter."""
+    from exporter.repository import export_run
+
+    export_run(run, tmp_path / "models", "kanji-simple")
+    version = tmp_path / "models" / "kanji-simple" / "1"
+    from_run = sq.evaluate_strokes(run, n=40, temperatures=(0.5,), cache_dir=cache)
+    from_version = sq.evaluate_strokes(version, n=40, temperatures=(0.5,), cache_dir=cache)
+    assert from_version.source["kind"] == "version" and from_version.held_out == from_run.held_out
+    for key in ("offset_nll", "pen_nll", "kl", "total"):
+        assert from_version.nll[key] == pytest.approx(from_run.nll[key], abs=1e-3), key
+    scores = from_version.samples["0.5"]
+    assert np.isfinite(scores["fid"]) and 0 < scores["mean_points"] <= 35
+    assert np.isfinite(from_version.reconstruction["fid"])
+    assert "ONNX Runtime" in sq.format_stroke_report(from_version)

@@ -1,6 +1,6 @@
 """Quality of a stroke model (sketch-rnn): held-out NLL and KL, and scores of its rendered drawings.
 
-Two kinds of figures, for a run folder (or one of its checkpoints):
+Two kinds of figures, for a run folder (or one of its checkpoints) or an exported version folder:
 
 1. Likelihood, as the sketch-rnn paper reports it (Ha & Eck 2017, tables 1-2), on drawings the
    run never trained on: the offsets' mixture NLL L_s, the pen states' cross-entropy L_p (both
@@ -28,9 +28,12 @@ Rendering: ``trainer.data.strokes.render`` (supersampled and box-filtered to 28x
 edges; it draws from the start point as the model does), not the family's 64-pixel grid renderer
 (one-pixel aliased lines at 28 pixels).
 
-What the model must do is the ``StrokeModel`` protocol: ``RunModel`` implements it with PyTorch
-over a checkpoint; an exported version's graphs (encoder, init_state, decoder_step in ONNX Runtime)
-can implement it later, then only the likelihood part needs the PyTorch run.
+What the model must do is the ``StrokeModel`` protocol: ``RunModel`` implements it with the
+family's PyTorch code over a checkpoint; ``VersionModel`` with an exported version's graphs in ONNX
+Runtime (encode_strokes, init_state, draw_strokes: the service's graphs), teacher-forcing the step
+graph for the likelihood and running the sampling loop here, batched (its draws come from NumPy, so
+a version's drawings are not the run's drawings for the same seed; its likelihood, with the same
+eps, agrees with the run's).
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ class StrokeModel(Protocol):
     max_steps: int  # T
     grid_temperature: float
     source: dict[str, Any]
+    config: dict[str, Any]  # the training config (its data)
+    hold_out: dict[str, Any] | None  # what the run held out (trainer.loop.hold_out_data)
+    where: str  # the file that says so, for messages
 
     def draw(self, z: np.ndarray | None, n: int, temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(strokes float32 (N, T, 5), lengths int64 (N,)) drawn from latents z (None: unconditional)."""
@@ -91,23 +97,39 @@ class StrokeModel(Protocol):
         """mu (N, latent_dim) of stroke-5 drawings."""
         ...
 
+    def teacher_forced(self, strokes: np.ndarray, lengths: np.ndarray, eps: np.ndarray | None,
+                       ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None, torch.Tensor | None]:
+        """The decoder's Mixture at every step (N, T, ...) given the previous true point, z = mu +
+        eps * exp(presig / 2), and (mu, presig) (None without an encoder)."""
+        ...
+
 
 class RunModel:
-    """A trained sketch-rnn from a checkpoint, on the CPU, through the family's own code."""
+    """A sketch-rnn family (a checkpoint's, or any built one) on the CPU, through its own code."""
 
-    def __init__(self, payload: dict[str, Any]) -> None:
-        from trainer.families import restore_family
-
-        with torch.random.fork_rng(devices=[]):
-            self.family = restore_family(payload)
-        if getattr(self.family, "kind", None) != KIND:
-            raise QualityError(f"{payload['path']} is a {payload['family']} run, not a stroke model")
+    def __init__(self, family: Any, payload: dict[str, Any] | None = None) -> None:
+        if getattr(family, "kind", None) != KIND:
+            raise QualityError(f"a {getattr(family, 'name', type(family).__name__)} model is not a stroke model")
+        self.family = family
+        payload = payload or {}
         self.payload = payload
-        self.latent_dim = int(self.family.latent_dim)
-        self.max_steps = int(self.family.max_steps)
-        self.grid_temperature = float(self.family.config.grid_temperature)
-        self.source = {"kind": "run", "checkpoint": payload["path"], "step": int(payload["step"]),
-                       "family": payload["family"]}
+        self.latent_dim = int(family.latent_dim)
+        self.max_steps = int(family.max_steps)
+        self.grid_temperature = float(family.config.grid_temperature)
+        self.config = dict(payload.get("config", {}))
+        self.hold_out = payload.get("hold_out")
+        self.where = str(payload.get("path", "the model"))
+        self.source = {"kind": "run", "checkpoint": payload.get("path"), "step": int(payload.get("step", 0)),
+                       "family": payload.get("family", family.name)}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> RunModel:
+        from trainer.families import family_class, restore_family
+
+        if getattr(family_class(payload["family"]), "kind", None) != KIND:
+            raise QualityError(f"{payload['path']} is a {payload['family']} run, not a stroke model")
+        with torch.random.fork_rng(devices=[]):
+            return cls(restore_family(payload), payload)
 
     def draw(self, z: np.ndarray | None, n: int, temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
         gen = torch.Generator().manual_seed(seed)
@@ -125,11 +147,163 @@ class RunModel:
                for i in range(0, len(strokes), BATCH)]
         return torch.cat(out).cpu().numpy()
 
+    @torch.no_grad()
+    def teacher_forced(self, strokes: np.ndarray, lengths: np.ndarray, eps: np.ndarray | None,
+                       ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None, torch.Tensor | None]:
+        from trainer.families.sketch_rnn import flushing_subnormals
+
+        net, device = self.family.modules["sketch_rnn"], self.family.device
+        was_training = net.training
+        net.eval()
+        try:
+            with flushing_subnormals(device):
+                mix, mu, presig = net(torch.from_numpy(strokes).to(device), torch.from_numpy(lengths).to(device),
+                                      eps=None if eps is None else torch.from_numpy(eps).to(device))
+        finally:
+            net.train(was_training)
+        return tuple(t.cpu() for t in mix), mu, presig
+
+
+class VersionModel:
+    """An exported stroke version (tasks draw_strokes [+ init_state, encode_strokes]) in ONNX Runtime:
+    the same graphs the service runs, the sampling loop run here, batched over the drawings."""
+
+    def __init__(self, version_dir: Path) -> None:
+        import onnxruntime as ort
+
+        from latentforge.manifest import MANIFEST_NAME, Manifest, verify_files
+
+        manifest = Manifest.read(version_dir)
+        verify_files(version_dir, manifest)
+        if manifest.strokes is None or "draw_strokes" not in manifest.tasks:
+            raise QualityError(f"{version_dir} is not a stroke model (no draw_strokes task)")
+        self.manifest = manifest
+        self.spec = manifest.strokes
+        self.latent_dim = int(manifest.latent_dim) if "init_state" in manifest.tasks else 0
+        self.max_steps = int(self.spec.max_steps)
+        self.grid_temperature = float(self.spec.temperature)
+        self.config = dict(manifest.training.get("config", {}))
+        self.hold_out = manifest.training.get("hold_out")
+        self.where = str(Path(version_dir) / MANIFEST_NAME)
+        self.source = {"kind": "version", "model": manifest.name, "version": manifest.version,
+                       "graph": manifest.graphs[manifest.graph_for("draw_strokes")],
+                       "step": int(manifest.source_checkpoint.get("step", 0))}
+        self._sessions = {task: ort.InferenceSession(str(Path(version_dir) / manifest.graphs[manifest.graph_for(task)]),
+                                                     providers=["CPUExecutionProvider"])
+                          for task in ("draw_strokes", "init_state", "encode_strokes") if task in manifest.tasks}
+
+    def _state(self, z: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if z is None:
+            zeros = np.zeros((n, self.spec.hidden), np.float32)
+            return zeros, zeros
+        h, c = self._sessions["init_state"].run(["h", "c"], {"z": np.asarray(z, np.float32)})
+        return h, c
+
+    def _step(self, point: np.ndarray, z: np.ndarray | None, h: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
+        feeds = {"point": point.astype(np.float32), "h": h, "c": c}
+        if z is not None:
+            feeds["z"] = z
+        return self._sessions["draw_strokes"].run(None, feeds)
+
+    def draw(self, z: np.ndarray | None, n: int, temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        out_s, out_l = [], []
+        for start in range(0, n, BATCH):
+            size = min(BATCH, n - start)
+            zb = None if z is None else np.asarray(z[start:start + size], np.float32)
+            h, c = self._state(zb, size)
+            strokes = np.zeros((size, self.max_steps, 5), np.float32)
+            strokes[..., 4] = 1.0
+            lengths = np.zeros(size, np.int64)
+            done = np.zeros(size, bool)
+            point = np.tile(np.asarray(self.spec.start_point, np.float32), (size, 1))
+            for t in range(self.max_steps):
+                *mix, h, c = self._step(point, zb, h, c)
+                row = sample_rows(mix, temperature, rng)
+                live = ~done & (row[:, 4] == 0)
+                strokes[live, t] = row[live]
+                lengths += live
+                done |= row[:, 4] > 0
+                if done.all():
+                    break
+                point = row
+            out_s.append(strokes)
+            out_l.append(lengths)
+        return np.concatenate(out_s), np.concatenate(out_l)
+
+    def encode(self, strokes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return self._posterior(strokes, lengths)[0]
+
+    def _posterior(self, strokes: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if "encode_strokes" not in self._sessions:
+            raise QualityError(f"{self.where}: this stroke model has no encoder (encode_strokes)")
+        session = self._sessions["encode_strokes"]
+        names = [o.name for o in session.get_outputs()]
+        if "logvar" not in names:
+            raise QualityError(f"{self.where}: its encoder gives no logvar: the KL cannot be measured")
+        mu, logvar = [], []
+        for i in range(0, len(strokes), BATCH):
+            m, v = session.run(["mu", "logvar"], {"strokes": strokes[i:i + BATCH].astype(np.float32),
+                                                  "lengths": lengths[i:i + BATCH].astype(np.int64)})
+            mu.append(m)
+            logvar.append(v)
+        return np.concatenate(mu), np.concatenate(logvar)
+
+    def teacher_forced(self, strokes: np.ndarray, lengths: np.ndarray, eps: np.ndarray | None,
+                       ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None, torch.Tensor | None]:
+        n, steps, _ = strokes.shape
+        mu = presig = z = None
+        if self.latent_dim:
+            assert eps is not None
+            mu, presig = self._posterior(strokes, lengths)
+            z = (mu + eps * np.exp(presig / 2)).astype(np.float32)
+        h, c = self._state(z, n)
+        start = np.tile(np.asarray(self.spec.start_point, np.float32), (n, 1, 1))
+        inputs = np.concatenate([start, strokes[:, :-1]], axis=1)
+        outs = []
+        for t in range(steps):
+            *mix, h, c = self._step(inputs[:, t], z, h, c)
+            outs.append(mix)
+        mix = tuple(torch.from_numpy(np.stack([o[k] for o in outs], axis=1)) for k in range(len(outs[0])))
+        as_tensor = (lambda a: None if a is None else torch.from_numpy(a))
+        return mix, as_tensor(mu), as_tensor(presig)
+
+
+def sample_rows(mix: list[np.ndarray], temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """One stroke-5 row per drawing from one step's outputs (pi, mu_x, mu_y, sigma_x, sigma_y, rho
+    (N, M), pen_logits (N, 3)), at the paper's temperature (logits / tau, variances * tau)."""
+    pi, mu_x, mu_y, sigma_x, sigma_y, rho, pen_logits = (np.asarray(a, np.float64) for a in mix)
+    tau = max(float(temperature), 1e-3)
+    n = len(pi)
+
+    def pick(logits: np.ndarray) -> np.ndarray:
+        x = logits / tau
+        p = np.exp(x - x.max(1, keepdims=True))
+        cum = np.cumsum(p / p.sum(1, keepdims=True), axis=1)
+        return np.minimum((cum < rng.random((n, 1))).sum(1), logits.shape[1] - 1)
+
+    k = pick(pi)
+    rows = np.arange(n)
+    e = rng.standard_normal((n, 2))
+    sx, sy, r = sigma_x[rows, k] * np.sqrt(tau), sigma_y[rows, k] * np.sqrt(tau), rho[rows, k]
+    out = np.zeros((n, 5), np.float32)
+    out[:, 0] = mu_x[rows, k] + sx * e[:, 0]
+    out[:, 1] = mu_y[rows, k] + sy * (r * e[:, 0] + np.sqrt(np.clip(1 - r * r, 0, None)) * e[:, 1])
+    out[rows, 2 + pick(pen_logits)] = 1.0
+    return out
+
 
 def is_stroke_model(path: Path, checkpoint: Path | None = None) -> bool:
-    """Whether a run folder (or checkpoint) holds a stroke family; False for version folders for now."""
+    """Whether a run folder (or checkpoint) holds a stroke family, or a version folder a stroke model."""
     path = Path(path)
-    if is_version_dir(path) or not path.exists():
+    if is_version_dir(path):
+        from latentforge.manifest import Manifest, ManifestError
+
+        try:
+            return "draw_strokes" in Manifest.read(path).tasks
+        except ManifestError:
+            return False  # the image path reports what is wrong with it
+    if not path.exists():
         return False
     from trainer.checkpoint import load_checkpoint
     from trainer.families import family_class
@@ -138,17 +312,18 @@ def is_stroke_model(path: Path, checkpoint: Path | None = None) -> bool:
     return getattr(family_class(payload["family"]), "kind", None) == KIND
 
 
-def open_run(path: Path, checkpoint: Path | None = None) -> RunModel:
-    """The RunModel of a run folder or checkpoint file; a clear error for anything else."""
+def open_model(path: Path, checkpoint: Path | None = None) -> RunModel | VersionModel:
+    """The stroke model of a run folder, a checkpoint file or an exported version folder."""
     path = Path(path)
     if is_version_dir(path):
-        raise QualityError(f"{path} is an exported version: stroke models are scored from their run folder for now "
-                           "(exported stroke versions will be scored through their decoder_step graph)")
+        if checkpoint is not None:
+            raise QualityError(f"{path} is an exported version; --checkpoint applies to run folders only")
+        return VersionModel(path)
     if not path.exists():
-        raise QualityError(f"{path} is neither a run folder nor a checkpoint file")
+        raise QualityError(f"{path} is neither a run folder, a checkpoint file nor an exported version folder")
     from trainer.checkpoint import load_checkpoint
 
-    return RunModel(load_checkpoint(Path(checkpoint) if checkpoint is not None else path))
+    return RunModel.from_payload(load_checkpoint(Path(checkpoint) if checkpoint is not None else path))
 
 
 # --- the drawings to score against ----------------------------------------------------------------
@@ -165,8 +340,9 @@ class HeldOut:
     data: TrainingData  # all of the data set (the meter renders it)
 
 
-def held_out(payload: dict[str, Any], spec: str, max_steps: int) -> HeldOut:
-    """The drawings a run held out (see the module docstring for the order of choice)."""
+def held_out(hold_out: dict[str, Any] | None, spec: str, max_steps: int, where: str = "the run") -> HeldOut:
+    """The drawings a run held out, from its record `hold_out` (see the module docstring for the
+    order of choice); `where` names the run in messages."""
     try:
         data = load_data(spec)
     except DataError as exc:
@@ -176,7 +352,7 @@ def held_out(payload: dict[str, Any], spec: str, max_steps: int) -> HeldOut:
     if data.strokes.shape[1] != max_steps:
         raise QualityError(f"{spec} pads drawings to T = {data.strokes.shape[1]} points but the model was trained at "
                            f"T = {max_steps}: it is not the data the run trained on (or it changed); pass it with --data")
-    hold = payload.get("hold_out") or {}
+    hold = hold_out or {}
     share = float(hold.get("share", 0.0) or 0.0)
     if share > 0:
         count = int(hold.get("source_count", len(data)))
@@ -189,7 +365,7 @@ def held_out(payload: dict[str, Any], spec: str, max_steps: int) -> HeldOut:
     if valid is not None:
         return valid
     log.warning("%s held out nothing (train with --hold-out 0.2): its NLL is measured on drawings it trained on",
-                payload.get("path"))
+                where)
     _, idx = split_indices(len(data), DEFAULT_SETTINGS.held_out, DEFAULT_SETTINGS.seed)
     return _take(data, idx, "meter split", False)
 
@@ -221,39 +397,33 @@ def _valid_split(spec: str, data: TrainingData, max_steps: int) -> HeldOut | Non
 # --- likelihood -----------------------------------------------------------------------------------
 
 @torch.no_grad()
-def reconstruction_nll(family: Any, strokes: np.ndarray, lengths: np.ndarray, seed: int = 0,
+def reconstruction_nll(model: StrokeModel, strokes: np.ndarray, lengths: np.ndarray, seed: int = 0,
                        batch: int = LOSS_BATCH) -> dict[str, float]:
     """L_s, L_p, their sum and (with an encoder) raw KL per dimension and per drawing, total
     = L_s + L_p + KL and the bound in nats per drawing, averaged over the drawings.
 
-    Eval mode, no augmentation, no KL tolerance; z = mu + eps * sigma with eps from `seed`.
+    Eval mode, no augmentation, no KL tolerance; z = mu + eps * sigma with eps from `seed` (the
+    same eps for a run and its exported version, so their figures agree).
     """
-    from trainer.families.sketch_rnn import flushing_subnormals
     from trainer.losses import kl_per_dimension, stroke_reconstruction_loss
 
     if len(strokes) == 0:
         raise QualityError("no held-out drawings to measure the NLL on")
-    net = family.modules["sketch_rnn"]
-    latent = int(family.latent_dim)
+    latent = int(model.latent_dim)
     steps = strokes.shape[1]
-    was_training = net.training
-    net.eval()
     gen = torch.Generator().manual_seed(seed)
     sums = {"offset_nll": 0.0, "pen_nll": 0.0, "kl": 0.0}
-    try:
-        with flushing_subnormals(family.device):
-            for start in range(0, len(strokes), batch):
-                s = torch.from_numpy(np.ascontiguousarray(strokes[start:start + batch], np.float32)).to(family.device)
-                ln = torch.from_numpy(np.asarray(lengths[start:start + batch], np.int64)).to(family.device)
-                eps = torch.randn(len(s), latent, generator=gen).to(family.device) if latent else None
-                mix, mu, presig = net(s, ln, eps=eps)
-                offsets, pen = stroke_reconstruction_loss(*mix, s, ln)
-                sums["offset_nll"] += float(offsets) * len(s)
-                sums["pen_nll"] += float(pen) * len(s)
-                if mu is not None:
-                    sums["kl"] += float(kl_per_dimension(mu, presig)) * len(s)
-    finally:
-        net.train(was_training)
+    for start in range(0, len(strokes), batch):
+        s = np.ascontiguousarray(strokes[start:start + batch], np.float32)
+        ln = np.asarray(lengths[start:start + batch], np.int64)
+        eps = torch.randn(len(s), latent, generator=gen).numpy() if latent else None
+        mix, mu, presig = model.teacher_forced(s, ln, eps)
+        target = torch.from_numpy(s)
+        offsets, pen = stroke_reconstruction_loss(*(t.float() for t in mix), target, torch.from_numpy(ln))
+        sums["offset_nll"] += float(offsets) * len(s)
+        sums["pen_nll"] += float(pen) * len(s)
+        if mu is not None and presig is not None:
+            sums["kl"] += float(kl_per_dimension(mu.float().cpu(), presig.float().cpu())) * len(s)
     n = len(strokes)
     out = {"n": n, "T": steps, "offset_nll": sums["offset_nll"] / n, "pen_nll": sums["pen_nll"] / n}
     out["recon_nll"] = out["offset_nll"] + out["pen_nll"]
@@ -375,19 +545,18 @@ def evaluate_strokes(
     settings: MeterSettings | None = None,
     meter: bool = True,
 ) -> StrokeReport:
-    """The stroke report of a run folder (or checkpoint): held-out NLL and KL, then (unless
+    """The stroke report of a run folder, a checkpoint or an exported version: held-out NLL and KL, then (unless
     `meter` is False) n prior drawings per temperature and the held-out reconstructions scored
     by the rendered-drawing meter."""
     if n < 1:
         raise QualityError(f"--n must be >= 1 (got {n})")
     started = time.perf_counter()
-    model = open_run(Path(path), checkpoint)
-    payload = model.payload
-    spec = data or payload["config"].get("data")
+    model = open_model(Path(path), checkpoint)
+    spec = data or model.config.get("data")
     if not isinstance(spec, str) or not spec:
-        raise QualityError(f"{payload['path']} does not name its training data; pass --data")
-    held = held_out(payload, spec, model.max_steps)
-    nll = reconstruction_nll(model.family, held.strokes, held.lengths, seed)
+        raise QualityError(f"{model.where} does not name its training data; pass --data")
+    held = held_out(model.hold_out, spec, model.max_steps, model.where)
+    nll = reconstruction_nll(model, held.strokes, held.lengths, seed)
     temps = tuple(temperatures) if temperatures else tuple(sorted({*TEMPERATURES, model.grid_temperature}))
     if any(not t > 0 for t in temps):
         raise QualityError(f"temperatures must be > 0 (got {', '.join(map(str, temps))})")
@@ -396,7 +565,7 @@ def evaluate_strokes(
         data={"spec": spec, "source": held.data.source, "count": len(held.data), "T": model.max_steps,
               "stroke_scale": held.data.stroke_scale, "labelled": held.data.labels is not None},
         held_out={"split": held.split, "count": len(held.strokes), "unseen": held.unseen,
-                  "hold_out": payload.get("hold_out")},
+                  "hold_out": model.hold_out},
         nll=_rounded(nll), meter=None, samples={}, floor=None, reconstruction=None, seconds=0.0)
     m = None
     if meter:
@@ -409,7 +578,7 @@ def evaluate_strokes(
                         "origin": m.origin, "train_seconds": m.train_seconds, "render_size": RENDER_SIZE,
                         "train_images": len(m.train_features), "held_out_images": len(m.held_out_features),
                         "held_out_accuracy": m.held_out_accuracy,
-                        "split_is_run_hold_out": _meter_split_unseen(payload.get("hold_out"))}
+                        "split_is_run_hold_out": _meter_split_unseen(model.hold_out)}
         report.floor = _rounded({k: v for k, v in floor(m, n, seed).items() if k != "classes"})
         report.floor.update(mean_points=float(np.mean(held.lengths)),
                             ended=float(np.mean(held.lengths < model.max_steps)))
@@ -461,8 +630,12 @@ def format_stroke_report(report: StrokeReport) -> str:
     """The report as readable text."""
     src, d, h, nll = report.source, report.data, report.held_out, report.nll
     seen = "" if h["unseen"] else " (the run trained on them: train with --hold-out 0.2)"
+    if src.get("kind") == "version":
+        what = f"{src['model']} version {src['version']} ({src['graph']}, ONNX Runtime, step {src.get('step')})"
+    else:
+        what = f"{report.target} ({Path(src.get('checkpoint') or '').name}, step {src.get('step')})"
     lines = [
-        f"{report.target} ({Path(src.get('checkpoint', '')).name}, step {src.get('step')}): stroke model",
+        f"{what}: stroke model",
         f"data: {d['spec']}, {d['count']} drawings, T = {d['T']}",
         f"held-out NLL on {h['count']} drawings ({h['split']}){seen}, eval mode, raw KL (no tolerance):",
         f"  L_s (offsets) {nll['offset_nll']:.4f}   L_p (pen) {nll['pen_nll']:.4f}   "
