@@ -3,7 +3,7 @@
     python -m scripts.stroke_quality runs/kanji-a runs/kanji-b ... [--n 1000] [--temperatures 0.2,0.5,1]
         [--out docs/benchmarks/stroke_quality.md] [--note "what the runs are"]
 
-For each run's newest checkpoint, the figures of `latentforge evaluate RUN` (trainer.quality.strokes):
+For each run's newest checkpoint (or exported version, run in ONNX Runtime), the figures of `latentforge evaluate RUN` (trainer.quality.strokes):
 the held-out L_s, L_p, raw KL and their total beside the same network untrained (its initial
 weights: what training bought), then FID, KID and precision/recall of n prior drawings per
 temperature rendered at 28x28, beside the floor real held-out drawings reach, and the
@@ -52,11 +52,14 @@ def _f(v: Any, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def likelihood_rows(name: str, report: StrokeReport, fresh: dict[str, float]) -> list[str]:
+def likelihood_rows(name: str, report: StrokeReport, fresh: dict[str, float] | None) -> list[str]:
     h = report.held_out
     where = f"{h['split']}, {h['count']}" + ("" if h["unseen"] else ", seen in training")
     rows = []
-    for label, nll in ((f"{name} (step {report.source['step']})", report.nll), (f"{name} untrained", fresh)):
+    pairs = [(f"{name} (step {report.source['step']})", report.nll)]
+    if fresh is not None:  # runs only: the same network at its initial weights
+        pairs.append((f"{name} untrained", fresh))
+    for label, nll in pairs:
         rows.append(f"| {label} | {report.data['spec']} | {where} | {nll['offset_nll']:.4f} | {nll['pen_nll']:.4f} | "
                     f"{_f(nll.get('kl'), '.4f')} | {nll['total']:.4f} | {nll['nats_per_drawing']:.1f} |")
     return rows
@@ -95,7 +98,8 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", type=Path, help="run folders of stroke models (newest checkpoint each)")
+    p.add_argument("runs", nargs="+", type=Path,
+                   help="run folders of stroke models (newest checkpoint each) or exported version folders")
     p.add_argument("--n", type=int, default=1000, help="prior drawings per temperature (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperatures", default=None, help="comma-separated (default 0.2,0.5,1 and the grid's)")
@@ -109,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     likelihood, samples = [], []
     for run in args.runs:
         report = evaluate_strokes(run, n=args.n, seed=args.seed, data=args.data, temperatures=temps)
-        name = run.name
-        likelihood += likelihood_rows(name, report, untrained_nll(run, args.data))
+        version = report.source.get("kind") == "version"
+        name = f"{report.source['model']} v{report.source['version']} (ONNX)" if version else run.name
+        likelihood += likelihood_rows(name, report, None if version else untrained_nll(run, args.data))
         samples += sample_rows(name, report)
         print(f"{run}: done in {report.seconds} s", file=sys.stderr)
     shown = list(argv if argv is not None else sys.argv[1:])
