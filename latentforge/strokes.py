@@ -2,8 +2,8 @@
 checking and converting drawings, and rendering them as SVG and PNG. NumPy and Pillow only, so
 a serve-only install has it.
 
-A drawing is a sequence of points, each the pen's offset (dx, dy) from the previous point and
-the pen's state after it: ``PEN_DOWN`` (the pen stays on the paper: the segment to the next point
+A drawing is a sequence of points, each the pen's offset (dx, dy) from the previous point (the
+first from the origin, where the pen starts on the paper) and the pen's state after it: ``PEN_DOWN`` (the pen stays on the paper: the segment to the next point
 is drawn), ``PEN_UP`` (lifted after this point: the next segment is a move) or ``PEN_END`` (the
 drawing is over; a point with no offset). The models work on stroke-5 rows (dx, dy, p1, p2, p3)
 with offsets divided by the data's scale factor (``latentforge.manifest.StrokeSpec.scale``); the
@@ -131,26 +131,31 @@ def stroke5_row(dx: float, dy: float, pen: int) -> np.ndarray:
 
 
 def positions(rows: np.ndarray) -> np.ndarray:
-    """Absolute pen positions (K, 2) of rows (K, 3) of offsets, starting from the origin."""
-    return np.cumsum(np.asarray(rows, np.float64)[:, :2], axis=0)
+    """Pen positions (K + 1, 2) of rows (K, 3) of offsets: the origin, where the pen starts (down,
+    as sketch-rnn's start point says), then each point."""
+    xy = np.cumsum(np.asarray(rows, np.float64).reshape(-1, 3)[:, :2], axis=0)
+    return np.concatenate([np.zeros((1, 2)), xy])
 
 
 def segments(rows: np.ndarray) -> list[np.ndarray]:
-    """The drawn polylines: runs of points joined while the pen is down (each (L, 2), L >= 2)."""
+    """The drawn polylines (each (L, 2), L >= 2): from the origin, the pen joins each point to the
+    next while it is down after the point; it lifts after a PEN_UP point."""
+    rows = np.asarray(rows, np.float64).reshape(-1, 3)
     xy = positions(rows)
+    down = np.concatenate([[True], rows[:, 2] == PEN_DOWN])  # down after position j (the origin: down)
     lines: list[np.ndarray] = []
     start = 0
-    for i in range(len(rows)):
-        if rows[i, 2] != PEN_DOWN or i == len(rows) - 1:
-            if i - start >= 1:
-                lines.append(xy[start:i + 1])
-            start = i + 1
+    for j in range(len(xy)):
+        if not down[j] or j == len(xy) - 1:
+            if j > start:
+                lines.append(xy[start:j + 1])
+            start = j + 1
     return lines
 
 
 def _frame(rows: np.ndarray, size: float, margin: float) -> tuple[np.ndarray, float]:
     """Offset and factor that fit the drawing, centred, in a size x size box with a margin."""
-    xy = positions(rows) if len(rows) else np.zeros((1, 2))
+    xy = positions(rows)
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     span = float(max(hi[0] - lo[0], hi[1] - lo[1], 1e-6))
     fit = size * (1 - 2 * margin) / span

@@ -46,7 +46,11 @@ import torch
 from trainer.data import Batch, DataError, DataSpec
 from trainer.families.base import ExportGraph, Family
 from trainer.families.configs import SketchRNNConfig
-from trainer.losses import annealed_kl_weight, kl_per_dimension, stroke_reconstruction_loss
+from trainer.losses import (
+    annealed_kl_weight,
+    kl_per_dimension,
+    stroke_reconstruction_loss,
+)
 from trainer.networks.sketch_rnn import (
     START_POINT,
     STROKE_DIM,
@@ -351,28 +355,16 @@ def random_strokes(n: int, steps: int, generator: torch.Generator) -> tuple[torc
 
 def render_strokes(strokes: torch.Tensor, lengths: torch.Tensor, size: int = RENDER_SIZE) -> torch.Tensor:
     """Stroke-5 sequences drawn as white lines on black, each fitted to the canvas: (N, 1, size,
-    size) in [0, 1]. The segment to a point is drawn when the pen was down after the point
-    before it (the first point is a move)."""
-    from PIL import Image, ImageDraw
+    size) in [0, 1], as the service renders drawings (latentforge.strokes.render: from the origin,
+    the pen joins a point to the next while it is down after the point)."""
+    from latentforge.strokes import render
 
     data = strokes.detach().cpu().float().numpy()
     counts = lengths.detach().cpu().numpy()
     out = np.zeros((len(data), 1, size, size), np.float32)
-    width = max(1, size // 32)
     for i, (seq, count) in enumerate(zip(data, counts)):
         seq = seq[:int(count)]
-        if len(seq) < 2:
-            continue
-        xy = np.cumsum(seq[:, :2], axis=0)
-        lo, hi = xy.min(axis=0), xy.max(axis=0)
-        span = float(max(hi[0] - lo[0], hi[1] - lo[1], 1e-6))
-        fit = size * (1 - 2 * RENDER_MARGIN) / span
-        centre = (lo + hi) / 2
-        pixels = (xy - centre) * fit + size / 2
-        image = Image.new("L", (size, size), 0)
-        pen = ImageDraw.Draw(image)
-        for j in range(1, len(seq)):
-            if seq[j - 1, 2] > 0.5:
-                pen.line([tuple(pixels[j - 1]), tuple(pixels[j])], fill=255, width=width)
-        out[i, 0] = np.asarray(image, np.float32) / 255.0
+        if len(seq):
+            rows = np.column_stack([seq[:, :2], (seq[:, 3] > 0.5).astype(np.float32)])  # pen lifted after the point
+            out[i, 0] = render(rows, size, margin=RENDER_MARGIN)
     return torch.from_numpy(out)
