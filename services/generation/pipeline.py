@@ -82,7 +82,7 @@ class GenerationPipeline:
         self._supports = OwnedChildren(lambda model: frozenset(model.supported_methods()))
         self._samples = OwnedChildren(
             lambda model, operation: metrics.samples.labels(model.name, str(model.version), operation))
-        self.strokes = StrokeDrawer(executor, metrics, cache, config.max_count)
+        self.strokes = StrokeDrawer(executor, metrics, self._store, config.max_count)
 
     @property
     def max_count(self) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +44,7 @@ from latentforge.strokes import (
     to_svg,
 )
 from services import latents
-from services.cache import CacheUnavailable, SampleCache, SampleRecord, new_sample_id
+from services.cache import SampleRecord, new_sample_id
 from services.errors import InvalidArgument
 from services.inference import OnnxModel
 from services.metrics import Metrics, version_child
@@ -112,7 +112,7 @@ class StepBatcher:
                     feeds["z"] = np.stack([s.z for s in batch])
                 try:
                     out = await loop.run_in_executor(self.executor, self._run, model, role, feeds)
-                except Exception as exc:  # every drawing of the batch gets the error
+                except Exception as exc:  # noqa: BLE001 - every drawing of the batch gets the error
                     for s in batch:
                         if not s.future.done():
                             s.future.set_exception(exc)
@@ -176,9 +176,10 @@ class DrawEvent:
 class StrokeDrawer:
     """Runs drawings on stroke models: plans, the sampling loop, storage and renderings."""
 
-    def __init__(self, executor: Executor, metrics: Metrics, cache: SampleCache, max_count: int) -> None:
+    def __init__(self, executor: Executor, metrics: Metrics, store: Callable[[list[SampleRecord]], Awaitable[bool]],
+                 max_count: int) -> None:
         self.executor = executor
-        self.cache = cache
+        self._store = store  # the pipeline's: stores records, False when the cache is unreachable
         self.max_count = max_count
         self.batcher = StepBatcher(executor, metrics)
         self.in_progress = metrics.drawings_in_progress  # drawings being sampled now, all RPCs together
@@ -337,12 +338,6 @@ class StrokeDrawer:
         plan = dataclasses.replace(plan, count=len(z), latents=z, same_seed=True, store=False)
         return [e.rows for e in await self.draw_all(plan, "interpolate")]  # type: ignore[misc]
 
-    async def _store(self, records: list[SampleRecord]) -> bool:
-        try:
-            await self.cache.put_many(records)
-            return True
-        except CacheUnavailable:
-            return False
 
 
 def renderings(drawings: list[np.ndarray], size: int) -> np.ndarray:
