@@ -101,8 +101,6 @@ def export_run(
     if strokes is None and len(payload["data"]["shape"]) != 3:
         raise ExportError(f"{path} holds a {payload['family']} model of data of shape {list(payload['data']['shape'])} "
                           "that says neither its image shape (C, H, W) nor how to draw its strokes")
-    if strokes is not None and evaluate > 0:
-        raise ExportError("--evaluate scores image samples; score a stroke model with `latentforge evaluate RUN`")
 
     model_dir = Path(repo) / name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -224,19 +222,26 @@ def _training_quality(payload: dict) -> Quality | None:
 
 def _evaluate_staged(staging: Path, fields: dict, n: int) -> Quality:
     """Score the staged version as it will be served (ONNX Runtime): a model with the complete task
-    on its completions of n held-out images (it has no prior to sample, so no FID), any other on n
-    samples of its image graph."""
+    on its completions of n held-out images (it has no prior to sample, so no FID), a stroke model
+    by its held-out likelihood and n drawings per temperature, any other on n samples of its image
+    graph."""
     from trainer.quality.completion import evaluate_completion
     from trainer.quality.evaluate import evaluate
+    from trainer.quality.strokes import evaluate_strokes
 
-    completes = "complete" in fields["tasks"]
+    completes, draws = "complete" in fields["tasks"], "draw_strokes" in fields["tasks"]
     (staging / MANIFEST_NAME).write_text(Manifest(version=1, **fields).to_json())  # provisional
     try:
-        report = evaluate_completion(staging, n) if completes else evaluate(staging, n)
+        report = (evaluate_completion(staging, n) if completes else evaluate_strokes(staging, n) if draws
+                  else evaluate(staging, n))
     finally:
         (staging / MANIFEST_NAME).unlink(missing_ok=True)
     summary = report.summary()
-    if completes:
+    if draws:
+        log.info("exported graphs scored: held-out total %.4f (L_s %.4f, L_p %.4f, KL %.4f), %d drawings per "
+                 "temperature", summary.get("total", float("nan")), summary.get("offset_nll", float("nan")),
+                 summary.get("pen_nll", float("nan")), summary.get("kl", float("nan")), summary["n"])
+    elif completes:
         log.info("exported graph scored on %d held-out images x %d candidates: bottom half PSNR %.2f dB, "
                  "best-of-%d read %s", summary["n"], summary["candidates"], summary.get("bottom_psnr", float("nan")),
                  summary["candidates"], summary.get("bottom_best_read", "n/a"))

@@ -72,9 +72,8 @@ def main() -> int:
                  *extra, "--out", str(run))
         if repo.exists() and (repo / name).exists():
             shutil.rmtree(repo / name)
-        # Image models are scored as exported; the stroke model by its own report (scripts.stroke_quality).
-        scored = () if model == "sketch-rnn" else ("--evaluate", "1000" if model == "completion" else "2000")
-        _run("export", str(run), "--repo", str(repo), "--name", name, *scored)
+        scored = {"completion": "1000", "sketch-rnn": "500"}.get(model, "2000")
+        _run("export", str(run), "--repo", str(repo), "--name", name, "--evaluate", scored)
 
     port, metrics_port = _free_port(), _free_port()
     target = f"127.0.0.1:{port}"

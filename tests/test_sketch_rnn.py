@@ -333,7 +333,8 @@ def test_kanjivg_trains_from_the_command_line_and_exports_with_a_passing_loop_pa
                  "--latent-dim", "8", "--enc-rnn", "16", "--dec-rnn", "32", "--mixtures", "3", "--hold-out", "0.2",
                  "--out", str(out)]) == 0
     assert (out / "samples" / "latest.png").is_file()
-    assert main(["export", str(out), "--repo", str(tmp_path / "models"), "--name", "kanji-sketch"]) == 0
+    assert main(["export", str(out), "--repo", str(tmp_path / "models"), "--name", "kanji-sketch",
+                 "--evaluate", "20"]) == 0
     version = tmp_path / "models" / "kanji-sketch" / "1"
     manifest = Manifest.read(version)
     verify_files(version, manifest)
@@ -347,6 +348,9 @@ def test_kanjivg_trains_from_the_command_line_and_exports_with_a_passing_loop_pa
     assert manifest.output.shape == (1, 64, 64) and "strokes" in manifest.conventions
     assert 0 <= manifest.parity.per_graph["decoder_step@loop"] < 1e-3
     assert manifest.training["hold_out"]["share"] == 0.2
+    scores = manifest.quality.scores
+    assert scores["source"] == "export" and scores["task"] == "draw_strokes" and scores["n"] == 20
+    assert all(math.isfinite(scores[k]) for k in ("offset_nll", "pen_nll", "kl", "total"))
     again = Manifest.from_dict(json.loads(manifest.to_json()))
     assert again.strokes == spec
 
