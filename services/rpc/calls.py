@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import grpc
 
 from services.errors import ServiceError, Unavailable
-from services.rpc.logs import RequestContext, current_request, event, get_logger
+from services.rpc.logs import RequestContext, access, current_request, get_logger
 from services.rpc.metrics import Children, RpcMetrics
 from services.rpc.status import status_of
 
@@ -137,7 +137,7 @@ class _Call(RequestContext):
             fields = {"method": self.method, "code": code, "duration_ms": round(seconds * 1000, 3), **self.fields}
             if self.message and self.code != grpc.StatusCode.INTERNAL:
                 fields["message"] = self.message
-            event(log, "rpc", **fields)
+            access(log, "rpc", self.request_id, fields)
         current_request.reset(self._token)
 
     @property
