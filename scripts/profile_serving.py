@@ -196,6 +196,7 @@ def _first_requests(server: Process, model: str, n: int = 5) -> list[float]:
 
     async def run() -> list[float]:
         async with grpc.aio.insecure_channel(server.target) as channel:
+            await channel.channel_ready()  # the connection is not counted
             call = channel.unary_unary(GENERATE)
             out = []
             for _ in range(n):

@@ -13,6 +13,7 @@ import asyncio
 import math
 import random
 import secrets
+import threading
 from concurrent.futures import Executor
 from typing import Sequence
 
@@ -86,6 +87,36 @@ class GenerationPipeline:
     def max_count(self) -> int:
         """The most samples, frames or images one request may ask for."""
         return self.config.max_count
+
+    async def warm_up(self, model: OnnxModel, every_worker: bool) -> None:
+        """Do now what the first requests of ``model`` would otherwise do for the first time, so
+        that they are as fast as the rest once the server says SERVING: the latent code's lazy
+        imports, and the image graph run at batch 1 and at the largest batch, each output
+        encoded as PNG and as a tensor. With ``every_worker`` (at start, while nothing is served)
+        every worker thread is started and does it. No metric, cache entry or sample is made.
+        """
+        if not model.has_task("decode"):
+            return
+        n = self.config.max_batch_size
+        dim, classes = model.manifest.latent_dim, model.manifest.num_classes
+        _, z = latents.latents_from_seeds(0, n, dim, None)
+        labels = np.zeros(n, dtype=np.int64) if classes else None
+        finishers = [self._finisher(model, output) for output in OutputFormat]
+        workers = self.config.workers if every_worker else 1
+        barrier = threading.Barrier(workers)
+
+        def run() -> None:
+            try:
+                barrier.wait(timeout=2.0)  # all waiting at once: the pool starts every thread
+            except threading.BrokenBarrierError:
+                pass
+            for rows in sorted({1, n}):
+                images = model.run_image(z[:rows], None if labels is None else labels[:rows])
+                for finish in finishers:
+                    finish(images)
+
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self.executor, run) for _ in range(workers)))
 
     # ---- operations ---------------------------------------------------------------------------
 
