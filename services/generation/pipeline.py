@@ -80,6 +80,9 @@ class GenerationPipeline:
         self.executor = executor
         # Per model version: the operations it supports, and its samples counter by operation.
         self._supports = OwnedChildren(lambda model: frozenset(model.supported_methods()))
+        # One finisher object per model version and output format: the batcher encodes the rows
+        # of requests sharing one in a single call.
+        self._finishers: OwnedChildren[Finish] = OwnedChildren(self._make_finisher)
         self._samples = OwnedChildren(
             lambda model, operation: metrics.samples.labels(model.name, str(model.version), operation))
 
@@ -341,7 +344,11 @@ class GenerationPipeline:
     # ---- building blocks --------------------------------------------------------------------
 
     def _finisher(self, model: OnnxModel, output: OutputFormat) -> Finish:
-        """What turns a request's output rows into payloads, on the worker thread."""
+        """What turns a request's output rows into payloads, on the worker thread (row by row,
+        so that the rows of several requests may be finished in one call)."""
+        return self._finishers.get(model, output)
+
+    def _make_finisher(self, model: OnnxModel, output: OutputFormat) -> Finish:
         if output is OutputFormat.TENSOR:
             return lambda images: [np.ascontiguousarray(img, dtype="<f4").tobytes() for img in images]
         vr, level = model.value_range, self.config.png_compress_level
