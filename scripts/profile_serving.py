@@ -339,6 +339,20 @@ def _markdown(args: argparse.Namespace, report: dict[str, Any], profiled: dict[s
         "First requests after health said SERVING (ms, lone requests one after another, then a burst of 64 at once): "
         + ", ".join(f"{x:.1f}" for x in report["first_ms"]) + ".",
         "",
+        "## The path of one count=1 Generate",
+        "",
+        "1. gRPC's poller thread hands the call to the event loop (gRPC's own hand-off, in the floor above).",
+        ("2. Event loop: request id, in-flight gauge, the plan (model version, checks, seed), the latent "
+        "(PCG64 from the seed), one append to the model's queue. Batches form on the next loop iteration."),
+        "3. Loop -> worker thread: one executor hand-off per batch, shared by every request in it.",
+        ("4. Worker: one ONNX Runtime call for the batch, then one PNG encoder call for the rows of all "
+        "requests of the batch that share it (pixels mapped in one pass), each image deflated."),
+        "5. Worker -> loop: one `call_soon_threadsafe` per batch; its callback resolves every request's future.",
+        ("6. Event loop: the samples stored (one `put_many` per request), the response built in place, "
+        "the access-log line, the latency and count metrics."),
+        "",
+        "So a request makes no thread hop of its own beyond gRPC's: two per batch (there and back).",
+        "",
         f"## Event-loop thread, c={profiled['spec']['concurrency']}: top {args.top} by own time",
         "",
         ("cProfile slows what it measures (each Python call costs more), so the absolute figures are "
