@@ -185,6 +185,19 @@ def _load(server: Process, model: str, concurrency: int, count: int, duration: f
     return result
 
 
+def _batches(metrics_port: int, model: str) -> tuple[float, float]:
+    """(rows, ONNX Runtime calls) of ``model``'s image graph so far, from the server's /metrics."""
+    import re
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    found = {"sum": 0.0, "count": 0.0}
+    pattern = r'^latentforge_batch_size_(sum|count)\{[^}]*model="' + re.escape(model) + r'"[^}]*\}\s+(\S+)$'
+    for kind, value in re.findall(pattern, text, re.MULTILINE):
+        found[kind] += float(value)
+    return found["sum"], found["count"]
+
+
 def _first_requests(server: Process, model: str, n: int = 5) -> list[float]:
     """Latency (ms) of the first ``n`` lone requests after SERVING, then a burst of 64 at once."""
     import grpc
@@ -273,12 +286,18 @@ def main(argv: list[str] | None = None) -> int:
     with Process("_empty") as floor:
         report["floor"] = _load(floor, args.model, profiled_c, 1, args.duration, args.format)
     dump = Path(f"/tmp/profile_serving_{os.getpid()}.prof")
+    metrics_port = _free_port()
+    settings = json.dumps({"metrics_host": "127.0.0.1", "metrics_port": metrics_port, **json.loads(args.settings)})
     with Process("_serve", "--models", str(args.models), "--profile-out", str(dump),
-                 "--settings", args.settings) as server:
+                 "--settings", settings) as server:
         report["first_ms"] = _first_requests(server, args.model)
         for c in levels:
             print(f"c={c} ...", flush=True)
+            before = _batches(metrics_port, args.model)
             report["runs"][c] = _load(server, args.model, c, args.count, args.duration, args.format)
+            after = _batches(metrics_port, args.model)
+            calls = after[1] - before[1]
+            report["runs"][c]["mean_batch"] = (after[0] - before[0]) / calls if calls else None
         print(f"c={profiled_c} profiled ...", flush=True)
         server.proc.send_signal(signal.SIGUSR1)
         profiled = _load(server, args.model, profiled_c, args.count, args.duration, args.format, warmup=0.0)
@@ -288,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             time.sleep(0.05)
         time.sleep(0.2)
-    raw = _raw(args.models, args.model, max(1, round(profiled["images"] / max(1, profiled["requests"]))))
+    raw = _raw(args.models, args.model, max(1, round(report["runs"][profiled_c]["mean_batch"] or args.count)))
     text = _markdown(args, report, profiled, dump, raw)
     dump.unlink(missing_ok=True)
     if args.out:
@@ -317,24 +336,25 @@ def _markdown(args: argparse.Namespace, report: dict[str, Any], profiled: dict[s
         "(the load generator's warm-up second excluded) per request; loop share is the event-loop "
         "thread's part of it (the rest: batch workers running ONNX Runtime and PNG encoding, gRPC's threads)."),
         "",
-        "| run | req/s | p50 ms | p99 ms | server CPU us/req | loop thread share |",
-        "|---|---|---|---|---|---|",
+        "| run | req/s | p50 ms | p99 ms | server CPU us/req | loop thread share | mean batch |",
+        "|---|---|---|---|---|---|---|",
         (f"| empty grpc.aio handler, c={floor['spec']['concurrency']} (gRPC floor) | {floor['requests_per_s']:.0f} | "
         f"{floor['latencies_ms'].get('p50', 0):.2f} | {floor['latencies_ms'].get('p99', 0):.2f} | {floor_us:.0f} | "
-        f"{(floor['loop_thread_share'] or 0) * 100:.0f}% |"),
+        f"{(floor['loop_thread_share'] or 0) * 100:.0f}% | - |"),
     ]
     for c, r in report["runs"].items():
         us = r["server_cpu_s"] / max(1, r["requests"]) * 1e6
         lines.append(f"| Generate count={args.count} c={c} | {r['requests_per_s']:.0f} | {r['latencies_ms'].get('p50', 0):.2f} | "
-                     f"{r['latencies_ms'].get('p99', 0):.2f} | {us:.0f} | {(r['loop_thread_share'] or 0) * 100:.0f}% |")
+                     f"{r['latencies_ms'].get('p99', 0):.2f} | {us:.0f} | {(r['loop_thread_share'] or 0) * 100:.0f}% | "
+                     f"{r['mean_batch'] or 0:.1f} |")
     us = profiled["server_cpu_s"] / max(1, profiled["requests"]) * 1e6
     lines.append(f"| same, cProfile on the loop thread | {profiled['requests_per_s']:.0f} | "
                  f"{profiled['latencies_ms'].get('p50', 0):.2f} | {profiled['latencies_ms'].get('p99', 0):.2f} | {us:.0f} | "
-                 f"{(profiled['loop_thread_share'] or 0) * 100:.0f}% |")
+                 f"{(profiled['loop_thread_share'] or 0) * 100:.0f}% | |")
     lines += [
         "",
         (f"ONNX Runtime alone on the same file and settings: {raw['at_batch']:.0f} us CPU/image at batch "
-        f"{raw['batch']} (the rows per request here); a lone batch-1 call takes {raw['batch1_p50_ms']:.2f} ms (p50)."),
+        f"{raw['batch']} (the mean batch at c={profiled['spec']['concurrency']}); a lone batch-1 call takes {raw['batch1_p50_ms']:.2f} ms (p50)."),
         "",
         "First requests after health said SERVING (ms, lone requests one after another, then a burst of 64 at once): "
         + ", ".join(f"{x:.1f}" for x in report["first_ms"]) + ".",
