@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from services.errors import ResourceExhausted, Unavailable
-from services.inference import Finish, InferenceRunner, OnnxModel, concat_optional, expired
+from services.inference import (
+    Finish,
+    InferenceRunner,
+    OnnxModel,
+    concat_optional,
+    expired,
+)
 from services.metrics import Metrics, version_child
 
 
@@ -66,17 +72,17 @@ class _ModelQueue:
     def take(self, limit: int, now: float) -> list[_Pending]:
         """Pop the next batch (up to ``limit`` rows), answering expired requests on the way."""
         batch: list[_Pending] = []
-        rows = 0
+        rows = left = 0
         items = self.items
         while items:
             p = items[0]
             if p.future.done():  # cancelled while queued
                 items.popleft()
-                self.depth.dec()
+                left += 1
                 continue
             if p.deadline is not None and now >= p.deadline:
                 items.popleft()
-                self.depth.dec()
+                left += 1
                 self.expired.inc()
                 p.future.set_exception(expired(self.model))
                 continue
@@ -84,9 +90,11 @@ class _ModelQueue:
             if rows + n > limit:
                 break
             items.popleft()
-            self.depth.dec()
+            left += 1
             batch.append(p)
             rows += n
+        if left:
+            self.depth.dec(left)  # one update for all that left the queue
         return batch
 
     def rows_queued(self, limit: int) -> int:
@@ -157,6 +165,16 @@ class BatchingRunner(InferenceRunner):
             raise ResourceExhausted(
                 f"the queue of model {model.name} v{model.version} is full "
                 f"({self.max_queue_size} requests); retry with backoff")
+        q.depth.inc(chunks)
+        if chunks == 1:  # the common case: no slicing, one future
+            fut = loop.create_future()
+            q.items.append(_Pending(inputs, labels, finish, fut, deadline, extra))
+            self._schedule()
+            try:
+                return [await fut]
+            except BaseException:
+                fut.cancel()
+                raise
         futures = []
         for start in range(0, len(inputs), step):
             fut = loop.create_future()
@@ -164,7 +182,6 @@ class BatchingRunner(InferenceRunner):
             q.items.append(_Pending(inputs[rows], None if labels is None else labels[rows], finish, fut, deadline,
                                     None if extra is None else {k: v[rows] for k, v in extra.items()}))
             futures.append(fut)
-        q.depth.inc(chunks)
         self._schedule()
         try:
             if len(futures) == 1:
@@ -343,18 +360,44 @@ def _post(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
 
 
 def _split(batch: list[_Pending], rows_of: Any, finish: bool = False) -> list[tuple[bool, Any]]:
-    """Each request's rows of a batch result, passed through its finish when asked."""
+    """Each request's rows of a batch result, passed through its finish when asked.
+
+    Neighbouring requests with the same finish object (e.g. every PNG request of a model) are
+    finished in one call on their rows together, then split again: a finish works row by row.
+    When that call fails, each request of the run is finished on its own, so that an error is
+    only its own request's.
+    """
     out: list[tuple[bool, Any]] = []
-    offset = 0
-    for p in batch:
-        n = len(p.inputs)
-        part = rows_of(offset, offset + n)
-        offset += n
-        if finish and p.finish is not None:
+    offset, k, size = 0, 0, len(batch)
+    while k < size:
+        fn = batch[k].finish if finish else None
+        end, rows = k + 1, len(batch[k].inputs)
+        while fn is not None and end < size and batch[end].finish is fn:
+            rows += len(batch[end].inputs)
+            end += 1
+        items = None
+        if end - k > 1:
             try:
-                part = p.finish(part)
-            except Exception as exc:  # noqa: BLE001 - this request's error, not the batch's
-                out.append((False, exc))
-                continue
-        out.append((True, part))
+                items = fn(rows_of(offset, offset + rows))  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - finished one request at a time below
+                items = None
+        if items is not None and len(items) == rows:
+            start = 0
+            for p in batch[k:end]:
+                out.append((True, items[start:start + len(p.inputs)]))
+                start += len(p.inputs)
+            offset += rows
+        else:
+            for p in batch[k:end]:
+                n = len(p.inputs)
+                part = rows_of(offset, offset + n)
+                offset += n
+                if fn is None:
+                    out.append((True, part))
+                    continue
+                try:
+                    out.append((True, fn(part)))
+                except Exception as exc:  # noqa: BLE001 - this request's error, not the batch's
+                    out.append((False, exc))
+        k = end
     return out

@@ -398,8 +398,8 @@ def _draw(args: argparse.Namespace) -> int:
         written = [out]
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(d.svg)
-        for path, make in ((_numbered(args.png, d.index, args.count), lambda: to_png(d.points)),
-                           (_numbered(args.gif, d.index, args.count), lambda: to_gif(d.points))):
+        for path, make in ((_numbered(args.png, d.index, args.count), lambda d=d: to_png(d.points)),
+                           (_numbered(args.gif, d.index, args.count), lambda d=d: to_gif(d.points))):
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(make())

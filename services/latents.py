@@ -28,6 +28,11 @@ def latent_from_seed(seed: int, latent_dim: int, truncation: float | None = None
     ``|z[j]| > truncation``, those positions are redrawn in index order from the same ``rng``;
     the result is ``z.astype(float32)``.
     """
+    return _latent64(seed, latent_dim, truncation).astype(np.float32)
+
+
+def _latent64(seed: int, latent_dim: int, truncation: float | None) -> np.ndarray:
+    """``latent_from_seed`` before the cast to float32."""
     if not 0 <= seed < SEED_MODULUS:
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")
     if latent_dim < 1:
@@ -43,7 +48,7 @@ def latent_from_seed(seed: int, latent_dim: int, truncation: float | None = None
             if redraw.size == 0:
                 break
             z[redraw] = rng.standard_normal(redraw.size)
-    return z.astype(np.float32)
+    return z
 
 
 def latents_from_seeds(
@@ -51,7 +56,9 @@ def latents_from_seeds(
 ) -> tuple[list[int], np.ndarray]:
     """Seeds and stacked latents ``(count, latent_dim)`` of samples 0..count-1 of a request."""
     seeds = [sample_seed(base_seed, i) for i in range(count)]
-    z = np.stack([latent_from_seed(s, latent_dim, truncation) for s in seeds])
+    z = np.empty((count, latent_dim), dtype=np.float32)
+    for i, s in enumerate(seeds):
+        z[i] = _latent64(s, latent_dim, truncation)  # cast to float32 as it is stored, as astype would
     return seeds, z
 
 

@@ -13,6 +13,7 @@ import asyncio
 import math
 import random
 import secrets
+import threading
 from concurrent.futures import Executor
 from typing import Sequence
 
@@ -32,7 +33,6 @@ from services.cache import (
 from services.config import ServeConfig
 from services.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.generation import completion
-from services.generation.strokes import StrokeDrawer, renderings
 from services.generation.requests import (
     CompleteRequest,
     EncodeRequest,
@@ -48,6 +48,7 @@ from services.generation.requests import (
     TensorInput,
     VariationsRequest,
 )
+from services.generation.strokes import StrokeDrawer, renderings
 from services.inference import Finish, InferenceRunner, OnnxModel
 from services.metrics import Metrics
 from services.model_repository import ModelRepository
@@ -80,6 +81,9 @@ class GenerationPipeline:
         self.executor = executor
         # Per model version: the operations it supports, and its samples counter by operation.
         self._supports = OwnedChildren(lambda model: frozenset(model.supported_methods()))
+        # One finisher object per model version and output format: the batcher encodes the rows
+        # of requests sharing one in a single call.
+        self._finishers: OwnedChildren[Finish] = OwnedChildren(self._make_finisher)
         self._samples = OwnedChildren(
             lambda model, operation: metrics.samples.labels(model.name, str(model.version), operation))
         self.strokes = StrokeDrawer(executor, metrics, self._store, config.max_count)
@@ -88,6 +92,36 @@ class GenerationPipeline:
     def max_count(self) -> int:
         """The most samples, frames or images one request may ask for."""
         return self.config.max_count
+
+    async def warm_up(self, model: OnnxModel, every_worker: bool) -> None:
+        """Do now what the first requests of ``model`` would otherwise do for the first time, so
+        that they are as fast as the rest once the server says SERVING: the latent code's lazy
+        imports, and the image graph run at batch 1 and at the largest batch, each output
+        encoded as PNG and as a tensor. With ``every_worker`` (at start, while nothing is served)
+        every worker thread is started and does it. No metric, cache entry or sample is made.
+        """
+        if not model.has_task("decode"):
+            return
+        n = self.config.max_batch_size
+        dim, classes = model.manifest.latent_dim, model.manifest.num_classes
+        _, z = latents.latents_from_seeds(0, n, dim, None)
+        labels = np.zeros(n, dtype=np.int64) if classes else None
+        finishers = [self._finisher(model, output) for output in OutputFormat]
+        workers = self.config.workers if every_worker else 1
+        barrier = threading.Barrier(workers)
+
+        def run() -> None:
+            try:
+                barrier.wait(timeout=2.0)  # all waiting at once: the pool starts every thread
+            except threading.BrokenBarrierError:
+                pass
+            for rows in sorted({1, n}):
+                images = model.run_image(z[:rows], None if labels is None else labels[:rows])
+                for finish in finishers:
+                    finish(images)
+
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self.executor, run) for _ in range(workers)))
 
     # ---- operations ---------------------------------------------------------------------------
 
@@ -333,7 +367,11 @@ class GenerationPipeline:
     # ---- building blocks --------------------------------------------------------------------
 
     def _finisher(self, model: OnnxModel, output: OutputFormat) -> Finish:
-        """What turns a request's output rows into payloads, on the worker thread."""
+        """What turns a request's output rows into payloads, on the worker thread (row by row,
+        so that the rows of several requests may be finished in one call)."""
+        return self._finishers.get(model, output)
+
+    def _make_finisher(self, model: OnnxModel, output: OutputFormat) -> Finish:
         if output is OutputFormat.TENSOR:
             return lambda images: [np.ascontiguousarray(img, dtype="<f4").tobytes() for img in images]
         vr, level = model.value_range, self.config.png_compress_level

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,7 @@ class GenerationService(RpcService):
         self._tasks: list[asyncio.Task] = []
         self._host: "RpcServer | None" = None
         self.models_ready = asyncio.Event()
+        self._warmed: weakref.WeakSet = weakref.WeakSet()  # model versions warm-up ran on
         self.first_load_done = asyncio.Event()
 
     def add_to(self, server: grpc.aio.Server) -> None:
@@ -122,10 +124,23 @@ class GenerationService(RpcService):
         except Exception as exc:  # keep serving what is loaded
             event(log, "model_refresh_failed", level=40, error=f"{type(exc).__name__}: {exc}")
         ready = len(self.repository) > 0
+        await self._warm_up()
         if self._host is not None:
             await self._host.health.set_ready(self.name, ready)
         if ready:
             self.models_ready.set()
+
+    async def _warm_up(self) -> None:
+        """Warm the versions not warmed yet before health says SERVING (see ``GenerationPipeline.warm_up``)."""
+        for model in self.repository.all():
+            if model in self._warmed:
+                continue
+            self._warmed.add(model)
+            try:
+                await self.pipeline.warm_up(model, every_worker=not self.models_ready.is_set())
+            except Exception as exc:  # noqa: BLE001 - a version failing here fails its requests with their own errors
+                event(log, "model_warm_up_failed", level=30, model=model.name, version=model.version,
+                      error=f"{type(exc).__name__}: {exc}")
 
     def begin_drain(self) -> None:
         for task in self._tasks:

@@ -77,9 +77,10 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
         plan = self.pipeline.plan_generate(_generate_request(request))
         made = await self.pipeline.generate(plan, 0, plan.count, deadline(context))
-        return pb.GenerateResponse(model=plan.model.name, version=plan.model.version, seed=plan.seed,
-                                   samples=_samples(made, plan.output, 0, request.return_latents),
-                                   samples_stored=made.stored)
+        response = pb.GenerateResponse(model=plan.model.name, version=plan.model.version, seed=plan.seed,
+                                       samples_stored=made.stored)
+        _add_samples(response.samples, made, plan.output, 0, request.return_latents)
+        return response
 
     @stream
     async def GenerateStream(self, request: pb.GenerateRequest,
@@ -91,8 +92,10 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         for start in range(0, plan.count, chunk):
             made = await pipeline.generate(plan, start, min(chunk, plan.count - start), until, "GenerateStream")
             all_stored &= made.stored
-            for sample in _samples(made, plan.output, start, request.return_latents):
-                yield sample
+            shape = plan.model.image_shape if plan.output is OutputFormat.TENSOR else None
+            assert made.payloads is not None
+            for i, record in enumerate(made.records):
+                yield _fill_sample(pb.Sample(), record, start + i, made.payloads[i], shape, request.return_latents)
         add_trailer(SAMPLES_STORED_HEADER, "true" if all_stored else "false")
 
     @unary
@@ -108,11 +111,12 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             truncation=_optional(request, "truncation"), label=_optional(request, "label"), output=output,
             seed=_optional(request, "seed"), temperature=_optional(request, "temperature")),
             deadline(context))
-        frames = _samples(made, output, 0, request.return_latents)
-        for frame, rows in zip(frames, made.drawings or ()):
+        response = pb.InterpolateResponse(model=made.model.name, version=made.model.version,
+                                          samples_stored=made.stored)
+        _add_samples(response.frames, made, output, 0, request.return_latents)
+        for frame, rows in zip(response.frames, made.drawings or ()):
             frame.strokes.CopyFrom(_drawing(rows))
-        return pb.InterpolateResponse(model=made.model.name, version=made.model.version, frames=frames,
-                                      samples_stored=made.stored)
+        return response
 
     @unary
     async def Encode(self, request: pb.EncodeRequest, context: grpc.aio.ServicerContext) -> pb.EncodeResponse:
@@ -141,9 +145,10 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         made = await self.pipeline.variations(VariationsRequest(
             sample_id=request.sample_id, count=request.count, strength=request.strength,
             seed=_optional(request, "seed"), output=output), deadline(context))
-        return pb.VariationsResponse(model=made.model.name, version=made.model.version, seed=made.seed,
-                                     samples=_samples(made, output, 0, request.return_latents),
-                                     samples_stored=made.stored)
+        response = pb.VariationsResponse(model=made.model.name, version=made.model.version, seed=made.seed,
+                                         samples_stored=made.stored)
+        _add_samples(response.samples, made, output, 0, request.return_latents)
+        return response
 
     @unary
     async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:
@@ -153,9 +158,10 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             model=request.model, version=_optional(request, "version"), image=image, mask=_mask(request),
             count=request.count, seed=_optional(request, "seed"), iterations=request.iterations,
             label=_optional(request, "label"), output=output), deadline(context))
-        return pb.CompleteResponse(model=made.model.name, version=made.model.version, seed=made.seed,
-                                   candidates=_samples(made, output, 0, request.return_latents),
-                                   samples_stored=made.stored, method=_METHODS[made.method or "model"])
+        response = pb.CompleteResponse(model=made.model.name, version=made.model.version, seed=made.seed,
+                                       samples_stored=made.stored, method=_METHODS[made.method or "model"])
+        _add_samples(response.candidates, made, output, 0, request.return_latents)
+        return response
 
     @stream
     async def GenerateStrokes(self, request: pb.GenerateStrokesRequest,
@@ -328,16 +334,29 @@ def _image(model: OnnxModel, output: OutputFormat, payload: bytes) -> pb.Image:
     return pb.Image(png=payload)
 
 
-def _samples(made: Samples, output: OutputFormat, start: int, with_latents: bool) -> list[pb.Sample]:
-    """The rendered samples of a result as proto messages, indexed from ``start``."""
-    model, payloads = made.model, made.payloads
+def _add_samples(into: Any, made: Samples, output: OutputFormat, start: int, with_latents: bool) -> None:
+    """Append the rendered samples of a result, indexed from ``start``, to a repeated Sample
+    field. Each is built in place (``add``): a message built apart and then put in a response
+    would be copied, image bytes and all."""
+    payloads = made.payloads
     assert payloads is not None
-    return [_sample(r, start + i, _image(model, output, payloads[i]), with_latents)
-            for i, r in enumerate(made.records)]
+    shape = made.model.image_shape if output is OutputFormat.TENSOR else None
+    for i, r in enumerate(made.records):
+        _fill_sample(into.add(), r, start + i, payloads[i], shape, with_latents)
 
 
-def _sample(record: SampleRecord, index: int, image: pb.Image, with_latent: bool) -> pb.Sample:
-    sample = pb.Sample(sample_id=record.sample_id, image=image, index=index)
+def _fill_sample(sample: pb.Sample, record: SampleRecord, index: int, payload: bytes,
+                 tensor_shape: tuple[int, ...] | None, with_latent: bool) -> pb.Sample:
+    """Set one sample's fields; the image is a PNG, or a float32 tensor of ``tensor_shape``."""
+    sample.sample_id = record.sample_id
+    sample.index = index
+    if tensor_shape is None:
+        sample.image.png = payload
+    else:
+        tensor = sample.image.tensor
+        tensor.dtype = "float32"
+        tensor.shape.extend(tensor_shape)
+        tensor.data = payload
     if record.seed is not None:
         sample.seed = record.seed
     if record.label is not None:

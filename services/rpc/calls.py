@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import grpc
 
 from services.errors import ServiceError, Unavailable
-from services.rpc.logs import RequestContext, current_request, event, get_logger
+from services.rpc.logs import RequestContext, access, current_request, get_logger
 from services.rpc.metrics import Children, RpcMetrics
 from services.rpc.status import status_of
 
@@ -33,6 +33,8 @@ DRAINING_MESSAGE = "the server is shutting down; retry on another replica"
 # Outcomes not logged when the per-RPC access log is off: success and the client's own limits.
 _QUIET_CODES = frozenset({grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED,
                           grpc.StatusCode.DEADLINE_EXCEEDED})
+
+_CODE_NAMES = {code: code.name for code in grpc.StatusCode}  # an enum's .name is a property, slow per call
 
 # Server-made request ids: a random per-process prefix and a counter - unique without a system
 # call per request.
@@ -97,7 +99,7 @@ class CallTracker:
 class _Call(RequestContext):
     """Bookkeeping of one RPC: request id, timing, outcome; the request's log context."""
 
-    __slots__ = ("tracker", "method", "code", "message", "extra_trailers", "start", "_token")
+    __slots__ = ("tracker", "method", "code", "message", "extra_trailers", "start", "_token", "_inflight")
 
     def __init__(self, tracker: CallTracker, method: str, context: grpc.aio.ServicerContext) -> None:
         # RequestContext's fields, set here: this runs once per call.
@@ -112,7 +114,8 @@ class _Call(RequestContext):
         self._token = current_request.set(self)
         self.start = time.perf_counter()
         tracker = self.tracker
-        tracker._inflight.get(self.method).inc()
+        self._inflight = tracker._inflight.get(self.method)
+        self._inflight.inc()
         tracker._active += 1
         return self
 
@@ -125,11 +128,11 @@ class _Call(RequestContext):
     def __exit__(self, *exc_info: Any) -> None:
         seconds = time.perf_counter() - self.start
         tracker = self.tracker
-        tracker._inflight.get(self.method).dec()
+        self._inflight.dec()
         tracker._active -= 1
         if tracker._active == 0 and tracker._idle is not None:
             tracker._idle.set()
-        code = self.code.name
+        code = _CODE_NAMES[self.code]
         requests, duration = tracker._outcome.get(self.method, code)
         requests.inc()
         duration.observe(seconds)
@@ -137,7 +140,7 @@ class _Call(RequestContext):
             fields = {"method": self.method, "code": code, "duration_ms": round(seconds * 1000, 3), **self.fields}
             if self.message and self.code != grpc.StatusCode.INTERNAL:
                 fields["message"] = self.message
-            event(log, "rpc", **fields)
+            access(log, "rpc", self.request_id, fields)
         current_request.reset(self._token)
 
     @property

@@ -66,16 +66,24 @@ class OwnedChildren(Generic[V]):
     is dropped and made again (a version unloaded and reloaded) gets fresh children.
     ``build(owner, *key)`` makes them."""
 
-    __slots__ = ("_build", "_owners")
+    __slots__ = ("_build", "_last", "_owners")
 
     def __init__(self, build: Callable[..., V]) -> None:
         self._build = build
         self._owners: weakref.WeakKeyDictionary[Any, dict[tuple, V]] = weakref.WeakKeyDictionary()
+        # The owner asked for last and its values: most calls ask for the same one again, and a
+        # WeakKeyDictionary lookup makes a weak reference each time.
+        self._last: tuple[weakref.ref, dict[tuple, V]] | None = None
 
     def get(self, owner: Any, *key: Any) -> V:
-        values = self._owners.get(owner)
-        if values is None:
-            values = self._owners[owner] = {}
+        last = self._last
+        if last is not None and last[0]() is owner:
+            values = last[1]
+        else:
+            values = self._owners.get(owner)
+            if values is None:
+                values = self._owners[owner] = {}
+            self._last = (weakref.ref(owner), values)
         value = values.get(key)
         if value is None:
             value = values[key] = self._build(owner, *key)
