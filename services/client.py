@@ -569,6 +569,7 @@ class Session:
         except grpc.RpcError as exc:
             error = exc
         finally:
+            self._outbox.put(None)  # the stream is over: end the request iterator too
             with self._lock:
                 left, self._pending = self._pending, {}
             for future in left.values():
