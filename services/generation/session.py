@@ -80,6 +80,7 @@ class _Session:
         self.reader: asyncio.Task | None = None
         self.reading = True
         self.drained = False
+        self.read_error: Exception | None = None
 
     def stop_reading(self) -> None:
         """The server drains: read no more requests."""
@@ -99,6 +100,8 @@ class _Session:
             yield item  # returns once the transport took it (flow control)
             self.unanswered -= 1
             slots.release()
+        if self.read_error is not None:
+            raise self.read_error
         if self.drained:
             raise Unavailable(DRAINING_MESSAGE)
 
@@ -119,6 +122,8 @@ class _Session:
             pass  # the client closed its side: answer what was read, then end
         except asyncio.CancelledError:
             pass  # drain, or the stream is over
+        except Exception as exc:  # noqa: BLE001 - the stream ends with it once what was read is answered
+            self.read_error = exc
         finally:
             self.reading = False
             self.answers.put_nowait(_DONE)
