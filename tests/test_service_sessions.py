@@ -247,3 +247,41 @@ def test_a_drain_answers_what_was_read_then_ends_the_session_unavailable(model_r
     assert sorted(r.id for r in answers) == ["a", "b"] and all(r.WhichOneof("result") == "generate" for r in answers)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE and info.value.details() == DRAINING_MESSAGE
     assert _generated(server) == 2
+
+
+def test_a_session_without_the_servers_token_is_refused(model_repo: Path):
+    server = start_server(model_repo, auth_tokens=("session-token-0123456789",))
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            session = RawSession(channel)
+            session.generate("a")
+            with pytest.raises(grpc.RpcError) as info:
+                session.next()
+            session.outbox.put(None)
+        with GenerationClient(server.target, timeout_s=30, token="session-token-0123456789") as client, client.session() as ok:
+            assert ok.generate(DCGAN, 1, seed=1).samples[0].seed == 1
+    finally:
+        server.stop()
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_the_load_generator_drives_session_streams(model_repo: Path):
+    """``latentforge bench --session``: each client's request in flight on a shared Session
+    stream; answers matched by id, error answers counted by their status."""
+    import asyncio
+
+    from tools.loadgen import LoadSpec, run_load
+
+    server = start_server(model_repo)
+    try:
+        spec = LoadSpec(target=server.target, model=DCGAN, concurrency=8, duration_s=1.0, warmup_s=0.2,
+                        max_requests=150, session=True, channels=2)
+        good = asyncio.run(run_load(spec))
+        bad = asyncio.run(run_load(LoadSpec(**{**spec.__dict__, "model": "nope", "max_requests": 20})))
+    finally:
+        server.stop()
+    assert good.requests == good.ok == good.images > 0 and not good.errors
+    assert bad.ok == 0 and set(bad.errors) == {"NOT_FOUND"}
+    assert _metric(server, "latentforge_requests_total", {"method": "Session.Generate", "code": "OK"}) >= good.ok
+    with pytest.raises(ValueError, match="Session"):
+        LoadSpec(target="x", model=DCGAN, method="GetSample", session=True).validate()
