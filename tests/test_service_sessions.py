@@ -283,5 +283,5 @@ def test_the_load_generator_drives_session_streams(model_repo: Path):
     assert good.requests == good.ok == good.images > 0 and not good.errors
     assert bad.ok == 0 and set(bad.errors) == {"NOT_FOUND"}
     assert _metric(server, "latentforge_requests_total", {"method": "Session.Generate", "code": "OK"}) >= good.ok
-    with pytest.raises(ValueError, match="Session"):
+    with pytest.raises(ValueError, match="a session sends Generate"):
         LoadSpec(target="x", model=DCGAN, method="GetSample", session=True).validate()
