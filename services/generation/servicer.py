@@ -35,8 +35,8 @@ from services.generation.requests import (
     TensorInput,
     VariationsRequest,
 )
-from services.generation.strokes import DrawPlan
 from services.generation.session import Sessions
+from services.generation.strokes import DrawPlan
 from services.inference import OnnxModel
 from services.rpc.calls import CallTracker, add_trailer, deadline, stream, unary
 
