@@ -7,10 +7,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import itertools
+import queue
+import secrets
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import grpc
 import numpy as np
@@ -306,13 +312,36 @@ class GenerationClient:
         r = self.stub.Generate(request, timeout=self.timeout_s)
         return Result(r.model, r.version, [sample_from_proto(s) for s in r.samples], r.seed, r.samples_stored)
 
+    def max_stream_count(self) -> int:
+        """The server's limit on samples per GenerateStream (ListModelsResponse.max_stream_count)."""
+        response = self.stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout_s)
+        return int(response.max_stream_count or response.max_count)
+
     def generate_stream(self, model: str, count: int = 1, *, seed: int | None = None, version: int | None = None,
                         truncation: float | None = None, label: int | None = None, fmt: str = "png",
-                        return_latents: bool = False):
-        """Yields samples as the server sends them."""
-        request = self._generate_request(model, count, seed, version, truncation, label, fmt, return_latents)
-        for s in self.stub.GenerateStream(request, timeout=self.timeout_s):
-            yield sample_from_proto(s)
+                        return_latents: bool = False, timeout_s: float | None = None) -> Iterator[Sample]:
+        """Yields ``count`` samples as the server sends them, any ``count``: above the server's
+        stream limit, in streams of the limit whose seeds continue where the last stopped
+        (seed + k), which are exactly the samples one stream would give; indices run on.
+        ``timeout_s`` is each stream's deadline (default none: a long stream may take long)."""
+        limit = self.max_stream_count() if count > 1 else 1
+        if count > limit and seed is None:
+            seed = secrets.randbits(64)  # one base seed for every stream, so the samples follow on
+        done = 0
+        while True:
+            n = min(count - done, limit) if count > limit else count
+            request = self._generate_request(model, n, None if seed is None else (seed + done) % 2**64, version,
+                                             truncation, label, fmt, return_latents)
+            for s in self.stub.GenerateStream(request, timeout=timeout_s):
+                sample = sample_from_proto(s)
+                yield dataclasses.replace(sample, index=done + sample.index) if done else sample
+            done += n
+            if done >= count:
+                return
+
+    def session(self, max_in_flight: int = 256) -> Session:
+        """A Session stream: many requests in flight on one call, each answered by id (see Session)."""
+        return Session(self, max_in_flight)
 
     def interpolate(self, model: str, start: Endpoint, end: Endpoint, steps: int = 8, *, slerp: bool = False,
                     version: int | None = None, truncation: float | None = None, label: int | None = None,
@@ -427,6 +456,125 @@ def strokes_to_proto(rows: Any) -> pb.StrokeDrawing:
 def strokes_from_proto(drawing: pb.StrokeDrawing) -> np.ndarray:
     """A StrokeDrawing as float32 rows (dx, dy, pen)."""
     return np.array([(p.dx, p.dy, _PEN_OUT.get(p.pen, 0)) for p in drawing.points], np.float32).reshape(-1, 3)
+
+
+class SessionRequestError(Exception):
+    """One request of a Session failed; ``code`` is its gRPC status, ``message`` what to fix."""
+
+    def __init__(self, request_id: str, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"request {request_id}: {code.name}: {message}")
+        self.request_id, self.code, self.message = request_id, code, message
+
+
+_CODES = {c.value[0]: c for c in grpc.StatusCode}
+
+
+class Session:
+    """Many requests in flight on one Session stream, answered by id as they complete.
+
+        with client.session() as session:
+            futures = [session.submit_generate("mnist-dcgan", seed=k) for k in range(100)]
+            results = [f.result() for f in futures]
+
+    ``submit_*`` returns a ``concurrent.futures.Future`` of a ``Result`` (or of a
+    ``SessionRequestError`` for that request alone); ``generate`` waits for one. At most
+    ``max_in_flight`` requests wait for answers (``submit_*`` blocks beyond, as the server does).
+    Leaving the ``with`` block closes the stream after every answer came; ``cancel()`` ends it at
+    once, and the server drops the requests it has queued. If the stream itself ends with an
+    error (e.g. UNAVAILABLE when the server shuts down), every unanswered future gets that
+    ``grpc.RpcError``: those requests were not run.
+    """
+
+    def __init__(self, client: GenerationClient, max_in_flight: int = 256) -> None:
+        self._outbox: queue.Queue[pb.SessionRequest | None] = queue.Queue()
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._pending: dict[str, Future] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._call = client.stub.Session(iter(self._outbox.get, None))
+        self._reader = threading.Thread(target=self._read, name="lf-session", daemon=True)
+        self._reader.start()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self.cancel()
+
+    def submit(self, request: pb.SessionRequest) -> Future:
+        """Send a SessionRequest (its ``id`` is set here when empty); a future of its answer."""
+        if not request.id:
+            request.id = str(next(self._ids))
+        self._slots.acquire()
+        future: Future = Future()
+        with self._lock:
+            if request.id in self._pending:
+                self._slots.release()
+                raise ValueError(f"request id {request.id!r} is already waiting for an answer")
+            self._pending[request.id] = future
+        self._outbox.put(request)
+        return future
+
+    def submit_generate(self, model: str, count: int = 1, *, seed: int | None = None, version: int | None = None,
+                        truncation: float | None = None, label: int | None = None, fmt: str = "png",
+                        return_latents: bool = False, request_id: str = "") -> Future:
+        """Generate, as ``GenerationClient.generate``; a future of its ``Result``."""
+        request = GenerationClient._generate_request(model, count, seed, version, truncation, label, fmt,
+                                                     return_latents)
+        return self.submit(pb.SessionRequest(id=request_id, generate=request))
+
+    def submit_variations(self, sample_id: str, count: int = 4, strength: float = 0.5, *, seed: int | None = None,
+                          fmt: str = "png", return_latents: bool = False, request_id: str = "") -> Future:
+        """Variations, as ``GenerationClient.variations``; a future of its ``Result``."""
+        request = pb.VariationsRequest(sample_id=sample_id, count=count, strength=strength, format=_FORMATS[fmt],
+                                       return_latents=return_latents)
+        _set_optional(request, seed=seed)
+        return self.submit(pb.SessionRequest(id=request_id, variations=request))
+
+    def generate(self, model: str, count: int = 1, timeout_s: float | None = None, **options: Any) -> Result:
+        """One Generate on the session, waited for."""
+        return self.submit_generate(model, count, **options).result(timeout_s)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Send no more requests; wait until every answer came and the stream ended."""
+        self._outbox.put(None)
+        self._reader.join(timeout_s)
+
+    def cancel(self) -> None:
+        """End the stream now; the server drops this session's queued requests."""
+        self._call.cancel()
+        self._outbox.put(None)
+        self._reader.join(10)
+
+    def _read(self) -> None:
+        error: BaseException | None = None
+        try:
+            for response in self._call:
+                with self._lock:
+                    future = self._pending.pop(response.id, None)
+                if future is None:
+                    continue  # an answer for an id this object did not send
+                self._slots.release()
+                which = response.WhichOneof("result")
+                if which == "error":
+                    future.set_exception(SessionRequestError(
+                        response.id, _CODES.get(response.error.code, grpc.StatusCode.UNKNOWN), response.error.message))
+                else:
+                    r = getattr(response, which)
+                    future.set_result(Result(r.model, r.version, [sample_from_proto(s) for s in r.samples], r.seed,
+                                             r.samples_stored))
+        except grpc.RpcError as exc:
+            error = exc
+        finally:
+            self._outbox.put(None)  # the stream is over: end the request iterator too
+            with self._lock:
+                left, self._pending = self._pending, {}
+            for future in left.values():
+                future.set_exception(error or RuntimeError("the session ended without answering this request"))
+                self._slots.release()
 
 
 def _set_optional(message: Any, **fields: Any) -> None:

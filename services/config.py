@@ -73,6 +73,9 @@ class ServeConfig(ServerSettings):
     max_queue_delay_ms: float = setting(1.0, "how long a batch may wait for more requests while another runs")
     max_queue_size: int = setting(1024, "queued requests per model version before RESOURCE_EXHAUSTED")
     stream_chunk: int = setting(4, "GenerateStream samples per inference call")
+    max_stream_count: int = setting(100_000, "max samples per GenerateStream call")
+    session_max_in_flight: int = setting(
+        256, "requests of one Session worked on at once; beyond it the server stops reading that stream")
     png_compress_level: int = setting(1, "zlib level of PNG outputs, 0..9: low is fast, high is small")
     render_cache: bool = setting(True, "cache rendered outputs of requests that name their seed")
     render_cache_ttl_s: int = setting(3_600, "how long a rendered output stays cached, in seconds")
@@ -99,6 +102,8 @@ class ServeConfig(ServerSettings):
             (self.max_queue_delay_ms >= 0, "max_queue_delay_ms must be >= 0"),
             (self.max_queue_size >= 1, "max_queue_size must be >= 1"),
             (self.stream_chunk >= 1, "stream_chunk must be >= 1"),
+            (self.max_stream_count >= 1, "max_stream_count must be >= 1"),
+            (self.session_max_in_flight >= 1, "session_max_in_flight must be >= 1"),
             (self.reload_interval_s >= 0, "reload_interval_s must be >= 0"),
             (self.redis_timeout_s > 0, "redis_timeout_s must be > 0"),
             (self.redis_breaker_threshold >= 0, "redis_breaker_threshold must be >= 0 (0: no breaker)"),

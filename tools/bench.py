@@ -1,7 +1,7 @@
 """``latentforge bench``: a served model under load, or ONNX Runtime alone on the same files.
 
     latentforge bench --target HOST:PORT --model NAME --concurrency C --count K --duration S
-                      [--format png|raw] [--metrics-url URL | --server-pid PID] [--json OUT]
+                      [--format png|raw] [--session] [--metrics-url URL | --server-pid PID] [--json OUT]
     latentforge bench --raw --model-path models/NAME/VERSION [--batch-sizes 1,2,...] [--json OUT]
 
 The first is a closed-loop load generator (``tools.loadgen``); the second is the limit the
@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     load.add_argument("--seed-mode", choices=("random", "fixed"), default="random",
                       help="random: the server picks seeds; fixed: every request asks for seed 7 (cache hits)")
     load.add_argument("--channels", type=int, default=1, help="HTTP/2 connections to spread clients over")
+    load.add_argument("--session", action="store_true",
+                      help="send the Generate requests on one Session stream per channel (each client keeps one "
+                           "request in flight on it) instead of as unary calls")
     load.add_argument("--backoff-ms", type=float, default=0.0,
                       help="a client's first pause after RESOURCE_EXHAUSTED/UNAVAILABLE, doubling while refused "
                            "(to 1 s), as a gRPC retry policy does (default 0: retry at once)")
@@ -90,7 +93,8 @@ def _run_load(args: argparse.Namespace) -> dict[str, Any]:
     spec = LoadSpec(target=args.target, model=args.model, concurrency=args.concurrency, count=args.count,
                     duration_s=args.duration, max_requests=args.max_requests, fmt=args.format, method=args.method,
                     seed_mode=args.seed_mode, warmup_s=args.warmup, timeout_s=args.timeout,
-                    channels=args.channels, backoff_s=args.backoff_ms / 1000.0).validate()
+                    channels=args.channels, backoff_s=args.backoff_ms / 1000.0,
+                    session=args.session).validate()
     result = asyncio.run(run_load(spec, ServerCpu(args.metrics_url, args.server_pid)))
     return {"mode": "load", **result.to_dict()}
 
@@ -131,7 +135,8 @@ def summary(result: dict[str, Any]) -> str:
     spec = result["spec"]
     server = result.get("server_cpu_us_per_image")
     return "\n".join([
-        f"{spec['method']} {spec['model']} count={spec['count']} concurrency={spec['concurrency']} "
+        f"{spec['method']}{' on Session streams' if spec.get('session') else ''} {spec['model']} "
+        f"count={spec['count']} concurrency={spec['concurrency']} "
         f"format={spec['fmt']} for {result['seconds']:.1f} s",
         f"  {result['requests_per_s']:.1f} requests/s, {result['images_per_s']:.1f} images/s, "
         f"{result['requests']} requests, errors {result['errors'] or 'none'}",

@@ -28,6 +28,7 @@ from tools.stats import percentiles
 
 GENERATE = "/latentforge.v1.GenerationService/Generate"
 GET_SAMPLE = "/latentforge.v1.GenerationService/GetSample"
+SESSION = "/latentforge.v1.GenerationService/Session"
 FORMATS = {"png": pb.OUTPUT_FORMAT_PNG, "raw": pb.OUTPUT_FORMAT_TENSOR}
 SEED_MODES = ("random", "fixed")
 MAX_BACKOFF_S = 1.0
@@ -51,6 +52,7 @@ class LoadSpec:
     timeout_s: float = 30.0  # per-request deadline
     channels: int = 1  # HTTP/2 connections, clients spread over them
     backoff_s: float = 0.0  # first pause after RESOURCE_EXHAUSTED/UNAVAILABLE; doubles while refused (to 1 s)
+    session: bool = False  # Generate requests on one Session stream per channel instead of unary calls
 
     def validate(self) -> "LoadSpec":
         if self.concurrency < 1 or self.count < 1 or self.channels < 1:
@@ -63,6 +65,8 @@ class LoadSpec:
             raise ValueError(f"format must be one of {sorted(FORMATS)}, seed mode one of {SEED_MODES}")
         if self.method not in ("Generate", "GetSample"):
             raise ValueError("method must be Generate or GetSample")
+        if self.session and self.method != "Generate":
+            raise ValueError("a session sends Generate requests; leave --method at Generate")
         return self
 
 
@@ -164,12 +168,108 @@ async def run_load(spec: LoadSpec, server_cpu: ServerCpu | None = None) -> LoadR
         sample_id = await _one_sample_id(channels[0], spec) if spec.method == "GetSample" else None
         payload = _request_bytes(spec, sample_id)
         path = GENERATE if spec.method == "Generate" else GET_SAMPLE
-        calls = [ch.unary_unary(path) for ch in channels]  # bytes in, bytes out: nothing parsed
+        if spec.session:
+            calls: list[Any] = [SessionCall(ch) for ch in channels]
+        else:
+            calls = [ch.unary_unary(path) for ch in channels]  # bytes in, bytes out: nothing parsed
         per_request = spec.count if spec.method == "Generate" else 0
-        return await _drive(spec, calls, payload, per_request, server_cpu or ServerCpu())
+        try:
+            return await _drive(spec, calls, payload, per_request, server_cpu or ServerCpu())
+        finally:
+            for call in calls:
+                if isinstance(call, SessionCall):
+                    await call.close()
     finally:
         for ch in channels:
             await ch.close()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+class SessionCall:
+    """A Session stream used like a unary call: ``await call(generate_request_bytes)`` sends it
+    under a fresh id and returns the answer's bytes (an error answer raises AioRpcError with its
+    code). Requests are framed and answers matched by id without parsing the images, so the
+    client's CPU per image stays comparable with the unary calls'."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.stream = channel.stream_stream(SESSION)()  # bytes in, bytes out
+        self.waiting: dict[bytes, asyncio.Future] = {}
+        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.ids = 0
+        self.writer = asyncio.create_task(self._write())
+        self.reader = asyncio.create_task(self._read())
+
+    async def __call__(self, generate: bytes, timeout: float | None = None) -> bytes:
+        self.ids += 1
+        rid = b"%x" % self.ids
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[rid] = future
+        # SessionRequest: field 1 (id), then field 2 (generate), as the proto encodes them.
+        self.outbox.put_nowait(b"\x0a" + _varint(len(rid)) + rid + b"\x12" + _varint(len(generate)) + generate)
+        return await future
+
+    async def _write(self) -> None:
+        while (message := await self.outbox.get()) is not None:
+            await self.stream.write(message)
+        await self.stream.done_writing()
+
+    async def _read(self) -> None:
+        try:
+            while (answer := await self.stream.read()) is not grpc.aio.EOF:
+                rid, result_tag = _session_answer(answer)
+                future = self.waiting.pop(rid, None)
+                if future is None or future.done():
+                    continue
+                if result_tag == 15:  # SessionError
+                    error = pb.SessionResponse.FromString(answer).error
+                    code = next((c for c in grpc.StatusCode if c.value[0] == error.code), grpc.StatusCode.UNKNOWN)
+                    future.set_exception(grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                                              error.message))
+                else:
+                    future.set_result(answer)
+        except grpc.aio.AioRpcError as exc:
+            for future in self.waiting.values():
+                if not future.done():
+                    future.set_exception(exc)
+            self.waiting.clear()
+
+    async def close(self) -> None:
+        self.outbox.put_nowait(None)
+        self.stream.cancel()
+        for task in (self.writer, self.reader):
+            task.cancel()
+        await asyncio.gather(self.writer, self.reader, return_exceptions=True)
+
+
+def _session_answer(data: bytes) -> tuple[bytes, int]:
+    """A SessionResponse's id and the field number of its result, read from its first bytes."""
+    pos, rid = 0, b""
+    if data[:1] == b"\x0a":
+        length, pos = _read_varint(data, 1)
+        rid, pos = data[pos:pos + length], pos + length
+    tag, _ = _read_varint(data, pos) if pos < len(data) else (0, pos)
+    return rid, tag >> 3
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
 
 
 async def _drive(spec: LoadSpec, calls: list[Any], payload: bytes, per_request: int, server_cpu: ServerCpu) -> LoadResult:

@@ -188,12 +188,14 @@ class ListModelsRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
-    __slots__ = ("models", "max_count")
+    __slots__ = ("models", "max_count", "max_stream_count")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     MAX_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAM_COUNT_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     max_count: int
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., max_count: _Optional[int] = ...) -> None: ...
+    max_stream_count: int
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., max_count: _Optional[int] = ..., max_stream_count: _Optional[int] = ...) -> None: ...
 
 class Sample(_message.Message):
     __slots__ = ("sample_id", "seed", "image", "latent", "label", "index", "strokes")
@@ -594,3 +596,33 @@ class GetSampleResponse(_message.Message):
     parent_sample_id: str
     created_unix_s: float
     def __init__(self, sample_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[int] = ..., seed: _Optional[int] = ..., latent: _Optional[_Iterable[float]] = ..., label: _Optional[int] = ..., truncation: _Optional[float] = ..., origin: _Optional[_Union[SampleOrigin, str]] = ..., parent_sample_id: _Optional[str] = ..., created_unix_s: _Optional[float] = ...) -> None: ...
+
+class SessionRequest(_message.Message):
+    __slots__ = ("id", "generate", "variations")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATE_FIELD_NUMBER: _ClassVar[int]
+    VARIATIONS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    generate: GenerateRequest
+    variations: VariationsRequest
+    def __init__(self, id: _Optional[str] = ..., generate: _Optional[_Union[GenerateRequest, _Mapping]] = ..., variations: _Optional[_Union[VariationsRequest, _Mapping]] = ...) -> None: ...
+
+class SessionError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class SessionResponse(_message.Message):
+    __slots__ = ("id", "generate", "variations", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATE_FIELD_NUMBER: _ClassVar[int]
+    VARIATIONS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    generate: GenerateResponse
+    variations: VariationsResponse
+    error: SessionError
+    def __init__(self, id: _Optional[str] = ..., generate: _Optional[_Union[GenerateResponse, _Mapping]] = ..., variations: _Optional[_Union[VariationsResponse, _Mapping]] = ..., error: _Optional[_Union[SessionError, _Mapping]] = ...) -> None: ...

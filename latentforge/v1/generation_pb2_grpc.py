@@ -49,6 +49,11 @@ class GenerationServiceStub:
                 request_serializer=latentforge_dot_v1_dot_generation__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=latentforge_dot_v1_dot_generation__pb2.Sample.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/latentforge.v1.GenerationService/Session',
+                request_serializer=latentforge_dot_v1_dot_generation__pb2.SessionRequest.SerializeToString,
+                response_deserializer=latentforge_dot_v1_dot_generation__pb2.SessionResponse.FromString,
+                _registered_method=True)
         self.Interpolate = channel.unary_unary(
                 '/latentforge.v1.GenerationService/Interpolate',
                 request_serializer=latentforge_dot_v1_dot_generation__pb2.InterpolateRequest.SerializeToString,
@@ -114,7 +119,18 @@ class GenerationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GenerateStream(self, request, context):
-        """Same as Generate, but each sample is sent as soon as it is ready (in index order).
+        """Same as Generate, but each sample is sent as soon as it is ready (in index order); `count`
+        may be up to ListModelsResponse.max_stream_count. The server renders the next few samples
+        only once the previous ones were taken by the transport (HTTP/2 flow control), so a slow
+        reader holds the server back rather than making it run ahead; cancelling stops it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Session(self, request_iterator, context):
+        """Many requests on one long-lived stream, each with an id of the client's choosing, answered
+        as they complete (in any order; match answers by id). See SessionRequest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -202,6 +218,11 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.GenerateStream,
                     request_deserializer=latentforge_dot_v1_dot_generation__pb2.GenerateRequest.FromString,
                     response_serializer=latentforge_dot_v1_dot_generation__pb2.Sample.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=latentforge_dot_v1_dot_generation__pb2.SessionRequest.FromString,
+                    response_serializer=latentforge_dot_v1_dot_generation__pb2.SessionResponse.SerializeToString,
             ),
             'Interpolate': grpc.unary_unary_rpc_method_handler(
                     servicer.Interpolate,
@@ -330,6 +351,33 @@ class GenerationService:
             '/latentforge.v1.GenerationService/GenerateStream',
             latentforge_dot_v1_dot_generation__pb2.GenerateRequest.SerializeToString,
             latentforge_dot_v1_dot_generation__pb2.Sample.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/latentforge.v1.GenerationService/Session',
+            latentforge_dot_v1_dot_generation__pb2.SessionRequest.SerializeToString,
+            latentforge_dot_v1_dot_generation__pb2.SessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -148,10 +148,12 @@ class GenerationPipeline:
             raise NotFound(f"unknown model {name!r}; call ListModels with no name to see all models")
         return [ModelListing(m, self.repository.latest_version(m.name) == m.version) for m in found]
 
-    def plan_generate(self, request: GenerateRequest, operation: str = "Generate") -> GeneratePlan:
-        """Check a Generate request and settle its model version and base seed."""
+    def plan_generate(self, request: GenerateRequest, operation: str = "Generate",
+                      max_count: int | None = None) -> GeneratePlan:
+        """Check a Generate request and settle its model version and base seed; ``max_count``
+        replaces the per-request limit (GenerateStream's is ``max_stream_count``)."""
         model = self._model(request.model, request.version, operation)
-        count = self._check_count(request.count, "count")
+        count = self._check_count(request.count, "count", maximum=max_count)
         psi = _truncation(request.truncation)
         self._check_label(model, request.label)
         seed = request.seed if request.seed is not None else _random_seed()
@@ -348,9 +350,10 @@ class GenerationPipeline:
 
     # ---- request checks ---------------------------------------------------------------------
 
-    def _check_count(self, value: int, what: str, minimum: int = 1) -> int:
-        if not minimum <= value <= self.config.max_count:
-            raise InvalidArgument(f"{what} must be between {minimum} and {self.config.max_count}, got {value}")
+    def _check_count(self, value: int, what: str, minimum: int = 1, maximum: int | None = None) -> int:
+        limit = self.config.max_count if maximum is None else maximum
+        if not minimum <= value <= limit:
+            raise InvalidArgument(f"{what} must be between {minimum} and {limit}, got {value}")
         return int(value)
 
     @staticmethod

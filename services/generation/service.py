@@ -145,6 +145,7 @@ class GenerationService(RpcService):
     def begin_drain(self) -> None:
         for task in self._tasks:
             task.cancel()
+        self.servicer.sessions.begin_drain()  # open Session streams stop reading, answer, end
 
     async def close(self) -> None:
         await self.runner.close()

@@ -35,6 +35,7 @@ from services.generation.requests import (
     TensorInput,
     VariationsRequest,
 )
+from services.generation.session import Sessions
 from services.generation.strokes import DrawPlan
 from services.inference import OnnxModel
 from services.rpc.calls import CallTracker, add_trailer, deadline, stream, unary
@@ -66,12 +67,14 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
     def __init__(self, pipeline: GenerationPipeline, calls: CallTracker) -> None:
         self.pipeline = pipeline
         self.calls = calls  # the server's call tracker, which @unary/@stream use
+        self.sessions = Sessions(calls, pipeline.config.session_max_in_flight)  # open Session streams
 
     @unary
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         listings = self.pipeline.models(request.name)
         return pb.ListModelsResponse(models=[_model_info(entry) for entry in listings],
-                                     max_count=self.pipeline.max_count)
+                                     max_count=self.pipeline.max_count,
+                                     max_stream_count=self.pipeline.config.max_stream_count)
 
     @unary
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
@@ -85,8 +88,18 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
     @stream
     async def GenerateStream(self, request: pb.GenerateRequest,
                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Sample]:
+        # Flow control: grpc.aio's yield returns once the message was taken by the HTTP/2
+        # transport, which takes no more than the client's receive window allows; the next
+        # chunk is rendered only after every sample of the last one was taken. So the server is
+        # at most one chunk plus that window ahead of what the client has read, and a cancelled
+        # call (CancelledError at either await) stops between chunks, its queued batch dropped.
         pipeline = self.pipeline
-        plan = pipeline.plan_generate(_generate_request(request), "GenerateStream")
+        limit = pipeline.config.max_stream_count
+        if request.count > limit:
+            raise InvalidArgument(
+                f"count must be between 1 and {limit} for GenerateStream, got {request.count}; ask for the "
+                f"rest in another stream with seed + {limit} (sample k of seed s is sample 0 of seed s + k)")
+        plan = pipeline.plan_generate(_generate_request(request), "GenerateStream", max_count=limit)
         chunk, until = pipeline.config.stream_chunk, deadline(context)
         all_stored = True
         for start in range(0, plan.count, chunk):
@@ -97,6 +110,32 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
             for i, record in enumerate(made.records):
                 yield _fill_sample(pb.Sample(), record, start + i, made.payloads[i], shape, request.return_latents)
         add_trailer(SAMPLES_STORED_HEADER, "true" if all_stored else "false")
+
+    @stream
+    async def Session(self, requests: AsyncIterator[pb.SessionRequest],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[pb.SessionResponse]:
+        """Many requests on one stream, answered by id as they complete (``services.generation.session``)."""
+        pipeline = self.pipeline
+
+        async def generate(request: pb.GenerateRequest, until: float | None) -> pb.SessionResponse:
+            plan = pipeline.plan_generate(_generate_request(request))
+            made = await pipeline.generate(plan, 0, plan.count, until, "Session.Generate")
+            return pb.SessionResponse(generate=pb.GenerateResponse(
+                model=plan.model.name, version=plan.model.version, seed=plan.seed,
+                samples=_samples(made, plan.output, 0, request.return_latents), samples_stored=made.stored))
+
+        async def variations(request: pb.VariationsRequest, until: float | None) -> pb.SessionResponse:
+            output = _output(request.format)
+            made = await pipeline.variations(VariationsRequest(
+                sample_id=request.sample_id, count=request.count, strength=request.strength,
+                seed=_optional(request, "seed"), output=output), until)
+            return pb.SessionResponse(variations=pb.VariationsResponse(
+                model=made.model.name, version=made.model.version, seed=made.seed,
+                samples=_samples(made, output, 0, request.return_latents), samples_stored=made.stored))
+
+        handlers = {"generate": ("Session.Generate", generate), "variations": ("Session.Variations", variations)}
+        async for response in self.sessions.serve(requests, context, handlers):
+            yield response
 
     @unary
     async def Interpolate(self, request: pb.InterpolateRequest,

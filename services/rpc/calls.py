@@ -193,3 +193,10 @@ def stream(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIter
         await context.abort(call.code, call.message, trailing_metadata=call.trailers)
 
     return wrapper
+
+
+def inner_call(tracker: CallTracker, method: str, context: grpc.aio.ServicerContext) -> _Call:
+    """The bookkeeping of one request carried inside a stream (a Session's), as for an RPC of its
+    own: ``with`` it around the request's work, in the request's own task; ``fail(exc)`` records
+    the error's status (then ``code`` / ``message``). It counts as in flight for the drain."""
+    return _Call(tracker, method, context)

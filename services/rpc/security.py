@@ -138,7 +138,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
 
 
 class TokenClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-                             grpc.StreamUnaryClientInterceptor):
+                             grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
     """Client side: add ``authorization: Bearer <token>`` to every call (TLS or plaintext,
     e.g. inside a service mesh that terminates TLS)."""
 
@@ -157,6 +157,9 @@ class TokenClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamC
         return continuation(self._with_token(details), request)
 
     def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._with_token(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
         return continuation(self._with_token(details), request_iterator)
 
 
