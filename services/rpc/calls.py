@@ -141,7 +141,10 @@ class _Call(RequestContext):
             if self.message and self.code != grpc.StatusCode.INTERNAL:
                 fields["message"] = self.message
             access(log, "rpc", self.request_id, fields)
-        current_request.reset(self._token)
+        try:
+            current_request.reset(self._token)
+        except ValueError:  # a cancelled stream's generator is closed from another context; nothing to undo there
+            pass
 
     @property
     def trailers(self) -> tuple[tuple[str, str], ...]:
