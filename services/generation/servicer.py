@@ -120,18 +120,20 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         async def generate(request: pb.GenerateRequest, until: float | None) -> pb.SessionResponse:
             plan = pipeline.plan_generate(_generate_request(request))
             made = await pipeline.generate(plan, 0, plan.count, until, "Session.Generate")
-            return pb.SessionResponse(generate=pb.GenerateResponse(
-                model=plan.model.name, version=plan.model.version, seed=plan.seed,
-                samples=_samples(made, plan.output, 0, request.return_latents), samples_stored=made.stored))
+            response = pb.SessionResponse(generate=pb.GenerateResponse(
+                model=plan.model.name, version=plan.model.version, seed=plan.seed, samples_stored=made.stored))
+            _add_samples(response.generate.samples, made, plan.output, 0, request.return_latents)
+            return response
 
         async def variations(request: pb.VariationsRequest, until: float | None) -> pb.SessionResponse:
             output = _output(request.format)
             made = await pipeline.variations(VariationsRequest(
                 sample_id=request.sample_id, count=request.count, strength=request.strength,
                 seed=_optional(request, "seed"), output=output), until)
-            return pb.SessionResponse(variations=pb.VariationsResponse(
-                model=made.model.name, version=made.model.version, seed=made.seed,
-                samples=_samples(made, output, 0, request.return_latents), samples_stored=made.stored))
+            response = pb.SessionResponse(variations=pb.VariationsResponse(
+                model=made.model.name, version=made.model.version, seed=made.seed, samples_stored=made.stored))
+            _add_samples(response.variations.samples, made, output, 0, request.return_latents)
+            return response
 
         handlers = {"generate": ("Session.Generate", generate), "variations": ("Session.Variations", variations)}
         async for response in self.sessions.serve(requests, context, handlers):
