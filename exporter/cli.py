@@ -72,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
           f"(from {Path(source['path']).name}, step {source['step']})")
     if manifest.quality is not None:
         q = manifest.quality.scores
-        if q.get("task") == "complete":
+        if q.get("task") == "draw_strokes":
+            from latentforge.strokes import quality_summary
+
+            print(f"stroke quality ({q.get('source')}, {int(q.get('n', 0))} drawings per temperature): "
+                  f"{quality_summary(q)}")
+        elif q.get("task") == "complete":
             print(f"completion quality ({q.get('source')}, {int(q.get('n', 0))} held-out images, bottom half hidden): "
                   f"best of {int(q.get('candidates', 0))} read as the original {100 * q['bottom_best_read']:.1f}%, "
                   f"hole PSNR {q['bottom_psnr']:.2f} dB")

@@ -219,3 +219,21 @@ def to_gif(rows: np.ndarray, size: int = 256, points_per_frame: int = 1, frame_m
     durations = [frame_ms] * (len(frames) - 1) + [hold_ms]
     frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
     return out.getvalue()
+
+
+def quality_summary(scores: dict) -> str:
+    """A stroke model's quality scores (a manifest's, ``trainer.quality.strokes``) in one line: the
+    held-out likelihood, then the prior drawings' FID by temperature and the reconstructions', each
+    beside the floor of real held-out drawings."""
+    parts = []
+    if "total" in scores:
+        parts.append(f"held-out L_s {scores['offset_nll']:.3f}, L_p {scores['pen_nll']:.3f}, KL {scores['kl']:.3f} "
+                     f"(total {scores['total']:.3f})")
+    temps = sorted((float(k[1:-4]), scores[k]) for k in scores if k.startswith("t") and k.endswith("_fid"))
+    if temps:
+        floor = scores.get("fid_floor")
+        parts.append("drawings FID " + ", ".join(f"{v:.0f} at t={t:g}" for t, v in temps)
+                     + (f" (floor {floor:.0f})" if floor is not None else ""))
+    if "recon_fid" in scores:
+        parts.append(f"reconstructions FID {scores['recon_fid']:.0f}")
+    return "; ".join(parts)

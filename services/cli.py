@@ -452,6 +452,11 @@ def _fid(m: Any) -> str:
 def _quality_line(q: Any) -> str:
     """The headline figures, each beside its real-data floor (a completion model's: per mask
     kind, the best of K read as the original, hole PSNR and diversity), and how they were measured."""
+    if q.details.get("task") == "draw_strokes":
+        from latentforge.strokes import quality_summary
+
+        how = [q.details.get("source"), f"{q.scores['n']:g} drawings per temperature" if "n" in q.scores else None]
+        return quality_summary(q.scores) + " [" + ", ".join(h for h in how if h) + "]"
     if q.details.get("task") == "complete":
         from latentforge.completion import EVAL_MASKS
 

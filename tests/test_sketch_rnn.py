@@ -351,6 +351,9 @@ def test_kanjivg_trains_from_the_command_line_and_exports_with_a_passing_loop_pa
     scores = manifest.quality.scores
     assert scores["source"] == "export" and scores["task"] == "draw_strokes" and scores["n"] == 20
     assert all(math.isfinite(scores[k]) for k in ("offset_nll", "pen_nll", "kl", "total"))
+    from latentforge.strokes import quality_summary
+
+    assert quality_summary(scores).startswith(f"held-out L_s {scores['offset_nll']:.3f}")
     again = Manifest.from_dict(json.loads(manifest.to_json()))
     assert again.strokes == spec
 
