@@ -39,6 +39,25 @@ def test_torchrun_two_processes(tmp_path: Path):
     assert (out / "samples" / "latest.png").is_file()
 
 
+def test_torchrun_trains_the_stroke_family(tmp_path: Path):
+    """sketch-rnn under torchrun: each rank draws its share of the kanji numerals; rank 0 writes."""
+    out = tmp_path / "ddp-strokes"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "latentforge", "train", "--model", "sketch-rnn", "--data", "kanjivg:digits", "--out", str(out),
+        "--steps", "4", "--batch-size", "4", "--latent-dim", "8", "--enc-rnn", "16", "--dec-rnn", "32",
+        "--mixtures", "3", "--checkpoint-every", "2", "--sample-every", "2", "--log-every", "1", "--no-progress",
+        "--eval-every", "0",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = load_checkpoint(out)
+    assert payload["step"] == 4 and len(payload["rng"]) == 2
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and all("kl" in r for r in rows)
+
+
 def _worker_pid(torchrun_pid: int, rank: int) -> int | None:
     """The pid of the torchrun worker with RANK=`rank` (Linux /proc), or None while it is not up."""
     children = Path(f"/proc/{torchrun_pid}/task/{torchrun_pid}/children")
