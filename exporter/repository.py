@@ -123,8 +123,6 @@ def export_run(
             graphs[graph.role] = fname
             signatures[graph.role] = read_signature(staging / fname, graph.optional_inputs)
             errors[graph.role] = err
-        if strokes is not None:
-            errors[LOOP_KEY] = _check_stroke_loop(payload, family, staging, graphs)
             for variant in variants:
                 vname = f"{graph.role}.{variant}.onnx"
                 writer = write_fp16_variant if variant == "fp16" else write_ort_cpu_variant
@@ -138,6 +136,8 @@ def export_run(
                     )
                 variant_files.setdefault(variant, {})[graph.role] = vname
                 errors[f"{graph.role}@{variant}"] = verr
+        if strokes is not None:
+            errors[LOOP_KEY] = _check_stroke_loop(payload, family, staging, graphs)
         names = list(graphs.values()) + [f for roles in variant_files.values() for f in roles.values()]
         files = {f: FileEntry(sha256=sha256_file(staging / f), bytes=(staging / f).stat().st_size) for f in names}
         c, h, w = (1, RENDER_SIZE, RENDER_SIZE) if strokes is not None else tuple(payload["data"]["shape"])
