@@ -6,6 +6,8 @@ import io
 import json
 import logging
 
+import pytest
+
 from services.rpc.logs import (
     RequestContext,
     access,
@@ -14,6 +16,20 @@ from services.rpc.logs import (
     event,
     get_logger,
 )
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """configure_logging changes the process's `latentforge` logger: put it back for the tests after."""
+    root = logging.getLogger("latentforge")
+    saved = (list(root.handlers), root.level, root.propagate)
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved[0]:
+        root.addHandler(handler)
+    root.setLevel(saved[1])
+    root.propagate = saved[2]
 
 
 def _lines(stream: io.StringIO) -> list[dict]:
