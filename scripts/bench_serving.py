@@ -268,6 +268,10 @@ def bench_model(repo: Path, model: str, plan: Plan, redis: Redis | None) -> dict
             out["sweep"].append(measure_load(server, model, plan, f"count=1 c={c}", concurrency=c, count=1))
         c, n = plan.bulk
         out["extra"]["bulk"] = measure_load(server, model, plan, f"count={n} c={c}", concurrency=c, count=n)
+        # The same count=1 load as c=64 unary calls, each client's requests on one Session stream instead.
+        cs = max(x for x in plan.concurrency if x <= 64)
+        out["extra"]["session"] = measure_load(server, model, plan, f"count=1 c={cs} Session", concurrency=cs,
+                                               count=1, session=True)
         # The same loads with raw float32 tensors out (format TENSOR): what the peer is compared with.
         out["tensor"] = {"sweep": [measure_load(server, model, plan, f"count=1 c={c} tensor", concurrency=c, count=1,
                                                 fmt="raw") for c in plan.concurrency],
@@ -512,7 +516,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
                   "| images/s | " + " | ".join(f"{p['images_per_s']:.0f}" for p in raw["points"]) + " |",
                   "| CPU us/image | " + " | ".join(f"{p['cpu_us_per_image']:.0f}" for p in raw["points"]) + " |", "",
                   *_TABLE_HEAD]
-        rows = list(r["sweep"]) + [r["extra"][k] for k in ("bulk", "small_queue", "render_computed", "render_cached",
+        rows = list(r["sweep"]) + [r["extra"][k] for k in ("bulk", "session", "small_queue", "render_computed",
+                                                             "render_cached",
                                                              "render_computed16", "render_cached16", "get_sample")
                                    if k in r["extra"]]
         lines += [_row(p, best) for p in rows]
