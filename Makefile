@@ -26,7 +26,8 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# Train a small GAN and VAE on mnist5k, export, serve, call it over gRPC, write PNGs.
+# Train a DCGAN, a VAE and a completion model on mnist5k and a sketch-rnn on kanji, export, serve,
+# call them over gRPC, write the pictures.
 demo: setup
 	$(BIN)/python -m scripts.demo
 

@@ -25,7 +25,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -199,9 +198,7 @@ class StrokeDrawer:
             raise InvalidArgument(f"max_steps must be between 1 and {limit} ({MAX_STEPS_FACTOR} times the model's "
                                   f"longest drawing, {spec.max_steps}), or 0 for {spec.max_steps}; got {max_steps}")
         png = DEFAULT_PNG_SIZE if png_size is None else int(png_size)
-        if not 0 <= png <= MAX_PNG_SIZE:
-            raise InvalidArgument(f"png_size must be between 16 and {MAX_PNG_SIZE} (0: no PNG), got {png}")
-        if 0 < png < 16:
+        if png != 0 and not 16 <= png <= MAX_PNG_SIZE:
             raise InvalidArgument(f"png_size must be between 16 and {MAX_PNG_SIZE} (0: no PNG), got {png}")
         try:
             tau = check_temperature(temperature, spec.temperature)
@@ -304,26 +301,25 @@ class StrokeDrawer:
 
     # ---- encoding and frames -------------------------------------------------------------------
 
-    async def encode(self, model: OnnxModel, drawings: list[np.ndarray]) -> tuple[list[SampleRecord], bool]:
-        """Checked drawings (each (K, 3) in data units) -> their encoder means, stored as samples."""
+    async def _encoder(self, model: OnnxModel, drawings: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """The encode_strokes graph on checked drawings (each (K, 3) in data units): mu [and logvar]."""
         spec = model.manifest.strokes
         assert spec is not None
         packed = [to_stroke5(rows, spec.max_steps, spec.scale) for rows in drawings]
         feeds = {"strokes": np.stack([p[0] for p in packed]), "lengths": np.array([p[1] for p in packed], np.int64)}
-        out = await asyncio.get_running_loop().run_in_executor(
-            self.executor, model.run, model.graph_for("encode_strokes"), feeds, ("mu",))
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, model.run, model.graph_for("encode_strokes"), feeds)
+
+    async def encode(self, model: OnnxModel, drawings: list[np.ndarray]) -> tuple[list[SampleRecord], bool]:
+        """Checked drawings -> their encoder means, stored as samples."""
+        mus = (await self._encoder(model, drawings))["mu"]
         records = [SampleRecord(new_sample_id(), model.name, model.version, mu.astype(np.float32), "encode")
-                   for mu in out["mu"]]
+                   for mu in mus]
         return records, await self._store(records)
 
     async def posterior(self, model: OnnxModel, rows: np.ndarray, seeds: list[int]) -> np.ndarray:
         """Latents of a partial drawing: its encoder's mean plus sigma times the noise of each seed."""
-        spec = model.manifest.strokes
-        assert spec is not None
-        strokes, k = to_stroke5(rows, spec.max_steps, spec.scale)
-        out = await asyncio.get_running_loop().run_in_executor(
-            self.executor, model.run, model.graph_for("encode_strokes"),
-            {"strokes": strokes[None], "lengths": np.array([k], np.int64)})
+        out = await self._encoder(model, [rows])
         mu, logvar = out["mu"][0].astype(np.float64), out.get("logvar")
         sigma = np.exp(0.5 * logvar[0].astype(np.float64)) if logvar is not None else np.zeros_like(mu)
         eps = np.stack([latents.latent_from_seed(s, len(mu)) for s in seeds]).astype(np.float64)
@@ -344,7 +340,3 @@ def renderings(drawings: list[np.ndarray], size: int) -> np.ndarray:
     """Drawings rendered as the model's output images: (N, 1, size, size), white on black in [0, 1]."""
     return np.stack([render(rows, size)[None] for rows in drawings]).astype(np.float32)
 
-
-def check_rows(points: Any) -> np.ndarray:
-    """Proto-ish points (objects with dx, dy, pen) as a (K, 3) float array (pen as its number)."""
-    return np.array([(p.dx, p.dy, p.pen) for p in points], np.float64).reshape(-1, 3)

@@ -31,8 +31,10 @@ edges; it draws from the start point as the model does), not the family's 64-pix
 What the model must do is the ``StrokeModel`` protocol: ``RunModel`` implements it with the
 family's PyTorch code over a checkpoint; ``VersionModel`` with an exported version's graphs in ONNX
 Runtime (encode_strokes, init_state, draw_strokes: the service's graphs), teacher-forcing the step
-graph for the likelihood and running the sampling loop here, batched (its draws come from NumPy, so
-a version's drawings are not the run's drawings for the same seed; its likelihood, with the same
+graph for the likelihood and running the sampling loop here, batched over the drawings, each
+drawing sampled by the service's own sampler (``latentforge.strokes.sample_point``, its own
+NumPy generator), so the meter scores the drawings the service would draw from those latents (a
+run's drawings, from torch's generator, differ for the same seed; the likelihood, with the same
 eps, agrees with the run's).
 """
 
@@ -48,6 +50,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from latentforge.strokes import StepOutput, sample_point, stroke5_row
 from trainer.data import DataError, TrainingData, load_data
 from trainer.quality import metrics
 from trainer.quality.evaluate import comparable_size, floor, score
@@ -166,7 +169,8 @@ class RunModel:
 
 class VersionModel:
     """An exported stroke version (tasks draw_strokes [+ init_state, encode_strokes]) in ONNX Runtime:
-    the same graphs the service runs, the sampling loop run here, batched over the drawings."""
+    the same graphs the service runs, the sampling loop run here, batched over the drawings, each
+    drawing sampled by the service's sampler."""
 
     def __init__(self, version_dir: Path) -> None:
         import onnxruntime as ort
@@ -206,7 +210,6 @@ class VersionModel:
         return self._sessions["draw_strokes"].run(None, feeds)
 
     def draw(self, z: np.ndarray | None, n: int, temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(seed)
         out_s, out_l = [], []
         for start in range(0, n, BATCH):
             size = min(BATCH, n - start)
@@ -217,9 +220,12 @@ class VersionModel:
             lengths = np.zeros(size, np.int64)
             done = np.zeros(size, bool)
             point = np.tile(np.asarray(self.spec.start_point, np.float32), (size, 1))
+            # Drawing i samples as the service samples a drawing from a given latent: its own
+            # Generator(PCG64(seed + i)), latentforge.strokes.sample_point at each step.
+            rngs = [np.random.Generator(np.random.PCG64(seed + start + i)) for i in range(size)]
             for t in range(self.max_steps):
                 *mix, h, c = self._step(point, zb, h, c)
-                row = sample_rows(mix, temperature, rng)
+                row = np.stack([_service_row(mix, i, temperature, rngs[i]) for i in range(size)])
                 live = ~done & (row[:, 4] == 0)
                 strokes[live, t] = row[live]
                 lengths += live
@@ -269,28 +275,10 @@ class VersionModel:
         return mix, as_tensor(mu), as_tensor(presig)
 
 
-def sample_rows(mix: list[np.ndarray], temperature: float, rng: np.random.Generator) -> np.ndarray:
-    """One stroke-5 row per drawing from one step's outputs (pi, mu_x, mu_y, sigma_x, sigma_y, rho
-    (N, M), pen_logits (N, 3)), at the paper's temperature (logits / tau, variances * tau)."""
-    pi, mu_x, mu_y, sigma_x, sigma_y, rho, pen_logits = (np.asarray(a, np.float64) for a in mix)
-    tau = max(float(temperature), 1e-3)
-    n = len(pi)
-
-    def pick(logits: np.ndarray) -> np.ndarray:
-        x = logits / tau
-        p = np.exp(x - x.max(1, keepdims=True))
-        cum = np.cumsum(p / p.sum(1, keepdims=True), axis=1)
-        return np.minimum((cum < rng.random((n, 1))).sum(1), logits.shape[1] - 1)
-
-    k = pick(pi)
-    rows = np.arange(n)
-    e = rng.standard_normal((n, 2))
-    sx, sy, r = sigma_x[rows, k] * np.sqrt(tau), sigma_y[rows, k] * np.sqrt(tau), rho[rows, k]
-    out = np.zeros((n, 5), np.float32)
-    out[:, 0] = mu_x[rows, k] + sx * e[:, 0]
-    out[:, 1] = mu_y[rows, k] + sy * (r * e[:, 0] + np.sqrt(np.clip(1 - r * r, 0, None)) * e[:, 1])
-    out[rows, 2 + pick(pen_logits)] = 1.0
-    return out
+def _service_row(mix: list[np.ndarray], i: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """Drawing i's next stroke-5 row from one step's outputs, drawn by the service's sampler."""
+    dx, dy, pen = sample_point(StepOutput(*(np.asarray(a[i]) for a in mix)), temperature, rng)
+    return stroke5_row(dx, dy, pen)
 
 
 def is_stroke_model(path: Path, checkpoint: Path | None = None) -> bool:
