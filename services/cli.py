@@ -154,8 +154,16 @@ def _serve(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"latentforge serve: {exc}", file=sys.stderr)
             return 2
+    if training is not None and config.processes != 1:
+        print("latentforge serve: --training runs in one process; drop --processes, or run "
+              "`latentforge serve-training` beside the generation processes", file=sys.stderr)
+        return 2
     configure_logging(config.log_level, config.log_json)
     try:
+        if config.processes != 1:
+            from services.processes import serve_processes
+
+            return serve_processes(config)
         return serve(config, training)
     except (SecurityConfigError, ValueError, OSError) as exc:
         # Unusable TLS/token files, an unknown provider, a port in use: one line, no traceback.

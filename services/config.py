@@ -55,6 +55,11 @@ class ServeConfig(ServerSettings):
     max_count: int = setting(64, "max samples / frames / images per request")
     providers: tuple[str, ...] = setting(
         (), "ONNX Runtime execution provider, repeatable (default: CUDA if available, else CPU)", flag="--provider")
+    processes: int = setting(
+        1, "server processes behind the one port (SO_REUSEPORT; Linux), 0: one per CPU; each runs its own event "
+           "loop, batches and ONNX Runtime sessions, so gRPC's per-call work uses more than one core; more than one "
+           "needs --redis-url (they share samples through it) and spreads connections, not calls "
+           "(see services.processes)")
     workers: int = setting(2, "ONNX Runtime batches that may run at once (threads), also used for image decoding")
     intra_op_threads: int = setting(0, "ONNX Runtime threads per call; 0: CPU cores // workers, at least 1")
     graph_optimization: str = setting("all", "ONNX Runtime graph optimisation", choices=GRAPH_OPTIMIZATIONS)
@@ -88,6 +93,10 @@ class ServeConfig(ServerSettings):
             (self.max_count >= 1, "max_count must be >= 1"),
             (self.cache_ttl_s >= 1, "cache_ttl_s must be >= 1"),
             (self.cache_max_bytes >= 1024, "cache_max_bytes must be >= 1024"),
+            (self.processes >= 0, "processes must be >= 0 (0: one per CPU)"),
+            (self.processes == 1 or self.redis_url is not None,
+             "processes other than 1 needs redis_url (--redis-url): a sample id made by one process must be found "
+             "by the others"),
             (self.workers >= 1, "workers must be >= 1"),
             (self.intra_op_threads >= 0, "intra_op_threads must be >= 0"),
             (0 <= self.worker_nice <= 19, "worker_nice must be 0..19"),

@@ -27,7 +27,7 @@ class Metrics:
         r = self.registry
         self.queue_depth = Gauge(
             "latentforge_queue_depth", "Inference requests waiting for a batch/worker, by model.",
-            ["model", "version"], registry=r)
+            ["model", "version"], registry=r, multiprocess_mode="livesum")
         self.queue_wait = Histogram(
             "latentforge_queue_wait_seconds", "Time an inference request waited before running.",
             ["model", "version"], buckets=LATENCY_BUCKETS, registry=r)
@@ -56,7 +56,8 @@ class Metrics:
         self.cache_breaker_state = Gauge(
             "latentforge_cache_breaker_state",
             "Circuit breaker around the cache backend: 0 closed (calls go through), 1 open (calls answered "
-            "at once as unavailable), 2 half-open (a probe is trying the backend).", ["backend"], registry=r)
+            "at once as unavailable), 2 half-open (a probe is trying the backend).", ["backend"], registry=r,
+            multiprocess_mode="livemax")
         self.cache_breaker_refused = Counter(
             "latentforge_cache_breaker_refused",
             "Cache operations answered at once as unavailable, without calling the backend, while its "
@@ -69,9 +70,11 @@ class Metrics:
             ["backend"], registry=r)
         self.drawings_in_progress = Gauge(
             "latentforge_drawings_in_progress", "Stroke drawings being sampled now (GenerateStrokes, "
-            "ContinueStrokes, Interpolate frames of stroke models).", registry=r)
+            "ContinueStrokes, Interpolate frames of stroke models).", registry=r,
+            multiprocess_mode="livesum")
         self.models_loaded = Gauge(
-            "latentforge_models_loaded", "Model versions loaded and serving.", registry=r)
+            "latentforge_models_loaded", "Model versions loaded and serving (the fewest of any process, with "
+            "several).", registry=r, multiprocess_mode="livemin")
         self.model_info = Info(
             "latentforge_model", "One series per loaded model version (value 1).",
             ["model", "version"], registry=r)

@@ -10,7 +10,7 @@ flight finish within ``drain_grace_s``, exit 0.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from services.config import ServeConfig
 from services.generation.service import GenerationService
@@ -37,6 +37,8 @@ class GenerationServer(RpcServer):
             self.training.manager.on_published = self.generation.reload
 
 
-def serve(config: ServeConfig, training: "TrainingConfig | None" = None) -> int:
-    """Run a server in the foreground until SIGINT or SIGTERM; returns the exit status."""
-    return run_until_signal(lambda: GenerationServer(config, training))
+def serve(config: ServeConfig, training: "TrainingConfig | None" = None,
+          on_serving: Callable[[], None] | None = None) -> int:
+    """Run a server in the foreground until SIGINT or SIGTERM; returns the exit status.
+    ``on_serving`` is called once its services have started (see ``services.processes``)."""
+    return run_until_signal(lambda: GenerationServer(config, training), on_serving)

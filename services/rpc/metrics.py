@@ -3,6 +3,8 @@
 One server has one registry (what its /metrics endpoint exposes); ``RpcMetrics`` puts the
 per-call series in it (requests, latency, calls in flight, by method and status code) and the
 process's own CPU and memory. Each service adds its own metrics to the same registry.
+Every gauge names how it combines over the server processes of ``serve --processes N``
+(``multiprocess_mode``; ignored by a lone process).
 
 ``.labels()`` takes a lock and builds a key on every call; code on a request path looks each
 labelled child up once with ``Children`` (or ``OwnedChildren``, per object such as a loaded
@@ -38,7 +40,7 @@ class RpcMetrics:
             ["method", "code"], buckets=LATENCY_BUCKETS, registry=registry)
         self.inflight = Gauge(
             "latentforge_requests_in_flight", "RPCs being served now, by method.",
-            ["method"], registry=registry)
+            ["method"], registry=registry, multiprocess_mode="livesum")
         # latentforge_process_cpu_seconds_total and friends: the server's own CPU time, which
         # the load generator divides by the images served.
         ProcessCollector(namespace="latentforge", registry=registry)

@@ -95,7 +95,7 @@ class RpcServer:
         options = [
             ("grpc.max_send_message_length", s.max_message_bytes),
             ("grpc.max_receive_message_length", s.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(s.reuse_port)),
         ]
         tokens = load_tokens(s.auth_tokens, s.auth_tokens_file)
         interceptors = [BearerTokenInterceptor(tokens)] if tokens else []
@@ -169,9 +169,12 @@ class RpcServer:
         await self._server.wait_for_termination()
 
 
-async def _serve_until_signal(build: Callable[[], RpcServer]) -> None:
+async def _serve_until_signal(build: Callable[[], RpcServer], on_serving: Callable[[], None] | None) -> None:
     server = build()
     await server.start()
+    if on_serving is not None:
+        await server.wait_started()
+        on_serving()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -184,8 +187,9 @@ async def _serve_until_signal(build: Callable[[], RpcServer]) -> None:
     await server.stop()
 
 
-def run_until_signal(build: Callable[[], RpcServer]) -> int:
+def run_until_signal(build: Callable[[], RpcServer], on_serving: Callable[[], None] | None = None) -> int:
     """Build a server on a new event loop and run it until SIGINT or SIGTERM, then drain it;
-    returns the exit status."""
-    asyncio.run(_serve_until_signal(build))
+    returns the exit status. ``on_serving`` is called once its services have started (a
+    supervisor's signal that this process is up)."""
+    asyncio.run(_serve_until_signal(build, on_serving))
     return 0

@@ -90,7 +90,11 @@ class ServeProcess:
     """`latentforge serve` as a child process on loopback ports, its JSON log lines read by a
     thread (so that a busy log never blocks the server on a full pipe)."""
 
-    def __init__(self, models: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, models: Path, *args: str, env: dict[str, str] | None = None,
+                 ready_event: str = "server_started") -> None:
+        """``ready_event``: the log line that says it serves (``processes_serving`` for a
+        ``--processes N`` supervisor)."""
+        self.ready_event = ready_event
         full_env = {**os.environ, "LATENTFORGE_RELOAD_INTERVAL_S": "0", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "latentforge", "serve", "--models", str(models), "--host", "127.0.0.1",
@@ -106,7 +110,8 @@ class ServeProcess:
             self.kill()
         assert started, f"serve did not start (exit {self.proc.poll()}): {self.lines[-5:]}"
         assert not self.not_json, f"serve wrote log lines that are not JSON: {self.not_json[:3]}"
-        started = next(e for e in self.lines if e["event"] == "server_started")
+        # The port and metrics port: the supervisor's first line, or the lone server's.
+        started = next(e for e in self.lines if e["event"] in ("processes_started", "server_started"))
         self.target = f"127.0.0.1:{started['port']}"
         self.metrics_url = f"http://127.0.0.1:{started['metrics_port']}/metrics"
 
@@ -121,7 +126,7 @@ class ServeProcess:
                     self._started.set()  # fail the start at once, naming the line
                     continue
                 self.lines.append(entry)
-                if entry["event"] == "server_started":
+                if entry["event"] == self.ready_event:
                     self._started.set()
         self._started.set()
 

@@ -1,0 +1,159 @@
+"""`latentforge serve --processes N`: several server processes behind one port (SO_REUSEPORT).
+
+Real parts: the supervisor and its server processes as started by the command line, a real
+redis-server shared by them, real gRPC connections on loopback, the supervisor's /metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+
+from latentforge.v1 import generation_pb2 as pb
+from latentforge.v1 import generation_pb2_grpc as pb_grpc
+from tests.helpers.processes import ROOT, SERVING, ServeProcess, free_port, health_status, wait_until
+
+CONNECTIONS = 16  # separate HTTP/2 connections: the kernel spreads connections, not calls
+
+
+def _stubs(target: str, n: int) -> list[tuple[grpc.Channel, pb_grpc.GenerationServiceStub]]:
+    """``n`` channels that do not share a connection (a local subchannel pool each)."""
+    channels = [grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(n)]
+    return [(ch, pb_grpc.GenerationServiceStub(ch)) for ch in channels]
+
+
+def _generate(stub: pb_grpc.GenerationServiceStub) -> tuple[str, str]:
+    """One count=1 Generate: (sample id, the server-made request id from the trailers)."""
+    reply, call = stub.Generate.with_call(pb.GenerateRequest(model="mnist-dcgan", count=1), timeout=30)
+    request_id = dict(call.trailing_metadata())["x-request-id"]
+    return reply.samples[0].sample_id, request_id
+
+
+def _metric(url: str, name: str, labels: str) -> float:
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(part in line for part in labels.split(",")):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name}{{{labels}}} in /metrics")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture()
+def two_processes(model_repo: Path, redis_proc):
+    server = ServeProcess(model_repo, "--processes", "2", "--redis-url", redis_proc.url, "--workers", "1",
+                          ready_event="processes_serving")
+    yield server
+    server.kill()
+    for pid in server.events("processes_started")[0]["pids"]:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_two_processes_share_the_port_the_samples_and_the_metrics(two_processes: ServeProcess):
+    started = two_processes.events("processes_started")[0]
+    assert started["processes"] == 2 and len(started["pids"]) == 2
+    assert started["intra_op_threads"] >= 1
+    stubs = _stubs(two_processes.target, CONNECTIONS)
+    try:
+        made = [_generate(stub) for _, stub in stubs for _ in range(3)]
+        # Each process makes request ids with its own random prefix: both processes answered.
+        prefixes = {request_id[:16] for _, request_id in made}
+        assert len(prefixes) == 2, f"{CONNECTIONS} connections all went to one process: {prefixes}"
+        # A sample made by one process is found by every connection, whichever process it reaches.
+        for k, (_, stub) in enumerate(stubs):
+            sample_id = made[(k * 7) % len(made)][0]
+            got = stub.GetSample(pb.GetSampleRequest(sample_id=sample_id), timeout=10)
+            assert got.sample_id == sample_id
+        # The supervisor's /metrics sums both processes' counters.
+        assert _metric(two_processes.metrics_url, "latentforge_requests_total",
+                       'method="Generate",code="OK"') == len(made)
+        assert _metric(two_processes.metrics_url, "latentforge_requests_total",
+                       'method="GetSample",code="OK"') == len(stubs)
+        text = urllib.request.urlopen(two_processes.metrics_url, timeout=10).read().decode()
+        assert "latentforge_models_loaded 2.0" in text  # the fewest any process has (livemin)
+    finally:
+        for ch, _ in stubs:
+            ch.close()
+
+
+def test_a_dead_process_is_replaced_and_sigterm_drains_all(two_processes: ServeProcess):
+    pids = two_processes.events("processes_started")[0]["pids"]
+    os.kill(pids[0], signal.SIGKILL)
+    wait_until(lambda: two_processes.events("process_restarted"), 30, "the supervisor to restart the process")
+    exited = two_processes.events("process_exited")[0]
+    assert exited["pid"] == pids[0] and exited["exit_code"] == -signal.SIGKILL
+    new_pid = two_processes.events("process_restarted")[0]["pid"]
+    assert new_pid not in pids and _alive(new_pid)
+    # The replacement serves: fresh connections reach both processes again.
+    wait_until(lambda: any(e["pid"] == new_pid for e in two_processes.events("process_serving")), 60,
+               "the new process to serve")
+    stubs = _stubs(two_processes.target, CONNECTIONS)
+    try:
+        for ch, stub in stubs:
+            assert health_status(ch) == SERVING
+            _generate(stub)
+    finally:
+        for ch, _ in stubs:
+            ch.close()
+    two_processes.proc.send_signal(signal.SIGTERM)
+    assert two_processes.wait(60) == 0
+    assert len(two_processes.events("server_drained")) >= 2
+    for pid in (pids[1], new_pid):
+        wait_until(lambda pid=pid: not _alive(pid), 10, f"server process {pid} to exit")
+
+
+def _serve_fails(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "latentforge", "serve", "--host", "127.0.0.1", "--metrics-port",
+                           "0", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
+                          env={**os.environ, "LATENTFORGE_RELOAD_INTERVAL_S": "0"})
+
+
+def test_processes_need_redis_and_no_training(model_repo: Path, redis_proc):
+    done = _serve_fails("--models", str(model_repo), "--port", "0", "--processes", "2")
+    assert done.returncode == 2
+    assert "redis_url" in done.stderr and "Traceback" not in done.stderr
+    done = _serve_fails("--models", str(model_repo), "--port", "0", "--processes", "2", "--redis-url", redis_proc.url,
+                        "--training")
+    assert done.returncode == 2
+    assert "--training runs in one process" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_taken_port_fails_in_one_line(model_repo: Path, redis_proc):
+    import socket
+
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        done = _serve_fails("--models", str(model_repo), "--port", str(port), "--processes", "2",
+                            "--redis-url", redis_proc.url)
+    assert done.returncode == 2
+    assert f"cannot bind gRPC to 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_process_that_cannot_start_stops_the_supervisor(model_repo: Path):
+    # Redis is refused here (nothing listens on the port), which a lone server survives; a
+    # server process that exits before serving is what the supervisor must not restart forever.
+    # An unknown execution provider makes each server process exit while starting.
+    t0 = time.monotonic()
+    done = _serve_fails("--models", str(model_repo), "--port", "0", "--processes", "2",
+                        "--redis-url", f"redis://127.0.0.1:{free_port()}/0", "--provider", "NoSuchExecutionProvider")
+    assert done.returncode in (1, 2), done.stderr[-2000:]
+    assert "NoSuchExecutionProvider" in done.stderr
+    assert time.monotonic() - t0 < 60
