@@ -2,12 +2,15 @@
 this checkout's, started in turns on the same models under the same load.
 
     python -m scripts.serving_ab --before b0c7e5f [--models out/bench-serving/models] [--rounds 2]
+        [--channels 4 --processes 2]
 
 Figures measured months apart on a shared machine do not compare (the machine itself changes);
 this runs both servers now, alternating, and reports each side's median over the rounds: server
 CPU per image (the figure that noise disturbs least), images/s and p50, at count=1 with c=1 and
 c=64. The older commit is checked out in a temporary git worktree and run with this checkout's
-virtual environment. Writes ``serving_before_after.md`` next to the other benchmarks.
+virtual environment. ``--processes N`` adds two sides of this checkout with a redis-server: one
+process, and N processes behind the port (``serve --processes N --workers 1``); spread the load
+over connections with ``--channels`` then, as the kernel spreads connections, not calls. Writes ``serving_before_after.md`` next to the other benchmarks.
 """
 
 from __future__ import annotations
@@ -20,39 +23,61 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _serve(code: Path, models: Path) -> tuple[subprocess.Popen, str]:
+def _serve(code: Path, models: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
     from scripts.bench_serving import _free_port
 
     port, metrics_port = _free_port(), _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "latentforge", "serve", "--models", str(models), "--host", "127.0.0.1",
-         "--port", str(port), "--metrics-port", str(metrics_port)],
+         "--port", str(port), "--metrics-port", str(metrics_port), *extra],
         cwd=code, env={**os.environ, "PYTHONPATH": str(code), "LATENTFORGE_RELOAD_INTERVAL_S": "0"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
     from services.client import GenerationClient
 
-    with GenerationClient(target) as client:
-        client.wait_serving(timeout_s=120)
+    # Several processes behind the port: each new connection may reach another one, so ask a
+    # few fresh connections until every answer is SERVING.
+    for _ in range(8 if "--processes" in extra else 1):
+        with GenerationClient(target) as client:
+            client.wait_serving(timeout_s=120)
     return proc, target
 
 
-def _measure(code: Path, models: Path, model: str, concurrency: int, duration: float) -> dict[str, Any]:
+def _measure(code: Path, models: Path, side: Side, model: str, concurrency: int, duration: float,
+             channels: int, redis: Any) -> dict[str, Any]:
     from tools.loadgen import LoadSpec, ServerCpu, run_load
 
-    proc, target = _serve(code, models)
+    extra = [*side.extra, *(["--redis-url", redis.url] if side.redis else [])]
+    proc, target = _serve(code, models, extra)
     try:
-        spec = LoadSpec(target=target, model=model, concurrency=concurrency, count=1, duration_s=duration)
-        return asyncio.run(run_load(spec, ServerCpu(pid=proc.pid))).to_dict()
+        spec = LoadSpec(target=target, model=model, concurrency=concurrency, count=1, duration_s=duration,
+                        channels=channels)
+        redis_cpu = ServerCpu(pid=redis.proc.pid) if side.redis else None
+        redis_before = redis_cpu.read() if redis_cpu else None
+        result = asyncio.run(run_load(spec, ServerCpu(pid=proc.pid))).to_dict()
+        if redis_cpu is not None and redis_before is not None:
+            result["redis_cpu_us_per_image"] = (redis_cpu.read() - redis_before) / max(1, result["images"]) * 1e6
+        return result
     finally:
         proc.terminate()
-        proc.wait(20)
+        proc.wait(30)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One server of the comparison: which code, which extra flags, with a Redis or not."""
+
+    name: str
+    before: bool
+    extra: tuple[str, ...] = ()
+    redis: bool = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,12 +88,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-names", default="mnist-dcgan,rgb64-dcgan")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--channels", type=int, default=1,
+                        help="client connections (HTTP/2); several processes behind one port need several")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="also run this checkout with Redis: one process, and this many processes "
+                             "(--processes N --workers 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     args = parser.parse_args(argv)
-    from scripts.bench_serving import machine
+    from scripts.bench_serving import Redis, machine
 
+    sides = [Side("before", True), Side("after", False)]
+    if args.processes:
+        sides += [Side("after, Redis", False, redis=True),
+                  Side(f"after, {args.processes} processes, Redis", False,
+                       ("--processes", str(args.processes), "--workers", "1"), redis=True)]
     info = machine()
     rows = []
+    redis = Redis() if any(side.redis for side in sides) else None
     with tempfile.TemporaryDirectory() as tmp:
         before = Path(tmp) / "before"
         subprocess.run(["git", "worktree", "add", "--detach", str(before), args.before], cwd=ROOT, check=True,
@@ -76,42 +112,65 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for model in args.model_names.split(","):
                 for c in (1, 64):
-                    runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+                    runs: dict[str, list[dict[str, Any]]] = {side.name: [] for side in sides}
                     for _ in range(args.rounds):
-                        for side, code in (("before", before), ("after", ROOT)):
-                            runs[side].append(_measure(code, args.models, model, c, args.duration))
-                            r = runs[side][-1]
-                            print(f"{model} c={c} {side}: {r['images_per_s']:.0f} img/s, server "
+                        for side in sides:
+                            r = _measure(before if side.before else ROOT, args.models, side, model, c,
+                                         args.duration, args.channels, redis)
+                            runs[side.name].append(r)
+                            print(f"{model} c={c} {side.name}: {r['images_per_s']:.0f} img/s, server "
                                   f"{r['server_cpu_us_per_image']:.0f} us/img", file=sys.stderr, flush=True)
-                    med = {side: {k: statistics.median(r[k] if k != "p50" else r["latencies_ms"]["p50"] for r in rs)
-                                  for k in ("images_per_s", "server_cpu_us_per_image", "p50")}
-                           for side, rs in runs.items()}
+                    med = {name: {k: statistics.median(_figure(r, k) for r in rs)
+                                  for k in ("images_per_s", "server_cpu_us_per_image", "p50", "redis_cpu_us_per_image")}
+                           for name, rs in runs.items()}
                     rows.append((model, c, med))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT, check=False)
+            if redis is not None:
+                redis.stop()
+    text = _markdown(args, argv, info, sides, rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serving_before_after.md").write_text(text)
+    print(f"wrote {args.out / 'serving_before_after.md'}")
+    return 0
+
+
+def _figure(result: dict[str, Any], key: str) -> float:
+    if key == "p50":
+        return result["latencies_ms"]["p50"]
+    return result.get(key, 0.0)
+
+
+def _markdown(args: argparse.Namespace, argv: list[str] | None, info: dict[str, Any], sides: list[Side],
+              rows: list[tuple[str, int, dict[str, dict[str, float]]]]) -> str:
     lines = ["# Serving before and after, on the same machine", "",
              (f"Produced by `python -m scripts.serving_ab {' '.join(argv if argv is not None else sys.argv[1:])}` on "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `latentforge serve` of commit `{args.before}` "
-             "(before) and of this checkout (after), default settings, started in turns on the same models, "
-             f"count=1 Generate (PNG) from `latentforge bench`'s load generator, {args.duration:g} s per run, the "
-             f"median of {args.rounds} rounds per side."), "",
+             "(before) and of this checkout (after), default settings unless the side says otherwise, started in "
+             "turns on the same models, count=1 Generate (PNG) from `latentforge bench`'s load generator over "
+             f"{args.channels} connection(s), {args.duration:g} s per run, the median of {args.rounds} rounds per "
+             "side."), "",
              (f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}, "
              f"onnxruntime {info['onnxruntime']}, grpcio {info['grpcio']}; load average at start "
-             f"{info['load_average_start']} (shared: compare the two sides of one row)."), "",
-             ("| model | clients | before images/s | after images/s | x | before server CPU us/img | "
-             "after server CPU us/img | change | before p50 ms | after p50 ms |"),
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for model, c, m in rows:
-        b, a = m["before"], m["after"]
-        lines.append(f"| {model} | {c} | {b['images_per_s']:.0f} | {a['images_per_s']:.0f} | "
-                     f"{a['images_per_s'] / b['images_per_s']:.2f} | {b['server_cpu_us_per_image']:.0f} | "
-                     f"{a['server_cpu_us_per_image']:.0f} | "
-                     f"{100 * (a['server_cpu_us_per_image'] / b['server_cpu_us_per_image'] - 1):+.0f}% | "
-                     f"{b['p50']:.2f} | {a['p50']:.2f} |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving_before_after.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out / 'serving_before_after.md'}")
-    return 0
+             f"{info['load_average_start']} (shared: compare sides of one model and load). The load generator "
+             "runs on the same cores."), "",
+             ("Server CPU is the server's processes together (with `--processes`, the supervisor and its server "
+             "processes); Redis CPU is the redis-server's, on the same machine, for the sides that use one."), "",
+             "| model | clients | side | images/s | x before | server CPU us/img | vs before | Redis CPU us/img | p50 ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for model, c, med in rows:
+        b = med["before"]
+        for side in sides:
+            m = med[side.name]
+            lines.append(f"| {model} | {c} | {side.name} | {m['images_per_s']:.0f} | "
+                         f"{m['images_per_s'] / b['images_per_s']:.2f} | {m['server_cpu_us_per_image']:.0f} | "
+                         f"{100 * (m['server_cpu_us_per_image'] / b['server_cpu_us_per_image'] - 1):+.0f}% | "
+                         f"{m['redis_cpu_us_per_image']:.0f} | {m['p50']:.2f} |" if side.redis else
+                         f"| {model} | {c} | {side.name} | {m['images_per_s']:.0f} | "
+                         f"{m['images_per_s'] / b['images_per_s']:.2f} | {m['server_cpu_us_per_image']:.0f} | "
+                         f"{100 * (m['server_cpu_us_per_image'] / b['server_cpu_us_per_image'] - 1):+.0f}% | - | "
+                         f"{m['p50']:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -95,8 +95,8 @@ class ServeConfig(ServerSettings):
             (self.cache_max_bytes >= 1024, "cache_max_bytes must be >= 1024"),
             (self.processes >= 0, "processes must be >= 0 (0: one per CPU)"),
             (self.processes == 1 or self.redis_url is not None,
-             "processes other than 1 needs redis_url (--redis-url): a sample id made by one process must be found "
-             "by the others"),
+             ("processes other than 1 needs redis_url (--redis-url): a sample id made by one process must be found "
+              "by the others")),
             (self.workers >= 1, "workers must be >= 1"),
             (self.intra_op_threads >= 0, "intra_op_threads must be >= 0"),
             (0 <= self.worker_nice <= 19, "worker_nice must be 0..19"),

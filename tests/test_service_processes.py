@@ -19,7 +19,14 @@ import pytest
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from tests.helpers.processes import ROOT, SERVING, ServeProcess, free_port, health_status, wait_until
+from tests.helpers.processes import (
+    ROOT,
+    SERVING,
+    ServeProcess,
+    free_port,
+    health_status,
+    wait_until,
+)
 
 CONNECTIONS = 16  # separate HTTP/2 connections: the kernel spreads connections, not calls
 
@@ -120,7 +127,7 @@ def test_a_dead_process_is_replaced_and_sigterm_drains_all(two_processes: ServeP
 
 def _serve_fails(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "latentforge", "serve", "--host", "127.0.0.1", "--metrics-port",
-                           "0", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
+                           "0", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False,
                           env={**os.environ, "LATENTFORGE_RELOAD_INTERVAL_S": "0"})
 
 

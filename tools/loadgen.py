@@ -114,8 +114,38 @@ def _per_image_us(cpu_s: float | None, images: int) -> float | None:
     return None if cpu_s is None or not images else round(cpu_s / images * 1e6, 2)
 
 
+def _proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live descendants (``serve --processes N``: the
+    supervisor and its server processes), from /proc."""
+    total = _proc_cpu_s(pid)
+    for child in _children(pid):
+        try:
+            total += tree_cpu_s(child)
+        except (OSError, IndexError, ValueError):  # exited meanwhile
+            pass
+    return total
+
+
 class ServerCpu:
-    """Reads a server process's CPU seconds, from its /metrics or from /proc/<pid>/stat."""
+    """Reads a server's CPU seconds, from its /metrics or from /proc (the process given by
+    ``pid`` and its descendants)."""
 
     def __init__(self, metrics_url: str | None = None, pid: int | None = None) -> None:
         self.metrics_url, self.pid = metrics_url, pid
@@ -124,8 +154,7 @@ class ServerCpu:
         """Total CPU seconds so far, or None when neither source is given or readable."""
         if self.pid is not None:
             try:
-                fields = open(f"/proc/{self.pid}/stat").read().rsplit(")", 1)[1].split()
-                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                return tree_cpu_s(self.pid)
             except (OSError, IndexError, ValueError):
                 return None
         if self.metrics_url:
