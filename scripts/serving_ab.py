@@ -128,11 +128,78 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT, check=False)
             if redis is not None:
                 redis.stop()
-    text = _markdown(args, argv, info, sides, rows)
+    floor = _floor(args.model_names.split(",")[0], args.duration, args.channels)
+    raw = {model: _raw(args.models, model, RAW_BATCH) for model in args.model_names.split(",")}
+    text = _markdown(args, argv, info, sides, rows) + _targets(sides, rows, floor, raw)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serving_before_after.md").write_text(text)
     print(f"wrote {args.out / 'serving_before_after.md'}")
     return 0
+
+
+RAW_BATCH = 16  # about the mean batch the server forms at 64 clients
+
+
+def _floor(model: str, duration: float, channels: int) -> dict[str, float]:
+    """The gRPC floor: an empty grpc.aio handler on the Generate path, at c=1 (p50) and c=64
+    (server CPU per request), under the same load generator."""
+    from scripts.profile_serving import Process
+    from tools.loadgen import LoadSpec, ServerCpu, run_load
+
+    found: dict[str, float] = {}
+    with Process("_empty") as server:
+        for c in (1, 64):
+            spec = LoadSpec(target=server.target, model=model, concurrency=c, count=1, duration_s=duration,
+                            channels=channels)
+            r = asyncio.run(run_load(spec, ServerCpu(pid=server.proc.pid))).to_dict()
+            found[f"p50_c{c}"] = r["latencies_ms"]["p50"]
+            found[f"cpu_c{c}"] = r["server_cpu_us_per_image"]
+    return found
+
+
+def _raw(models: Path, model: str, batch: int) -> dict[str, float]:
+    """ONNX Runtime alone on the served file with the server's session settings."""
+    from scripts.profile_serving import _raw as raw
+
+    r = raw(models, model, batch)
+    return {"cpu_us_per_image": r["at_batch"], "batch1_p50_ms": r["batch1_p50_ms"]}
+
+
+def _targets(sides: list[Side], rows: list[tuple[str, int, dict[str, dict[str, float]]]],
+             floor: dict[str, float], raw: dict[str, dict[str, float]]) -> str:
+    """The per-request overhead targets, for each side of this checkout."""
+    by = {(model, c): med for model, c, med in rows}
+    lines = ["", "## Per-request overhead targets", "",
+             (f"Raw = ONNX Runtime alone on the same file and session settings (1 thread per call), CPU per image "
+             f"at batch {RAW_BATCH} and the p50 of a lone batch-1 call. The gRPC floor, an empty grpc.aio handler "
+             f"on the Generate path under the same load generator: {floor['cpu_c64']:.0f} us of server CPU per "
+             f"request at c=64, p50 {floor['p50_c1']:.2f} ms at c=1. Server CPU counts the whole server, so its "
+             "share of the floor is in every figure below."), "",
+             "| model | target | side | met | figure |", "|---|---|---|---|---|"]
+    for model, r in raw.items():
+        small = model == next(iter(raw))
+        for side in sides:
+            if side.before:
+                continue
+            c64, c1, b64 = by[(model, 64)][side.name], by[(model, 1)][side.name], by[(model, 64)]["before"]
+            if small:
+                extra = c64["server_cpu_us_per_image"] - r["cpu_us_per_image"]
+                lines.append(f"| {model} | c=64: server CPU per image beyond raw <= 300 us | {side.name} | "
+                             f"{'yes' if extra <= 300 else 'no'} | {c64['server_cpu_us_per_image']:.0f} - "
+                             f"{r['cpu_us_per_image']:.0f} = {extra:.0f} us (gRPC floor {floor['cpu_c64']:.0f}) |")
+                x = c64["images_per_s"] / b64["images_per_s"]
+                lines.append(f"| {model} | c=64: images/s >= 2x before | {side.name} | {'yes' if x >= 2 else 'no'} | "
+                             f"{c64['images_per_s']:.0f} vs {b64['images_per_s']:.0f} = {x:.2f}x |")
+                limit = r["batch1_p50_ms"] + 0.5
+                lines.append(f"| {model} | c=1: p50 <= raw batch-1 + 0.5 ms | {side.name} | "
+                             f"{'yes' if c1['p50'] <= limit else 'no'} | {c1['p50']:.2f} vs "
+                             f"{r['batch1_p50_ms']:.2f} + 0.5 ms (gRPC floor p50 {floor['p50_c1']:.2f} ms) |")
+            else:
+                ratio = c64["server_cpu_us_per_image"] / r["cpu_us_per_image"]
+                lines.append(f"| {model} | c=64: server CPU per image <= 1.2x raw | {side.name} | "
+                             f"{'yes' if ratio <= 1.2 else 'no'} | {c64['server_cpu_us_per_image']:.0f} vs "
+                             f"{r['cpu_us_per_image']:.0f} us = {ratio:.2f}x |")
+    return "\n".join(lines) + "\n"
 
 
 def _figure(result: dict[str, Any], key: str) -> float:

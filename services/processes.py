@@ -19,6 +19,8 @@ What they share and what they don't:
   ``latentforge_model_info`` series and the ``process_*`` metrics are not exported in this mode
   (prometheus_client cannot share them), and series of retired model versions stay until restart.
 * Model repository: each process loads and reloads it on its own.
+* The port: SO_REUSEPORT lets any process of the same user bind it too, so a second
+  ``--processes`` server started on the same port joins the first instead of failing.
 
 The supervisor reserves the port first (a bound, never listening socket: a taken port fails
 here, in one line, and port 0 is settled once for all processes), forwards SIGTERM/SIGINT so each
