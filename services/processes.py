@@ -26,7 +26,8 @@ The supervisor reserves the port first (a bound, never listening socket: a taken
 here, in one line, and port 0 is settled once for all processes), forwards SIGTERM/SIGINT so each
 process drains as a lone server does, restarts a process that dies after it came up, and stops
 everything with exit status 1 when one dies before it came up (a broken model repository or TLS
-file would otherwise restart forever).
+file would otherwise restart forever). A supervisor killed outright takes its processes with it
+(on Linux they are sent SIGTERM, and drain).
 """
 
 from __future__ import annotations
@@ -84,8 +85,22 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _run_server(config: ServeConfig, index: int, up: Any) -> None:
+def _die_with_supervisor(supervisor: int) -> None:
+    """Linux: have the kernel send this process SIGTERM when the supervisor dies, even by
+    SIGKILL (the OOM killer), so that no server is left behind on the port without it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the supervisor's own stop is all there is
+        return
+    if os.getppid() != supervisor:  # it died before the request above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _run_server(config: ServeConfig, index: int, up: Any, supervisor: int) -> None:
     """A server process's body (spawned): serve until SIGTERM/SIGINT, set ``up`` once serving."""
+    _die_with_supervisor(supervisor)
     configure_logging(config.log_level, config.log_json)
     from services.server import serve
 
@@ -103,7 +118,7 @@ class _Server:
     def __init__(self, ctx: Any, config: ServeConfig, index: int) -> None:
         self.index = index
         self.up = ctx.Event()
-        self.process = ctx.Process(target=_run_server, args=(config, index, self.up), name=f"lf-serve-{index}",
+        self.process = ctx.Process(target=_run_server, args=(config, index, self.up, os.getpid()), name=f"lf-serve-{index}",
                                    daemon=False)
         self.process.start()
         self.started = time.monotonic()

@@ -67,9 +67,14 @@ def two_processes(model_repo: Path, redis_proc):
                           ready_event="processes_serving")
     yield server
     server.kill()
-    for pid in server.events("processes_started")[0]["pids"]:
+    for pid in _server_pids(server):
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def _server_pids(server: ServeProcess) -> list[int]:
+    """Every server process the supervisor started, replacements included."""
+    return [*server.events("processes_started")[0]["pids"], *(e["pid"] for e in server.events("process_restarted"))]
 
 
 def test_two_processes_share_the_port_the_samples_and_the_metrics(two_processes: ServeProcess):
@@ -164,3 +169,11 @@ def test_a_process_that_cannot_start_stops_the_supervisor(model_repo: Path):
     assert done.returncode in (1, 2), done.stderr[-2000:]
     assert "NoSuchExecutionProvider" in done.stderr
     assert time.monotonic() - t0 < 60
+
+
+def test_a_killed_supervisor_takes_its_processes_with_it(two_processes: ServeProcess):
+    pids = _server_pids(two_processes)
+    two_processes.proc.kill()  # SIGKILL: no chance to stop them itself
+    two_processes.wait(10)
+    for pid in pids:
+        wait_until(lambda pid=pid: not _alive(pid), 30, f"server process {pid} to exit after its supervisor")
