@@ -177,3 +177,16 @@ def test_a_killed_supervisor_takes_its_processes_with_it(two_processes: ServePro
     two_processes.wait(10)
     for pid in pids:
         wait_until(lambda pid=pid: not _alive(pid), 30, f"server process {pid} to exit after its supervisor")
+
+
+def test_each_process_gets_its_share_of_the_cpus():
+    from latentforge.cpus import available_cpus
+    from services.config import ServeConfig
+    from services.processes import child_config, process_count
+
+    config = ServeConfig(processes=2, workers=1, redis_url="redis://127.0.0.1:1/0", port=0, metrics_port=9)
+    child = child_config(config, 50123)
+    assert (child.processes, child.port, child.reuse_port, child.metrics_port) == (1, 50123, True, None)
+    assert child.intra_op_threads == max(1, available_cpus() // 2)
+    assert child_config(ServeConfig(processes=2, intra_op_threads=3, redis_url="redis://x/0"), 1).intra_op_threads == 3
+    assert process_count(ServeConfig(processes=0, redis_url="redis://x/0")) == available_cpus()
