@@ -34,20 +34,26 @@ def _serve(code: Path, models: Path, extra: list[str]) -> tuple[subprocess.Popen
     from scripts.bench_serving import _free_port
 
     port, metrics_port = _free_port(), _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "latentforge", "serve", "--models", str(models), "--host", "127.0.0.1",
-         "--port", str(port), "--metrics-port", str(metrics_port), *extra],
-        cwd=code, env={**os.environ, "PYTHONPATH": str(code), "LATENTFORGE_RELOAD_INTERVAL_S": "0"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = f"127.0.0.1:{port}"
-    from services.client import GenerationClient
+    with tempfile.TemporaryFile() as log:  # the server's log lines: the supervisor says when all are up
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "latentforge", "serve", "--models", str(models), "--host", "127.0.0.1",
+             "--port", str(port), "--metrics-port", str(metrics_port), *extra],
+            cwd=code, env={**os.environ, "PYTHONPATH": str(code), "LATENTFORGE_RELOAD_INTERVAL_S": "0"},
+            stdout=subprocess.DEVNULL, stderr=log)
+        target = f"127.0.0.1:{port}"
+        from services.client import GenerationClient
 
-    # Several processes behind the port: each new connection may reach another one, so ask a
-    # few fresh connections until every answer is SERVING.
-    for _ in range(8 if "--processes" in extra else 1):
         with GenerationClient(target) as client:
             client.wait_serving(timeout_s=120)
-    return proc, target
+        if "--processes" in extra:
+            # Every process must have joined the port before the load generator connects: the
+            # kernel gives each new connection to one of the processes listening at that moment.
+            deadline = time.monotonic() + 120
+            while b'"processes_serving"' not in (log.seek(0) or log.read()):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the server processes did not all come up")
+                time.sleep(0.1)
+        return proc, target
 
 
 def _measure(code: Path, models: Path, side: Side, model: str, concurrency: int, duration: float,

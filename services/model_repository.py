@@ -18,13 +18,21 @@ data in external files (not covered by the manifest's sha256; the exporter never
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 
-from latentforge.manifest import MANIFEST_NAME, NAME_PATTERN, Manifest, ManifestError, list_versions, verify_files
+from latentforge.manifest import (
+    MANIFEST_NAME,
+    NAME_PATTERN,
+    Manifest,
+    ManifestError,
+    list_versions,
+    verify_files,
+)
 from services.errors import NotFound, Unavailable
 from services.inference import OnnxModel, OrtSettings, log_loaded
-from services.rpc.logs import event, get_logger
 from services.metrics import Metrics
+from services.rpc.logs import event, get_logger
 
 log = get_logger("model_repository")
 
@@ -87,11 +95,16 @@ class ModelRepository:
         series = [(m.model_info, (name, v)), (m.queue_depth, (name, v)), (m.queue_wait, (name, v))]
         for graph in model.sessions:
             series += [(m.batch_size, (name, v, graph)), (m.inference_duration, (name, v, graph, model.provider))]
-        for metric, labels in series:
-            try:
-                metric.remove(*labels)
-            except KeyError:  # never observed
-                pass
+        with warnings.catch_warnings():
+            # Under `serve --processes` (prometheus_client's multiprocess mode) the series stay in
+            # the shared files until restart and the library warns on every removal, in a line
+            # that is not one of the server's JSON log lines; that limit is documented instead.
+            warnings.filterwarnings("ignore", "Removal of labels", UserWarning)
+            for metric, labels in series:
+                try:
+                    metric.remove(*labels)
+                except KeyError:  # never observed
+                    pass
 
     def _load(self, version_dir: Path, name: str, version: int) -> OnnxModel | None:
         try:

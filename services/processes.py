@@ -24,9 +24,11 @@ What they share and what they don't:
 
 The supervisor reserves the port first (a bound, never listening socket: a taken port fails
 here, in one line, and port 0 is settled once for all processes), forwards SIGTERM/SIGINT so each
-process drains as a lone server does, restarts a process that dies after it came up, and stops
-everything with exit status 1 when one dies before it came up (a broken model repository or TLS
-file would otherwise restart forever). A supervisor killed outright takes its processes with it
+process drains as a lone server does (a process joins the port only once its models are loaded
+and warmed up, so no connection reaches one that is not ready), replaces a process that dies
+(after a back-off that grows while replacements die before coming up), and stops everything with
+exit status 1 when one dies before all first came up (a broken model repository or TLS file
+would otherwise restart forever). A supervisor killed outright takes its processes with it
 (on Linux they are sent SIGTERM, and drain).
 """
 
@@ -52,7 +54,11 @@ from services.rpc.logs import configure_logging, event, get_logger
 log = get_logger("processes")
 
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
-RESTART_DELAY_S = 1.0  # between a process's death and its replacement: no tight loop if it dies at once again
+# Between a process's death and its replacement: 1 s, doubled for each replacement in a row that
+# died before it came up (a model repository that no longer loads, memory that no longer suffices),
+# up to 30 s; the other processes go on serving meanwhile.
+RESTART_DELAY_S = 1.0
+RESTART_MAX_DELAY_S = 30.0
 
 
 def process_count(config: ServeConfig) -> int:
@@ -105,7 +111,7 @@ def _run_server(config: ServeConfig, index: int, up: Any, supervisor: int) -> No
     from services.server import serve
 
     try:
-        code = serve(config, on_serving=up.set)
+        code = serve(config, on_serving=lambda: setattr(up, "value", 1))
     except (ValueError, OSError) as exc:
         event(log, "process_failed", level=40, index=index, error=str(exc))
         code = 2
@@ -113,16 +119,23 @@ def _run_server(config: ServeConfig, index: int, up: Any, supervisor: int) -> No
 
 
 class _Server:
-    """One supervised server process: its index, the process, when it started, whether it came up."""
+    """One supervised server process: its index, the process, when it started, whether it came
+    up (a flag in shared memory, without a lock: a process killed while setting it cannot leave
+    the supervisor waiting on one), and when a dead one is to be replaced."""
 
     def __init__(self, ctx: Any, config: ServeConfig, index: int) -> None:
         self.index = index
-        self.up = ctx.Event()
-        self.process = ctx.Process(target=_run_server, args=(config, index, self.up, os.getpid()), name=f"lf-serve-{index}",
-                                   daemon=False)
+        self.up = ctx.RawValue("b", 0)
+        self.process = ctx.Process(target=_run_server, args=(config, index, self.up, os.getpid()),
+                                   name=f"lf-serve-{index}", daemon=False)
         self.process.start()
         self.started = time.monotonic()
         self.announced = False  # "process_serving" logged
+        self.restart_at: float | None = None  # set once it has died
+
+    @property
+    def is_up(self) -> bool:
+        return bool(self.up.value)
 
 
 class Supervisor:
@@ -191,30 +204,41 @@ class Supervisor:
         from prometheus_client.multiprocess import mark_process_dead
 
         all_up = False
+        failures = [0] * self.count  # deaths in a row before coming up, per index: the restart back-off
         while not self.stopping:
-            multiprocessing.connection.wait([s.process.sentinel for s in self.servers], timeout=0.2)
-            for server in self.servers:
-                if not server.announced and server.up.is_set():
-                    server.announced = True
-                    event(log, "process_serving", index=server.index, pid=server.process.pid,
-                          seconds=round(time.monotonic() - server.started, 2))
-            if not all_up and all(s.announced for s in self.servers):
-                all_up = True
-                event(log, "processes_serving", processes=self.count, pids=[s.process.pid for s in self.servers])
+            live = [s.process.sentinel for s in self.servers if s.process.exitcode is None]
+            if live:
+                multiprocessing.connection.wait(live, timeout=0.2)
+            else:
+                time.sleep(0.2)
+            now = time.monotonic()
             for k, server in enumerate(self.servers):
+                if not server.announced and server.is_up:
+                    server.announced = True
+                    failures[k] = 0
+                    event(log, "process_serving", index=server.index, pid=server.process.pid,
+                          seconds=round(now - server.started, 2))
                 code = server.process.exitcode
                 if code is None or self.stopping:
                     continue
-                mark_process_dead(server.process.pid, str(metrics_dir))
-                if not server.up.is_set():
-                    event(log, "process_failed_to_start", level=40, index=server.index, pid=server.process.pid,
-                          exit_code=code)
-                    return 1
-                event(log, "process_exited", level=30, index=server.index, pid=server.process.pid, exit_code=code,
-                      seconds=round(time.monotonic() - server.started, 1))
-                time.sleep(RESTART_DELAY_S)
-                self.servers[k] = _Server(ctx, child, server.index)
-                event(log, "process_restarted", index=server.index, pid=self.servers[k].process.pid)
+                if server.restart_at is None:  # just died
+                    mark_process_dead(server.process.pid, str(metrics_dir))
+                    if not all_up and not server.announced:
+                        event(log, "process_failed_to_start", level=40, index=server.index, pid=server.process.pid,
+                              exit_code=code)
+                        return 1
+                    failures[k] = 0 if server.announced else failures[k] + 1
+                    delay = min(RESTART_MAX_DELAY_S, RESTART_DELAY_S * 2 ** failures[k])
+                    server.restart_at = now + delay
+                    event(log, "process_exited", level=30, index=server.index, pid=server.process.pid,
+                          exit_code=code, seconds=round(now - server.started, 1), restart_in_s=delay,
+                          came_up=server.announced)
+                elif now >= server.restart_at:
+                    self.servers[k] = _Server(ctx, child, server.index)
+                    event(log, "process_restarted", index=server.index, pid=self.servers[k].process.pid)
+            if not all_up and all(s.announced for s in self.servers):
+                all_up = True
+                event(log, "processes_serving", processes=self.count, pids=[s.process.pid for s in self.servers])
         event(log, "processes_stopping", processes=len(self.servers))
         return 0
 

@@ -90,7 +90,13 @@ class RpcServer:
         return service
 
     async def start(self) -> None:
-        """Bind the ports and start serving; then each service starts its own work."""
+        """Bind the ports and start serving; then each service starts its own work.
+
+        With ``reuse_port`` (one of several processes behind the port) the services start and
+        finish their first startup work (models loaded, warmed up) before the port is bound: the
+        kernel hands new connections only to processes that listen, so none reaches one that is
+        not ready yet.
+        """
         s = self.settings
         options = [
             ("grpc.max_send_message_length", s.max_message_bytes),
@@ -105,14 +111,19 @@ class RpcServer:
         self.health.add_to(server)
         reflection.enable_server_reflection(
             (*(service.name for service in self.services), HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
+        credentials = server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca) if s.tls_cert is not None else None
+        await self.health.start()
+        if s.reuse_port:
+            for service in self.services:
+                await service.start(self)
+            await self.wait_started()
         address = f"{s.host}:{s.port}"
-        if s.tls_cert is not None:
-            self.port = server.add_secure_port(address, server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca))
+        if credentials is not None:
+            self.port = server.add_secure_port(address, credentials)
         else:
             self.port = server.add_insecure_port(address)
         if not self.port:
             raise OSError(f"cannot bind gRPC to {s.host}:{s.port}")
-        await self.health.start()
         await server.start()
         try:
             if s.metrics_port is not None:
@@ -130,8 +141,9 @@ class RpcServer:
             described.update(service.describe())
         event(log, "server_started", port=self.port, host=s.host, metrics_port=self.metrics_port, **described,
               tls="mutual" if s.tls_client_ca else ("on" if s.tls_cert else "off"), auth_tokens=len(tokens))
-        for service in self.services:
-            await service.start(self)
+        if not s.reuse_port:
+            for service in self.services:
+                await service.start(self)
 
     async def wait_started(self) -> None:
         """Until every service has had the first go at its startup work."""
@@ -171,17 +183,22 @@ class RpcServer:
 
 async def _serve_until_signal(build: Callable[[], RpcServer], on_serving: Callable[[], None] | None) -> None:
     server = build()
-    await server.start()
-    if on_serving is not None:
-        await server.wait_started()
-        on_serving()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before start: a signal while starting still drains
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    await server.start()
+    if on_serving is not None:
+        started = asyncio.ensure_future(server.wait_started())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({started, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (started, stopped):
+            waiter.cancel()
+        if not stop.is_set():
+            on_serving()
     await stop.wait()
     event(log, "server_stopping")
     await server.stop()

@@ -111,7 +111,8 @@ class ServeProcess:
         assert started, f"serve did not start (exit {self.proc.poll()}): {self.lines[-5:]}"
         assert not self.not_json, f"serve wrote log lines that are not JSON: {self.not_json[:3]}"
         # The port and metrics port: the supervisor's first line, or the lone server's.
-        started = next(e for e in self.lines if e["event"] in ("processes_started", "server_started"))
+        started = next((e for e in self.lines if e["event"] == "processes_started"), None) or next(
+            e for e in self.lines if e["event"] == "server_started")
         self.target = f"127.0.0.1:{started['port']}"
         self.metrics_url = f"http://127.0.0.1:{started['metrics_port']}/metrics"
 
