@@ -74,6 +74,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_serving(proc: subprocess.Popen, target: str, timeout_s: float = 120.0, poll_s: float = 0.1,
+                 no_health: bool = False) -> float:
+    """Until the server at ``target`` answers SERVING on grpc.health.v1 (``no_health``: until its
+    port answers at all, for a server without the health service); the monotonic time it did.
+    Raises RuntimeError when ``proc`` exits first or ``timeout_s`` passes."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {proc.returncode}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return time.monotonic()
+            except grpc.RpcError as exc:
+                if no_health and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    return time.monotonic()
+            time.sleep(poll_s)
+    raise RuntimeError("the server did not become ready")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM (the server drains), then SIGKILL after 20 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     import grpc
@@ -186,33 +221,14 @@ class Server:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def _wait_serving(self, timeout_s: float = 120.0) -> None:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(self.target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"latentforge serve exited with {self.proc.returncode}")
-                try:
-                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    if status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("latentforge serve did not become ready")
+        try:
+            wait_serving(self.proc, self.target, timeout_s)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def __enter__(self) -> "Server":
         return self

@@ -28,21 +28,16 @@ import json
 import os
 import pstats
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Self
 
+from scripts.bench_serving import _free_port, stop_process, wait_serving
+
 ROOT = Path(__file__).resolve().parent.parent
 _TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- the server processes ----------------------------------------------------------------------
@@ -118,24 +113,11 @@ class Process:
 
     def _wait_serving(self, timeout_s: float = 120.0) -> float:
         """Until the server answers SERVING (the empty one: until its port answers at all)."""
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(self.target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {self.proc.returncode}")
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                        return time.monotonic()
-                except grpc.RpcError as exc:
-                    if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # the empty server: no health service
-                        return time.monotonic()
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("the server did not become ready")
+        try:
+            return wait_serving(self.proc, self.target, timeout_s, poll_s=0.02, no_health=True)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def cpu_by_thread(self) -> tuple[float, float]:
         """CPU seconds so far of the main (event-loop) thread and of all other threads."""
@@ -153,13 +135,7 @@ class Process:
         return main, total - main
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def __enter__(self) -> Self:
         return self
