@@ -27,7 +27,7 @@ completes were never seen in training.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,9 +37,9 @@ from latentforge.completion import EVAL_MASKS, eval_mask, training_masks
 from latentforge.manifest import MASK_CONVENTION, TASK_CONTRACTS
 from trainer.data import Batch, DataSpec
 from trainer.ema import EMA
-from trainer.families.base import ExportGraph, Family
+from trainer.families.base import ExportGraph
 from trainer.families.configs import CompletionConfig
-from trainer.families.gan import _frozen, _no_sync
+from trainer.families.gan import AdversarialFamily, _frozen, _no_sync
 from trainer.losses import gan_loss
 from trainer.networks.dcgan import Discriminator
 from trainer.networks.unet import CompletionGraph, CompletionUNet
@@ -53,7 +53,7 @@ GRID_ROWS, GRID_CANDIDATES = 6, 6  # completion grid: rows of [input, original, 
 HOLE_SHADE = 0.5  # how the grids show a hole in the masked input
 
 
-class Completion(Family):
+class Completion(AdversarialFamily):
     """U-Net completer with a discriminator; images in [0, 1] (sigmoid)."""
 
     name = "completion"
@@ -85,33 +85,11 @@ class Completion(Family):
         self._pool: torch.Tensor | None = None  # training masks, uint8 (P, 1, H, W), built on first use
         self._eval_masks: dict[int, torch.Tensor] = {}
 
-    # --- set-up -------------------------------------------------------------------------
-    @staticmethod
-    def _trained(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
-        return {k: modules[k] for k in ("generator", "discriminator")}
-
-    def wrap(self, wrapper: Callable[[nn.Module], nn.Module]) -> None:
-        """Wrap the two trained networks; the weight average is never trained, so never wrapped."""
-        self.train_modules = {k: wrapper(m) for k, m in self._trained(self.modules).items()}
-
-    def _set_hyperparameters(self) -> None:
-        """Learning rates and Adam's betas from the config, again after a resume."""
-        c = self.config
-        for name, lr in (("generator", c.lr), ("discriminator", c.lr_d if c.lr_d is not None else c.lr)):
-            for group in self.optimizers[name].param_groups:
-                group["lr"] = lr
-                group["betas"] = (c.beta1, c.beta2)
-
     def state(self) -> dict[str, Any]:
         return {**super().state(), "bank": self.bank.cpu()}
 
     def load_state(self, state: dict[str, Any], with_optimizers: bool = True) -> None:
-        modules = state["modules"]
-        if self.ema is not None and "generator_ema" not in modules:
-            modules = {**modules, "generator_ema": modules["generator"]}
-        super().load_state({**state, "modules": modules}, with_optimizers)
-        if with_optimizers:
-            self._set_hyperparameters()
+        super().load_state(state, with_optimizers)
         bank = state.get("bank")
         if isinstance(bank, torch.Tensor):
             self.bank = bank.float().cpu()

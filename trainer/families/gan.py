@@ -43,7 +43,42 @@ from trainer.networks.dcgan import Discriminator, Generator
 _GRID_SEED = 0
 
 
-class DCGAN(Family):
+class AdversarialFamily(Family):
+    """What the families trained as a generator against a discriminator share: the two trained
+    networks (wrapped for DDP, the generator's weight average never), two-time-scale learning
+    rates and Adam's betas from the config, and a resume that starts the average when a run
+    trained without it continues with it. Subclasses set ``modules``, ``optimizers``, ``ema``."""
+
+    ema: EMA | None
+
+    @staticmethod
+    def _trained(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
+        return {k: modules[k] for k in ("generator", "discriminator")}
+
+    def wrap(self, wrapper: Callable[[nn.Module], nn.Module]) -> None:
+        """Wrap the two trained networks; the weight average is never trained, so never wrapped."""
+        self.train_modules = {k: wrapper(m) for k, m in self._trained(self.modules).items()}
+
+    def _set_hyperparameters(self) -> None:
+        """Learning rates (two time-scales: lr for G, lr_d for D) and Adam's betas from the
+        config; applied again after a resume, since an optimiser's saved state carries its own."""
+        c = self.config
+        for name, lr in (("generator", c.lr), ("discriminator", c.lr_d if c.lr_d is not None else c.lr)):
+            for group in self.optimizers[name].param_groups:
+                group["lr"] = lr
+                group["betas"] = (c.beta1, c.beta2)
+
+    def load_state(self, state: dict[str, Any], with_optimizers: bool = True) -> None:
+        modules = state["modules"]
+        if self.ema is not None and "generator_ema" not in modules:
+            # A run trained without the average and continued with it: the average starts here.
+            modules = {**modules, "generator_ema": modules["generator"]}
+        super().load_state({**state, "modules": modules}, with_optimizers)
+        if with_optimizers:
+            self._set_hyperparameters()
+
+
+class DCGAN(AdversarialFamily):
     """DCGAN, optionally class-conditional; images in [-1, 1] (tanh), trained with a named GAN loss."""
 
     name = "dcgan"
@@ -80,33 +115,6 @@ class DCGAN(Family):
         }
         self._set_hyperparameters()
         self.train_modules = self._trained(self.modules)
-
-    # --- set-up -------------------------------------------------------------------------
-    @staticmethod
-    def _trained(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
-        return {k: modules[k] for k in ("generator", "discriminator")}
-
-    def wrap(self, wrapper: Callable[[nn.Module], nn.Module]) -> None:
-        """Wrap the two trained networks; the weight average is never trained, so never wrapped."""
-        self.train_modules = {k: wrapper(m) for k, m in self._trained(self.modules).items()}
-
-    def _set_hyperparameters(self) -> None:
-        """Learning rates (two time-scales: lr for G, lr_d for D) and Adam's betas from the
-        config; applied again after a resume, since an optimiser's saved state carries its own."""
-        c = self.config
-        for name, lr in (("generator", c.lr), ("discriminator", c.lr_d if c.lr_d is not None else c.lr)):
-            for group in self.optimizers[name].param_groups:
-                group["lr"] = lr
-                group["betas"] = (c.beta1, c.beta2)
-
-    def load_state(self, state: dict[str, Any], with_optimizers: bool = True) -> None:
-        modules = state["modules"]
-        if self.ema is not None and "generator_ema" not in modules:
-            # A run trained without the average and continued with it: the average starts here.
-            modules = {**modules, "generator_ema": modules["generator"]}
-        super().load_state({**state, "modules": modules}, with_optimizers)
-        if with_optimizers:
-            self._set_hyperparameters()
 
     # --- training -----------------------------------------------------------------------
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
