@@ -55,7 +55,8 @@ class ServerSettings:
     host: str = setting("127.0.0.1", "gRPC bind address; 0.0.0.0 or [::] to serve other hosts")
     port: int = setting(50051, "gRPC port; 0 picks a free one")
     reuse_port: bool = setting(False, "bind the gRPC port with SO_REUSEPORT (Linux), so several server processes "
-                                      "share it and the kernel spreads connections over them")
+                                      "share it and the kernel spreads connections over them; the port is then "
+                                      "bound only once the services have started (models loaded)")
     metrics_host: str = setting("127.0.0.1", "Prometheus /metrics bind address")
     metrics_port: int | None = setting(9090, "Prometheus /metrics port; 0 picks a free one; none: no endpoint")
     # Transport security (all paths to PEM files): TLS with tls_cert + tls_key; mutual TLS when
