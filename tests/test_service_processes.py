@@ -199,3 +199,32 @@ def test_each_process_gets_its_share_of_the_cpus():
     assert child.intra_op_threads == max(1, available_cpus() // 2)
     assert child_config(ServeConfig(processes=2, intra_op_threads=3, redis_url="redis://x/0"), 1).intra_op_threads == 3
     assert process_count(ServeConfig(processes=0, redis_url="redis://x/0")) == available_cpus()
+
+
+def test_a_replacement_that_cannot_start_is_retried_with_back_off(model_repo: Path, redis_proc, tmp_path: Path):
+    from tests.helpers.pki import make_pki
+
+    pki = make_pki(tmp_path)
+    server = ServeProcess(model_repo, "--processes", "2", "--redis-url", redis_proc.url, "--workers", "1",
+                          "--tls-cert", str(pki["server"]), "--tls-key", str(pki["server_key"]),
+                          ready_event="processes_serving")
+    try:
+        pids = server.events("processes_started")[0]["pids"]
+        key = pki["server_key"]
+        hidden = key.with_suffix(".hidden")
+        key.rename(hidden)  # a replacement cannot read its TLS key: it dies before coming up
+        os.kill(pids[0], signal.SIGKILL)
+        wait_until(lambda: len(server.events("process_exited")) >= 3, 60, "two failed replacements")
+        exited = server.events("process_exited")
+        assert [e["came_up"] for e in exited[:3]] == [True, False, False]
+        assert [e["restart_in_s"] for e in exited[:3]] == [1.0, 2.0, 4.0]  # the back-off grows
+        assert server.events("process_failed") and server.proc.poll() is None  # the supervisor goes on
+        assert _alive(pids[1])  # and so does the other process
+        hidden.rename(key)
+        wait_until(lambda: any(e["pid"] not in pids for e in server.events("process_serving")), 60,
+                   "a replacement to come up once the key is back")
+    finally:
+        server.kill()
+        for pid in _server_pids(server):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
