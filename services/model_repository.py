@@ -21,14 +21,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from latentforge.manifest import (
-    MANIFEST_NAME,
-    NAME_PATTERN,
-    Manifest,
-    ManifestError,
-    list_versions,
-    verify_files,
-)
+from latentforge.manifest import MANIFEST_NAME, NAME_PATTERN, Manifest, ManifestError, list_versions, verify_files
 from services.errors import NotFound, Unavailable
 from services.inference import OnnxModel, OrtSettings, log_loaded
 from services.metrics import Metrics

@@ -114,33 +114,48 @@ def _per_image_us(cpu_s: float | None, images: int) -> float | None:
     return None if cpu_s is None or not images else round(cpu_s / images * 1e6, 2)
 
 
-def _proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+class TreeCpu:
+    """CPU seconds of a process and all its descendants (a ``serve --processes N`` supervisor's
+    server processes, MLServer's inference workers), including children already reaped (a
+    replaced server process); read from /proc."""
 
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.tick = os.sysconf("SC_CLK_TCK")
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
+    @staticmethod
+    def _stat(pid: int) -> list[str] | None:
         try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                found += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return found
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
 
+    def pids(self) -> list[int]:
+        """The process and its live descendants."""
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                fields = self._stat(int(entry))
+                if fields:
+                    children.setdefault(int(fields[1]), []).append(int(entry))
+        out, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo += children.get(pid, [])
+        return out
 
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds of a process and its live descendants (``serve --processes N``: the
-    supervisor and its server processes), from /proc."""
-    total = _proc_cpu_s(pid)
-    for child in _children(pid):
-        try:
-            total += tree_cpu_s(child)
-        except (OSError, IndexError, ValueError):  # exited meanwhile
-            pass
-    return total
+    def read(self) -> float | None:
+        """utime + stime (+ reaped children's) over the tree, in seconds; None when the root is gone."""
+        if self._stat(self.pid) is None:
+            return None
+        total = 0
+        for pid in self.pids():
+            fields = self._stat(pid)
+            if fields:
+                total += sum(int(fields[k]) for k in (11, 12, 13, 14))
+        return total / self.tick
 
 
 class ServerCpu:
@@ -153,10 +168,7 @@ class ServerCpu:
     def read(self) -> float | None:
         """Total CPU seconds so far, or None when neither source is given or readable."""
         if self.pid is not None:
-            try:
-                return tree_cpu_s(self.pid)
-            except (OSError, IndexError, ValueError):
-                return None
+            return TreeCpu(self.pid).read()
         if self.metrics_url:
             try:
                 text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()

@@ -35,6 +35,7 @@ from typing import Any, Self
 import numpy as np
 
 from scripts.peers import v2
+from tools.loadgen import TreeCpu
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = Path(__file__).resolve().parent
@@ -137,49 +138,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class TreeCpu:
-    """CPU seconds of a process and all its descendants (MLServer's inference workers are child
-    processes), including children already reaped; read from /proc. Same ``read()`` as
-    ``tools.loadgen.ServerCpu``."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.tick = os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _stat(pid: int) -> list[str] | None:
-        try:
-            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-
-    def pids(self) -> list[int]:
-        """The process and its live descendants."""
-        children: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                fields = self._stat(int(entry))
-                if fields:
-                    children.setdefault(int(fields[1]), []).append(int(entry))
-        out, todo = [], [self.pid]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            todo += children.get(pid, [])
-        return out
-
-    def read(self) -> float | None:
-        """utime + stime (+ reaped children's) over the tree, in seconds; None when the root is gone."""
-        if self._stat(self.pid) is None:
-            return None
-        total = 0
-        for pid in self.pids():
-            fields = self._stat(pid)
-            if fields:
-                total += sum(int(fields[k]) for k in (11, 12, 13, 14))
-        return total / self.tick
 
 
 class MLServerProcess:
