@@ -10,7 +10,9 @@ CPU per image (the figure that noise disturbs least), images/s and p50, at count
 c=64. The older commit is checked out in a temporary git worktree and run with this checkout's
 virtual environment. ``--processes N`` adds two sides of this checkout with a redis-server: one
 process, and N processes behind the port (``serve --processes N --workers 1``); spread the load
-over connections with ``--channels`` then, as the kernel spreads connections, not calls. Writes ``serving_before_after.md`` next to the other benchmarks.
+over connections with ``--channels`` then, as the kernel spreads connections, not calls. The
+per-request targets are scored beside ONNX Runtime alone and the gRPC floor (an empty handler).
+Writes ``serving_before_after.md`` next to the other benchmarks.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+RAW_BATCH = 16  # about the mean batch the server forms at 64 clients
 
 
 def _serve(code: Path, models: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
@@ -49,15 +52,22 @@ def _serve(code: Path, models: Path, extra: list[str]) -> tuple[subprocess.Popen
             # Every process must have joined the port before the load generator connects: the
             # kernel gives each new connection to one of the processes listening at that moment.
             deadline = time.monotonic() + 120
-            while b'"processes_serving"' not in (log.seek(0) or log.read()):
+            while not _logged(log, b'"processes_serving"'):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("the server processes did not all come up")
                 time.sleep(0.1)
         return proc, target
 
 
+def _logged(log: Any, text: bytes) -> bool:
+    """Whether the server has written ``text`` to its log file so far."""
+    log.seek(0)
+    return text in log.read()
+
+
 def _measure(code: Path, models: Path, side: Side, model: str, concurrency: int, duration: float,
              channels: int, redis: Any) -> dict[str, Any]:
+    from scripts.bench_serving import stop_process
     from tools.loadgen import LoadSpec, ServerCpu, run_load
 
     extra = [*side.extra, *(["--redis-url", redis.url] if side.redis else [])]
@@ -72,8 +82,7 @@ def _measure(code: Path, models: Path, side: Side, model: str, concurrency: int,
             result["redis_cpu_us_per_image"] = (redis_cpu.read() - redis_before) / max(1, result["images"]) * 1e6
         return result
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_process(proc)
 
 
 @dataclass(frozen=True)
@@ -141,9 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "serving_before_after.md").write_text(text)
     print(f"wrote {args.out / 'serving_before_after.md'}")
     return 0
-
-
-RAW_BATCH = 16  # about the mean batch the server forms at 64 clients
 
 
 def _floor(model: str, duration: float, channels: int) -> dict[str, float]:
@@ -235,14 +241,11 @@ def _markdown(args: argparse.Namespace, argv: list[str] | None, info: dict[str, 
         b = med["before"]
         for side in sides:
             m = med[side.name]
+            redis_cpu = f"{m['redis_cpu_us_per_image']:.0f}" if side.redis else "-"
             lines.append(f"| {model} | {c} | {side.name} | {m['images_per_s']:.0f} | "
                          f"{m['images_per_s'] / b['images_per_s']:.2f} | {m['server_cpu_us_per_image']:.0f} | "
                          f"{100 * (m['server_cpu_us_per_image'] / b['server_cpu_us_per_image'] - 1):+.0f}% | "
-                         f"{m['redis_cpu_us_per_image']:.0f} | {m['p50']:.2f} |" if side.redis else
-                         f"| {model} | {c} | {side.name} | {m['images_per_s']:.0f} | "
-                         f"{m['images_per_s'] / b['images_per_s']:.2f} | {m['server_cpu_us_per_image']:.0f} | "
-                         f"{100 * (m['server_cpu_us_per_image'] / b['server_cpu_us_per_image'] - 1):+.0f}% | - | "
-                         f"{m['p50']:.2f} |")
+                         f"{redis_cpu} | {m['p50']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
