@@ -2,9 +2,10 @@
 
 One Python process answers gRPC from one event loop, and gRPC's own per-call work runs on that
 loop's thread; with a small model on a machine of several cores that thread, not the cores, is
-what limits images/s (docs/benchmarks/serving_before_after.md, ``python -m scripts.serving_ab``). With ``--processes N`` the command becomes a
-supervisor of N server processes that each bind the same port with SO_REUSEPORT (Linux) and each
-run their own event loop, batches and ONNX Runtime sessions.
+what limits images/s (docs/benchmarks/serving_before_after.md, ``python -m scripts.serving_ab``).
+With ``--processes N`` the command becomes a supervisor of N server processes that each bind the
+same port with SO_REUSEPORT (Linux) and each run their own event loop, batches and ONNX Runtime
+sessions.
 
 What they share and what they don't:
 
