@@ -44,12 +44,16 @@ def _generate(stub: pb_grpc.GenerationServiceStub) -> tuple[str, str]:
     return reply.samples[0].sample_id, request_id
 
 
-def _metric(url: str, name: str, labels: str) -> float:
+def _metric(url: str, name: str, **labels: str) -> float:
+    """A sample's value from a /metrics endpoint, parsed as Prometheus reads it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = urllib.request.urlopen(url, timeout=10).read().decode()
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{") and all(part in line for part in labels.split(",")):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no {name}{{{labels}}} in /metrics")
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    raise AssertionError(f"no {name}{labels} in /metrics")
 
 
 def _alive(pid: int) -> bool:
@@ -93,12 +97,10 @@ def test_two_processes_share_the_port_the_samples_and_the_metrics(two_processes:
             got = stub.GetSample(pb.GetSampleRequest(sample_id=sample_id), timeout=10)
             assert got.sample_id == sample_id
         # The supervisor's /metrics sums both processes' counters.
-        assert _metric(two_processes.metrics_url, "latentforge_requests_total",
-                       'method="Generate",code="OK"') == len(made)
-        assert _metric(two_processes.metrics_url, "latentforge_requests_total",
-                       'method="GetSample",code="OK"') == len(stubs)
-        text = urllib.request.urlopen(two_processes.metrics_url, timeout=10).read().decode()
-        assert "latentforge_models_loaded 2.0" in text  # the fewest any process has (livemin)
+        url = two_processes.metrics_url
+        assert _metric(url, "latentforge_requests_total", method="Generate", code="OK") == len(made)
+        assert _metric(url, "latentforge_requests_total", method="GetSample", code="OK") == len(stubs)
+        assert _metric(url, "latentforge_models_loaded") == 2  # the fewest any process has (livemin)
     finally:
         for ch, _ in stubs:
             ch.close()
