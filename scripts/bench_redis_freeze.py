@@ -106,7 +106,7 @@ def scenario(name: str, repo: Path, extra: list[str], plan: argparse.Namespace) 
     import grpc
 
     from scripts.bench_serving import Redis, Server
-    from services.client import GenerationClient
+    from services.generation.client import GenerationClient
 
     run = Run(name)
     redis = Redis()

@@ -83,7 +83,7 @@ def main() -> int:
          "--metrics-port", str(metrics_port), "--log-level", "WARNING"],
     )
     try:
-        from services.client import GenerationClient
+        from services.generation.client import GenerationClient
 
         with GenerationClient(target) as client:
             client.wait_serving(timeout_s=120)
@@ -205,7 +205,7 @@ def _drawing_strip(client, path: Path, steps: int = 8) -> None:
     """Interpolate between the latents of two drawings (seeds 1 and 2): each frame a drawing."""
     from latentforge.images import strip
     from latentforge.strokes import render
-    from services.client import Endpoint
+    from services.generation.client import Endpoint
 
     print("(python client) Interpolate: seed 1 -> seed 2 on kanji-sketch, frames drawn", flush=True)
     result = client.interpolate("kanji-sketch", Endpoint(seed=1), Endpoint(seed=2), steps, slerp=True)

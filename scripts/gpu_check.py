@@ -40,7 +40,7 @@ def check(model_path: Path, providers: list[str], precision: str, batch_sizes: l
     """Run every check; returns (exit status, report)."""
     import onnxruntime as ort
 
-    from services.inference import CPU, OrtSettings
+    from services.generation.inference import CPU, OrtSettings
     from tools.ortbench import load_model, measure_batch
 
     report: dict[str, Any] = {"onnxruntime": ort.__version__, "device": ort.get_device(),

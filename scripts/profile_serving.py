@@ -70,9 +70,9 @@ def _serve_empty(port: int) -> None:
 def _serve_profiled(models: str, port: int, profile_out: str, extra: dict[str, Any]) -> None:
     """The GenerationService with default settings; SIGUSR1 starts cProfile on the event-loop
     thread, SIGUSR2 stops it and writes the stats to ``profile_out``."""
-    from services.config import load_config
+    from services.generation.config import load_config
     from services.rpc.logs import configure_logging
-    from services.server import GenerationServer
+    from services.generation.server import GenerationServer
 
     config = load_config(overrides={"models": Path(models), "host": "127.0.0.1", "port": port,
                                     "reload_interval_s": 0, **extra})
@@ -216,8 +216,8 @@ def _profile_table(path: Path, requests: int, top: int, sort: str) -> str:
 
 
 def _raw(models: Path, model: str, batch: int) -> dict[str, Any]:
-    from services.config import ServeConfig
-    from services.inference import OrtSettings
+    from services.generation.config import ServeConfig
+    from services.generation.inference import OrtSettings
     from tools.ortbench import load_model, measure_batch
 
     config = ServeConfig()

@@ -44,7 +44,7 @@ def _serve(code: Path, models: Path, extra: list[str]) -> tuple[subprocess.Popen
             cwd=code, env={**os.environ, "PYTHONPATH": str(code), "LATENTFORGE_RELOAD_INTERVAL_S": "0"},
             stdout=subprocess.DEVNULL, stderr=log)
         target = f"127.0.0.1:{port}"
-        from services.client import GenerationClient
+        from services.generation.client import GenerationClient
 
         with GenerationClient(target) as client:
             client.wait_serving(timeout_s=120)

@@ -16,7 +16,7 @@ TOKEN_ENV = "LATENTFORGE_TOKEN"  # bearer token for the client commands
 
 def register(subparsers: Any) -> None:
     """Add the service's sub-commands to the ``latentforge`` parser."""
-    from services.config import ServeConfig
+    from services.generation.config import ServeConfig
     from services.rpc.settings import add_flags
     from services.training.config import TRAINING_FIELDS, TrainingConfig
 
@@ -126,7 +126,7 @@ def connect(args: argparse.Namespace, client_class: Any = None):
     import os
 
     if client_class is None:
-        from services.client import GenerationClient as client_class
+        from services.generation.client import GenerationClient as client_class
 
     token = args.token_file.read_text().strip() if args.token_file else os.environ.get(TOKEN_ENV) or None
     return client_class(args.target, timeout_s=args.timeout, tls=args.tls, tls_ca=args.tls_ca,
@@ -136,11 +136,11 @@ def connect(args: argparse.Namespace, client_class: Any = None):
 def _serve(args: argparse.Namespace) -> int:
     if args.training:
         _quiet_fork_notices()
-    from services.config import ConfigError, ServeConfig, load_config
+    from services.generation.config import ConfigError, ServeConfig, load_config
     from services.rpc.logs import configure_logging
     from services.rpc.security import SecurityConfigError
     from services.rpc.settings import flag_overrides
-    from services.server import serve
+    from services.generation.server import serve
 
     try:
         config = load_config(args.config, overrides=flag_overrides(ServeConfig, args))
@@ -161,7 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(config.log_level, config.log_json)
     try:
         if config.processes != 1:
-            from services.processes import serve_processes
+            from services.generation.processes import serve_processes
 
             return serve_processes(config)
         return serve(config, training)
@@ -289,7 +289,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     import grpc
 
     from latentforge.images import save_gif, strip
-    from services.client import Endpoint
+    from services.generation.client import Endpoint
 
     try:
         with connect(args) as client:
@@ -378,7 +378,7 @@ def _draw(args: argparse.Namespace) -> int:
     import grpc
 
     from latentforge.strokes import to_gif, to_png
-    from services.client import Drawing
+    from services.generation.client import Drawing
 
     if args.count < 1:
         print(f"error: --count must be at least 1, got {args.count}", file=sys.stderr)

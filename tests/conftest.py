@@ -160,7 +160,7 @@ def gen_server(request):
 @pytest.fixture()
 def gen_client(gen_server):
     """A client of ``gen_server``."""
-    from services.client import GenerationClient
+    from services.generation.client import GenerationClient
 
     with GenerationClient(gen_server.target, timeout_s=30) as c:
         yield c

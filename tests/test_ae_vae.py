@@ -17,7 +17,7 @@ import torch
 
 from exporter.repository import export_run
 from latentforge.manifest import Manifest, Signature, TensorSpec
-from services.client import Endpoint, GenerationClient
+from services.generation.client import Endpoint, GenerationClient
 from tests.helpers.servers import start_server
 from tests.helpers.training import tiny_config
 from trainer.checkpoint import load_checkpoint

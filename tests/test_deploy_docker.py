@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.config import load_config
+from services.generation.config import load_config
 from tests.helpers.dockerfile import (
     Instruction,
     env_of,

@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from latentforge import __version__
-from services.config import load_config
-from services.server import GenerationServer
+from services.generation.config import load_config
+from services.generation.server import GenerationServer
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -303,7 +303,7 @@ def test_pods_run_as_non_root_on_a_read_only_root_filesystem(rendered, target):
 def test_service_links_cannot_break_the_server_settings(rendered):
     # Kubernetes would put LATENTFORGE_PORT=tcp://<ip>:50051 into the pods for the Service named
     # latentforge: the very variable the server reads its port from.
-    from services.config import ConfigError
+    from services.generation.config import ConfigError
 
     with pytest.raises(ConfigError, match="port"):
         load_config(environ={"LATENTFORGE_PORT": "tcp://10.0.0.1:50051"})

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.client import Endpoint, GenerationClient
+from services.generation.client import Endpoint, GenerationClient
 from tests.helpers.processes import free_port
 from tests.helpers.servers import broken_copy, start_server
 
@@ -143,7 +143,7 @@ def scraped(model_repo: Path, tmp_path_factory) -> dict[str, set[str]]:
     (cache errors) and has a broken model version (load failures). The training server answered
     a refused upload and a listing.
     """
-    from services.training_client import TrainingClient
+    from services.training.client import TrainingClient
     from tests.helpers.training import start_training_server
 
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"

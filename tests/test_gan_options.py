@@ -342,7 +342,7 @@ def test_conditional_export_takes_labels(conditional_version: Path, conditional_
 
 
 def test_conditional_model_is_served_with_a_label(conditional_version: Path):
-    from services.client import GenerationClient
+    from services.generation.client import GenerationClient
     from tests.helpers.servers import start_server
 
     name = conditional_version.parent.name

@@ -265,7 +265,7 @@ def test_training_image_runs_a_job_and_publishes_it(training_image: Image):
     """The TrainingService as its image runs it: healthy by its own HEALTHCHECK, a submitted
     job trains in a child process of the installed package (no checkout beside it), publishes
     into /models, and the service exits 0 on SIGTERM."""
-    from services.training_client import TrainingClient, job_spec, state_name
+    from services.training.client import TrainingClient, job_spec, state_name
 
     image = training_image
     port = free_port()

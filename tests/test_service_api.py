@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.client import Endpoint
+from services.generation.client import Endpoint
 
 DCGAN, VAE = "mnist-dcgan", "mnist-vae"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from services.batching import _split
+from services.generation.batching import _split
 
 
 @dataclass

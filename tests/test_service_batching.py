@@ -15,7 +15,7 @@ import pytest
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from services.client import GenerationClient
+from services.generation.client import GenerationClient
 from tests.helpers.servers import (
     GEN,
     Gate,
@@ -84,7 +84,7 @@ def test_concurrent_requests_with_different_seeds_counts_and_labels_get_their_ow
 def test_requests_queued_together_run_as_one_batch_and_match_alone(mixed_repo):
     """Deterministic: requests of mixed sizes and labels enqueued in one loop turn form one ORT
     call, and each gets exactly the rows the model gives it alone."""
-    from services.batching import BatchingRunner
+    from services.generation.batching import BatchingRunner
 
     model, metrics = load_model(mixed_repo, "cond-toy")
     rng = np.random.default_rng(0)
@@ -110,7 +110,7 @@ def test_requests_queued_together_run_as_one_batch_and_match_alone(mixed_repo):
 
 
 def test_a_deadline_that_passes_in_the_queue_is_answered_without_running(model_repo):
-    from services.batching import BatchingRunner
+    from services.generation.batching import BatchingRunner
     from services.errors import DeadlineExceeded
     from services.rpc.status import status_code
 
@@ -222,7 +222,7 @@ def test_without_batching_each_request_runs_alone_with_the_same_answers(model_re
 
 def test_without_batching_a_full_queue_answers_resource_exhausted_at_once(model_repo):
     from services.errors import ResourceExhausted
-    from services.inference import DirectRunner
+    from services.generation.inference import DirectRunner
 
     model, metrics = load_model(model_repo, "mnist-dcgan")
     z = np.zeros((1, model.manifest.latent_dim), np.float32)
@@ -258,7 +258,7 @@ def test_without_batching_a_full_queue_answers_resource_exhausted_at_once(model_
 
 
 def test_a_failed_chunk_cancels_the_other_chunks_of_its_request(model_repo):
-    from services.batching import BatchingRunner
+    from services.generation.batching import BatchingRunner
 
     model, metrics = load_model(model_repo, "mnist-dcgan")
     z = np.zeros((8, model.manifest.latent_dim), np.float32)

@@ -10,15 +10,15 @@ import grpc
 import numpy as np
 import pytest
 
-from services.cache import (
+from services.generation.cache import (
     CacheUnavailable,
     MemorySampleCache,
     RedisSampleCache,
     SampleRecord,
     new_sample_id,
 )
-from services.client import Endpoint, GenerationClient
-from services.metrics import Metrics
+from services.generation.client import Endpoint, GenerationClient
+from services.generation.metrics import Metrics
 from tests.helpers.servers import start_server
 
 

@@ -18,8 +18,8 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from latentforge.manifest import Manifest
-from services.client import GenerationClient
-from services.latents import latents_from_seeds
+from services.generation.client import GenerationClient
+from latentforge.latents import latents_from_seeds
 from tests.helpers.servers import start_server
 from trainer.data import load_data
 

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from services.client import GenerationClient
+from services.generation.client import GenerationClient
 from services.rpc.health import LIVENESS
 from tests.helpers.processes import NOT_SERVING, SERVING, health_status, wait_until
 from tests.helpers.servers import Gate, hold_a_batch_slot, start_server

@@ -120,7 +120,7 @@ def test_no_model_loaded_is_unavailable_and_not_serving(tmp_path: Path):
 def test_a_version_failing_its_sha256_is_refused_and_the_rest_serve(model_repo: Path, tmp_path: Path):
     server = start_server(broken_copy(model_repo, tmp_path / "models"))
     try:
-        from services.client import GenerationClient
+        from services.generation.client import GenerationClient
 
         with GenerationClient(server.target) as client:
             versions = [(m.name, m.version) for m in client.list_models()]
@@ -138,7 +138,7 @@ def test_new_versions_are_picked_up_and_pinning_works(model_repo: Path, tmp_path
     shutil.copytree(model_repo / "mnist-dcgan", repo / "mnist-dcgan")
     server = start_server(repo, reload_interval_s=0.2)
     try:
-        from services.client import GenerationClient
+        from services.generation.client import GenerationClient
 
         with GenerationClient(server.target) as client:
             assert client.generate("mnist-dcgan", 1).version == 1

@@ -21,7 +21,7 @@ import pytest
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from services.client import GenerationClient
+from services.generation.client import GenerationClient
 from tests.helpers.processes import wait_until
 from tests.helpers.servers import (
     GEN,
@@ -285,7 +285,7 @@ def test_cancelled_requests_are_never_computed(model_repo):
 def test_a_cancelled_request_whose_batch_waits_for_a_thread_is_not_run(model_repo):
     """A batch already handed to the executor (all its threads busy) skips requests cancelled
     meanwhile."""
-    from services.batching import BatchingRunner
+    from services.generation.batching import BatchingRunner
 
     model, metrics = load_model(model_repo, "mnist-dcgan")
     z = np.zeros((3, model.manifest.latent_dim), np.float32)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from latentforge.cli import build_parser, main
-from services.config import ConfigError, ServeConfig, load_config
+from services.generation.config import ConfigError, ServeConfig, load_config
 from tools.protogen import GENERATED_SUFFIXES, PROTO_FILES, ROOT, generate
 
 
@@ -27,7 +27,7 @@ def test_committed_generated_code_matches_the_proto(tmp_path: Path):
 
 
 def test_serving_modules_do_not_import_torch():
-    code = ("import sys, services.server, services.cli, services.client, services.batching; "
+    code = ("import sys, services.generation.server, services.cli, services.generation.client, services.generation.batching; "
             "import latentforge.cli; latentforge.cli.build_parser(); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -145,7 +145,7 @@ def test_cli_reports_rpc_errors(memory_server, tmp_path: Path, capsys):
 def test_serve_command_runs_logs_json_and_stops_on_sigterm(model_repo: Path):
     import signal
 
-    from services.client import GenerationClient
+    from services.generation.client import GenerationClient
 
     env = {**__import__("os").environ, "LATENTFORGE_RELOAD_INTERVAL_S": "0"}
     proc = subprocess.Popen(
@@ -184,7 +184,7 @@ def test_access_log_off_keeps_error_lines_only(model_repo: Path, caplog):
 
     import grpc
 
-    from services.client import GenerationClient
+    from services.generation.client import GenerationClient
     from tests.helpers.servers import start_server
 
     server = start_server(model_repo, access_log=False)
@@ -234,7 +234,7 @@ def test_serve_rejects_an_unknown_log_level():
 def test_generate_cli_pages_past_the_servers_limit_into_a_new_folder(model_repo: Path, tmp_path: Path, capsys):
     """--count above max_count: pages of the limit, whose samples are those of one big request
     (seed rule), written into a folder the command makes."""
-    from services.client import GenerationClient
+    from services.generation.client import GenerationClient
     from tests.helpers.servers import start_server
 
     server = start_server(model_repo, max_count=5)

@@ -192,8 +192,8 @@ def test_a_killed_supervisor_takes_its_processes_with_it(two_processes: ServePro
 
 def test_each_process_gets_its_share_of_the_cpus():
     from latentforge.cpus import available_cpus
-    from services.config import ServeConfig
-    from services.processes import child_config, process_count
+    from services.generation.config import ServeConfig
+    from services.generation.processes import child_config, process_count
 
     config = ServeConfig(processes=2, workers=1, redis_url="redis://127.0.0.1:1/0", port=0, metrics_port=9)
     child = child_config(config, 50123)

@@ -18,9 +18,9 @@ from typing import Iterator
 import grpc
 import pytest
 
-from services.cache import RedisSampleCache, redact_url
-from services.client import GenerationClient
-from services.metrics import Metrics
+from services.generation.cache import RedisSampleCache, redact_url
+from services.generation.client import GenerationClient
+from services.generation.metrics import Metrics
 from tests.helpers.processes import free_port
 from tests.helpers.servers import start_server
 
@@ -189,7 +189,7 @@ def test_tls_redis_through_rediss_urls_and_tls_options(model_repo, tmp_path: Pat
         # ... or as the cache's TLS options; without the CA the server's certificate is refused.
         import asyncio
 
-        from services.cache import CacheUnavailable, SampleRecord, new_sample_id
+        from services.generation.cache import CacheUnavailable, SampleRecord, new_sample_id
 
         async def round_trip(cache: RedisSampleCache) -> bool:
             import numpy as np

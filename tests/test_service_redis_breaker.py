@@ -16,16 +16,16 @@ import grpc
 import numpy as np
 import pytest
 
-from services.breaker import BreakerSettings, BreakerState, CircuitBreaker
-from services.cache import (
+from services.generation.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from services.generation.cache import (
     CacheUnavailable,
     RedisSampleCache,
     SampleRecord,
     new_sample_id,
 )
-from services.client import GenerationClient
-from services.config import ConfigError, load_config
-from services.metrics import Metrics
+from services.generation.client import GenerationClient
+from services.generation.config import ConfigError, load_config
+from services.generation.metrics import Metrics
 from tests.helpers.processes import RedisProcess, wait_until
 from tests.helpers.servers import start_server
 

@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.breaker import BreakerSettings
-from services.cache import (
+from services.generation.breaker import BreakerSettings
+from services.generation.cache import (
     CacheUnavailable,
     RedisSampleCache,
     SampleRecord,
     WriteCoalescer,
     new_sample_id,
 )
-from services.metrics import Metrics
+from services.generation.metrics import Metrics
 from tests.helpers.processes import RedisProcess
 from tests.test_service_redis_breaker import frozen
 

@@ -9,9 +9,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from services.cache import MemorySampleCache, render_key
-from services.client import GenerationClient
-from services.metrics import Metrics
+from services.generation.cache import MemorySampleCache, render_key
+from services.generation.client import GenerationClient
+from services.generation.metrics import Metrics
 from tests.helpers.servers import start_server
 
 GEN = {"model": "mnist-dcgan", "version": "1", "graph": "generator"}

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from latentforge.manifest import FileEntry, Manifest, OutputSpec, Parity, Signature, TensorSpec, sha256_file
-from services.inference import OrtSettings
-from services.metrics import Metrics
-from services.model_repository import ModelRepository, uses_external_data
+from services.generation.inference import OrtSettings
+from services.generation.metrics import Metrics
+from services.generation.model_repository import ModelRepository, uses_external_data
 
 
 def _tiny_graph():

@@ -95,7 +95,7 @@ def test_bearer_tokens(model_repo: Path, tmp_path: Path, caplog):
 
 
 def test_tls_and_token_through_the_client(model_repo: Path, pki):
-    from services.client import GenerationClient
+    from services.generation.client import GenerationClient
 
     server = start_server(model_repo, tls_cert=pki["server"], tls_key=pki["server_key"], auth_tokens=(TOKEN,))
     try:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.latents import latent_from_seed, lerp, slerp
+from latentforge.latents import latent_from_seed, lerp, slerp
 
 
 def reference_latent(seed: int, latent_dim: int, psi: float | None = None) -> np.ndarray:
@@ -53,7 +53,7 @@ def test_paths_start_and_end_at_the_endpoints(seed_a, seed_b, steps):
 
 
 def test_same_seed_same_latent_and_image_on_two_servers(memory_server, redis_servers):
-    from services.client import GenerationClient
+    from services.generation.client import GenerationClient
 
     seed = 123456789
     results = []

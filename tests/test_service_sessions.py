@@ -20,7 +20,7 @@ import pytest
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from services.client import GenerationClient, SessionRequestError
+from services.generation.client import GenerationClient, SessionRequestError
 from services.rpc.calls import DRAINING_MESSAGE
 from tests.helpers.processes import wait_until
 from tests.helpers.servers import GEN, Gate, hold_a_batch_slot, start_server

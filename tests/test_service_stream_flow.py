@@ -21,7 +21,7 @@ import pytest
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from services.client import GenerationClient
+from services.generation.client import GenerationClient
 from tests.helpers.processes import wait_until
 from tests.helpers.servers import start_server
 

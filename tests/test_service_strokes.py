@@ -24,8 +24,8 @@ from latentforge.manifest import Manifest
 from latentforge.strokes import PEN_END, StepOutput, sample_point, stroke5_row, to_stroke5
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from services.client import Drawing, Endpoint, GenerationClient
-from services.latents import latent_from_seed
+from services.generation.client import Drawing, Endpoint, GenerationClient
+from latentforge.latents import latent_from_seed
 from tests.helpers.processes import wait_until
 from tests.helpers.servers import start_server
 

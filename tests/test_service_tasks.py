@@ -11,8 +11,8 @@ import grpc
 import numpy as np
 import pytest
 
-from services.capabilities import RPC_TASKS, supported_rpcs
-from services.client import Endpoint, GenerationClient
+from services.generation.capabilities import RPC_TASKS, supported_rpcs
+from services.generation.client import Endpoint, GenerationClient
 from services.errors import FailedPrecondition, InvalidArgument
 from tests.helpers.servers import load_model, start_server, write_autoencoder_model, write_conditional_model
 

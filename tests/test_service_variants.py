@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.inference import OrtSettings
-from services.metrics import Metrics
-from services.model_repository import ModelRepository
+from services.generation.inference import OrtSettings
+from services.generation.metrics import Metrics
+from services.generation.model_repository import ModelRepository
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_io_binding_on_the_encoder(model_repo):
 def test_session_settings_follow_the_config():
     import os
 
-    from services.config import ServeConfig
+    from services.generation.config import ServeConfig
 
     settings = OrtSettings.from_config(ServeConfig(workers=2, intra_op_threads=0), providers=["CPUExecutionProvider"])
     assert settings.intra_op_threads == max(1, (os.cpu_count() or 1) // 2)

@@ -64,7 +64,7 @@ def test_jobs_cli_submit_watch_list_get_and_generate(tmp_path: Path, capsys):
 
 def _logs(target: str, job_id: str) -> str:
     """The job's log lines, to show why it failed."""
-    from services.training_client import TrainingClient
+    from services.training.client import TrainingClient
 
     with TrainingClient(target) as client:
         return "\n".join(e.log.text for e in client.watch(job_id) if e.WhichOneof("event") == "log")

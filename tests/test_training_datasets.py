@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from latentforge.v1 import training_pb2 as pb
-from services.training_client import TrainingClient, state_name
+from services.training.client import TrainingClient, state_name
 from tests.helpers.training import start_training_server, tiny_job
 
 

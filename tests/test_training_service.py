@@ -12,7 +12,7 @@ import pytest
 
 from latentforge.v1 import training_pb2 as pb
 from latentforge.v1 import training_pb2_grpc as pb_grpc
-from services.training_client import TrainingClient, state_name
+from services.training.client import TrainingClient, state_name
 from tests.helpers.processes import wait_until
 from tests.helpers.servers import ServerThread, loopback_config
 from tests.helpers.training import start_training_server, tiny_job, training_config
@@ -31,8 +31,8 @@ def _states(events) -> list[str]:
 def test_submit_watch_publish_and_generate_in_one_process(tmp_path: Path):
     """`serve --training`: a job trains, publishes, and the same server generates from it;
     two watchers from the start, a late one from a seq, and one whose client goes away."""
-    from services.client import GenerationClient
-    from services.server import GenerationServer
+    from services.generation.client import GenerationClient
+    from services.generation.server import GenerationServer
 
     models = tmp_path / "models"
     models.mkdir()

@@ -9,7 +9,7 @@ from latentforge.v1 import training_pb2 as pb
 from services.errors import InvalidArgument
 from services.training.servicer import FAMILY_FIELDS, spec_from_proto, spec_to_proto
 from services.training.spec import SERVICE_MANAGED, train_config
-from services.training_client import job_spec
+from services.training.client import job_spec
 from trainer.cli import option_flags
 from trainer.config import TrainConfig
 from trainer.families import FAMILIES

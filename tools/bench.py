@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The bench command's flags."""
-    from services.config import ServeConfig
+    from services.generation.config import ServeConfig
     from services.rpc.settings import add_flags
 
     p.add_argument("--raw", action="store_true", help="measure ONNX Runtime alone on --model-path (no server)")
@@ -100,8 +100,8 @@ def _run_load(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_raw(args: argparse.Namespace) -> dict[str, Any]:
-    from services.config import ConfigError, load_config
-    from services.inference import OrtSettings
+    from services.generation.config import ConfigError, load_config
+    from services.generation.inference import OrtSettings
     from tools.ortbench import run_raw
 
     if not args.model_path:

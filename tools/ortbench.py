@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from services.inference import OnnxModel, OrtSettings
+from services.generation.inference import OnnxModel, OrtSettings
 from tools.stats import percentiles
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -38,7 +38,7 @@ class RawPoint:
 
 def load_model(version_dir: Path, settings: OrtSettings) -> OnnxModel:
     """A version folder loaded exactly as the server loads it (same checks, then a warm-up)."""
-    from services.model_repository import load_version
+    from services.generation.model_repository import load_version
 
     return load_version(Path(version_dir), settings)
 

@@ -27,7 +27,7 @@ RUN groupadd --system --gid 10001 latentforge \
         --shell /usr/sbin/nologin latentforge
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/docker/healthcheck.py /opt/latentforge/healthcheck.py
-# Settings are LATENTFORGE_* variables (services/config.py), so `docker run -e` and a
+# Settings are LATENTFORGE_* variables (services/generation/config.py), so `docker run -e` and a
 # Kubernetes ConfigMap can change any of them; bind to all interfaces inside the container.
 # ORT_DISABLE_TELEMETRY: ONNX Runtime's usage telemetry would try to store a device id under
 # HOME (/nonexistent for this user), fail, and print a non-JSON warning into the JSON log;

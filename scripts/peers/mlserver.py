@@ -101,8 +101,8 @@ def resolve_model(version_dir: Path, config: Any = None) -> PeerModel:
     """The file and session settings ``latentforge serve`` (default settings, or ``config``) would use
     for the version's decode graph."""
     from latentforge.manifest import Manifest
-    from services.config import ServeConfig
-    from services.inference import OrtSettings
+    from services.generation.config import ServeConfig
+    from services.generation.inference import OrtSettings
 
     config = config or ServeConfig()
     settings = OrtSettings.from_config(config, providers=("CPUExecutionProvider",))

@@ -21,8 +21,8 @@ import numpy as np
 
 from latentforge import images as imaging
 from latentforge.completion import candidate_noise, composite, iterative_complete
-from services import latents
-from services.cache import (
+from latentforge import latents
+from services.generation.cache import (
     SAMPLE_ID_PATTERN,
     CacheUnavailable,
     SampleCache,
@@ -30,7 +30,7 @@ from services.cache import (
     new_sample_id,
     render_key,
 )
-from services.config import ServeConfig
+from services.generation.config import ServeConfig
 from services.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.generation import completion
 from services.generation.requests import (
@@ -49,9 +49,9 @@ from services.generation.requests import (
     VariationsRequest,
 )
 from services.generation.strokes import StrokeDrawer, renderings
-from services.inference import Finish, InferenceRunner, OnnxModel
-from services.metrics import Metrics
-from services.model_repository import ModelRepository
+from services.generation.inference import Finish, InferenceRunner, OnnxModel
+from services.generation.metrics import Metrics
+from services.generation.model_repository import ModelRepository
 from services.rpc.logs import note
 from services.rpc.metrics import OwnedChildren
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    from services.cache import SampleRecord
-    from services.inference import OnnxModel
+    from services.generation.cache import SampleRecord
+    from services.generation.inference import OnnxModel
 
 
 class OutputFormat(enum.Enum):

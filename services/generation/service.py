@@ -19,13 +19,13 @@ import grpc
 
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from services.cache import SampleCache, make_cache
-from services.config import ServeConfig
+from services.generation.cache import SampleCache, make_cache
+from services.generation.config import ServeConfig
 from services.generation.pipeline import GenerationPipeline
 from services.generation.servicer import GenerationServicer
-from services.inference import DirectRunner, InferenceRunner, OrtSettings
-from services.metrics import Metrics
-from services.model_repository import ModelRepository
+from services.generation.inference import DirectRunner, InferenceRunner, OrtSettings
+from services.generation.metrics import Metrics
+from services.generation.model_repository import ModelRepository
 from services.rpc.logs import event, get_logger
 from services.rpc.server import RpcService
 
@@ -51,7 +51,7 @@ def _lower_priority(increment: int) -> None:
 def make_runner(config: ServeConfig, executor: ThreadPoolExecutor, metrics: Metrics) -> InferenceRunner:
     """The dynamic batcher when enabled, else one ORT call per request."""
     if config.batching:
-        from services.batching import BatchingRunner
+        from services.generation.batching import BatchingRunner
 
         return BatchingRunner(executor, metrics, config.max_batch_size, config.max_queue_delay_ms / 1000.0,
                               config.max_queue_size, max_concurrent=config.workers)

@@ -17,7 +17,7 @@ from latentforge.manifest import Quality
 from latentforge.strokes import PEN_DOWN, PEN_UP
 from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
-from services.cache import SampleRecord
+from services.generation.cache import SampleRecord
 from services.errors import InvalidArgument
 from services.generation.pipeline import GenerationPipeline
 from services.generation.requests import (
@@ -37,7 +37,7 @@ from services.generation.requests import (
 )
 from services.generation.session import Sessions
 from services.generation.strokes import DrawPlan
-from services.inference import OnnxModel
+from services.generation.inference import OnnxModel
 from services.rpc.calls import CallTracker, add_trailer, deadline, stream, unary
 
 SAMPLES_STORED_HEADER = "x-samples-stored"

@@ -10,7 +10,7 @@ step batched into shared ONNX Runtime calls.
   as a sample, encodes drawings to latents, and draws the frames of an interpolation.
 
 Random draws: a drawing of seed s samples from ``Generator(PCG64(s))``: first its latent (the
-documented seed -> latent algorithm, ``services.latents``, without truncation), then each point's
+documented seed -> latent algorithm, ``latentforge.latents``, without truncation), then each point's
 draws in order (``latentforge.strokes.sample_point``). A drawing from a given latent (a stored
 sample, an interpolation frame, a continuation of an encoded prefix) draws its points from a
 fresh ``Generator(PCG64(s))``. The same request gives the same drawings on any server, up to
@@ -42,11 +42,11 @@ from latentforge.strokes import (
     to_stroke5,
     to_svg,
 )
-from services import latents
-from services.cache import SampleRecord, new_sample_id
+from latentforge import latents
+from services.generation.cache import SampleRecord, new_sample_id
 from services.errors import InvalidArgument
-from services.inference import OnnxModel
-from services.metrics import Metrics, version_child
+from services.generation.inference import OnnxModel
+from services.generation.metrics import Metrics, version_child
 from services.rpc.metrics import OwnedChildren
 
 MAX_ROWS = 256  # drawings stepped in one call at most

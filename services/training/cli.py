@@ -104,7 +104,7 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
 
 
 def _connect(args: argparse.Namespace):
-    from services.training_client import TrainingClient
+    from services.training.client import TrainingClient
 
     return connect(args, TrainingClient)
 
@@ -117,7 +117,7 @@ def _rpc_error(exc: Any) -> int:
 def _submit(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.training_client import job_spec, state_name
+    from services.training.client import job_spec, state_name
 
     options = {name[len("opt_"):]: value for name, value in vars(args).items()
                if name.startswith("opt_") and value is not None}
@@ -151,7 +151,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 def _follow(client: Any, job_id: str, from_seq: int, grid: Path, logs: bool) -> int:
     """Print events until the job ends; 0 when it SUCCEEDED, 1 otherwise."""
-    from services.training_client import state_name
+    from services.training.client import state_name
 
     for e in client.watch(job_id, from_seq):
         kind = e.WhichOneof("event")
@@ -184,7 +184,7 @@ def _follow(client: Any, job_id: str, from_seq: int, grid: Path, logs: bool) -> 
 def _list(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.training_client import state_name
+    from services.training.client import state_name
 
     try:
         with _connect(args) as client:

@@ -20,7 +20,7 @@ GEN = {"model": "mnist-dcgan", "version": "1", "graph": "generator"}
 
 def loopback_config(**overrides: Any):
     """Loopback, free ports, no reload: a ServeConfig for tests."""
-    from services.config import ServeConfig
+    from services.generation.config import ServeConfig
 
     base = dict(host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0, reload_interval_s=0.0)
     base.update(overrides)
@@ -29,7 +29,7 @@ def loopback_config(**overrides: Any):
 
 def start_server(models: Path, wait_started: bool = True, **overrides) -> "ServerThread":
     """A GenerationServer on ``models`` (loopback, free ports), after its first repository scan."""
-    from services.server import GenerationServer
+    from services.generation.server import GenerationServer
 
     config = loopback_config(models=models, **overrides)
     return ServerThread(lambda: GenerationServer(config)).start(wait_started)
@@ -216,9 +216,9 @@ def write_hand_built_model(version_dir: Path, graphs: dict, **fields) -> Path:
 
 
 def load_model(repo: Path, name: str):
-    from services.inference import OrtSettings
-    from services.metrics import Metrics
-    from services.model_repository import ModelRepository
+    from services.generation.inference import OrtSettings
+    from services.generation.metrics import Metrics
+    from services.generation.model_repository import ModelRepository
 
     metrics = Metrics()
     repository = ModelRepository(repo, metrics, OrtSettings())

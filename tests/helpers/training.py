@@ -55,7 +55,7 @@ TINY_JOB = {**TINY, "threads": 1}
 
 def tiny_job(family: str = "dcgan", **overrides):
     """A JobSpec of a tiny job on mnist5k (``overrides``: trainer options or JobSpec fields)."""
-    from services.training_client import job_spec
+    from services.training.client import job_spec
 
     spec_fields = {k: overrides.pop(k) for k in ("model_name", "publish", "idempotency_key", "max_retries", "nproc",
                                                  "dataset") if k in overrides}

@@ -6,7 +6,7 @@ optimisation, memory arena, which file variant, IO binding); the load benchmark
 compare like with like. ``OnnxModel`` owns the sessions of a version folder (every graph its
 manifest lists) and runs them synchronously, by role, with feeds checked against the manifest's
 signatures. A runner (``InferenceRunner``) is what the servicer awaits: ``DirectRunner`` here
-sends each request's rows to the worker threads; ``services.batching.BatchingRunner`` merges
+sends each request's rows to the worker threads; ``services.generation.batching.BatchingRunner`` merges
 concurrent requests into shared batches behind the same interface.
 """
 
@@ -25,10 +25,10 @@ import numpy as np
 
 from latentforge.cpus import available_cpus
 from latentforge.manifest import Manifest, ManifestError, SignatureError
-from services.capabilities import missing_tasks, supported_rpcs
+from services.generation.capabilities import missing_tasks, supported_rpcs
 from services.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError
 from services.rpc.logs import event, get_logger
-from services.metrics import Metrics, version_child
+from services.generation.metrics import Metrics, version_child
 from services.rpc.metrics import OwnedChildren
 
 log = get_logger("inference")
@@ -161,7 +161,7 @@ _TASK_MEANING = {"sample": "no prior to sample latents from", "decode": "no grap
 class OnnxModel:
     """The loaded sessions of one model version: every graph its manifest lists, run by role
     with feeds checked against the manifest's signatures. What the version can serve follows
-    from its manifest's tasks (``services.capabilities``). Thread-safe: ORT sessions allow
+    from its manifest's tasks (``services.generation.capabilities``). Thread-safe: ORT sessions allow
     concurrent run()."""
 
     def __init__(self, manifest: Manifest, version_dir: Path, settings: OrtSettings) -> None:

@@ -16,7 +16,7 @@ fails is dropped (both counted as cache errors), so a request never fails becaus
 The cache is not the source of truth: when it fails, operations raise ``CacheUnavailable`` and
 callers decide (Generate still answers; calls that need an id fail with UNAVAILABLE). A Redis
 that hangs instead of refusing connections (a frozen process, a black-holed network) would
-make every operation wait out its timeout; a circuit breaker (``services.breaker``) stops
+make every operation wait out its timeout; a circuit breaker (``services.generation.breaker``) stops
 calling it after a few failures in a row and probes it in the background instead.
 """
 
@@ -37,8 +37,8 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 import numpy as np
 
-from services.breaker import BreakerSettings, BreakerState, CircuitBreaker
-from services.metrics import Metrics
+from services.generation.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from services.generation.metrics import Metrics
 from services.rpc.logs import event, get_logger
 from services.rpc.metrics import Children
 

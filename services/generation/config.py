@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from services.breaker import BreakerSettings
+from services.generation.breaker import BreakerSettings
 from services.rpc.settings import ConfigError, ServerSettings, load_settings, setting
 
 __all__ = ["ConfigError", "ServeConfig", "load_config"]
@@ -38,7 +38,7 @@ class ServeConfig(ServerSettings):
     cache_max_bytes: int = setting(64 * 1024 * 1024, "in-process cache memory bound in bytes")
     redis_timeout_s: float = setting(0.25, "per Redis command, in seconds; a slow Redis must not stall Generate")
     # Circuit breaker: a Redis that hangs (rather than refusing connections) is not waited on by
-    # every request; see services.breaker.
+    # every request; see services.generation.breaker.
     redis_breaker_threshold: int = setting(
         3, "Redis failures or timeouts in a row that open the cache's circuit breaker: Redis is then not "
            "called (ids answer UNAVAILABLE at once, Generate does not store) until a background PING "
@@ -59,7 +59,7 @@ class ServeConfig(ServerSettings):
         1, "server processes behind the one port (SO_REUSEPORT; Linux), 0: one per CPU; each runs its own event "
            "loop, batches and ONNX Runtime sessions, so gRPC's per-call work uses more than one core; more than one "
            "needs --redis-url (they share samples through it) and spreads connections, not calls "
-           "(see services.processes)")
+           "(see services.generation.processes)")
     workers: int = setting(2, "ONNX Runtime batches that may run at once (threads), also used for image decoding")
     intra_op_threads: int = setting(0, "ONNX Runtime threads per call; 0: CPU cores // workers, at least 1")
     graph_optimization: str = setting("all", "ONNX Runtime graph optimisation", choices=GRAPH_OPTIMIZATIONS)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from latentforge.manifest import MANIFEST_NAME, NAME_PATTERN, Manifest, ManifestError, list_versions, verify_files
 from services.errors import NotFound, Unavailable
-from services.inference import OnnxModel, OrtSettings, log_loaded
-from services.metrics import Metrics
+from services.generation.inference import OnnxModel, OrtSettings, log_loaded
+from services.generation.metrics import Metrics
 from services.rpc.logs import event, get_logger
 
 log = get_logger("model_repository")

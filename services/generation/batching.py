@@ -31,14 +31,14 @@ from typing import Any
 import numpy as np
 
 from services.errors import ResourceExhausted, Unavailable
-from services.inference import (
+from services.generation.inference import (
     Finish,
     InferenceRunner,
     OnnxModel,
     concat_optional,
     expired,
 )
-from services.metrics import Metrics, version_child
+from services.generation.metrics import Metrics, version_child
 
 
 @dataclass(eq=False)

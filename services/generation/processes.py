@@ -16,7 +16,7 @@ What they share and what they don't:
   the others. Each process keeps its own rendered-output cache.
 * Metrics: every process writes its metric values into one directory (prometheus_client's
   multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``); the supervisor serves them, summed over the
-  processes, on the metrics port. Gauges say how they combine (``services.metrics``); the
+  processes, on the metrics port. Gauges say how they combine (``services.generation.metrics``); the
   ``latentforge_model_info`` series and the ``process_*`` metrics are not exported in this mode
   (prometheus_client cannot share them), and series of retired model versions stay until restart.
 * Model repository: each process loads and reloads it on its own.
@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from latentforge.cpus import available_cpus
-from services.config import ServeConfig
+from services.generation.config import ServeConfig
 from services.rpc.logs import configure_logging, event, get_logger
 
 log = get_logger("processes")
@@ -109,7 +109,7 @@ def _run_server(config: ServeConfig, index: int, up: Any, supervisor: int) -> No
     """A server process's body (spawned): serve until SIGTERM/SIGINT, set ``up`` once serving."""
     _die_with_supervisor(supervisor)
     configure_logging(config.log_level, config.log_json)
-    from services.server import serve
+    from services.generation.server import serve
 
     try:
         code = serve(config, on_serving=lambda: setattr(up, "value", 1))

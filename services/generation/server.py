@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from services.config import ServeConfig
+from services.generation.config import ServeConfig
 from services.generation.service import GenerationService
 from services.rpc.server import RpcServer, run_until_signal
 
@@ -40,5 +40,5 @@ class GenerationServer(RpcServer):
 def serve(config: ServeConfig, training: "TrainingConfig | None" = None,
           on_serving: Callable[[], None] | None = None) -> int:
     """Run a server in the foreground until SIGINT or SIGTERM; returns the exit status.
-    ``on_serving`` is called once its services have started (see ``services.processes``)."""
+    ``on_serving`` is called once its services have started (see ``services.generation.processes``)."""
     return run_until_signal(lambda: GenerationServer(config, training), on_serving)
