@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,6 +129,101 @@ def stroke5_row(dx: float, dy: float, pen: int) -> np.ndarray:
     row[0], row[1] = dx, dy
     row[2 + pen] = 1.0
     return row
+
+
+# The step graph's outputs (``decoder_step``: the next point's distribution, then the new state).
+STEP_OUTPUTS = ("pi", "mu_x", "mu_y", "sigma_x", "sigma_y", "rho", "pen_logits")
+STATE_OUTPUTS = ("h_out", "c_out")
+
+
+@dataclass
+class StepFeed:
+    """What one drawing asks of the step graph next: its previous point and recurrent state."""
+
+    point: np.ndarray  # (5,) stroke-5, model units
+    h: np.ndarray
+    c: np.ndarray
+
+
+# A drawing being sampled: yields each StepFeed, is sent back (StepOutput, h, c), and returns
+# whether the model ended the drawing (else it ran out of steps).
+DrawingLoop = Generator[StepFeed, "tuple[StepOutput, np.ndarray, np.ndarray]", bool]
+
+
+def step_output(outputs: Mapping[str, np.ndarray], row: int) -> StepOutput:
+    """Row ``row`` of a batched step call's outputs, as one drawing's StepOutput."""
+    return StepOutput(*(outputs[name][row] for name in STEP_OUTPUTS))
+
+
+def drawing_loop(start_point: Sequence[float], h: np.ndarray, c: np.ndarray, temperature: float,
+                 rng: np.random.Generator, max_steps: int, rows: list[tuple[float, float, int]],
+                 prefix: np.ndarray | None = None) -> DrawingLoop:
+    """The sampling loop of one drawing, the only copy: the service and the quality meter drive it.
+
+    The step graph is called by whoever drives the generator (each drawing's ``StepFeed`` is
+    sent out, the step's output and new state sent back), so a driver may batch the steps of
+    many drawings into one call. The prefix (stroke-5 rows, model units) is fed first without
+    sampling; then each sampled point (dx, dy, pen in model units) is appended to ``rows`` as
+    it is drawn, so a driver can stream it, until the model draws the end (returns True) or
+    ``max_steps`` points were drawn (returns False). Random draws come from ``rng`` only, in
+    ``sample_point``'s order.
+    """
+    point = np.asarray(start_point, np.float32)
+    for row in (() if prefix is None else prefix):
+        _, h, c = yield StepFeed(point, h, c)
+        point = np.asarray(row, np.float32)
+    for _ in range(max_steps):
+        out, h, c = yield StepFeed(point, h, c)
+        dx, dy, pen = sample_point(out, temperature, rng)
+        if pen == PEN_END:
+            return True
+        rows.append((dx, dy, pen))
+        point = stroke5_row(dx, dy, pen)
+    return False
+
+
+def drive_loops(step: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]], loops: Sequence[DrawingLoop],
+                z: np.ndarray | None = None) -> list[bool]:
+    """Run drawing loops in lockstep, synchronously: one ``step`` call (feeds point, h, c [+ z,
+    the drawings' latents by loop index]) per point for every live drawing. Returns each
+    loop's result (whether the model ended it)."""
+    ended = [False] * len(loops)
+    waiting: dict[int, StepFeed] = {}
+    for i, loop in enumerate(loops):
+        try:
+            waiting[i] = next(loop)
+        except StopIteration as stop:
+            ended[i] = bool(stop.value)
+    while waiting:
+        live = list(waiting)
+        feeds = {"point": np.stack([waiting[i].point for i in live]), "h": np.stack([waiting[i].h for i in live]),
+                 "c": np.stack([waiting[i].c for i in live])}
+        if z is not None:
+            feeds["z"] = np.asarray(z, np.float32)[live]
+        out = step(feeds)
+        for k, i in enumerate(live):
+            try:
+                waiting[i] = loops[i].send((step_output(out, k), out["h_out"][k], out["c_out"][k]))
+            except StopIteration as stop:
+                ended[i] = bool(stop.value)
+                del waiting[i]
+    return ended
+
+
+def teacher_forced(step: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]], inputs: np.ndarray,
+                   z: np.ndarray | None, h: np.ndarray, c: np.ndarray, steps: int) -> tuple[np.ndarray, ...]:
+    """The step graph chained over given points, the only copy (quality meter, export parity):
+    ``inputs`` (N, T, 5) are the points fed at each step (the start point, then the drawing);
+    returns the STEP_OUTPUTS of the first ``steps`` steps, each stacked to (N, steps, ...)."""
+    outs = []
+    for t in range(steps):
+        feeds = {"point": np.ascontiguousarray(inputs[:, t], np.float32), "h": h, "c": c}
+        if z is not None:
+            feeds["z"] = z
+        out = step(feeds)
+        outs.append([out[name] for name in STEP_OUTPUTS])
+        h, c = out["h_out"], out["c_out"]
+    return tuple(np.stack([o[k] for o in outs], axis=1) for k in range(len(STEP_OUTPUTS)))
 
 
 def positions(rows: np.ndarray) -> np.ndarray:

@@ -242,7 +242,7 @@ class Server:
 def measure_raw(version_dir: Path, plan: Plan) -> dict[str, Any]:
     """ONNX Runtime alone on the version, with the server's default session settings."""
     from services.generation.config import ServeConfig
-    from services.generation.inference import OrtSettings
+    from latentforge.runtime import OrtSettings
     from tools.ortbench import run_raw
 
     config = ServeConfig()

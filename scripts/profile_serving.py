@@ -217,7 +217,7 @@ def _profile_table(path: Path, requests: int, top: int, sort: str) -> str:
 
 def _raw(models: Path, model: str, batch: int) -> dict[str, Any]:
     from services.generation.config import ServeConfig
-    from services.generation.inference import OrtSettings
+    from latentforge.runtime import OrtSettings
     from tools.ortbench import load_model, measure_batch
 
     config = ServeConfig()

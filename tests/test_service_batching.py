@@ -17,6 +17,8 @@ from latentforge.v1 import generation_pb2 as pb
 from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.generation.client import GenerationClient
 from tests.helpers.servers import (
+    decode,
+    runner_decode,
     GEN,
     Gate,
     hold_a_batch_slot,
@@ -97,13 +99,13 @@ def test_requests_queued_together_run_as_one_batch_and_match_alone(mixed_repo):
             runner = BatchingRunner(pool, metrics, max_batch_size=64, max_queue_delay_s=0.05, max_queue_size=100,
                                     max_concurrent=2)
             try:
-                return await asyncio.gather(*(runner.decode(model, z, lab) for z, lab in zip(zs, labels)))
+                return await asyncio.gather(*(runner_decode(runner, model, z, lab) for z, lab in zip(zs, labels)))
             finally:
                 await runner.close()
 
     outputs = asyncio.run(go())
     for z, lab, out in zip(zs, labels, outputs):
-        np.testing.assert_array_equal(out, model.run_image(z, lab))  # bit for bit
+        np.testing.assert_array_equal(out, decode(model, z, lab))  # bit for bit
     cond = {"model": "cond-toy", "version": "1", "graph": "generator"}
     assert metrics.registry.get_sample_value("latentforge_batch_size_count", cond) == 1
     assert metrics.registry.get_sample_value("latentforge_batch_size_sum", cond) == sum(counts)
@@ -124,10 +126,10 @@ def test_a_deadline_that_passes_in_the_queue_is_answered_without_running(model_r
             runner = BatchingRunner(pool, metrics, max_batch_size=64, max_queue_delay_s=0.0, max_queue_size=100,
                                     max_concurrent=1)
             try:
-                blocker = asyncio.ensure_future(runner.decode(model, z[:1], None, finish=gate))
+                blocker = asyncio.ensure_future(runner_decode(runner, model, z[:1], None, finish=gate))
                 await loop.run_in_executor(None, gate.entered.wait, 10)
-                late = asyncio.ensure_future(runner.decode(model, z, None, deadline=loop.time() + 0.05))
-                on_time = asyncio.ensure_future(runner.decode(model, z[:2], None, deadline=loop.time() + 30))
+                late = asyncio.ensure_future(runner_decode(runner, model, z, None, deadline=loop.time() + 0.05))
+                on_time = asyncio.ensure_future(runner_decode(runner, model, z[:2], None, deadline=loop.time() + 30))
                 await asyncio.sleep(0.2)
                 gate.release.set()
                 return await asyncio.gather(blocker, late, on_time, return_exceptions=True)
@@ -157,7 +159,7 @@ def test_grpc_deadline_expiring_in_the_queue_is_deadline_exceeded_and_never_runs
             gate.release.set()
             assert len(stub.Generate(pb.GenerateRequest(model="mnist-dcgan", count=2, seed=1), timeout=30).samples) == 2
         reg = server.server.registry
-        assert reg.get_sample_value("latentforge_batch_size_sum", GEN) == 1 + 2  # the 5 rows never ran
+        assert reg.get_sample_value("latentforge_batch_size_sum", GEN) == 2 + 2  # the gate's and the last; the 5 rows never ran
         depth = reg.get_sample_value("latentforge_queue_depth", {"model": "mnist-dcgan", "version": "1"})
         assert depth == 0
     finally:
@@ -222,7 +224,7 @@ def test_without_batching_each_request_runs_alone_with_the_same_answers(model_re
 
 def test_without_batching_a_full_queue_answers_resource_exhausted_at_once(model_repo):
     from services.errors import ResourceExhausted
-    from services.generation.inference import DirectRunner
+    from services.generation.batching import DirectRunner
 
     model, metrics = load_model(model_repo, "mnist-dcgan")
     z = np.zeros((1, model.manifest.latent_dim), np.float32)
@@ -234,17 +236,17 @@ def test_without_batching_a_full_queue_answers_resource_exhausted_at_once(model_
         with ThreadPoolExecutor(1) as pool:
             runner = DirectRunner(pool, metrics, max_batch_size=64, max_queue_size=2)
             try:
-                blocker = asyncio.ensure_future(runner.decode(model, z, None, finish=gate))
+                blocker = asyncio.ensure_future(runner_decode(runner, model, z, None, finish=gate))
                 await loop.run_in_executor(None, gate.entered.wait, 10)  # running: no longer queued
-                queued = [asyncio.ensure_future(runner.decode(model, z, None)) for _ in range(2)]
+                queued = [asyncio.ensure_future(runner_decode(runner, model, z, None)) for _ in range(2)]
                 await asyncio.sleep(0.05)
                 assert metrics.registry.get_sample_value("latentforge_queue_depth", labels) == 2
                 with pytest.raises(ResourceExhausted, match="full"):
-                    await runner.decode(model, z, None)
+                    await runner_decode(runner, model, z, None)
                 gate.release.set()
                 results = await asyncio.gather(blocker, *queued)
                 # the queue drained: a new request is accepted again
-                results.append(await runner.decode(model, z, None))
+                results.append(await runner_decode(runner, model, z, None))
                 return results
             finally:
                 gate.release.set()
@@ -264,11 +266,11 @@ def test_a_failed_chunk_cancels_the_other_chunks_of_its_request(model_repo):
     z = np.zeros((8, model.manifest.latent_dim), np.float32)
     calls = []
 
-    def fail_first(images):
-        calls.append(len(images))
+    def fail_first(outputs):
+        calls.append(len(outputs["image"]))
         if len(calls) == 1:
             raise RuntimeError("boom")
-        return list(images)
+        return list(outputs["image"])
 
     async def go():
         with ThreadPoolExecutor(1) as pool:
@@ -276,7 +278,7 @@ def test_a_failed_chunk_cancels_the_other_chunks_of_its_request(model_repo):
                                     max_concurrent=1)
             try:
                 with pytest.raises(RuntimeError, match="boom"):
-                    await runner.decode(model, z, None, finish=fail_first)  # 4 chunks of 2 rows
+                    await runner_decode(runner, model, z, None, finish=fail_first)  # 4 chunks of 2 rows
                 await asyncio.sleep(0.2)  # a sibling would have run by now
                 return sum(len(q.items) for q in runner._queues.values())
             finally:
@@ -286,3 +288,73 @@ def test_a_failed_chunk_cancels_the_other_chunks_of_its_request(model_repo):
     assert left == 0
     assert len(calls) <= 2, calls  # the answered request's other chunks did not run (at most one had started)
     assert metrics.registry.get_sample_value("latentforge_queue_depth", {"model": "mnist-dcgan", "version": "1"}) == 0
+
+
+def test_a_lone_small_request_runs_at_once_on_the_calling_thread_and_queues_when_others_run(mixed_repo):
+    """inline_rows: with nothing queued or running, a request of at most that many rows runs on
+    the event loop's thread (no hand-off); while a batch runs, the same request queues."""
+    import threading
+
+    from services.generation.batching import BatchingRunner
+
+    model, metrics = load_model(mixed_repo, "cond-toy")
+    z = np.random.default_rng(3).standard_normal((2, 8)).astype(np.float32)
+    threads: list[str] = []
+
+    def where(out: dict) -> list:
+        threads.append(threading.current_thread().name)
+        return list(out["image"])
+
+    async def go():
+        gate = Gate()
+        with ThreadPoolExecutor(1, thread_name_prefix="worker") as pool:
+            runner = BatchingRunner(pool, metrics, max_batch_size=64, max_queue_delay_s=0.0, max_queue_size=100,
+                                    max_concurrent=1, inline_rows=1)
+            try:
+                alone = await runner_decode(runner, model, z[:1], finish=where)
+                two = await runner_decode(runner, model, z, finish=where)  # more rows than inline_rows: queued
+                blocker = asyncio.ensure_future(runner_decode(runner, model, z, finish=gate))
+                await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 10)
+                behind = asyncio.ensure_future(runner_decode(runner, model, z[:1], finish=where))
+                await asyncio.sleep(0.05)
+                gate.release.set()
+                await blocker
+                return alone, two, await behind
+            finally:
+                gate.release.set()
+                await runner.close()
+
+    alone, two, behind = asyncio.run(go())
+    assert threads[0] == threading.main_thread().name
+    assert threads[1].startswith("worker") and threads[2].startswith("worker")
+    np.testing.assert_array_equal(alone[0], decode(model, z[:1])[0])
+    np.testing.assert_array_equal(behind[0], alone[0])
+
+
+def test_feeds_that_do_not_fit_fail_only_their_own_request_of_a_batch(mixed_repo):
+    """The batcher merges by feed layout and knows no task; a request whose values the graph
+    refuses (here labels out of the int64 kind) fails alone, its batch neighbours are answered."""
+    from latentforge.runtime import FeedError
+    from services.generation.batching import BatchingRunner
+
+    model, metrics = load_model(mixed_repo, "cond-toy")
+    z = np.random.default_rng(4).standard_normal((3, 8)).astype(np.float32)
+    role = model.graph_for("decode")
+
+    async def go():
+        with ThreadPoolExecutor(1) as pool:
+            runner = BatchingRunner(pool, metrics, max_batch_size=64, max_queue_delay_s=0.05, max_queue_size=100,
+                                    max_concurrent=1)
+            try:
+                return await asyncio.gather(
+                    runner.run(model, role, {"z": z[:1]}),
+                    runner.run(model, role, {"z": z[1:], "labels": np.zeros(2, np.float32)}),  # floats: refused
+                    runner.run(model, role, {"z": z[:2], "labels": np.array([3, 4])}),
+                    return_exceptions=True)
+            finally:
+                await runner.close()
+
+    ok_a, bad, ok_b = asyncio.run(go())
+    assert isinstance(bad, FeedError) and "labels is float32" in str(bad)
+    np.testing.assert_array_equal(ok_a["image"], decode(model, z[:1]))
+    np.testing.assert_array_equal(ok_b["image"], decode(model, z[:2], np.array([3, 4])))

@@ -24,6 +24,7 @@ from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.generation.client import GenerationClient
 from tests.helpers.processes import wait_until
 from tests.helpers.servers import (
+    runner_decode,
     GEN,
     Gate,
     hold_a_batch_slot,
@@ -297,9 +298,9 @@ def test_a_cancelled_request_whose_batch_waits_for_a_thread_is_not_run(model_rep
             runner = BatchingRunner(pool, metrics, max_batch_size=64, max_queue_delay_s=0.0, max_queue_size=100,
                                     max_concurrent=2)
             try:
-                blocker = asyncio.ensure_future(runner.decode(model, z[:1], None, finish=gate))
+                blocker = asyncio.ensure_future(runner_decode(runner, model, z[:1], None, finish=gate))
                 await loop.run_in_executor(None, gate.entered.wait, 10)
-                gone = asyncio.ensure_future(runner.decode(model, z, None))
+                gone = asyncio.ensure_future(runner_decode(runner, model, z, None))
                 await asyncio.sleep(0.05)
                 assert runner._free == 0  # both batches launched; the second one waits for the thread
                 gone.cancel()

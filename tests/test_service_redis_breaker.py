@@ -16,13 +16,13 @@ import grpc
 import numpy as np
 import pytest
 
-from services.generation.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from services.generation.cache import (
     CacheUnavailable,
     RedisSampleCache,
     SampleRecord,
     new_sample_id,
 )
+from services.generation.cache.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from services.generation.client import GenerationClient
 from services.generation.config import ConfigError, load_config
 from services.generation.metrics import Metrics

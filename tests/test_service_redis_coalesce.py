@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.generation.breaker import BreakerSettings
 from services.generation.cache import (
     CacheUnavailable,
     RedisSampleCache,
@@ -22,6 +21,7 @@ from services.generation.cache import (
     WriteCoalescer,
     new_sample_id,
 )
+from services.generation.cache.breaker import BreakerSettings
 from services.generation.metrics import Metrics
 from tests.helpers.processes import RedisProcess
 from tests.test_service_redis_breaker import frozen

@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 from latentforge.manifest import FileEntry, Manifest, OutputSpec, Parity, Signature, TensorSpec, sha256_file
-from services.generation.inference import OrtSettings
+from latentforge.runtime import OrtSettings
 from services.generation.metrics import Metrics
 from services.generation.model_repository import ModelRepository, uses_external_data
+from services.generation.capabilities import supported_rpcs
+from tests.helpers.servers import decode, encode
 
 
 def _tiny_graph():
@@ -228,11 +230,11 @@ def test_a_format_1_version_serves_as_before(model_repo: Path, tmp_path: Path, c
     assert (old.manifest.format_version, new.manifest.format_version) == (1, 2)
     assert old.manifest.tasks == new.manifest.tasks == {"sample": "decoder", "decode": "decoder", "encode": "encoder"}
     assert old.manifest.signatures == new.manifest.signatures
-    assert old.supported_methods() == new.supported_methods() and old.can_encode
+    assert supported_rpcs(old.manifest.tasks) == supported_rpcs(new.manifest.tasks) and old.has_task("encode")
     z = np.random.default_rng(0).standard_normal((3, old.manifest.latent_dim)).astype(np.float32)
-    images = old.run_image(z)
-    np.testing.assert_array_equal(images, new.run_image(z))
-    for a, b in zip(old.run_encoder(images), new.run_encoder(images)):
+    images = decode(old, z)
+    np.testing.assert_array_equal(images, decode(new, z))
+    for a, b in zip(encode(old, images), encode(new, images)):
         np.testing.assert_array_equal(a, b)
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from services.generation.capabilities import RPC_TASKS, supported_rpcs
 from services.generation.client import Endpoint, GenerationClient
+from latentforge.runtime import FeedError
 from services.errors import FailedPrecondition, InvalidArgument
-from tests.helpers.servers import load_model, start_server, write_autoencoder_model, write_conditional_model
+from tests.helpers.servers import decode, encode, load_model, start_server, write_autoencoder_model, write_conditional_model
 
 AE, COND = "ae-toy", "cond-toy"
 AE_METHODS = ["Interpolate", "GetSample", "Encode", "Reconstruct", "Complete"]
@@ -95,16 +96,21 @@ def test_an_autoencoder_encodes_reconstructs_and_interpolates_between_encoded_im
     assert "does not support Variations" in err.value.details()
 
 
-def test_require_names_the_supported_rpcs(task_repo: Path):
+def test_refusals_name_the_supported_rpcs(task_repo: Path):
     ae, _ = load_model(task_repo, AE)
-    assert ae.can_encode and ae.supported_methods() == AE_METHODS
-    ae.require("Encode")
+    assert ae.has_task("encode") and supported_rpcs(ae.manifest.tasks) == AE_METHODS
+
+    def refuse_on(model, rpc):
+        refuse(rpc, model.name, model.version, model.manifest.kind, model.manifest.tasks)
+
+    refuse_on(ae, "Encode")
     with pytest.raises(FailedPrecondition, match="does not support Generate: .*; it supports Interpolate, GetSample"):
-        ae.require("Generate")
+        refuse_on(ae, "Generate")
     cond, _ = load_model(task_repo, COND)
-    assert not cond.can_encode
-    with pytest.raises(FailedPrecondition, match="no 'encode' task \\(no encoder from images to latents\\)"):
-        cond.require("Reconstruct")
+    assert not cond.has_task("encode")
+    # An image sent to a model that cannot read images is a wrong request, not a missing feature.
+    with pytest.raises(InvalidArgument, match="no 'encode' task \\(no encoder from images to latents\\)"):
+        refuse_on(cond, "Reconstruct")
 
 
 def test_graphs_run_by_role_with_feeds_checked_against_their_signature(task_repo: Path):
@@ -112,7 +118,7 @@ def test_graphs_run_by_role_with_feeds_checked_against_their_signature(task_repo
     images = np.stack(_images(3))
     mu = ae.run("encoder", {"image": images})["mu"]
     assert mu.shape == (3, 4)
-    mu_only, logvar = ae.run_encoder(images)
+    mu_only, logvar = encode(ae, images)
     assert logvar is None and np.array_equal(mu_only, mu)
     out = ae.run("decoder", {"z": mu.astype(np.float64)})  # cast to float32: same kind
     assert out["image"].shape == (3, 1, 6, 6) and out["image"].dtype == np.float32
@@ -122,18 +128,18 @@ def test_graphs_run_by_role_with_feeds_checked_against_their_signature(task_repo
         ({"z": np.zeros((3, 5), np.float32)}, r"input z has shape \(3, 5\).*\(axis 1 must be 4\)"),
         ({"z": np.zeros((3, 4), np.int64)}, "input z is int64"),  # ints for floats: refused, not guessed
     ]:
-        with pytest.raises(InvalidArgument, match=f"model {AE} v1, graph decoder: {message}"):
+        with pytest.raises(FeedError, match=f"model {AE} v1, graph decoder: {message}"):
             ae.run("decoder", feeds)
 
 
 def test_an_optional_input_left_out_is_fed_as_zeros(task_repo: Path):
     cond, _ = load_model(task_repo, COND)
     z = np.random.default_rng(2).standard_normal((4, 8)).astype(np.float32)
-    left_out = cond.run_image(z)
-    np.testing.assert_array_equal(left_out, cond.run_image(z, np.zeros(4, np.int32)))  # int32 -> int64
-    assert not np.array_equal(left_out, cond.run_image(z, np.full(4, 3)))
-    with pytest.raises(InvalidArgument, match="input labels is float32"):
-        cond.run_image(z, np.zeros(4, np.float32))
+    left_out = decode(cond, z)
+    np.testing.assert_array_equal(left_out, decode(cond, z, np.zeros(4, np.int32)))  # int32 -> int64
+    assert not np.array_equal(left_out, decode(cond, z, np.full(4, 3)))
+    with pytest.raises(FeedError, match="input labels is float32"):
+        decode(cond, z, np.zeros(4, np.float32))
 
 
 def test_cli_takes_a_label_by_number_or_by_class_name(client, tmp_path: Path, capsys):

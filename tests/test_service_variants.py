@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.generation.inference import OrtSettings
+from latentforge.runtime import OrtSettings
 from services.generation.metrics import Metrics
 from services.generation.model_repository import ModelRepository
+from tests.helpers.servers import decode, encode
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_cpu_loads_the_ort_optimised_variant_and_agrees_with_the_plain_graph(var
     assert optimised.files == {"generator": "generator.ort-cpu.onnx"} and optimised.variant == "ort-cpu"
     assert plain.files == {"generator": "generator.onnx"} and plain.variant == ""
     z = np.random.default_rng(3).standard_normal((5, optimised.manifest.latent_dim)).astype(np.float32)
-    np.testing.assert_allclose(optimised.run_image(z), plain.run_image(z), atol=1e-4)
+    np.testing.assert_allclose(decode(optimised, z), decode(plain, z), atol=1e-4)
 
 
 def test_fp16_precision_loads_the_fp16_variant_within_its_parity(variant_repo):
@@ -46,9 +47,9 @@ def test_fp16_precision_loads_the_fp16_variant_within_its_parity(variant_repo):
     full, _ = _model(variant_repo, prefer_ort_variant=False)
     assert half.files == {"generator": "generator.fp16.onnx"} and half.variant == "fp16"
     z = np.random.default_rng(4).standard_normal((4, half.manifest.latent_dim)).astype(np.float32)
-    out = half.run_image(z)
+    out = decode(half, z)
     assert out.dtype == np.float32  # float32 in and out, float16 inside
-    np.testing.assert_allclose(out, full.run_image(z), atol=2e-2)
+    np.testing.assert_allclose(out, decode(full, z), atol=2e-2)
 
 
 def test_a_variant_from_another_onnxruntime_version_is_not_used(variant_repo, tmp_path: Path):
@@ -80,7 +81,7 @@ def test_io_binding_gives_the_same_bits_as_a_plain_run(variant_repo, variant):
     plain, _ = _model(variant_repo, io_binding="off", **variant)
     assert bound.io_binding and not plain.io_binding
     z = np.random.default_rng(5).standard_normal((7, bound.manifest.latent_dim)).astype(np.float32)
-    np.testing.assert_array_equal(bound.run_image(z), plain.run_image(z))
+    np.testing.assert_array_equal(decode(bound, z), decode(plain, z))
 
 
 def test_io_binding_on_the_encoder(model_repo):
@@ -89,8 +90,8 @@ def test_io_binding_on_the_encoder(model_repo):
     vae = repository.resolve("mnist-vae")
     plain = ModelRepository(model_repo, Metrics(), OrtSettings(io_binding="off"))
     plain.refresh()
-    images = vae.run_image(np.zeros((3, vae.manifest.latent_dim), np.float32))
-    for a, b in zip(vae.run_encoder(images), plain.resolve("mnist-vae").run_encoder(images)):
+    images = decode(vae, np.zeros((3, vae.manifest.latent_dim), np.float32))
+    for a, b in zip(encode(vae, images), encode(plain.resolve("mnist-vae"), images)):
         np.testing.assert_array_equal(a, b)
 
 

@@ -101,7 +101,7 @@ def _run_load(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_raw(args: argparse.Namespace) -> dict[str, Any]:
     from services.generation.config import ConfigError, load_config
-    from services.generation.inference import OrtSettings
+    from latentforge.runtime import OrtSettings
     from tools.ortbench import run_raw
 
     if not args.model_path:

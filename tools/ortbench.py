@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from services.generation.inference import OnnxModel, OrtSettings
+from latentforge.runtime import ModelRuntime, OrtSettings
 from tools.stats import percentiles
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -36,20 +36,20 @@ class RawPoint:
     call_ms: dict[str, float]  # per-call latency percentiles
 
 
-def load_model(version_dir: Path, settings: OrtSettings) -> OnnxModel:
+def load_model(version_dir: Path, settings: OrtSettings) -> ModelRuntime:
     """A version folder loaded exactly as the server loads it (same checks, then a warm-up)."""
     from services.generation.model_repository import load_version
 
     return load_version(Path(version_dir), settings)
 
 
-def measure_batch(model: OnnxModel, batch_size: int, threads: int, duration_s: float, max_calls: int = 100_000,
+def measure_batch(model: ModelRuntime, batch_size: int, threads: int, duration_s: float, max_calls: int = 100_000,
                   seed: int = 0) -> RawPoint:
     """``threads`` threads calling the image graph on ``batch_size`` rows for ``duration_s``."""
     m = model.manifest
     z = np.random.default_rng(seed).standard_normal((batch_size, m.latent_dim)).astype(np.float32)
     labels = np.zeros(batch_size, np.int64) if m.num_classes else None
-    model.run_image(z, labels)  # warm this shape
+    model.run_task("decode", _feeds(z, labels))["image"]  # warm this shape
     latencies: list[list[float]] = [[] for _ in range(threads)]
     stop_at = time.perf_counter() + duration_s
     budget = {"calls": max_calls}
@@ -63,7 +63,7 @@ def measure_batch(model: OnnxModel, batch_size: int, threads: int, duration_s: f
                     return
                 budget["calls"] -= 1
             t0 = time.perf_counter()
-            model.run_image(z, labels)
+            model.run_task("decode", _feeds(z, labels))["image"]
             out.append((time.perf_counter() - t0) * 1000.0)
 
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -105,3 +105,8 @@ def run_raw(version_dir: Path, settings: OrtSettings, threads: int, batch_sizes:
         "load_average": list(os.getloadavg()),
         "cpu_count": os.cpu_count(),
     }
+
+
+def _feeds(z, labels):
+    """The decode contract's feeds: latents, and labels for a conditional model."""
+    return {"z": z} if labels is None else {"z": z, "labels": labels}

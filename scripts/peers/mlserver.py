@@ -102,7 +102,7 @@ def resolve_model(version_dir: Path, config: Any = None) -> PeerModel:
     for the version's decode graph."""
     from latentforge.manifest import Manifest
     from services.generation.config import ServeConfig
-    from services.generation.inference import OrtSettings
+    from latentforge.runtime import OrtSettings
 
     config = config or ServeConfig()
     settings = OrtSettings.from_config(config, providers=("CPUExecutionProvider",))

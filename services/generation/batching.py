@@ -1,64 +1,211 @@
-"""Dynamic batching: concurrent requests for one model version share ONNX Runtime calls.
+"""Running graphs for requests: one contract for every graph, ``run(model, role, feeds)``.
 
-Each (model, version, graph) has a queue; a shared pool of ``max_concurrent`` batch slots (the
-worker threads) serves all queues, oldest request first. A batch takes queued requests in order
-while they fit in ``max_batch_size`` rows. An idle model runs what is queued at once, so
-batching costs nothing at low load; while another batch of the same model is running, a batch
-that is not full waits up to ``max_queue_delay_s`` for more (Triton's "max queue delay"). The
-batch runs on a worker thread - one ONNX Runtime call, then each request's ``finish`` (e.g. PNG
-encoding) on its own rows - and one callback hands every request its result.
+A request hands the runner its feeds (input name -> array, the batch axis first) and gets the
+graph's named outputs back, or, with ``finish``, what ``finish`` made of them on the worker
+thread (e.g. encoded PNGs, one per row). The runner knows nothing of tasks: images, latents,
+completion inputs and the stroke decoder's steps all queue the same way.
 
-Everything on the event loop is constant work per request (a deque append, a check); there is no
-task or timer per request. Requests larger than a batch are split. A request whose deadline
+``BatchingRunner``: concurrent requests for one graph of one model version share ONNX Runtime
+calls. Each (model, graph, feed layout) has a queue; a shared pool of ``max_concurrent`` batch
+slots (the worker threads) serves all queues, oldest request first. A batch takes queued
+requests in order while they fit in ``max_batch_size`` rows, concatenates each named input
+along the batch axis and splits each output by rows. An idle model runs what is queued at
+once, so batching costs nothing at low load; while another batch of the same queue is running,
+a batch that is not full waits up to ``max_queue_delay_s`` for more (Triton's "max queue
+delay"). When nothing at all is queued or running, a small request runs at once on the
+calling thread (``inline_rows``): a batch of one gains nothing from the two thread hand-offs
+that a queued request pays.
+
+Everything on the event loop is constant work per request (a deque append, a check); there is
+no task or timer per request. Requests larger than a batch are split. A request whose deadline
 passes while it is queued is answered DEADLINE_EXCEEDED without running; a cancelled one (the
-client went away) is dropped, also when its batch was already waiting for a worker thread. A full
-queue answers RESOURCE_EXHAUSTED at once.
+client went away) is dropped, also when its batch was already waiting for a worker thread. A
+full queue answers RESOURCE_EXHAUSTED at once. Graphs whose inputs and outputs are not all
+batch-major run one request per call.
 
 Queues belong to model objects, not names: when a version is swapped (a new folder, or the same
 version re-exported), requests that resolved the old object drain on it while new ones queue on
 the new one; the queue of a version the repository unloaded (``retired``) is dropped once empty.
+
+``DirectRunner`` (``--no-batching``) sends each request to the worker threads on its own.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import threading
 import time
 from collections import deque
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from services.errors import ResourceExhausted, Unavailable
-from services.generation.inference import (
-    Finish,
-    InferenceRunner,
-    OnnxModel,
-    concat_optional,
-    expired,
-)
+from latentforge.runtime import FeedError, ModelRuntime
+from services.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from services.generation.metrics import Metrics, version_child
+from services.rpc.metrics import OwnedChildren
+
+Feeds = Mapping[str, np.ndarray]
+Outputs = dict[str, np.ndarray]
+# Runs on a worker thread on one request's output rows (output name -> rows); its list (one
+# item per row) is what the request gets back instead of the outputs, e.g. encoded PNGs.
+Finish = Callable[[Outputs], list]
+
+
+def rows_of(feeds: Feeds) -> int:
+    """The batch size of a request: the leading axis of its feeds."""
+    return len(next(iter(feeds.values())))
+
+
+def take_rows(arrays: Mapping[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+    """Rows start..stop of every array."""
+    return {name: value[start:stop] for name, value in arrays.items()}
+
+
+def concat_outputs(parts: list[Outputs]) -> Outputs:
+    """Outputs of consecutive row ranges, joined."""
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def expired(model: ModelRuntime) -> DeadlineExceeded:
+    """The error of a request whose deadline passed while it waited to run."""
+    return DeadlineExceeded(f"the deadline passed while the request waited for model {model.name} "
+                            f"v{model.version}; it was not run (allow more time or retry later)")
+
+
+class InferenceRunner(abc.ABC):
+    """What the pipeline awaits to run a graph. Implementations decide how rows are batched.
+
+    ``deadline`` (``loop.time()`` seconds) is when a request that has not started yet stops
+    being worth running.
+    """
+
+    def __init__(self, executor: Executor, metrics: Metrics, max_batch_size: int) -> None:
+        self.executor = executor
+        self.metrics = metrics
+        self.max_batch_size = max_batch_size
+        # (batch size, inference time) children per model object and graph; a version unloaded
+        # and loaded again gets fresh ones (the repository removes an unloaded version's series).
+        self._run_children: OwnedChildren[tuple[Any, Any]] = OwnedChildren(lambda model, graph: (
+            version_child(model, metrics.batch_size, model.name, str(model.version), graph),
+            version_child(model, metrics.inference_duration, model.name, str(model.version), graph, model.provider)))
+
+    @abc.abstractmethod
+    async def run(self, model: ModelRuntime, role: str, feeds: Feeds, finish: Finish | None = None,
+                  deadline: float | None = None) -> Any:
+        """Graph ``role`` of ``model`` on ``feeds``: its outputs by name, or ``finish``'s list."""
+
+    async def close(self) -> None:
+        """Stop background work."""
+
+    def _timed(self, model: ModelRuntime, role: str, feeds: Feeds) -> Outputs:
+        """Blocking: run the graph in chunks of max_batch_size rows, recording metrics."""
+        size, duration = self._run_children.get(model, role)
+        if not model.batchable(role):
+            t0 = time.perf_counter()
+            out = model.run(role, feeds)
+            size.observe(1)
+            duration.observe(time.perf_counter() - t0)
+            return out
+        n, step, parts = rows_of(feeds), self.max_batch_size, []
+        for start in range(0, n, step):
+            chunk = feeds if n <= step else take_rows(feeds, start, start + step)
+            t0 = time.perf_counter()
+            parts.append(model.run(role, chunk))
+            size.observe(min(step, n - start))
+            duration.observe(time.perf_counter() - t0)
+        return concat_outputs(parts)
+
+
+class DirectRunner(InferenceRunner):
+    """Each request runs on its own in a worker thread (no merging across requests).
+
+    At most ``max_queue_size`` requests per model version wait for a worker; one more is
+    answered RESOURCE_EXHAUSTED at once, as with the batcher.
+    """
+
+    def __init__(self, executor: Executor, metrics: Metrics, max_batch_size: int,
+                 max_queue_size: int = 1024) -> None:
+        super().__init__(executor, metrics, max_batch_size)
+        self.max_queue_size = max_queue_size
+        self._pending: dict[tuple[str, str], int] = {}  # (model, version) -> requests waiting for a worker
+        self._pending_lock = threading.Lock()
+        # depth, wait, rejected children per model object (see _run_children)
+        self._queue_children: OwnedChildren[tuple[Any, ...]] = OwnedChildren(lambda model: tuple(
+            version_child(model, metric, model.name, str(model.version))
+            for metric in (metrics.queue_depth, metrics.queue_wait, metrics.queue_rejected)))
+
+    async def run(self, model: ModelRuntime, role: str, feeds: Feeds, finish: Finish | None = None,
+                  deadline: float | None = None) -> Any:
+        labels = (model.name, str(model.version))
+        depth, wait, rejected = self._queue_children.get(model)
+        loop = asyncio.get_running_loop()
+        queued_at = time.perf_counter()
+        state = {"left_queue": False, "cancelled": False}
+        pending = self._pending
+
+        with self._pending_lock:
+            if pending.get(labels, 0) >= self.max_queue_size:
+                rejected.inc()
+                raise ResourceExhausted(
+                    f"the queue of model {model.name} v{model.version} is full "
+                    f"({self.max_queue_size} requests); retry with backoff")
+            pending[labels] = pending.get(labels, 0) + 1
+
+        def leave_queue() -> None:
+            with self._pending_lock:
+                if not state["left_queue"]:
+                    state["left_queue"] = True
+                    depth.dec()
+                    left = pending.get(labels, 1) - 1
+                    if left > 0:
+                        pending[labels] = left
+                    else:
+                        pending.pop(labels, None)
+
+        def call() -> Any:
+            leave_queue()
+            if state["cancelled"]:
+                return None
+            if deadline is not None and loop.time() >= deadline:
+                raise expired(model)
+            wait.observe(time.perf_counter() - queued_at)
+            out = self._timed(model, role, feeds)
+            return finish(out) if finish is not None else out
+
+        depth.inc()
+        try:
+            return await loop.run_in_executor(self.executor, call)
+        except asyncio.CancelledError:
+            state["cancelled"] = True
+            raise
+        finally:
+            leave_queue()  # a cancelled request that never ran
 
 
 @dataclass(eq=False)
 class _Pending:
     """One request's rows (at most a batch), waiting for a batch."""
 
-    inputs: np.ndarray
-    labels: np.ndarray | None
+    feeds: Feeds
+    rows: int
     finish: Finish | None
     future: asyncio.Future
     deadline: float | None  # loop.time() after which it is not started
-    extra: dict[str, np.ndarray] | None = None  # further inputs, row for row (complete: mask, z)
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-class _ModelQueue:
-    """The waiting requests of one (model, version, graph)."""
+class _Queue:
+    """The waiting requests of one (model, graph, feed layout)."""
 
-    def __init__(self, model: OnnxModel, graph: str, metrics: Metrics) -> None:
-        self.model, self.graph = model, graph
+    def __init__(self, key: tuple, model: ModelRuntime, graph: str, metrics: Metrics) -> None:
+        self.key, self.model, self.graph = key, model, graph
+        self.merge = model.batchable(graph)
         self.items: deque[_Pending] = deque()
         self.running = 0  # batches of this queue on worker threads now
         self.timer: asyncio.TimerHandle | None = None
@@ -86,13 +233,12 @@ class _ModelQueue:
                 self.expired.inc()
                 p.future.set_exception(expired(self.model))
                 continue
-            n = len(p.inputs)
-            if rows + n > limit:
+            if batch and (rows + p.rows > limit or not self.merge):
                 break
             items.popleft()
             left += 1
             batch.append(p)
-            rows += n
+            rows += p.rows
         if left:
             self.depth.dec(left)  # one update for all that left the queue
         return batch
@@ -101,65 +247,48 @@ class _ModelQueue:
         """Rows waiting, counted up to ``limit``."""
         rows = 0
         for p in self.items:
-            rows += len(p.inputs)
+            rows += p.rows
             if rows >= limit:
                 break
         return rows
 
 
 class BatchingRunner(InferenceRunner):
-    """An InferenceRunner that merges concurrent requests per model version."""
+    """An InferenceRunner that merges concurrent requests per model version and graph."""
 
     def __init__(self, executor: Executor, metrics: Metrics, max_batch_size: int, max_queue_delay_s: float,
-                 max_queue_size: int, max_concurrent: int = 1) -> None:
+                 max_queue_size: int, max_concurrent: int = 1, inline_rows: int = 0) -> None:
         super().__init__(executor, metrics, max_batch_size)
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_size = max_queue_size
         self.max_concurrent = max(1, max_concurrent)
+        self.inline_rows = inline_rows
         self._free = self.max_concurrent
-        self._queues: dict[tuple[int, str], _ModelQueue] = {}  # (id(model), graph); the queue holds the model
+        self._queues: dict[tuple, _Queue] = {}  # (id(model), graph, layout); the queue holds the model
         self._scheduled = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    # ---- the servicer's side ------------------------------------------------------------------
+    # ---- the pipeline's side ------------------------------------------------------------------
 
-    async def decode(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None,
-                     finish: Finish | None = None, deadline: float | None = None) -> Any:
-        parts = await self._submit(model, model.graph_for("decode"), z, labels, finish, deadline)
-        if len(parts) == 1:
-            return parts[0]
-        if finish is not None:
-            return [item for part in parts for item in part]
-        return np.concatenate(parts)
-
-    async def encode(self, model: OnnxModel, images: np.ndarray,
-                     deadline: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        parts = await self._submit(model, model.graph_for("encode"), images, None, None, deadline)
-        if len(parts) == 1:
-            return parts[0]
-        return np.concatenate([p[0] for p in parts]), concat_optional([p[1] for p in parts])
-
-    async def complete(self, model: OnnxModel, images: np.ndarray, masks: np.ndarray, z: np.ndarray,
-                       finish: Finish | None = None, deadline: float | None = None) -> Any:
-        parts = await self._submit(model, model.graph_for("complete"), images, None, finish, deadline,
-                                   {"mask": masks, "z": z})
-        if len(parts) == 1:
-            return parts[0]
-        if finish is not None:
-            return [item for part in parts for item in part]
-        return np.concatenate(parts)
-
-    async def _submit(self, model: OnnxModel, graph: str, inputs: np.ndarray, labels: np.ndarray | None,
-                      finish: Finish | None, deadline: float | None,
-                      extra: dict[str, np.ndarray] | None = None) -> list[Any]:
+    async def run(self, model: ModelRuntime, role: str, feeds: Feeds, finish: Finish | None = None,
+                  deadline: float | None = None) -> Any:
         if self._closed:
             raise Unavailable("the server is shutting down; retry on another replica")
-        loop = self._loop or asyncio.get_running_loop()
-        self._loop = loop
-        q = self._queue(model, graph)
-        step = self.max_batch_size
-        chunks = (len(inputs) + step - 1) // step
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        merge = model.batchable(role)
+        rows = rows_of(feeds) if merge else 1
+        optional = model.optional_inputs(role)  # requests with and without one still merge
+        key = (id(model), role, tuple((n, a.shape[1:], a.dtype.str) for n, a in feeds.items() if n not in optional))
+        q = self._queues.get(key)
+        if q is None:
+            q = self._queues[key] = _Queue(key, model, role, self.metrics)
+        if rows <= self.inline_rows and self._free == self.max_concurrent and not self._scheduled and not q.items:
+            return self._inline(q, feeds, finish, deadline)
+        step = self.max_batch_size if merge else rows
+        chunks = (rows + step - 1) // step
         if len(q.items) + chunks > self.max_queue_size:
             q.rejected.inc()
             raise ResourceExhausted(
@@ -168,46 +297,49 @@ class BatchingRunner(InferenceRunner):
         q.depth.inc(chunks)
         if chunks == 1:  # the common case: no slicing, one future
             fut = loop.create_future()
-            q.items.append(_Pending(inputs, labels, finish, fut, deadline, extra))
+            q.items.append(_Pending(feeds, rows, finish, fut, deadline))
             self._schedule()
             try:
-                return [await fut]
+                return await fut
             except BaseException:
                 fut.cancel()
                 raise
         futures = []
-        for start in range(0, len(inputs), step):
+        for start in range(0, rows, step):
             fut = loop.create_future()
-            rows = slice(start, start + step)
-            q.items.append(_Pending(inputs[rows], None if labels is None else labels[rows], finish, fut, deadline,
-                                    None if extra is None else {k: v[rows] for k, v in extra.items()}))
+            q.items.append(_Pending(take_rows(feeds, start, start + step), min(step, rows - start), finish, fut,
+                                    deadline))
             futures.append(fut)
         self._schedule()
         try:
-            if len(futures) == 1:
-                return [await futures[0]]
-            return list(await asyncio.gather(*futures))
+            parts = list(await asyncio.gather(*futures))
         except BaseException:
             # Cancelled, or one chunk failed (expired, ORT error): the request is answered, so
             # its other chunks must not run.
             for fut in futures:
                 fut.cancel()
             raise
+        if finish is not None:
+            return [item for part in parts for item in part]
+        return concat_outputs(parts)
 
-    def _queue(self, model: OnnxModel, graph: str) -> _ModelQueue:
-        key = (id(model), graph)
-        q = self._queues.get(key)
-        if q is None:
-            q = self._queues[key] = _ModelQueue(model, graph, self.metrics)
-        return q
+    def _inline(self, q: _Queue, feeds: Feeds, finish: Finish | None, deadline: float | None) -> Any:
+        """Run a lone small request now, on the calling (event loop) thread: nothing else waits
+        or runs, so no batch can form, and a queued request would only add two thread hand-offs."""
+        if deadline is not None and self._loop is not None and self._loop.time() >= deadline:
+            q.expired.inc()
+            raise expired(q.model)
+        q.wait.observe(0.0)
+        out = self._timed(q.model, q.graph, feeds)
+        return finish(out) if finish is not None else out
 
-    def _drop_if_retired(self, q: _ModelQueue) -> None:
+    def _drop_if_retired(self, q: _Queue) -> None:
         """Forget the queue of an unloaded version once nothing waits or runs on it."""
         if q.model.retired and not q.items and not q.running:
             if q.timer is not None:
                 q.timer.cancel()
                 q.timer = None
-            self._queues.pop((id(q.model), q.graph), None)
+            self._queues.pop(q.key, None)
 
     # ---- batch formation (event loop) ---------------------------------------------------------
 
@@ -229,16 +361,16 @@ class BatchingRunner(InferenceRunner):
             if batch:
                 self._launch(q, batch)
 
-    def _ready_queue(self, loop: asyncio.AbstractEventLoop) -> _ModelQueue | None:
+    def _ready_queue(self, loop: asyncio.AbstractEventLoop) -> _Queue | None:
         """The queue whose oldest request is oldest among those allowed to start now."""
-        best: _ModelQueue | None = None
+        best: _Queue | None = None
         now = time.perf_counter()
         for q in list(self._queues.values()):
             if not q.items:
                 self._drop_if_retired(q)
                 continue
             head = q.items[0]
-            if q.running and self.max_queue_delay_s > 0:
+            if q.running and self.max_queue_delay_s > 0 and q.merge:
                 waited = now - head.enqueued
                 if waited < self.max_queue_delay_s and q.rows_queued(self.max_batch_size) < self.max_batch_size:
                     if q.timer is None:  # look again when the oldest has waited long enough
@@ -248,11 +380,11 @@ class BatchingRunner(InferenceRunner):
                 best = q
         return best
 
-    def _timer_fired(self, q: _ModelQueue) -> None:
+    def _timer_fired(self, q: _Queue) -> None:
         q.timer = None
         self._schedule()
 
-    def _launch(self, q: _ModelQueue, batch: list[_Pending]) -> None:
+    def _launch(self, q: _Queue, batch: list[_Pending]) -> None:
         self._free -= 1
         q.running += 1
         started = time.perf_counter()
@@ -269,11 +401,13 @@ class BatchingRunner(InferenceRunner):
 
     # ---- the batch itself (worker thread) -------------------------------------------------------
 
-    def _run_batch(self, q: _ModelQueue, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+    def _run_batch(self, q: _Queue, batch: list[_Pending]) -> list[tuple[bool, Any]]:
         """One ONNX Runtime call for the batch, then each request's finish on its rows.
 
         Deadlines are checked again here: a batch may have waited behind other work for a
-        worker thread, and a request that can no longer be answered in time is not run.
+        worker thread, and a request that can no longer be answered in time is not run. Feeds
+        that do not fit the graph fail their own request only: the batch is run again one
+        request at a time to find whose they are.
         """
         now = self._loop.time() if self._loop is not None else time.monotonic()  # a monotonic clock
         results: list[tuple[bool, Any]] = [(False, None)] * len(batch)
@@ -289,33 +423,29 @@ class BatchingRunner(InferenceRunner):
         if not live:
             return results
         run = [batch[k] for k in live]
-        inputs = np.concatenate([p.inputs for p in run]) if len(run) > 1 else run[0].inputs
-        tasks = q.model.manifest.tasks
-        if q.graph == tasks.get("encode"):
-            mu, logvar = self._timed_encoder(q.model, inputs)
-            parts = _split(run, lambda a, b: (mu[a:b], None if logvar is None else logvar[a:b]))
-        elif q.graph == tasks.get("complete"):
-            masks, z = (np.concatenate([p.extra[name] for p in run]) for name in ("mask", "z"))  # type: ignore[index]
-            images = self._timed_completer(q.model, inputs, masks, z)
-            parts = _split(run, lambda a, b: images[a:b], finish=True)
-        else:
-            labels = None
-            if any(p.labels is not None for p in run):
-                labels = np.concatenate([p.labels if p.labels is not None else np.zeros(len(p.inputs), np.int64)
-                                         for p in run])
-            images = self._timed_image(q.model, inputs, labels)
-            parts = _split(run, lambda a, b: images[a:b], finish=True)
-        for k, part in zip(live, parts):
+        try:
+            feeds = run[0].feeds if len(run) == 1 else _merged(q, run)
+            out = self._timed(q.model, q.graph, feeds)
+        except FeedError:
+            if len(run) == 1:
+                raise
+            for k in live:
+                try:
+                    results[k] = _split([batch[k]], self._timed(q.model, q.graph, batch[k].feeds))[0]
+                except Exception as exc:  # noqa: BLE001 - this request's error, not the batch's
+                    results[k] = (False, exc)
+            return results
+        for k, part in zip(live, _split(run, out)):
             results[k] = part
         return results
 
     # ---- results (event loop) ---------------------------------------------------------------------
 
-    def _completed(self, q: _ModelQueue, batch: list[_Pending], job: Future) -> None:
+    def _completed(self, q: _Queue, batch: list[_Pending], job: Future) -> None:
         exc = job.exception()
         self._finished(q, batch, None if exc else job.result(), exc)
 
-    def _finished(self, q: _ModelQueue, batch: list[_Pending], results: list[tuple[bool, Any]] | None,
+    def _finished(self, q: _Queue, batch: list[_Pending], results: list[tuple[bool, Any]] | None,
                   exc: BaseException | None) -> None:
         self._free += 1
         q.running -= 1
@@ -334,7 +464,7 @@ class BatchingRunner(InferenceRunner):
         if any(qq.items for qq in self._queues.values()):
             self._schedule()
 
-    def _fail(self, q: _ModelQueue, exc: Exception) -> None:
+    def _fail(self, q: _Queue, exc: Exception) -> None:
         if q.timer is not None:
             q.timer.cancel()
             q.timer = None
@@ -351,6 +481,14 @@ class BatchingRunner(InferenceRunner):
         self._queues.clear()
 
 
+def _merged(q: _Queue, run: list[_Pending]) -> dict[str, np.ndarray]:
+    """The feeds of a batch: each input's rows of every request, in order; an optional input
+    some requests left out is filled with the zeros it stands for."""
+    names = set().union(*(p.feeds.keys() for p in run))
+    parts = [p.feeds if names == p.feeds.keys() else q.model.fill_optional(q.graph, p.feeds) for p in run]
+    return {name: np.concatenate([f[name] for f in parts]) for name in parts[0]}
+
+
 def _post(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
     """Hand a finished batch back to the loop; a loop already closed (shutdown) has no one waiting."""
     try:
@@ -359,45 +497,45 @@ def _post(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
         pass
 
 
-def _split(batch: list[_Pending], rows_of: Any, finish: bool = False) -> list[tuple[bool, Any]]:
-    """Each request's rows of a batch result, passed through its finish when asked.
+def _split(batch: list[_Pending], out: Outputs) -> list[tuple[bool, Any]]:
+    """Each request's rows of a batch's outputs, passed through its finish when it has one.
 
     Neighbouring requests with the same finish object (e.g. every PNG request of a model) are
     finished in one call on their rows together, then split again: a finish works row by row.
     When that call fails, each request of the run is finished on its own, so that an error is
     only its own request's.
     """
-    out: list[tuple[bool, Any]] = []
+    result: list[tuple[bool, Any]] = []
     offset, k, size = 0, 0, len(batch)
+    whole = size == 1
     while k < size:
-        fn = batch[k].finish if finish else None
-        end, rows = k + 1, len(batch[k].inputs)
+        fn = batch[k].finish
+        end, rows = k + 1, batch[k].rows
         while fn is not None and end < size and batch[end].finish is fn:
-            rows += len(batch[end].inputs)
+            rows += batch[end].rows
             end += 1
         items = None
         if end - k > 1:
             try:
-                items = fn(rows_of(offset, offset + rows))  # type: ignore[misc]
+                items = fn(take_rows(out, offset, offset + rows))  # type: ignore[misc]
             except Exception:  # noqa: BLE001 - finished one request at a time below
                 items = None
         if items is not None and len(items) == rows:
             start = 0
             for p in batch[k:end]:
-                out.append((True, items[start:start + len(p.inputs)]))
-                start += len(p.inputs)
+                result.append((True, items[start:start + p.rows]))
+                start += p.rows
             offset += rows
         else:
             for p in batch[k:end]:
-                n = len(p.inputs)
-                part = rows_of(offset, offset + n)
-                offset += n
+                part = out if whole else take_rows(out, offset, offset + p.rows)
+                offset += p.rows
                 if fn is None:
-                    out.append((True, part))
+                    result.append((True, part))
                     continue
                 try:
-                    out.append((True, fn(part)))
+                    result.append((True, fn(part)))
                 except Exception as exc:  # noqa: BLE001 - this request's error, not the batch's
-                    out.append((False, exc))
+                    result.append((False, exc))
         k = end
-    return out
+    return result

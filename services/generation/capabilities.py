@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from services.errors import FailedPrecondition, InvalidArgument
+
 # RPC -> the sets of tasks that let a model serve it (any one set suffices).
 RPC_TASKS: dict[str, tuple[frozenset[str], ...]] = {
     # Seeds become latents drawn from the prior, decoded into images.
@@ -44,3 +46,28 @@ def missing_tasks(rpc: str, tasks: Iterable[str]) -> list[str]:
     fewest (KeyError for an unknown RPC)."""
     have = set(tasks)
     return min((sorted(needs - have) for needs in RPC_TASKS[rpc]), key=len)
+
+
+# What a missing task means to a client, for the refusal's message.
+TASK_MEANING = {"sample": "no prior to sample latents from", "decode": "no graph from latents to images",
+                "encode": "no encoder from images to latents",
+                "complete": "no completion graph from an image and its mask to a filled image",
+                "draw_strokes": "no stroke decoder to draw with", "init_state": "no latent-conditioned stroke decoder",
+                "encode_strokes": "no encoder from drawings to latents"}
+# RPCs whose refusal is a wrong request (INVALID_ARGUMENT: an image sent to a model that cannot
+# read images) rather than a model that lacks a feature (FAILED_PRECONDITION).
+INVALID_ON_MISSING = frozenset({"Encode", "Reconstruct"})
+
+
+def refuse(rpc: str, name: str, version: int, kind: str, tasks: Iterable[str]) -> None:
+    """Raise the error a model (``name`` v``version``, with ``tasks``) answers ``rpc`` with when
+    its tasks do not support it: what it lacks, and the RPCs it does support."""
+    tasks = list(tasks)
+    supported = supported_rpcs(tasks)
+    if rpc in supported:
+        return
+    why = "; ".join(f"no {t!r} task ({TASK_MEANING.get(t, 'not declared by its manifest')})"
+                    for t in missing_tasks(rpc, tasks))
+    message = (f"model {name} v{version} (kind {kind}) does not support {rpc}: it has {why}; "
+               f"it supports {', '.join(supported)}")
+    raise (InvalidArgument if rpc in INVALID_ON_MISSING else FailedPrecondition)(message)

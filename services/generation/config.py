@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from services.generation.breaker import BreakerSettings
+from services.generation.cache.breaker import BreakerSettings
 from services.rpc.settings import ConfigError, ServerSettings, load_settings, setting
 
 __all__ = ["ConfigError", "ServeConfig", "load_config"]
@@ -38,7 +38,7 @@ class ServeConfig(ServerSettings):
     cache_max_bytes: int = setting(64 * 1024 * 1024, "in-process cache memory bound in bytes")
     redis_timeout_s: float = setting(0.25, "per Redis command, in seconds; a slow Redis must not stall Generate")
     # Circuit breaker: a Redis that hangs (rather than refusing connections) is not waited on by
-    # every request; see services.generation.breaker.
+    # every request; see services.generation.cache.breaker.
     redis_breaker_threshold: int = setting(
         3, "Redis failures or timeouts in a row that open the cache's circuit breaker: Redis is then not "
            "called (ids answer UNAVAILABLE at once, Generate does not store) until a background PING "
@@ -76,6 +76,8 @@ class ServeConfig(ServerSettings):
     max_batch_size: int = setting(64, "rows per ONNX Runtime call")
     batching: bool = setting(True, "merge concurrent requests into one ONNX Runtime call; off: one call per request")
     max_queue_delay_ms: float = setting(1.0, "how long a batch may wait for more requests while another runs")
+    inline_rows: int = setting(1, "a request of at most this many rows runs at once on the event loop when nothing "
+                               "else is queued or running (no thread hand-offs at low load); 0: always queue")
     max_queue_size: int = setting(1024, "queued requests per model version before RESOURCE_EXHAUSTED")
     stream_chunk: int = setting(4, "GenerateStream samples per inference call")
     max_stream_count: int = setting(100_000, "max samples per GenerateStream call")
@@ -110,6 +112,7 @@ class ServeConfig(ServerSettings):
             (self.max_batch_size >= 1, "max_batch_size must be >= 1"),
             (self.max_queue_delay_ms >= 0, "max_queue_delay_ms must be >= 0"),
             (self.max_queue_size >= 1, "max_queue_size must be >= 1"),
+            (self.inline_rows >= 0, "inline_rows must be >= 0"),
             (self.stream_chunk >= 1, "stream_chunk must be >= 1"),
             (self.max_stream_count >= 1, "max_stream_count must be >= 1"),
             (self.session_max_in_flight >= 1, "session_max_in_flight must be >= 1"),

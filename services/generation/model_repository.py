@@ -23,7 +23,7 @@ from pathlib import Path
 
 from latentforge.manifest import MANIFEST_NAME, NAME_PATTERN, Manifest, ManifestError, list_versions, verify_files
 from services.errors import NotFound, Unavailable
-from services.generation.inference import OnnxModel, OrtSettings, log_loaded
+from latentforge.runtime import ModelRuntime, OrtSettings
 from services.generation.metrics import Metrics
 from services.rpc.logs import event, get_logger
 
@@ -37,11 +37,11 @@ class ModelRepository:
         self.root = Path(root)
         self.metrics = metrics
         self.settings = settings
-        self._models: dict[str, dict[int, OnnxModel]] = {}
+        self._models: dict[str, dict[int, ModelRuntime]] = {}
         self._failed: set[tuple[str, int]] = set()
         self._refresh_lock = threading.Lock()
 
-    def refresh(self) -> list[OnnxModel]:
+    def refresh(self) -> list[ModelRuntime]:
         """Load versions that appeared, drop versions whose folder vanished; blocking.
 
         Returns the newly loaded models. A version that failed is not retried while its folder
@@ -51,7 +51,7 @@ class ModelRepository:
         with self._refresh_lock:
             current = {name: dict(versions) for name, versions in self._models.items()}
             seen: set[tuple[str, int]] = set()
-            added: list[OnnxModel] = []
+            added: list[ModelRuntime] = []
             if self.root.is_dir():
                 for model_dir in sorted(self.root.iterdir()):
                     if not model_dir.is_dir() or not NAME_PATTERN.match(model_dir.name):
@@ -82,7 +82,7 @@ class ModelRepository:
             self.metrics.models_loaded.set(sum(len(v) for v in current.values()))
             return added
 
-    def _remove_series(self, model: OnnxModel) -> None:
+    def _remove_series(self, model: ModelRuntime) -> None:
         """Stop exporting an unloaded version: its info, queue and inference series."""
         name, v, m = model.name, str(model.version), self.metrics
         series = [(m.model_info, (name, v)), (m.queue_depth, (name, v)), (m.queue_wait, (name, v))]
@@ -99,7 +99,7 @@ class ModelRepository:
                 except KeyError:  # never observed
                     pass
 
-    def _load(self, version_dir: Path, name: str, version: int) -> OnnxModel | None:
+    def _load(self, version_dir: Path, name: str, version: int) -> ModelRuntime | None:
         try:
             model = load_version(version_dir, self.settings, root=self.root, name=name, version=version)
         except Exception as exc:  # a broken version must not stop the others from serving
@@ -114,7 +114,7 @@ class ModelRepository:
         log_loaded(model)
         return model
 
-    def all(self) -> list[OnnxModel]:
+    def all(self) -> list[ModelRuntime]:
         """Every loaded version, by name then version."""
         snapshot = self._models
         return [snapshot[n][v] for n in sorted(snapshot) for v in sorted(snapshot[n])]
@@ -126,7 +126,7 @@ class ModelRepository:
     def __len__(self) -> int:
         return sum(len(v) for v in self._models.values())
 
-    def resolve(self, name: str, version: int | None = None) -> OnnxModel:
+    def resolve(self, name: str, version: int | None = None) -> ModelRuntime:
         """The model for a request: the pinned version or the newest one.
 
         Raises Unavailable when nothing is loaded, NotFound for an unknown name or version.
@@ -148,7 +148,7 @@ class ModelRepository:
 
 
 def load_version(version_dir: Path, settings: OrtSettings, root: Path | None = None, name: str | None = None,
-                 version: int | None = None) -> OnnxModel:
+                 version: int | None = None) -> ModelRuntime:
     """Load and warm up one version folder with every check the server makes; raises on refusal.
 
     ``root`` is the repository root (default: two levels up), ``name``/``version`` what the folder
@@ -168,7 +168,7 @@ def load_version(version_dir: Path, settings: OrtSettings, root: Path | None = N
         raise ManifestError(f"manifest says {manifest.name} v{manifest.version} but sits in {name}/{version}")
     verify_files(version_dir, manifest)  # every file, variants included
     _refuse_external_data(version_dir, manifest)
-    model = OnnxModel(manifest, version_dir, settings)
+    model = ModelRuntime(manifest, version_dir, settings)
     model.warm_up()
     return model
 
@@ -267,3 +267,11 @@ def _refuse_external_data(version_dir: Path, manifest: Manifest) -> None:
         if external:
             raise ManifestError(f"{fname} in {version_dir} keeps tensor data in external files, which the "
                                 "loader refuses; export the graph with its weights inside the .onnx file")
+
+
+def log_loaded(model: ModelRuntime) -> None:
+    """The one log line that says which provider and files run a model."""
+    event(log, "model_loaded", model=model.name, version=model.version, kind=model.manifest.kind,
+          tasks=sorted(model.manifest.tasks), provider=model.provider, graphs=sorted(model.sessions), files=model.files,
+          variant=model.variant or "plain", intra_op_threads=model.settings.intra_op_threads,
+          io_binding=model.io_binding)

@@ -1,19 +1,24 @@
 """The generation pipeline: resolve the model version → latents and labels → render (through
 the rendered-output cache) → store the samples. Knows nothing of gRPC: it takes the typed
 requests of ``services.generation.requests``, raises ``services.errors`` kinds with messages
-that say what to fix, and returns results the servicer turns into proto messages.
+that say what to fix, and returns results that ``services.generation.convert`` turns into proto
+messages. Every operation is here, strokes included: a surface only converts and calls.
 
-Which operations a model version supports is checked in one place, ``_require``, from what the
-model says of itself (``supported_methods``).
+Which operations a model version supports is checked in one place, ``_require``, from the tasks
+its manifest declares (``services.generation.capabilities``). Every graph runs through the
+runner's one call, ``run(model, role, feeds)``: nothing here or below is written per task but
+the feeds a task's contract names.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 import secrets
 import threading
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from typing import Sequence
 
@@ -35,7 +40,10 @@ from services.errors import FailedPrecondition, InvalidArgument, NotFound, Unava
 from services.generation import completion
 from services.generation.requests import (
     CompleteRequest,
+    ContinueRequest,
+    DrawRequest,
     EncodeRequest,
+    EncodeStrokesRequest,
     Endpoint,
     GeneratePlan,
     GenerateRequest,
@@ -48,17 +56,16 @@ from services.generation.requests import (
     TensorInput,
     VariationsRequest,
 )
-from services.generation.strokes import StrokeDrawer, renderings
-from services.generation.inference import Finish, InferenceRunner, OnnxModel
+from services.generation.strokes import DrawEvent, DrawPlan, StrokeDrawer, renderings
+from latentforge.runtime import ModelRuntime
+from services.generation.batching import Finish, InferenceRunner
+from services.generation.capabilities import refuse, supported_rpcs
 from services.generation.metrics import Metrics
 from services.generation.model_repository import ModelRepository
 from services.rpc.logs import note
 from services.rpc.metrics import OwnedChildren
 
 MAX_STRENGTH = 10.0
-
-# What an operation needs, for the message when a model version lacks it.
-_NEEDS = {"Encode": "a VAE with an encoder", "Reconstruct": "a VAE with an encoder"}
 
 # Seeds the server picks need to be unpredictable enough to differ, not secret: a generator
 # seeded once from the OS avoids a system call per request.
@@ -67,7 +74,6 @@ _seed_source = random.Random(secrets.randbits(128))
 
 def _random_seed() -> int:
     return _seed_source.getrandbits(64)
-
 
 class GenerationPipeline:
     """Serves generation requests from a model repository, an inference runner and a cache."""
@@ -80,20 +86,20 @@ class GenerationPipeline:
         self.cache = cache
         self.executor = executor
         # Per model version: the operations it supports, and its samples counter by operation.
-        self._supports = OwnedChildren(lambda model: frozenset(model.supported_methods()))
+        self._supports = OwnedChildren(lambda model: frozenset(supported_rpcs(model.manifest.tasks)))
         # One finisher object per model version and output format: the batcher encodes the rows
         # of requests sharing one in a single call.
         self._finishers: OwnedChildren[Finish] = OwnedChildren(self._make_finisher)
         self._samples = OwnedChildren(
             lambda model, operation: metrics.samples.labels(model.name, str(model.version), operation))
-        self.strokes = StrokeDrawer(executor, metrics, self._store, config.max_count)
+        self.strokes = StrokeDrawer(runner, metrics, self._store, config.max_count)
 
     @property
     def max_count(self) -> int:
         """The most samples, frames or images one request may ask for."""
         return self.config.max_count
 
-    async def warm_up(self, model: OnnxModel, every_worker: bool) -> None:
+    async def warm_up(self, model: ModelRuntime, every_worker: bool) -> None:
         """Do now what the first requests of ``model`` would otherwise do for the first time, so
         that they are as fast as the rest once the server says SERVING: the latent code's lazy
         imports, and the image graph run at batch 1 and at the largest batch, each output
@@ -116,24 +122,17 @@ class GenerationPipeline:
             except threading.BrokenBarrierError:
                 pass
             for rows in sorted({1, n}):
-                images = model.run_image(z[:rows], None if labels is None else labels[:rows])
+                feeds = {"z": z[:rows]} if labels is None else {"z": z[:rows], "labels": labels[:rows]}
+                outputs = model.run_task("decode", feeds)
                 for finish in finishers:
-                    finish(images)
+                    finish(outputs)
 
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self.executor, run) for _ in range(workers)))
 
     # ---- operations ---------------------------------------------------------------------------
 
-    def model_for(self, name: str, version: int | None, operation: str) -> OnnxModel:
-        """The version a request names (the newest when unpinned), able to do ``operation``."""
-        return self._model(name, version, operation)
-
-    def count_samples(self, model: OnnxModel, operation: str, n: int) -> None:
-        """Count n samples made by ``operation`` (latentforge_samples_generated_total)."""
-        self._samples.get(model, operation).inc(n)
-
-    async def stored_latent(self, sample_id: str, model: OnnxModel) -> np.ndarray:
+    async def stored_latent(self, sample_id: str, model: ModelRuntime) -> np.ndarray:
         """The latent of a stored sample of ``model``'s name (NotFound, Unavailable, InvalidArgument)."""
         record = await self.sample(sample_id)
         if record.model != model.name or record.latent.shape != (model.manifest.latent_dim,):
@@ -206,7 +205,7 @@ class GenerationPipeline:
         drawings = None
         if model.has_task("draw_strokes"):  # frames are drawings, rendered as the model's output images
             drawings = await self.strokes.frames(model, z, request.seed or 0, request.temperature)
-            payloads = self._finisher(model, request.output)(renderings(drawings, model.image_shape[1]))
+            payloads = self._finisher(model, request.output)({"image": renderings(drawings, model.image_shape[1])})
         else:
             payloads = await self._render(model, z, labels, request.output, deadline)
         records = [SampleRecord(new_sample_id(), model.name, model.version, z[k], "interpolate", label=label)
@@ -219,7 +218,7 @@ class GenerationPipeline:
         """Images to latents (the encoder's mean), each stored as a sample."""
         model = self._model(request.model, request.version, "Encode")
         batch = await self._input_images(model, request.images)
-        mu, _ = await self.runner.encode(model, batch, deadline)
+        mu = (await self._run(model, "encode", {"image": batch}, None, deadline))["mu"]
         records = [SampleRecord(new_sample_id(), model.name, model.version, mu[k].astype(np.float32), "encode")
                    for k in range(len(mu))]
         stored = await self._store(records)
@@ -229,7 +228,7 @@ class GenerationPipeline:
         """Images through the encoder and back through the decoder."""
         model = self._model(request.model, request.version, "Reconstruct")
         batch = await self._input_images(model, request.images)
-        mu, _ = await self.runner.encode(model, batch, deadline)
+        mu = (await self._run(model, "encode", {"image": batch}, None, deadline))["mu"]
         payloads = await self._render(model, mu, None, request.output, deadline)
         self._samples.get(model, "Reconstruct").inc(len(payloads))
         return Rendered(model, payloads)
@@ -252,24 +251,24 @@ class GenerationPipeline:
         base_seed = request.seed if request.seed is not None else _random_seed()
         seeds = [latents.sample_seed(base_seed, i) for i in range(count)]
         note(count=count, iterations=rounds or 0)
-        finish = self._finisher(model, request.output)
         dim = model.manifest.latent_dim
         if rounds is None:
             _, z = latents.latents_from_seeds(base_seed, count, dim, None)
-            payloads = await self.runner.complete(model, np.repeat(image[None], count, 0),
-                                                  np.repeat(mask[None], count, 0), z, finish, deadline)
+            payloads = await self._complete(model, image, mask, z, request.output, deadline)
         else:
             labels = None if label is None else np.full(count, label, dtype=np.int64)
             eps, fill = candidate_noise(seeds, dim, (c, h, w), model.value_range)
 
             async def encode(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-                return await self.runner.encode(model, x, deadline)
+                out = await self._run(model, "encode", {"image": x}, None, deadline)
+                return out["mu"], out.get("logvar")
 
             async def decode(zz: np.ndarray) -> np.ndarray:
-                return await self.runner.decode(model, zz, labels, None, deadline)
+                return (await self._run(model, "decode", _latent_feeds(zz, labels), None, deadline))["image"]
 
             filled, z = await iterative_complete(encode, decode, image, mask, eps, fill, rounds)
-            payloads = await asyncio.get_running_loop().run_in_executor(self.executor, finish, filled)
+            finish = self._finisher(model, request.output, "image")
+            payloads = await asyncio.get_running_loop().run_in_executor(self.executor, finish, {"image": filled})
         context = completion.pack_context(image, mask)
         records = [SampleRecord(new_sample_id(), model.name, model.version, z[i], "complete", seed=seeds[i],
                                 label=label, context=context) for i in range(count)]
@@ -310,6 +309,76 @@ class GenerationPipeline:
         self._samples.get(model, "Variations").inc(count)
         return Samples(model, records, payloads, stored, base_seed)
 
+    def plan_stream(self, request: GenerateRequest) -> GeneratePlan:
+        """``plan_generate`` for GenerateStream, whose limit is ``max_stream_count``."""
+        limit = self.config.max_stream_count
+        if request.count > limit:
+            raise InvalidArgument(
+                f"count must be between 1 and {limit} for GenerateStream, got {request.count}; ask for the "
+                f"rest in another stream with seed + {limit} (sample k of seed s is sample 0 of seed s + k)")
+        return self.plan_generate(request, "GenerateStream", max_count=limit)
+
+    async def generate_stream(self, plan: GeneratePlan, deadline: float | None) -> AsyncIterator[tuple[int, Samples]]:
+        """A planned stream's samples in chunks of ``stream_chunk``: (index of the chunk's first
+        sample, its samples). A chunk is made only when the reader asks for it, so a reader that
+        stops (or is cancelled) stops the stream between chunks."""
+        chunk = self.config.stream_chunk
+        for start in range(0, plan.count, chunk):
+            yield start, await self.generate(plan, start, min(chunk, plan.count - start), deadline, "GenerateStream")
+
+    # ---- stroke models -------------------------------------------------------------------------
+
+    async def draw_strokes(self, request: DrawRequest) -> AsyncIterator[DrawEvent]:
+        """GenerateStrokes: drawings sampled from the model, their points streamed as they come;
+        drawing i from seed (seed + i) mod 2^64 (``services.generation.strokes``)."""
+        model = self._model(request.model, request.version, "GenerateStrokes")
+        seed = request.seed if request.seed is not None else _random_seed()
+        plan = self.strokes.plan(
+            model, count=request.count or 1, seed=seed, temperature=request.temperature,
+            max_steps=request.max_steps, svg=request.svg, png_size=request.png_size)
+        async for event in self._drawings(plan, "draw", "GenerateStrokes"):
+            yield event
+
+    async def continue_strokes(self, request: ContinueRequest) -> AsyncIterator[DrawEvent]:
+        """ContinueStrokes: continuations of a partial drawing, streamed like ``draw_strokes``.
+        Each continues from a stored sample's latent when one is named; otherwise (a model with
+        a latent) from the prefix's encoding, mu + sigma * latent_from_seed(seed_i)."""
+        model = self._model(request.model, request.version, "ContinueStrokes")
+        prefix = self.strokes.check_prefix(model, request.prefix)
+        count = request.count or 1
+        seed = request.seed if request.seed is not None else _random_seed()
+        plan = self.strokes.plan(
+            model, count=count, seed=seed, temperature=request.temperature, max_steps=request.max_steps,
+            svg=request.svg, png_size=request.png_size, prefix=prefix, parent_id=request.sample_id or None)
+        given = None
+        if request.sample_id:
+            given = np.repeat((await self.stored_latent(request.sample_id, model))[None], count, 0)
+        elif model.manifest.latent_dim:
+            if not model.has_task("encode_strokes"):
+                raise InvalidArgument(f"model {model.name} has no encoder: name the latent to continue with "
+                                      "(sample_id)")
+            given = await self.strokes.posterior(model, prefix, [latents.sample_seed(seed, i) for i in range(count)])
+        async for event in self._drawings(dataclasses.replace(plan, latents=given), "continue", "ContinueStrokes"):
+            yield event
+
+    async def encode_strokes(self, request: EncodeStrokesRequest, deadline: float | None) -> Samples:
+        """EncodeStrokes: drawings to latents (the encoder's mean), each stored as a sample."""
+        model = self._model(request.model, request.version, "EncodeStrokes")
+        if not 1 <= len(request.drawings) <= self.max_count:
+            raise InvalidArgument(f"send 1 to {self.max_count} drawings, got {len(request.drawings)}")
+        drawings = [self.strokes.check_prefix(model, rows, f"drawing {k}") for k, rows in enumerate(request.drawings)]
+        records, stored = await self.strokes.encode(model, drawings, deadline)
+        return Samples(model, records, None, stored)
+
+    async def _drawings(self, plan: DrawPlan, origin: str, operation: str) -> AsyncIterator[DrawEvent]:
+        """A plan's drawings as they are sampled; each finished one counted as a sample of
+        ``operation`` (latentforge_samples_generated_total)."""
+        samples = self._samples.get(plan.model, operation)
+        async for event in self.strokes.stream(plan, origin):
+            if event.done:
+                samples.inc()
+            yield event
+
     async def sample(self, sample_id: str) -> SampleRecord:
         """A stored sample by id."""
         if not SAMPLE_ID_PATTERN.match(sample_id or ""):
@@ -326,7 +395,7 @@ class GenerationPipeline:
 
     # ---- the model version and what it supports ----------------------------------------------
 
-    def _model(self, name: str, version: int | None, operation: str) -> OnnxModel:
+    def _model(self, name: str, version: int | None, operation: str) -> ModelRuntime:
         """The version a request names (the newest when unpinned), able to do ``operation``."""
         if version is not None and version < 0:
             raise InvalidArgument(f"version must be >= 1 (or 0/absent for the newest), got {version}")
@@ -335,18 +404,11 @@ class GenerationPipeline:
         self._require(model, operation)
         return model
 
-    def _require(self, model: OnnxModel, operation: str) -> None:
-        """The one capability check: refuse an operation the model version does not support.
-
-        Encode/Reconstruct on a model without an encoder is a wrong request (INVALID_ARGUMENT);
-        anything else the manifest's tasks rule out is FAILED_PRECONDITION naming what it supports.
-        """
+    def _require(self, model: ModelRuntime, operation: str) -> None:
+        """The one capability check: refuse an operation the model version's tasks do not
+        support, saying what it lacks and what it supports (``capabilities.refuse``)."""
         if operation not in self._supports.get(model):
-            needs = _NEEDS.get(operation)
-            if needs is not None:
-                raise InvalidArgument(f"{operation} needs {needs}; model {model.name} is a "
-                                      f"{model.manifest.kind.upper()}")
-            model.require(operation)
+            refuse(operation, model.name, model.version, model.manifest.kind, model.manifest.tasks)
 
     # ---- request checks ---------------------------------------------------------------------
 
@@ -357,7 +419,7 @@ class GenerationPipeline:
         return int(value)
 
     @staticmethod
-    def _check_label(model: OnnxModel, label: int | None) -> int | None:
+    def _check_label(model: ModelRuntime, label: int | None) -> int | None:
         n = model.manifest.num_classes
         if label is None:
             return None
@@ -369,23 +431,35 @@ class GenerationPipeline:
 
     # ---- building blocks --------------------------------------------------------------------
 
-    def _finisher(self, model: OnnxModel, output: OutputFormat) -> Finish:
-        """What turns a request's output rows into payloads, on the worker thread (row by row,
-        so that the rows of several requests may be finished in one call)."""
-        return self._finishers.get(model, output)
+    def _finisher(self, model: ModelRuntime, output: OutputFormat, name: str = "image") -> Finish:
+        """What turns the rows of a graph's image output ``name`` into payloads, on the worker
+        thread (row by row, so that the rows of several requests may be finished in one call)."""
+        return self._finishers.get(model, output, name)
 
-    def _make_finisher(self, model: OnnxModel, output: OutputFormat) -> Finish:
+    def _make_finisher(self, model: ModelRuntime, output: OutputFormat, name: str) -> Finish:
         if output is OutputFormat.TENSOR:
-            return lambda images: [np.ascontiguousarray(img, dtype="<f4").tobytes() for img in images]
+            return lambda out: [np.ascontiguousarray(img, dtype="<f4").tobytes() for img in out[name]]
         vr, level = model.value_range, self.config.png_compress_level
-        return lambda images: imaging.encode_pngs(images, vr, level)
+        return lambda out: imaging.encode_pngs(out[name], vr, level)
 
-    async def _render(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None, output: OutputFormat,
+    async def _run(self, model: ModelRuntime, task: str, feeds: dict[str, np.ndarray], finish: Finish | None,
+                   deadline: float | None):
+        """The graph of ``task`` on ``feeds`` (names of the task's contract), through the runner."""
+        return await self.runner.run(model, model.graph_for(task), feeds, finish, deadline)
+
+    async def _render(self, model: ModelRuntime, z: np.ndarray, labels: np.ndarray | None, output: OutputFormat,
                       deadline: float | None) -> list[bytes]:
         """Latents to encoded images; decoding and encoding run on a worker thread."""
-        return await self.runner.decode(model, z, labels, self._finisher(model, output), deadline)
+        return await self._run(model, "decode", _latent_feeds(z, labels), self._finisher(model, output), deadline)
 
-    async def _render_cached(self, model: OnnxModel, z: np.ndarray, labels: np.ndarray | None,
+    async def _complete(self, model: ModelRuntime, image: np.ndarray, mask: np.ndarray, z: np.ndarray,
+                        output: OutputFormat, deadline: float | None) -> list[bytes]:
+        """One image and mask filled by the complete graph from each latent, encoded."""
+        n = len(z)
+        feeds = {"image": np.repeat(image[None], n, 0), "mask": np.repeat(mask[None], n, 0), "z": z}
+        return await self._run(model, "complete", feeds, self._finisher(model, output, "completed"), deadline)
+
+    async def _render_cached(self, model: ModelRuntime, z: np.ndarray, labels: np.ndarray | None,
                              label_list: Sequence[int | None], output: OutputFormat,
                              deadline: float | None) -> list[bytes]:
         """``_render`` through the rendered-output cache: only the rows not cached run."""
@@ -395,27 +469,25 @@ class GenerationPipeline:
         missing = [i for i, p in enumerate(payloads) if p is None]
         if missing:
             rows = np.asarray(missing)
-            fresh = await self.runner.decode(model, z[rows], None if labels is None else labels[rows],
-                                             self._finisher(model, output), deadline)
+            fresh = await self._render(model, z[rows], None if labels is None else labels[rows], output, deadline)
             for i, p in zip(missing, fresh):
                 payloads[i] = p
             await self.cache.put_rendered({keys[i]: p for i, p in zip(missing, fresh)})
         return payloads  # type: ignore[return-value]
 
-    async def _recomplete(self, model: OnnxModel, given: tuple[np.ndarray, np.ndarray], z: np.ndarray,
+    async def _recomplete(self, model: ModelRuntime, given: tuple[np.ndarray, np.ndarray], z: np.ndarray,
                           labels: np.ndarray | None, output: OutputFormat, deadline: float | None) -> list[bytes]:
         """Fill a stored completion input's hole again from new latents: by the complete graph, or
         decoded with the known pixels put back."""
         image, mask = given
-        finish = self._finisher(model, output)
-        n = len(z)
         if model.has_task("complete"):
-            return await self.runner.complete(model, np.repeat(image[None], n, 0), np.repeat(mask[None], n, 0), z,
-                                              finish, deadline)
-        return await self.runner.decode(model, z, labels, lambda x: finish(composite(x, image[None], mask[None])),
-                                        deadline)
+            return await self._complete(model, image, mask, z, output, deadline)
+        finish = self._finisher(model, output)
+        return await self._run(model, "decode", _latent_feeds(z, labels),
+                               lambda out: finish({"image": composite(out["image"], image[None], mask[None])}),
+                               deadline)
 
-    async def _input_images(self, model: OnnxModel, items: Sequence[ImageInput], what: str = "images") -> np.ndarray:
+    async def _input_images(self, model: ModelRuntime, items: Sequence[ImageInput], what: str = "images") -> np.ndarray:
         """Request images as one float32 (N, C, H, W) batch; INVALID_ARGUMENT naming the bad one."""
         self._check_count(len(items), "number of images")
         shape = model.image_shape
@@ -438,7 +510,7 @@ class GenerationPipeline:
         note(images=len(items))
         return await asyncio.get_running_loop().run_in_executor(self.executor, convert)
 
-    async def _endpoint(self, model: OnnxModel, ep: Endpoint, psi: float | None,
+    async def _endpoint(self, model: ModelRuntime, ep: Endpoint, psi: float | None,
                         which: str) -> tuple[np.ndarray, int | None]:
         """An interpolation end as a latent (and the stored label, for sample ids)."""
         dim = model.manifest.latent_dim
@@ -468,6 +540,11 @@ class GenerationPipeline:
             return True
         except CacheUnavailable:
             return False
+
+
+def _latent_feeds(z: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The decode contract's feeds: latents, and labels for a conditional model."""
+    return {"z": z} if labels is None else {"z": z, "labels": labels}
 
 
 def _truncation(psi: float | None) -> float | None:

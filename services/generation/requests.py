@@ -1,8 +1,9 @@
 """The typed requests the generation pipeline takes and the results it gives back.
 
-Transport-neutral: the gRPC servicer builds these from proto messages and turns the results
-into proto messages; nothing here knows of gRPC. ``version`` None (or 0) means the newest one.
-Plain slotted dataclasses: one is made per request, so they stay cheap.
+Transport-neutral: ``services.generation.convert`` builds these from proto messages and turns
+the results into proto messages, for any surface; nothing here knows of gRPC. ``version`` None
+(or 0) means the newest one. Plain slotted dataclasses: one is made per request, so they stay
+cheap.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from services.generation.cache import SampleRecord
-    from services.generation.inference import OnnxModel
+    from latentforge.runtime import ModelRuntime
 
 
 class OutputFormat(enum.Enum):
@@ -115,10 +118,49 @@ class CompleteRequest:
 
 
 @dataclass(slots=True)
+class DrawRequest:
+    """GenerateStrokes: ``count`` drawings from a stroke model, each from its own seed."""
+
+    model: str
+    version: int | None
+    count: int  # 0: one drawing
+    seed: int | None  # None: the server picks one; drawing i uses seed (seed + i) mod 2^64
+    temperature: float | None  # None: the model's default
+    max_steps: int  # 0: the model's longest training drawing
+    svg: bool  # also render each finished drawing as SVG
+    png_size: int  # also render it as a PNG this many pixels square; 0: no PNG
+
+
+@dataclass(slots=True)
+class ContinueRequest:
+    """ContinueStrokes: ``count`` continuations of a partial drawing."""
+
+    model: str
+    version: int | None
+    prefix: "np.ndarray"  # float32 (K, 3) rows (dx, dy, pen) in the data's units, pens of latentforge.strokes
+    sample_id: str | None  # continue with this stored sample's latent; None: the prefix's encoding
+    count: int  # 0: one continuation
+    seed: int | None  # None: the server picks one
+    temperature: float | None
+    max_steps: int
+    svg: bool
+    png_size: int
+
+
+@dataclass(slots=True)
+class EncodeStrokesRequest:
+    """EncodeStrokes: drawings -> latents (the encoder's mean)."""
+
+    model: str
+    version: int | None
+    drawings: Sequence["np.ndarray"]  # each float32 (K, 3) rows, as ContinueRequest.prefix
+
+
+@dataclass(slots=True)
 class GeneratePlan:
     """A checked Generate request: its model version, its base seed and labels settled."""
 
-    model: "OnnxModel"
+    model: "ModelRuntime"
     count: int
     seed: int
     truncation: float | None
@@ -132,7 +174,7 @@ class Samples:
     """Samples made by one request (or one chunk of a stream): their stored records, and
     ``payloads[i]`` the rendered output of ``records[i]`` (None for Encode)."""
 
-    model: "OnnxModel"
+    model: "ModelRuntime"
     records: list["SampleRecord"]
     payloads: list[bytes] | None
     stored: bool  # every record reached the sample cache
@@ -145,11 +187,11 @@ class Samples:
 class Rendered:
     """Images made without new samples (Reconstruct)."""
 
-    model: "OnnxModel"
+    model: "ModelRuntime"
     payloads: list[bytes]
 
 
 @dataclass(slots=True)
 class ModelListing:
-    model: "OnnxModel"
+    model: "ModelRuntime"
     latest: bool  # the newest loaded version of its name

@@ -23,7 +23,8 @@ from services.generation.cache import SampleCache, make_cache
 from services.generation.config import ServeConfig
 from services.generation.pipeline import GenerationPipeline
 from services.generation.servicer import GenerationServicer
-from services.generation.inference import DirectRunner, InferenceRunner, OrtSettings
+from latentforge.runtime import OrtSettings
+from services.generation.batching import BatchingRunner, DirectRunner, InferenceRunner
 from services.generation.metrics import Metrics
 from services.generation.model_repository import ModelRepository
 from services.rpc.logs import event, get_logger
@@ -51,10 +52,8 @@ def _lower_priority(increment: int) -> None:
 def make_runner(config: ServeConfig, executor: ThreadPoolExecutor, metrics: Metrics) -> InferenceRunner:
     """The dynamic batcher when enabled, else one ORT call per request."""
     if config.batching:
-        from services.generation.batching import BatchingRunner
-
         return BatchingRunner(executor, metrics, config.max_batch_size, config.max_queue_delay_ms / 1000.0,
-                              config.max_queue_size, max_concurrent=config.workers)
+                              config.max_queue_size, max_concurrent=config.workers, inline_rows=config.inline_rows)
     return DirectRunner(executor, metrics, config.max_batch_size, config.max_queue_size)
 
 

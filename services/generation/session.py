@@ -24,6 +24,7 @@ import grpc
 
 from latentforge.v1 import generation_pb2 as pb
 from services.errors import AlreadyExists, InvalidArgument, Unavailable
+from services.generation import convert
 from services.rpc.calls import DRAINING_MESSAGE, CallTracker, deadline, inner_call
 
 MAX_ID_LENGTH = 128
@@ -163,8 +164,7 @@ class _Session:
                 raise
             except Exception as exc:  # noqa: BLE001 - answered as this request's status
                 call.fail(exc)
-                response = pb.SessionResponse(id=rid, error=pb.SessionError(code=call.code.value[0],
-                                                                              message=call.message))
+                response = convert.session_error(rid, call.code.value[0], call.message)
         if owned is not None:
             self.in_flight.discard(owned)  # answered: the id may be used again
         self.answers.put_nowait(response)

@@ -1,13 +1,14 @@
 """Drawing with a stroke model (tasks ``draw_strokes``, ``init_state``, ``encode_strokes``): the
-sampling loop the service runs, one ``decoder_step`` call per point, with every live drawing's
-step batched into shared ONNX Runtime calls.
+sampling loop (``latentforge.strokes.drawing_loop``, the one copy, shared with the quality
+meter) driven here, one ``decoder_step`` call per point. Each drawing awaits its step through
+the runner like any other request, so the steps of every live drawing are batched into shared
+ONNX Runtime calls: 64 concurrent drawings cost about one call per point, not 64.
 
-* ``StepBatcher``: each drawing awaits its next step; the steps waiting when a worker is free run
-  as one call (one row each), so 64 concurrent drawings cost about one call per point, not 64.
-  There is no timer: while one batch runs, the next one gathers.
 * ``StrokeDrawer``: plans requests (model, count, seed, temperature, steps), runs drawings and
   streams their points as they are sampled (``DrawEvent``), stores each finished drawing's latent
-  as a sample, encodes drawings to latents, and draws the frames of an interpolation.
+  as a sample, encodes drawings to latents, and draws the frames of an interpolation. The
+  pipeline's stroke operations (``GenerationPipeline.draw_strokes``, ``continue_strokes``,
+  ``encode_strokes``, and Interpolate's frames) use it; the surfaces only call those.
 
 Random draws: a drawing of seed s samples from ``Generator(PCG64(s))``: first its latent (the
 documented seed -> latent algorithm, ``latentforge.latents``, without truncation), then each point's
@@ -21,125 +22,41 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from latentforge import latents
 from latentforge.manifest import StrokeSpec
+from latentforge.runtime import ModelRuntime
 from latentforge.strokes import (
-    PEN_END,
+    STEP_OUTPUTS,
     StepOutput,
     StrokeError,
     check_drawing,
     check_temperature,
+    drawing_loop,
     render,
-    sample_point,
-    stroke5_row,
     to_png,
     to_stroke5,
     to_svg,
 )
-from latentforge import latents
-from services.generation.cache import SampleRecord, new_sample_id
 from services.errors import InvalidArgument
-from services.generation.inference import OnnxModel
-from services.generation.metrics import Metrics, version_child
-from services.rpc.metrics import OwnedChildren
+from services.generation.batching import InferenceRunner
+from services.generation.cache import SampleRecord, new_sample_id
+from services.generation.metrics import Metrics
 
-MAX_ROWS = 256  # drawings stepped in one call at most
 MAX_STEPS_FACTOR = 4  # a request may draw up to this many times the model's longest training drawing
 MAX_PNG_SIZE = 1024
 DEFAULT_PNG_SIZE = 256
-_STEP_OUTPUTS = ("pi", "mu_x", "mu_y", "sigma_x", "sigma_y", "rho", "pen_logits", "h_out", "c_out")
-
-
-@dataclass
-class _Step:
-    point: np.ndarray
-    z: np.ndarray | None
-    h: np.ndarray
-    c: np.ndarray
-    future: asyncio.Future
-
-
-class StepBatcher:
-    """Runs the ``decoder_step`` of live drawings together, per model version."""
-
-    def __init__(self, executor: Executor, metrics: Metrics, max_rows: int = MAX_ROWS) -> None:
-        self.executor = executor
-        self.max_rows = max_rows
-        self._waiting: dict[OnnxModel, list[_Step]] = {}
-        self._children = OwnedChildren(lambda model: (
-            version_child(model, metrics.batch_size, model.name, str(model.version), "decoder_step"),
-            version_child(model, metrics.inference_duration, model.name, str(model.version), "decoder_step",
-                          model.provider)))
-
-    async def step(self, model: OnnxModel, point: np.ndarray, z: np.ndarray | None, h: np.ndarray,
-                   c: np.ndarray) -> tuple[StepOutput, np.ndarray, np.ndarray]:
-        """One drawing's next-point distribution and new state; waits for the shared call."""
-        future = asyncio.get_running_loop().create_future()
-        waiting = self._waiting.get(model)
-        if waiting is None:
-            self._waiting[model] = waiting = []
-            asyncio.get_running_loop().create_task(self._drain(model))
-        waiting.append(_Step(point, z, h, c, future))
-        return await future
-
-    async def _drain(self, model: OnnxModel) -> None:
-        """Run batches of this model's waiting steps until none wait (then the next step starts it again)."""
-        loop = asyncio.get_running_loop()
-        role = model.graph_for("draw_strokes")
-        try:
-            while True:
-                waiting = self._waiting[model]
-                if not waiting:
-                    # The drawings of the last batch resume after this task yields: let them ask for
-                    # their next step before deciding that none waits.
-                    await asyncio.sleep(0)
-                    if not waiting:
-                        return
-                batch = [s for s in waiting[:self.max_rows] if not s.future.done()]  # cancelled drawings drop out
-                del waiting[:self.max_rows]
-                if not batch:
-                    continue
-                feeds = {"point": np.stack([s.point for s in batch]), "h": np.stack([s.h for s in batch]),
-                         "c": np.stack([s.c for s in batch])}
-                if batch[0].z is not None:
-                    feeds["z"] = np.stack([s.z for s in batch])
-                try:
-                    out = await loop.run_in_executor(self.executor, self._run, model, role, feeds)
-                except Exception as exc:  # noqa: BLE001 - every drawing of the batch gets the error
-                    for s in batch:
-                        if not s.future.done():
-                            s.future.set_exception(exc)
-                    continue
-                for i, s in enumerate(batch):
-                    if not s.future.done():
-                        s.future.set_result((StepOutput(*(out[k][i] for k in _STEP_OUTPUTS[:7])),
-                                             out["h_out"][i], out["c_out"][i]))
-        finally:
-            if not self._waiting.get(model):
-                self._waiting.pop(model, None)
-            else:  # stopped by an error with steps still waiting: start over for them
-                loop.create_task(self._drain(model))
-
-    def _run(self, model: OnnxModel, role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        t0 = time.perf_counter()
-        out = model.run(role, feeds)
-        size, duration = self._children.get(model)
-        size.observe(len(feeds["point"]))
-        duration.observe(time.perf_counter() - t0)
-        return out
 
 
 @dataclass(frozen=True)
 class DrawPlan:
     """A checked drawing request: what to draw and how."""
 
-    model: OnnxModel
+    model: ModelRuntime
     spec: StrokeSpec
     count: int
     seed: int
@@ -175,17 +92,16 @@ class DrawEvent:
 class StrokeDrawer:
     """Runs drawings on stroke models: plans, the sampling loop, storage and renderings."""
 
-    def __init__(self, executor: Executor, metrics: Metrics, store: Callable[[list[SampleRecord]], Awaitable[bool]],
-                 max_count: int) -> None:
-        self.executor = executor
+    def __init__(self, runner: InferenceRunner, metrics: Metrics,
+                 store: Callable[[list[SampleRecord]], Awaitable[bool]], max_count: int) -> None:
+        self.runner = runner
         self._store = store  # the pipeline's: stores records, False when the cache is unreachable
         self.max_count = max_count
-        self.batcher = StepBatcher(executor, metrics)
         self.in_progress = metrics.drawings_in_progress  # drawings being sampled now, all RPCs together
 
     # ---- plans ---------------------------------------------------------------------------------
 
-    def plan(self, model: OnnxModel, *, count: int, seed: int, temperature: float | None, max_steps: int,
+    def plan(self, model: ModelRuntime, *, count: int, seed: int, temperature: float | None, max_steps: int,
              svg: bool = False, png_size: int | None = None, prefix: np.ndarray | None = None,
              latents_given: np.ndarray | None = None, parent_id: str | None = None) -> DrawPlan:
         """Check a drawing request against the model; InvalidArgument says what to fix."""
@@ -207,7 +123,7 @@ class StrokeDrawer:
         return DrawPlan(model, spec, count, seed, tau, max_steps or spec.max_steps, svg, png, prefix, latents_given,
                         parent_id)
 
-    def check_prefix(self, model: OnnxModel, rows: np.ndarray, what: str = "prefix") -> np.ndarray:
+    def check_prefix(self, model: ModelRuntime, rows: np.ndarray, what: str = "prefix") -> np.ndarray:
         """A client's partial drawing, checked (InvalidArgument with what to fix)."""
         spec = model.manifest.strokes
         assert spec is not None
@@ -265,29 +181,40 @@ class StrokeDrawer:
         self.in_progress.inc()
         try:
             if d:
-                state = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, model.run, model.graph_for("init_state"), {"z": z[None]})
+                state = await self.runner.run(model, model.graph_for("init_state"), {"z": z[None]})
                 h, c = state["h"][0], state["c"][0]
             else:
                 h = c = np.zeros(spec.hidden, np.float32)
-            zz = z if d else None
-            point = np.asarray(spec.start_point, np.float32)
+            prefix = None
             if plan.prefix is not None:
                 prefix5, k = to_stroke5(plan.prefix, len(plan.prefix), spec.scale)
-                for row in prefix5[:k]:
-                    _, h, c = await self.batcher.step(model, point, zz, h, c)
-                    point = row
-            rows: list[tuple[float, float, int]] = []
-            ended = False
-            for _ in range(plan.max_steps):
-                out, h, c = await self.batcher.step(model, point, zz, h, c)
-                dx, dy, pen = sample_point(out, plan.temperature, rng)
-                if pen == PEN_END:
-                    ended = True
-                    break
-                rows.append((dx * spec.scale, dy * spec.scale, pen))
-                await queue.put(DrawEvent(index, rows[-1][0], rows[-1][1], pen))
-                point = stroke5_row(dx, dy, pen)
+                prefix = prefix5[:k]
+            step_role = model.graph_for("draw_strokes")
+            z_row = z[None] if d else None
+            sampled: list[tuple[float, float, int]] = []  # model units, appended by the loop
+            rows: list[tuple[float, float, int]] = []  # data units
+            loop = drawing_loop(spec.start_point, h, c, plan.temperature, rng, plan.max_steps, sampled, prefix)
+            try:
+                feed = next(loop)
+                while True:
+                    feeds = {"point": feed.point[None], "h": feed.h[None], "c": feed.c[None]}
+                    if z_row is not None:
+                        feeds["z"] = z_row
+                    out = await self.runner.run(model, step_role, feeds)
+                    try:
+                        feed = loop.send((StepOutput(*(out[name][0] for name in STEP_OUTPUTS)),
+                                          out["h_out"][0], out["c_out"][0]))
+                    except StopIteration as stop:
+                        ended = bool(stop.value)
+                        feed = None
+                    if len(sampled) > len(rows):  # the step drew a point: stream it
+                        dx, dy, pen = sampled[-1]
+                        rows.append((dx * spec.scale, dy * spec.scale, pen))
+                        await queue.put(DrawEvent(index, rows[-1][0], rows[-1][1], pen))
+                    if feed is None:
+                        break
+            except StopIteration as stop:  # max_steps 0: nothing to draw
+                ended = bool(stop.value)
         finally:
             self.in_progress.dec()
         drawn = np.asarray(rows, np.float32).reshape(-1, 3)
@@ -301,23 +228,24 @@ class StrokeDrawer:
 
     # ---- encoding and frames -------------------------------------------------------------------
 
-    async def _encoder(self, model: OnnxModel, drawings: list[np.ndarray]) -> dict[str, np.ndarray]:
+    async def _encoder(self, model: ModelRuntime, drawings: list[np.ndarray],
+                       deadline: float | None = None) -> dict[str, np.ndarray]:
         """The encode_strokes graph on checked drawings (each (K, 3) in data units): mu [and logvar]."""
         spec = model.manifest.strokes
         assert spec is not None
         packed = [to_stroke5(rows, spec.max_steps, spec.scale) for rows in drawings]
         feeds = {"strokes": np.stack([p[0] for p in packed]), "lengths": np.array([p[1] for p in packed], np.int64)}
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, model.run, model.graph_for("encode_strokes"), feeds)
+        return await self.runner.run(model, model.graph_for("encode_strokes"), feeds, None, deadline)
 
-    async def encode(self, model: OnnxModel, drawings: list[np.ndarray]) -> tuple[list[SampleRecord], bool]:
+    async def encode(self, model: ModelRuntime, drawings: list[np.ndarray],
+                     deadline: float | None = None) -> tuple[list[SampleRecord], bool]:
         """Checked drawings -> their encoder means, stored as samples."""
-        mus = (await self._encoder(model, drawings))["mu"]
+        mus = (await self._encoder(model, drawings, deadline))["mu"]
         records = [SampleRecord(new_sample_id(), model.name, model.version, mu.astype(np.float32), "encode")
                    for mu in mus]
         return records, await self._store(records)
 
-    async def posterior(self, model: OnnxModel, rows: np.ndarray, seeds: list[int]) -> np.ndarray:
+    async def posterior(self, model: ModelRuntime, rows: np.ndarray, seeds: list[int]) -> np.ndarray:
         """Latents of a partial drawing: its encoder's mean plus sigma times the noise of each seed."""
         out = await self._encoder(model, [rows])
         mu, logvar = out["mu"][0].astype(np.float64), out.get("logvar")
@@ -325,7 +253,7 @@ class StrokeDrawer:
         eps = np.stack([latents.latent_from_seed(s, len(mu)) for s in seeds]).astype(np.float64)
         return (mu[None] + sigma[None] * eps).astype(np.float32)
 
-    async def frames(self, model: OnnxModel, z: np.ndarray, seed: int,
+    async def frames(self, model: ModelRuntime, z: np.ndarray, seed: int,
                      temperature: float | None) -> list[np.ndarray]:
         """One drawing per latent (rows (K, 3) in data units), all sampled with the same seed's
         draws, so that the frames of an interpolation differ by their latent only. Not stored:

@@ -11,6 +11,8 @@ import asyncio
 
 import grpc
 
+from latentforge.runtime import FeedError
+
 from services.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound,
                              ResourceExhausted, ServiceError, Unavailable)
 
@@ -39,6 +41,8 @@ def status_of(exc: BaseException, request_id: str) -> tuple[grpc.StatusCode, str
     """(status, message) a call that raised ``exc`` answers with."""
     if isinstance(exc, ServiceError):
         return status_code(exc), exc.message
+    if isinstance(exc, FeedError):  # a request's values do not fit the graph's signature
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
         return grpc.StatusCode.CANCELLED, "cancelled"
     return grpc.StatusCode.INTERNAL, f"internal error; the server logged it under request id {request_id}"

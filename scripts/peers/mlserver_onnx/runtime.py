@@ -36,7 +36,7 @@ _LEVELS = {"disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
 
 
 def session_options(extra: dict[str, Any]) -> ort.SessionOptions:
-    """The same SessionOptions the project's server builds (services.generation.inference.OrtSettings)."""
+    """The same SessionOptions the project's server builds (latentforge.runtime.OrtSettings)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = _LEVELS[extra.get("graph_optimization", "all")]
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
