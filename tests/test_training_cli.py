@@ -12,18 +12,7 @@ from PIL import Image
 
 from latentforge.cli import main
 from tests.helpers.processes import ServeProcess
-from tests.helpers.training import TINY_JOB
-
-
-def _flags(options: dict) -> list[str]:
-    flags = []
-    for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(flag if value else "--no-" + flag[2:])
-        else:
-            flags += [flag, str(value)]
-    return flags
+from tests.helpers.training import TINY_JOB, cli_flags
 
 
 @pytest.mark.slow
@@ -37,7 +26,7 @@ def test_jobs_cli_submit_watch_list_get_and_generate(tmp_path: Path, capsys):
         options = {k: v for k, v in TINY_JOB.items() if k != "progress"}
         grid = tmp_path / "grid.png"
         code = main(["jobs", "submit", *target, "--family", "dcgan", "--model-name", "cli-dcgan", "--publish",
-                     "--watch", "--grid", str(grid), *_flags(options)])
+                     "--watch", "--grid", str(grid), *cli_flags(options)])
         out = capsys.readouterr().out
         job_id = out.splitlines()[0].split()[1]
         assert code == 0, out + _logs(server.target, job_id)

@@ -3,11 +3,14 @@ config in one place (services.training.spec)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from latentforge.v1 import training_pb2 as pb
 from services.errors import InvalidArgument
-from services.training.servicer import FAMILY_FIELDS, spec_from_proto, spec_to_proto
+from services.training.families import FAMILY_FIELDS
+from services.training.servicer import spec_from_proto, spec_to_proto
 from services.training.spec import SERVICE_MANAGED, train_config
 from services.training.client import job_spec
 from trainer.cli import option_flags
@@ -80,3 +83,76 @@ def test_options_of_another_family_are_refused():
         spec_from_proto(request)
     with pytest.raises(ValueError, match="beta: not an option"):
         job_spec("dcgan", beta=2.0)
+
+
+def test_the_proto_names_each_familys_options_field_by_the_one_rule():
+    """JobSpec's oneof is the services' table of families (services.training.families); it agrees
+    exactly with the trainer's registry, by the naming rule read both ways."""
+    from services.training.families import FAMILY_MESSAGES, family_field, field_family
+
+    assert list(FAMILY_MESSAGES) == list(FAMILIES), "the proto's oneof and trainer.families.FAMILIES differ"
+    for family in FAMILIES:
+        assert "_" not in family and family == family.lower(), f"{family!r}: family names are lower-case, '-'-joined"
+        assert field_family(family_field(family)) == family
+        assert FAMILY_FIELDS[family] == family_field(family)
+        assert type(getattr(pb.JobSpec(), family_field(family))) is FAMILY_MESSAGES[family]
+        assert FAMILIES[family].load().needs[0] == FAMILIES[family].data  # what the family says it trains on
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_each_familys_options_travel_in_its_own_message_and_back(family):
+    options = {o.name: o.default for o in options_of(FAMILIES[family].config) if o.default is not None}
+    request = job_spec(family, "mnist5k", steps=5, **options)
+    assert request.WhichOneof("family_options") == FAMILY_FIELDS[family]
+    spec = spec_from_proto(request)
+    assert spec.family == family and spec.family_options == options and spec.options == {"steps": 5}
+    assert spec_from_proto(spec_to_proto(spec)) == spec
+    # The family may be left out when its options are given: the oneof names it.
+    request.family = ""
+    assert spec_from_proto(request).family == family
+
+
+def _proto_comments(message: str) -> dict[str, str]:
+    """Each field's comment in training.proto's ``message``, by field name."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "proto/latentforge/v1/training.proto").read_text()
+    body = text[text.index(f"message {message} {{"):]
+    body = body[:body.index("\n}")]
+    found, comment = {}, []
+    for line in body.splitlines()[1:]:
+        line = line.strip()
+        if line.startswith("//"):
+            comment.append(line[2:].strip())
+            continue
+        match = re.match(r"optional \w+ (\w+) =", line)
+        if match:
+            found[match.group(1)] = " ".join(comment)
+        comment = []
+    return found
+
+
+def test_the_defaults_the_proto_comments_state_are_the_trainers():
+    """Clients in other languages read the defaults in training.proto: where a comment states a
+    number, a boolean or a quoted word, it is the trainer's default."""
+    checked = 0
+    for message, config in [(pb.TrainingOptions, TrainConfig)] + [
+            (type(getattr(pb.JobSpec(), FAMILY_FIELDS[f])), e.config) for f, e in FAMILIES.items()]:
+        comments = _proto_comments(message.DESCRIPTOR.name)
+        for o in options_of(config):
+            if o.name not in comments:
+                continue
+            match = re.search(r"default:? ([^;()]+)\)", comments[o.name])
+            stated = match.group(1).strip() if match else ""
+            if re.fullmatch(r"-?[\d.]+(e-?\d+)?", stated):
+                value, default = float(stated), o.default
+            elif stated in ("true", "false"):
+                value, default = stated == "true", o.default
+            elif re.fullmatch(r'"[^"]*"', stated):
+                value, default = stated.strip('"'), o.default
+            else:
+                continue
+            assert value == default, f"{message.DESCRIPTOR.name}.{o.name}: the proto says default {stated}, the " \
+                                     f"trainer's is {o.default!r}"
+            checked += 1
+    assert checked > 60

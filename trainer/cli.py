@@ -32,7 +32,7 @@ from latentforge.cli import missing_extra, one_line
 from trainer.config import TrainConfig
 from trainer.data.sources import describe_sources
 from trainer.families import FAMILIES
-from trainer.options import OptionInfo, options_of
+from trainer.options import OptionInfo, option_help, options_of
 
 
 def option_flags() -> dict[str, tuple[str, list[tuple[str, OptionInfo]]]]:
@@ -52,21 +52,6 @@ def option_flags() -> dict[str, tuple[str, list[tuple[str, OptionInfo]]]]:
         group = "options of every model" if len(names) == len(FAMILIES) else f"{' and '.join(names)} options"
         table[name] = (group, declared)
     return table
-
-
-def _help(declared: list[tuple[str, OptionInfo]]) -> str:
-    text = min((info.help for _, info in declared), key=len)  # the most general wording
-    if declared[0][1].choices:
-        text += " (" + " | ".join(map(str, declared[0][1].choices)) + ")"
-    defaults = {owner: info.default for owner, info in declared}
-    if len(set(map(repr, defaults.values()))) == 1:
-        default = next(iter(defaults.values()))
-        return text if default is None else f"{text} (default {_fmt(default)})"
-    return f"{text} (default: " + ", ".join(f"{o} {_fmt(d)}" for o, d in defaults.items()) + ")"
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -90,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             groups[group] = p.add_argument_group(group)
         info = declared[0][1]
         flag = "--" + name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": _help(declared)}
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": option_help(declared)}
         if name == "data":
             kwargs["help"] = f"training data, one of: {describe_sources()} (default {info.default})"
         # Values are checked by TrainConfig.validate (not argparse choices), so that a bad

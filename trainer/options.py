@@ -64,6 +64,24 @@ def options_of(cls: type) -> list[OptionInfo]:
     return found
 
 
+def option_help(declared: Sequence[tuple[str, OptionInfo]]) -> str:
+    """One help text for an option that one or more configs declare (``(owner, info)`` pairs,
+    e.g. the families that share ``latent_dim``): the most general wording, the choices, and
+    the default, or each owner's where they differ."""
+    text = min((info.help for _, info in declared), key=len)
+    if declared[0][1].choices:
+        text += " (" + " | ".join(map(str, declared[0][1].choices)) + ")"
+    defaults = {owner: info.default for owner, info in declared}
+    if len(set(map(repr, defaults.values()))) == 1:
+        default = next(iter(defaults.values()))
+        return text if default is None else f"{text} (default {_fmt(default)})"
+    return f"{text} (default: " + ", ".join(f"{o} {_fmt(d)}" for o, d in defaults.items()) + ")"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _unwrap(hint: Any) -> tuple[type, bool]:
     args = typing.get_args(hint)
     if args and type(None) in args:

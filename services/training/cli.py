@@ -1,9 +1,12 @@
 """``latentforge jobs submit | watch | list | get | cancel | resume`` and ``latentforge datasets
 upload | list | delete``: a TrainingService's client.
 
-The training options of ``jobs submit`` are flags built from the proto's option messages
-(``--steps``, ``--width``, ``--lr``, ...), so they are the trainer's own names; each goes to the
-common options or to the chosen family's. ``jobs watch`` prints a line per progress event and
+``jobs submit --family`` takes every family of the proto's JobSpec (``services.training.families``).
+Its training options are flags built from the proto's option messages (``--steps``, ``--width``,
+``--lr``, ...), so they are the trainer's own names, with the trainer's help where the trainer is
+installed: one flag per name, the common options to TrainingOptions and the others to the chosen
+family's message (families share names such as ``--latent-dim``; a flag the chosen family lacks is
+refused, naming the families that have it). ``jobs watch`` prints a line per progress event and
 saves the newest sample grid as a PNG. ``datasets upload`` sends a folder (zipped on the fly;
 one subfolder per class gives labels), a zip, a tar(.gz) or an .npz.
 """
@@ -20,27 +23,108 @@ from services.cli import connect, connection_args
 DEFAULT_TARGET = "localhost:50052"
 
 
-def _option_fields() -> dict[str, Any]:
-    """Every option field of the proto's option messages by name (the first declaration)."""
-    from latentforge.v1 import training_pb2 as pb
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
-    fields: dict[str, Any] = {}
-    for message in (pb.TrainingOptions, pb.DCGANOptions, pb.VAEOptions, pb.AEOptions):
-        for f in message.DESCRIPTOR.fields:
-            fields.setdefault(f.name, f)
-    return fields
+
+def family_flags() -> dict[str, list[tuple[str, Any]]]:
+    """Every family option by name, with the families whose options message has it: ``(family,
+    field descriptor)`` pairs in the proto's order. One flag per name: families share ``--lr``."""
+    from services.training.families import FAMILY_MESSAGES, option_fields
+
+    table: dict[str, list[tuple[str, Any]]] = {}
+    for family, message in FAMILY_MESSAGES.items():
+        for name, field in option_fields(message).items():
+            table.setdefault(name, []).append((family, field))
+    return table
+
+
+def _trainer_options() -> dict[str, dict[str, Any]] | None:
+    """The trainer's option descriptions (``trainer.options.OptionInfo``) by owner ("common" or a
+    family) and name, for the flags' help; None on an install without the trainer (the serving
+    image), where the flags are the same and their help shorter. Imports no torch."""
+    try:
+        from trainer.config import TrainConfig
+        from trainer.families import FAMILIES
+        from trainer.options import options_of
+    except ModuleNotFoundError:
+        return None
+    found = {"common": {o.name: o for o in options_of(TrainConfig)}}
+    found.update({family: {o.name: o for o in options_of(entry.config)} for family, entry in FAMILIES.items()})
+    return found
+
+
+def _family_help(trainer: dict[str, dict[str, Any]] | None) -> str:
+    from services.training.families import FAMILY_MESSAGES
+
+    if trainer is None:
+        return "the model family: " + ", ".join(FAMILY_MESSAGES)
+    from trainer.families import FAMILIES
+
+    return "the model family: " + "; ".join(
+        f"{name} ({FAMILIES[name].summary}; trains on {FAMILIES[name].data})" if name in FAMILIES else name
+        for name in FAMILY_MESSAGES)
+
+
+def _option_help(owners: list[str], name: str, trainer: dict[str, dict[str, Any]] | None) -> str | None:
+    """A flag's help: the trainer's description of the option for each owner that declares it."""
+    if trainer is None:
+        return None
+    from trainer.options import option_help
+
+    declared = [(owner, trainer[owner][name]) for owner in owners if name in trainer.get(owner, {})]
+    return option_help(declared) if declared else None
+
+
+def _add_option(group: Any, name: str, field: Any, dest: str, help: str | None) -> None:
+    """One flag of an options message field; its value is checked by the server (the trainer's rules)."""
+    if field.type == field.TYPE_BOOL:
+        group.add_argument(_flag(name), dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help)
+        return
+    kind = {field.TYPE_INT64: int, field.TYPE_INT32: int, field.TYPE_DOUBLE: float, field.TYPE_FLOAT: float,
+            field.TYPE_STRING: str}[field.type]
+    group.add_argument(_flag(name), dest=dest, type=kind, default=None, metavar=name.upper(), help=help)
+
+
+def _add_training_options(s: argparse.ArgumentParser, trainer: dict[str, dict[str, Any]] | None) -> None:
+    """The flags of every run's options (``opt_NAME``) and of every family's (``fam_NAME``),
+    generated from the proto's option messages, with the trainer's help where it is installed."""
+    from services.training.families import COMMON_MESSAGE, FAMILY_MESSAGES, option_fields
+
+    common = s.add_argument_group("options of every run (unset: the trainer's default)")
+    for name, field in option_fields(COMMON_MESSAGE).items():
+        _add_option(common, name, field, f"opt_{name}", _option_help(["common"], name, trainer))
+    group = s.add_argument_group(
+        "options of the families (only the chosen --family's may be given; unset: its default)",
+        "Each flag is an option of the families named in brackets; `latentforge train --help` describes them too.")
+    for name, declared in family_flags().items():
+        if name in option_fields(COMMON_MESSAGE):
+            raise RuntimeError(f"the family option {name!r} clashes with an option of every run")
+        types = {field.type for _, field in declared}
+        if len(types) > 1:
+            raise RuntimeError(f"the family option {name!r} has different types in different families")
+        owners = [family for family, _ in declared]
+        where = "every family" if len(owners) == len(FAMILY_MESSAGES) else ", ".join(owners)
+        text = _option_help(owners, name, trainer)
+        _add_option(group, name, declared[0][1], f"fam_{name}", f"[{where}] {text}" if text else f"[{where}]")
 
 
 def register(subparsers: Any) -> None:
     """Add ``jobs`` and ``datasets`` and their sub-commands to the ``latentforge`` parser."""
+    from services.training.families import FAMILY_MESSAGES
+
     _register_datasets(subparsers)
     p = subparsers.add_parser("jobs", help="submit, watch and manage training jobs on a TrainingService")
     sub = p.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
 
+    trainer = _trainer_options()
     s = sub.add_parser("submit", help="submit a training job")
     _connection_args(s)
-    s.add_argument("--family", required=True, help="dcgan, vae or ae")
-    s.add_argument("--dataset", default="mnist5k", help="data set name (default mnist5k)")
+    s.add_argument("--family", required=True, choices=list(FAMILY_MESSAGES), help=_family_help(trainer))
+    s.add_argument("--dataset", default="mnist5k",
+                   help="data set name, of the kind of data the family trains on: a built-in one (mnist5k: "
+                        "images; kanjivg, kanjivg:digits, ...: strokes) or an uploaded one (`latentforge datasets "
+                        "list`; default mnist5k)")
     s.add_argument("--model-name", default="", help="model name to publish under")
     s.add_argument("--publish", action="store_true", help="export into the model repository when it succeeds")
     s.add_argument("--idempotency-key", default="", help="a retried submit with this key returns the same job")
@@ -48,14 +132,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--nproc", type=int, default=1, help="processes (more than 1: torchrun)")
     s.add_argument("--watch", action="store_true", help="then watch it until it ends")
     s.add_argument("--grid", type=Path, default=Path("grid.png"), help="with --watch: where the newest grid goes")
-    group = s.add_argument_group("training options (see `latentforge train --help`; unset: the trainer's default)")
-    for name, field in _option_fields().items():
-        flag = "--" + name.replace("_", "-")
-        if field.type == field.TYPE_BOOL:
-            group.add_argument(flag, dest=f"opt_{name}", action=argparse.BooleanOptionalAction, default=None)
-        else:
-            kind = {field.TYPE_INT64: int, field.TYPE_DOUBLE: float}.get(field.type, str)
-            group.add_argument(flag, dest=f"opt_{name}", type=kind, default=None, metavar=name.upper())
+    _add_training_options(s, trainer)
     s.set_defaults(func=_submit)
 
     w = sub.add_parser("watch", help="follow a job's events; saves the newest sample grid")
@@ -121,10 +198,14 @@ def _submit(args: argparse.Namespace) -> int:
 
     options = {name[len("opt_"):]: value for name, value in vars(args).items()
                if name.startswith("opt_") and value is not None}
+    own = _family_options(args)
+    if isinstance(own, str):
+        print(f"error: {own}", file=sys.stderr)
+        return 2
     try:
         spec = job_spec(args.family, args.dataset, model_name=args.model_name, publish=args.publish,
                         idempotency_key=args.idempotency_key, max_retries=args.max_retries, nproc=args.nproc,
-                        **options)
+                        **options, **own)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -137,6 +218,23 @@ def _submit(args: argparse.Namespace) -> int:
     except grpc.RpcError as exc:
         return _rpc_error(exc)
     return 0
+
+
+def _family_options(args: argparse.Namespace) -> dict[str, Any] | str:
+    """The family option flags given, by option name; or what is wrong, in one line, when some
+    are not options of --family."""
+    from services.training.families import FAMILY_MESSAGES, option_fields
+
+    given = {name[len("fam_"):]: value for name, value in vars(args).items()
+             if name.startswith("fam_") and value is not None}
+    own = option_fields(FAMILY_MESSAGES[args.family])
+    foreign = [name for name in given if name not in own]
+    if not foreign:
+        return given
+    owners = family_flags()
+    return (f"{', '.join(_flag(n) for n in foreign)}: not {'an option' if len(foreign) == 1 else 'options'} of "
+            f"{args.family} (" + "; ".join(f"{_flag(n)}: {', '.join(f for f, _ in owners[n])}" for n in foreign)
+            + "); see latentforge jobs submit --help")
 
 
 def _watch(args: argparse.Namespace) -> int:

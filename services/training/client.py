@@ -7,7 +7,9 @@
             print(event)
 
 ``job_spec`` builds a JobSpec from the trainer's option names: each goes to the common
-TrainingOptions or to the family's options message, whichever declares it. ``upload_dataset``
+TrainingOptions or to the family's options message, whichever declares it. The families and
+their messages come from the proto (``services.training.families``), so every family the
+service trains can be submitted. ``upload_dataset``
 sends a folder (zipped on the fly), a zip, a tar(.gz) or an .npz in chunks:
 
     with TrainingClient("localhost:50052") as client:
@@ -27,8 +29,8 @@ from typing import Any, Iterator
 from latentforge.v1 import training_pb2 as pb
 from latentforge.v1 import training_pb2_grpc as pb_grpc
 from services.rpc.security import client_channel
+from services.training.families import COMMON_MESSAGE, FAMILY_MESSAGES, option_fields, set_family_options
 
-FAMILY_MESSAGES = {"dcgan": pb.DCGANOptions, "vae": pb.VAEOptions, "ae": pb.AEOptions}
 STATES = {name: pb.JobState.Value(f"JOB_STATE_{name}") for name in
           ("QUEUED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")}
 TERMINAL = {STATES["SUCCEEDED"], STATES["FAILED"], STATES["CANCELLED"]}
@@ -77,22 +79,16 @@ def state_name(state: int) -> str:
 
 def job_spec(family: str, dataset: str = "mnist5k", *, model_name: str = "", publish: bool = False,
              idempotency_key: str = "", max_retries: int = 0, nproc: int = 1, **options: Any) -> pb.JobSpec:
-    """A JobSpec; ``options`` are trainer options by name (steps=300, width=32, lr=1e-3, ...)."""
-    common = {k: v for k, v in options.items() if k in pb.TrainingOptions.DESCRIPTOR.fields_by_name}
+    """A JobSpec; ``options`` are trainer options by name (steps=300, width=32, lr=1e-3, ...).
+    ValueError names an unknown family (given options) or an option the family does not have."""
+    common = {k: v for k, v in options.items() if k in option_fields(COMMON_MESSAGE)}
     rest = {k: v for k, v in options.items() if k not in common}
     spec = pb.JobSpec(family=family, dataset=dataset, model_name=model_name, publish=publish,
                       idempotency_key=idempotency_key, max_retries=max_retries, nproc=nproc)
     if common:
-        spec.options.CopyFrom(pb.TrainingOptions(**common))
-    message = FAMILY_MESSAGES.get(family)
-    if rest:
-        if message is None:
-            raise ValueError(f"unknown family {family!r}; use one of {', '.join(FAMILY_MESSAGES)}")
-        unknown = sorted(set(rest) - set(message.DESCRIPTOR.fields_by_name))
-        if unknown:
-            raise ValueError(f"{', '.join(unknown)}: not an option of every run or of {family}")
-    if message is not None:
-        getattr(spec, family).CopyFrom(message(**rest))
+        spec.options.CopyFrom(COMMON_MESSAGE(**common))
+    if rest or family in FAMILY_MESSAGES:  # an unknown family without options: the server names it
+        set_family_options(spec, family, rest)
     return spec
 
 

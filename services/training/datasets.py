@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from latentforge.manifest import NAME_PATTERN
 from services.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -61,8 +62,11 @@ class DatasetLibrary:
     """The uploaded data sets: their folders under ``<data-dir>/datasets`` and their records."""
 
     def __init__(self, config: TrainingConfig, store: JobStore, metrics: TrainingMetrics, data_dir: Path,
-                 python: str | None = None) -> None:
+                 python: str | None = None, *, check_disk: Callable[[str, int], None]) -> None:
+        """``check_disk(what, needed_bytes)``: the job manager's disk-space check, which raises
+        ResourceExhausted when ``needed_bytes`` would not fit beside the space kept free."""
         self.config = config
+        self.check_disk = check_disk
         self.store = store
         self.metrics = metrics
         self.python = python or sys.executable
@@ -178,10 +182,7 @@ class DatasetLibrary:
                                 "first or choose another name")
         if header.name in self._uploading:
             raise AlreadyExists(f"a data set named {header.name!r} is being uploaded now")
-        free = shutil.disk_usage(self.data_dir).free
-        if free < c.min_free_disk_bytes + header.size_bytes:
-            raise ResourceExhausted(f"not enough disk space for the upload: {free} bytes free in the data folder, "
-                                    f"{c.min_free_disk_bytes} kept free")
+        self.check_disk("the upload", header.size_bytes)
         self._uploading.add(header.name)
         staging = self.root / UPLOADS / uuid.uuid4().hex
         try:
@@ -245,7 +246,7 @@ class DatasetLibrary:
         try:
             result = json.loads(lines[-1])
         except (IndexError, ValueError):
-            event(log, "dataset_check_failed", level=40, exit_code=proc.returncode,
+            event(log, "dataset_check_failed", level=logging.ERROR, exit_code=proc.returncode,
                   stderr=err.decode("utf-8", "replace")[-2000:])
             raise InvalidArgument(f"the upload could not be read (the check ended with exit status "
                                   f"{proc.returncode}; a decompression bomb or a file too large to decode?)") from None

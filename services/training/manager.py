@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import signal
 import sys
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -52,11 +53,6 @@ class _Running:
     family: str = ""
 
 
-@dataclass
-class _Watchers:
-    wakes: set[asyncio.Event] = field(default_factory=set)
-
-
 class JobManager:
     """Training jobs: the queue, the running attempts, the store and the watchers."""
 
@@ -69,7 +65,8 @@ class JobManager:
         self.models = Path(config.models).resolve()
         self.jobs_dir = self.data_dir / "jobs"
         self.store = JobStore(self.data_dir / "jobs.sqlite3")
-        self.datasets = DatasetLibrary(config, self.store, metrics, self.data_dir, self.python)
+        self.datasets = DatasetLibrary(config, self.store, metrics, self.data_dir, self.python,
+                                       check_disk=self._check_disk)
         self.queue: deque[tuple[str, str]] = deque()  # (job id, why it is started)
         self.running: dict[str, _Running] = {}
         self._watchers: dict[str, set[asyncio.Event]] = {}
@@ -259,11 +256,20 @@ class JobManager:
 
     # ---- checks -----------------------------------------------------------------------------
 
-    def _check_disk(self) -> None:
+    def disk_shortage(self, needed_bytes: int = 0) -> str | None:
+        """The one disk-space check (SubmitJob, ResumeJob, each job's start, UploadDataset): what is
+        short in the data folder, or None when ``needed_bytes`` fit and min_free_disk_bytes stay free."""
         free = shutil.disk_usage(self.data_dir).free
-        if free < self.config.min_free_disk_bytes:
-            raise ResourceExhausted(f"not enough disk space for a job: {free} bytes free in the data folder, "
-                                    f"{self.config.min_free_disk_bytes} needed; free some space or delete old "
+        keep = self.config.min_free_disk_bytes
+        if free >= keep + needed_bytes:
+            return None
+        return f"{free} bytes free in the data folder, {keep} kept free" + (
+            f", {needed_bytes} needed" if needed_bytes else "")
+
+    def _check_disk(self, what: str = "a job", needed_bytes: int = 0) -> None:
+        shortage = self.disk_shortage(needed_bytes)
+        if shortage is not None:
+            raise ResourceExhausted(f"not enough disk space for {what}: {shortage}; free some space or delete old "
                                     "data sets")
 
     def _check(self, spec: JobSpec):
@@ -307,7 +313,7 @@ class JobManager:
         try:
             await self._attempt(job_id, reason)
         except Exception as exc:  # a bug here must not leave the job RUNNING forever
-            event(log, "job_runner_error", level=40, job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+            event(log, "job_runner_error", level=logging.ERROR, job_id=job_id, error=f"{type(exc).__name__}: {exc}")
             if not self._closing:
                 self._set_state(job_id, FAILED, f"internal error in the runner: {type(exc).__name__}")
         finally:
@@ -320,10 +326,9 @@ class JobManager:
         job = self.get(job_id)
         spec = job.spec
         run_dir = self.run_dir(job_id)
-        free = shutil.disk_usage(self.data_dir).free
-        if free < self.config.min_free_disk_bytes:
-            self._set_state(job_id, FAILED, f"not enough disk space to start: {free} bytes free in the data "
-                                            f"folder, {self.config.min_free_disk_bytes} needed")
+        shortage = self.disk_shortage()
+        if shortage is not None:
+            self._set_state(job_id, FAILED, f"not enough disk space to start: {shortage}")
             return
         from_step = resume_step(run_dir)
         attempt = self.store.add_attempt(job_id, reason, from_step)
@@ -379,15 +384,13 @@ class JobManager:
             self._set_state(job_id, SUCCEEDED, "", attempt.number)
         elif cancelled:
             self._set_state(job_id, CANCELLED, "cancelled", attempt.number)
-        elif outcome.transient and self._retries_used(job_id) < spec.max_retries:
-            used = self._retries_used(job_id) + 1
+        elif outcome.transient and job.retries < spec.max_retries:
+            used = job.retries + 1
+            self.store.update(job_id, retries=used)
             self._set_state(job_id, QUEUED, f"retry {used} of {spec.max_retries}: {described}", attempt.number)
             self.queue.appendleft((job_id, f"retry {used} of {spec.max_retries} after: {described}"))
         else:
             self._set_state(job_id, FAILED, described, attempt.number)
-
-    def _retries_used(self, job_id: str) -> int:
-        return sum(1 for a in self.get(job_id).attempts if a.reason.startswith("retry "))
 
     def _drain_tail(self, job_id: str, tail: RunFolderTail, family: str) -> None:
         for kind, data, blob in tail.poll():

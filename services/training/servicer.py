@@ -16,6 +16,7 @@ from latentforge.v1 import training_pb2_grpc as pb_grpc
 from services.errors import InvalidArgument
 from services.rpc.calls import CallTracker, stream, unary
 from services.training.datasets import UploadHeader
+from services.training.families import FAMILY_FIELDS, FAMILY_ONEOF, family_options, field_family, set_family_options
 from services.training.manager import JobManager
 from services.training.spec import JobSpec
 from services.training.store import DatasetRecord, Event, Job
@@ -25,9 +26,6 @@ _STATES = {name: pb.JobState.Value(f"JOB_STATE_{name}") for name in
 _STATE_NAMES = {value: name for name, value in _STATES.items()}
 _FORMATS = {"zip": pb.DATASET_FORMAT_ZIP, "tar": pb.DATASET_FORMAT_TAR, "npz": pb.DATASET_FORMAT_NPZ}
 _FORMAT_NAMES = {value: name for name, value in _FORMATS.items()}
-# The oneof field of each family's options message.
-FAMILY_FIELDS = {"dcgan": "dcgan", "vae": "vae", "ae": "ae", "completion": "completion",
-                 "sketch-rnn": "sketch_rnn"}
 
 
 class TrainingServicer(pb_grpc.TrainingServiceServicer):
@@ -115,15 +113,16 @@ def _set_fields(message: Any) -> dict[str, Any]:
 
 def spec_from_proto(request: pb.JobSpec) -> JobSpec:
     """A JobSpec message as the typed spec (every option that is set, by its trainer name)."""
-    chosen = request.WhichOneof("family_options")
-    family = request.family or chosen or ""
+    chosen = request.WhichOneof(FAMILY_ONEOF)
+    family = request.family or (field_family(chosen) if chosen else "")
     if chosen is not None and request.family and FAMILY_FIELDS.get(request.family) != chosen:
-        raise InvalidArgument(f"family is {request.family!r} but the options given are {chosen!r}'s; "
+        raise InvalidArgument(f"family is {request.family!r} but the options given are {field_family(chosen)!r}'s; "
                               f"set {request.family} options or leave family_options unset")
+    options = family_options(request)
     return JobSpec(
         family=family, dataset=request.dataset,
         options=_set_fields(request.options) if request.HasField("options") else {},
-        family_options=_set_fields(getattr(request, chosen)) if chosen else {},
+        family_options=_set_fields(options) if options is not None else {},
         model_name=request.model_name, publish=request.publish, idempotency_key=request.idempotency_key,
         max_retries=request.max_retries, nproc=request.nproc or 1)
 
@@ -133,9 +132,8 @@ def spec_to_proto(spec: JobSpec) -> pb.JobSpec:
                          idempotency_key=spec.idempotency_key, max_retries=spec.max_retries, nproc=spec.nproc)
     if spec.options:
         message.options.CopyFrom(pb.TrainingOptions(**spec.options))
-    field = FAMILY_FIELDS.get(spec.family)
-    if field is not None:
-        getattr(message, field).CopyFrom(type(getattr(message, field))(**spec.family_options))
+    if spec.family in FAMILY_FIELDS:
+        set_family_options(message, spec.family, spec.family_options)
     return message
 
 

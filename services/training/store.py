@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     published TEXT,
     last_seq INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    pid INTEGER
+    pid INTEGER,
+    retries INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -116,6 +117,7 @@ class Job:
     last_seq: int
     cancel_requested: bool
     pid: int | None
+    retries: int = 0  # the retries it has used (JobSpec.max_retries bounds them)
     attempts: list[Attempt] = field(default_factory=list)
 
 
@@ -162,6 +164,16 @@ class JobStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a store an earlier version wrote up to the schema: ``jobs.retries`` (added after
+        the first release; before, retries were the attempts whose reason began "retry ")."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
+        if "retries" not in columns:
+            self.db.execute("ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0")
+            self.db.execute("UPDATE jobs SET retries = (SELECT COUNT(*) FROM attempts a WHERE a.job_id = jobs.job_id "
+                            "AND a.reason LIKE 'retry %')")
 
     def close(self) -> None:
         self.db.close()
@@ -304,7 +316,7 @@ class JobStore:
                   reason=r["reason"], step=r["step"], total_steps=r["total_steps"], created=r["created"],
                   started=r["started"], finished=r["finished"],
                   published=json.loads(r["published"]) if r["published"] else None, last_seq=r["last_seq"],
-                  cancel_requested=bool(r["cancel_requested"]), pid=r["pid"])
+                  cancel_requested=bool(r["cancel_requested"]), pid=r["pid"], retries=r["retries"])
         job.attempts = [Attempt(*a) for a in self.db.execute(
             "SELECT number, reason, from_step, started, finished, exit_code, outcome FROM attempts "
             "WHERE job_id = ? ORDER BY number", (job.job_id,)).fetchall()]

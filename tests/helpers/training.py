@@ -82,3 +82,42 @@ def start_training_server(data_dir: Path, models: Path, **overrides):
 
     config = training_config(data_dir, models, **overrides)
     return ServerThread(lambda: TrainingServer(config)).start()
+
+
+# A few real steps of any family: the common options of a family job, each family's small
+# network sizes (a family not listed trains with its defaults), and its data by what it needs.
+FAMILY_JOB = dict(steps=4, batch_size=8, sample_every=4, checkpoint_every=4, log_every=2, grid_size=4, threads=1,
+                  eval_every=0)
+TINY_FAMILY_OPTIONS = {
+    "dcgan": dict(width=16), "vae": dict(width=16), "ae": dict(width=16),
+    "completion": dict(width=8, latent_dim=8),
+    "sketch-rnn": dict(latent_dim=8, enc_rnn=16, dec_rnn=32, mixtures=3),
+}
+
+
+# A small built-in data set of each kind of data a family trains on (FamilyEntry.data).
+DATASET_OF_KIND = {"images": "mnist5k", "strokes": "kanjivg:digits"}
+
+
+def family_dataset(family: str) -> str:
+    """A built-in data set of the kind the family trains on."""
+    from trainer.families import FAMILIES
+
+    return DATASET_OF_KIND[FAMILIES[family].data]
+
+
+def family_job_options(family: str, **overrides) -> dict:
+    """The trainer options (common and the family's, by name) of a few real steps of ``family``."""
+    return {**FAMILY_JOB, **TINY_FAMILY_OPTIONS.get(family, {}), **overrides}
+
+
+def cli_flags(options: dict) -> list[str]:
+    """Trainer options as `latentforge train` / `jobs submit` flags (booleans as --x / --no-x)."""
+    flags = []
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        else:
+            flags += [flag, str(value)]
+    return flags

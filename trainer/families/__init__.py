@@ -1,8 +1,12 @@
 """Model families by name: the one place a family is registered.
 
 Add a family: its options as a dataclass in `configs.py`, a `Family` subclass in its own
-module (networks in trainer/networks/, losses in trainer/losses.py), and one `FamilyEntry`
-below. The CLI then has its flags, the loop trains it and the exporter exports it.
+module (networks in trainer/networks/, losses in trainer/losses.py), one `FamilyEntry`
+below, and its options message in JobSpec's `family_options` (proto/latentforge/v1/
+training.proto, the field named as the family with "-" written "_"). The CLI then has its
+flags, the loop trains it, the exporter exports it, and the TrainingService, its Python client
+and `latentforge jobs submit` take it (services/training/families.py reads the proto's table;
+tests/test_training_spec.py checks that it agrees with this registry).
 
 This module imports no torch: the command line reads the registry to build its flags, and
 a family's module (which needs torch) is imported only when the family is built.
@@ -29,16 +33,19 @@ if TYPE_CHECKING:
 class FamilyEntry:
     """A registered family: its name, options and where its implementation lives."""
 
-    name: str
+    name: str  # lower-case words joined by "-"
     config: type[FamilyConfig]
     implementation: str  # "module:Class" of the Family subclass, imported on first use
     summary: str
+    data: str = "images"  # the kind of data it trains on: "images" or "strokes" (the first of its `needs`)
 
     def load(self) -> type["Family"]:
         module, _, cls_name = self.implementation.partition(":")
         cls = getattr(importlib.import_module(module), cls_name)
         if cls.name != self.name:
             raise RuntimeError(f"{self.implementation} is named {cls.name!r}, registered as {self.name!r}")
+        if cls.needs[0] != self.data:
+            raise RuntimeError(f"{self.implementation} trains on {cls.needs[0]}, registered for {self.data}")
         return cls
 
 
@@ -51,7 +58,8 @@ FAMILIES: dict[str, FamilyEntry] = {
         FamilyEntry("completion", CompletionConfig, "trainer.families.completion:Completion",
                     "image completion: U-Net (masked image, mask, z) -> image, with a discriminator"),
         FamilyEntry("sketch-rnn", SketchRNNConfig, "trainer.families.sketch_rnn:SketchRNN",
-                    "sketch-rnn: recurrent VAE over pen strokes (stroke-5), drawing with a mixture-density LSTM"),
+                    "sketch-rnn: recurrent VAE over pen strokes (stroke-5), drawing with a mixture-density LSTM",
+                    data="strokes"),
     )
 }
 

@@ -9,6 +9,7 @@ from this one place. No torch here (the CLI imports this to build its flags).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from trainer.options import FamilyConfig, option
 
@@ -19,10 +20,6 @@ RECON_LOSSES = ("auto", "bce", "mse")  # trainer.losses.reconstruction_loss impl
 VAE_RECON_LOSSES = (*RECON_LOSSES, "gaussian")
 
 
-def _adam_problems(beta1: float, beta2: float) -> list[str]:
-    return [f"{name} must be < 1 (got {value})" for name, value in (("beta1", beta1), ("beta2", beta2)) if value >= 1]
-
-
 AUGMENTATIONS = ("translation", "cutout", "color")  # trainer.augment implements them
 
 
@@ -31,17 +28,36 @@ def augment_ops(policy: str) -> tuple[str, ...]:
     return tuple(op for op in (p.strip() for p in policy.split(",")) if op and op != "none")
 
 
+def _adam_beta1(default: float) -> Any:
+    """Adam's beta1 option with a family's default (the one declaration of its help and limits)."""
+    return option(default, "Adam beta1", at_least=0)
+
+
 @dataclass
-class DCGANConfig(FamilyConfig):
-    """Options of the DCGAN family."""
+class AdamOptions(FamilyConfig):
+    """The Adam optimiser's options, declared once for every family that trains with Adam (the
+    fields come first in a family's options). A family with a discriminator keeps beta1 at 0.5,
+    as adversarial training wants (Radford et al. 2015): it declares ``beta1 = _adam_beta1(0.5)``.
+    sketch-rnn's decaying learning rate is its own."""
+
+    lr: float = option(1e-3, "learning rate (Adam)", above=0)
+    beta1: float = _adam_beta1(0.9)
+    beta2: float = option(0.999, "Adam beta2", above=0)
+
+    def problems(self) -> list[str]:
+        return [f"{name} must be < 1 (got {value})" for name, value in (("beta1", self.beta1), ("beta2", self.beta2))
+                if isinstance(value, (int, float)) and value >= 1]
+
+
+@dataclass
+class DCGANConfig(AdamOptions):
+    """Options of the DCGAN family (and Adam's, from AdamOptions)."""
 
     latent_dim: int = option(100, "size of the latent vector z", at_least=1, fixed=True)
     width: int = option(64, "base channel width of the networks", at_least=1, fixed=True)
     gan_loss: str = option("nonsaturating", "GAN objective", choices=GAN_LOSSES, fixed=True)
-    lr: float = option(1e-3, "generator learning rate (Adam)", above=0)
-    lr_d: float | None = option(None, "discriminator learning rate (default: lr)", above=0)
-    beta1: float = option(0.5, "Adam beta1", at_least=0)
-    beta2: float = option(0.999, "Adam beta2", above=0)
+    lr_d: float | None = option(None, "discriminator learning rate (default: lr, the generator's)", above=0)
+    beta1: float = _adam_beta1(0.5)
     grad_clip: float = option(10.0, "max gradient norm per network, 0 = off", at_least=0)
     ema_decay: float = option(0.999, "keep an exponential moving average of the generator's weights with this "
                               "decay; grids, sampling and export use it; 0 = off", at_least=0)
@@ -56,7 +72,7 @@ class DCGANConfig(FamilyConfig):
                                       "the discriminator); default: when the data has labels", fixed=True)
 
     def problems(self) -> list[str]:
-        problems = _adam_problems(self.beta1, self.beta2)
+        problems = super().problems()
         if isinstance(self.ema_decay, (int, float)) and self.ema_decay >= 1:
             problems.append(f"ema_decay must be < 1 (got {self.ema_decay})")
         if isinstance(self.augment, str):
@@ -68,9 +84,10 @@ class DCGANConfig(FamilyConfig):
 
 
 @dataclass
-class VAEConfig(FamilyConfig):
-    """Options of the convolutional VAE family. Latent size 8 and beta 2 are the defaults because
-    they drew the best samples of the unconditional settings measured (docs/benchmarks/vae_quality.md)."""
+class VAEConfig(AdamOptions):
+    """Options of the convolutional VAE family (and Adam's, from AdamOptions). Latent size 8 and
+    beta 2 are the defaults because they drew the best samples of the unconditional settings
+    measured (docs/benchmarks/vae_quality.md)."""
 
     latent_dim: int = option(8, "size of the latent vector z", at_least=1, fixed=True)
     width: int = option(64, "base channel width of the networks (the VAE's use half of it)", at_least=1,
@@ -86,18 +103,12 @@ class VAEConfig(FamilyConfig):
                                "network the project trains on the data (0 = off)", at_least=0)
     temperature: float = option(1.0, "scale of the prior latents that training grids and `latentforge "
                                 "evaluate RUN_DIR` decode (serving has truncation instead)", above=0)
-    lr: float = option(1e-3, "learning rate (Adam)", above=0)
-    beta1: float = option(0.9, "Adam beta1", at_least=0)
-    beta2: float = option(0.999, "Adam beta2", above=0)
     grad_clip: float = option(10.0, "max gradient norm, 0 = off", at_least=0)
-
-    def problems(self) -> list[str]:
-        return _adam_problems(self.beta1, self.beta2)
 
 
 @dataclass
-class AEConfig(FamilyConfig):
-    """Options of the convolutional autoencoder family."""
+class AEConfig(AdamOptions):
+    """Options of the convolutional autoencoder family (and Adam's, from AdamOptions)."""
 
     latent_dim: int = option(16, "size of the latent vector z", at_least=1, fixed=True)
     width: int = option(64, "base channel width of the networks (the autoencoder's use half of it)",
@@ -106,21 +117,16 @@ class AEConfig(FamilyConfig):
                         choices=RECON_LOSSES, fixed=True)
     denoise_std: float = option(0.0, "denoising autoencoder: std of the Gaussian noise added to its inputs "
                                 "in training, images in [0, 1] (0 = plain autoencoder)", at_least=0)
-    lr: float = option(1e-3, "learning rate (Adam)", above=0)
-    beta1: float = option(0.9, "Adam beta1", at_least=0)
-    beta2: float = option(0.999, "Adam beta2", above=0)
     grad_clip: float = option(10.0, "max gradient norm, 0 = off", at_least=0)
-
-    def problems(self) -> list[str]:
-        return _adam_problems(self.beta1, self.beta2)
 
 
 Z_INJECTIONS = ("bottleneck", "film")  # trainer.networks.unet implements them
 
 
 @dataclass
-class CompletionConfig(FamilyConfig):
-    """Options of the image completion family (trainer.families.completion); the defaults are
+class CompletionConfig(AdamOptions):
+    """Options of the image completion family (trainer.families.completion), and Adam's (from
+    AdamOptions); the defaults are
     the settings docs/benchmarks/completion_ablation.md measured best within a CPU demo's budget."""
 
     latent_dim: int = option(16, "size of the latent vector z (different z, different fillings)", at_least=1,
@@ -138,16 +144,14 @@ class CompletionConfig(FamilyConfig):
     mode_seeking: float = option(0.0, "weight of the mode-seeking term (Mao et al. 2019) between two candidates, "
                                  "needs candidates >= 2 (0 = off)", at_least=0)
     gan_loss: str = option("nonsaturating", "GAN objective", choices=GAN_LOSSES)
-    lr: float = option(1e-3, "generator learning rate (Adam)", above=0)
-    lr_d: float | None = option(None, "discriminator learning rate (default: lr)", above=0)
-    beta1: float = option(0.5, "Adam beta1", at_least=0)
-    beta2: float = option(0.999, "Adam beta2", above=0)
+    lr_d: float | None = option(None, "discriminator learning rate (default: lr, the generator's)", above=0)
+    beta1: float = _adam_beta1(0.5)
     grad_clip: float = option(10.0, "max gradient norm per network, 0 = off", at_least=0)
     ema_decay: float = option(0.0, "keep an exponential moving average of the generator's weights with this "
                               "decay; grids, completion and export use it; 0 = off", at_least=0)
 
     def problems(self) -> list[str]:
-        problems = _adam_problems(self.beta1, self.beta2)
+        problems = super().problems()
         if isinstance(self.ema_decay, (int, float)) and self.ema_decay >= 1:
             problems.append(f"ema_decay must be < 1 (got {self.ema_decay})")
         if (isinstance(self.mode_seeking, (int, float)) and isinstance(self.candidates, int)
