@@ -304,6 +304,11 @@ def bench_model(repo: Path, model: str, plan: Plan, redis: Redis | None) -> dict
         if redis is None:
             out["extra"]["get_sample"] = measure_load(server, model, plan, "GetSample c=1 (memory)", concurrency=1,
                                                       method="GetSample", duration_s=plan.cached_duration_s)
+    # The gRPC floor: an empty grpc.aio handler on the Generate path, the same count=1 c=1 load.
+    from scripts.profile_serving import Process
+
+    with Process("_empty") as empty:
+        out["extra"]["floor"] = _printed(run_floor(empty.target, empty.proc.pid, model, plan), "count=1 c=1 empty handler")
     with Server(repo, "--max-queue-size", str(plan.small_queue)) as server:
         c = plan.concurrency[-1]
         out["extra"]["small_queue"] = measure_load(
@@ -315,6 +320,17 @@ def bench_model(repo: Path, model: str, plan: Plan, redis: Redis | None) -> dict
             out["extra"]["get_sample"] = measure_load(server, model, plan, "GetSample c=1 (Redis)", concurrency=1,
                                                       method="GetSample", duration_s=plan.cached_duration_s)
     return out
+
+
+def run_floor(target: str, pid: int, model: str, plan: Plan) -> dict[str, Any]:
+    """count=1 c=1 against an empty handler (``scripts.profile_serving``'s ``_empty`` server)."""
+    from tools.loadgen import LoadSpec, ServerCpu, run_load
+
+    spec = LoadSpec(target=target, model=model, concurrency=1, count=1, duration_s=plan.duration_s,
+                    warmup_s=plan.warmup_s)
+    result = asyncio.run(run_load(spec, ServerCpu(pid=pid))).to_dict()
+    result["label"] = "count=1 c=1 empty handler"
+    return result
 
 
 def bench_peer(repo: Path, model: str, plan: Plan, venv: Path) -> dict[str, Any]:
@@ -402,6 +418,12 @@ def targets(model: str, r: dict[str, Any], max_queue_size: int = 1024, max_batch
     if 1 in by_c:
         p50, floor = by_c[1]["latencies_ms"]["p50"], lone["call_ms"]["p50"]
         add("c=1, count=1: p50 <= raw batch-1 + 2 ms", p50 <= floor + 2.0, f"{p50:.2f} vs {floor:.2f} + 2 ms")
+        empty = r["extra"].get("floor")
+        if empty:
+            grpc_p50 = empty["latencies_ms"]["p50"]
+            limit = grpc_p50 + floor + 0.15
+            add("c=1, count=1: p50 <= empty grpc.aio handler p50 + raw batch-1 + 0.15 ms", p50 <= limit,
+                f"{p50:.2f} vs {grpc_p50:.2f} + {floor:.2f} + 0.15 = {limit:.2f} ms")
     if len(by_c) > 1:
         top = max(by_c)
         peak = max(p["images_per_s"] for p in by_c.values())
@@ -532,8 +554,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
                   "| images/s | " + " | ".join(f"{p['images_per_s']:.0f}" for p in raw["points"]) + " |",
                   "| CPU us/image | " + " | ".join(f"{p['cpu_us_per_image']:.0f}" for p in raw["points"]) + " |", "",
                   *_TABLE_HEAD]
-        rows = list(r["sweep"]) + [r["extra"][k] for k in ("bulk", "session", "small_queue", "render_computed",
-                                                             "render_cached",
+        rows = list(r["sweep"]) + [r["extra"][k] for k in ("floor", "bulk", "session", "small_queue",
+                                                             "render_computed", "render_cached",
                                                              "render_computed16", "render_cached16", "get_sample")
                                    if k in r["extra"]]
         lines += [_row(p, best) for p in rows]

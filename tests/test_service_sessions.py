@@ -162,7 +162,7 @@ def test_a_cancelled_session_frees_its_queued_work(gated):
         assert len(client.generate(DCGAN, 2, seed=9).samples) == 2  # the queue moved on
     assert all(isinstance(f.exception(10), grpc.RpcError) for f in futures)
     assert _generated(server) == 0
-    assert _metric(server, "latentforge_batch_size_sum", GEN) == 1 + 2  # the held row, then the last call
+    assert _metric(server, "latentforge_batch_size_sum", GEN) == 2 + 2  # the held two rows, then the last call
     assert _metric(server, "latentforge_requests_total", {"method": "Session.Generate", "code": "CANCELLED"}) == 3
 
 
@@ -200,9 +200,9 @@ def test_session_requests_batch_with_other_sessions_and_unary_calls(gated):
         assert [len(f.result(30).samples) for f in futures] == [1, 2]
         a.close(10)
         b.close(10)
-    # The held row, then one batch of all three callers' 6 rows.
+    # The held two rows, then one batch of all three callers' 6 rows.
     assert _metric(server, "latentforge_batch_size_count", GEN) == 2
-    assert _metric(server, "latentforge_batch_size_sum", GEN) == 1 + 6
+    assert _metric(server, "latentforge_batch_size_sum", GEN) == 2 + 6
 
 
 def test_the_session_client_answers_by_future_and_raises_per_request(model_repo: Path):

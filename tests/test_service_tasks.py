@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
-from services.generation.capabilities import RPC_TASKS, supported_rpcs
+from services.generation.capabilities import RPC_TASKS, refuse, supported_rpcs
 from services.generation.client import Endpoint, GenerationClient
 from latentforge.runtime import FeedError
 from services.errors import FailedPrecondition, InvalidArgument

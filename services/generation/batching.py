@@ -12,9 +12,9 @@ requests in order while they fit in ``max_batch_size`` rows, concatenates each n
 along the batch axis and splits each output by rows. An idle model runs what is queued at
 once, so batching costs nothing at low load; while another batch of the same queue is running,
 a batch that is not full waits up to ``max_queue_delay_s`` for more (Triton's "max queue
-delay"). When nothing at all is queued or running, a small request runs at once on the
-calling thread (``inline_rows``): a batch of one gains nothing from the two thread hand-offs
-that a queued request pays.
+delay"). When nothing at all is queued or running and no other request arrived in the same
+loop turn, a small request runs at once on the calling thread (``inline_rows``): a batch of
+one gains nothing from the two thread hand-offs that a queued request pays.
 
 Everything on the event loop is constant work per request (a deque append, a check); there is
 no task or timer per request. Requests larger than a batch are split. A request whose deadline
@@ -264,6 +264,7 @@ class BatchingRunner(InferenceRunner):
         self.max_concurrent = max(1, max_concurrent)
         self.inline_rows = inline_rows
         self._free = self.max_concurrent
+        self._arriving = 0  # requests looking whether they may run at once (see run)
         self._queues: dict[tuple, _Queue] = {}  # (id(model), graph, layout); the queue holds the model
         self._scheduled = False
         self._closed = False
@@ -285,8 +286,17 @@ class BatchingRunner(InferenceRunner):
         q = self._queues.get(key)
         if q is None:
             q = self._queues[key] = _Queue(key, model, role, self.metrics)
-        if rows <= self.inline_rows and self._free == self.max_concurrent and not self._scheduled and not q.items:
-            return self._inline(q, feeds, finish, deadline)
+        if rows <= self.inline_rows and self._idle(q):
+            # Let the tasks that are ready now run first: requests arriving in the same loop turn
+            # (concurrent drawings' steps, a burst of calls) queue and batch together.
+            self._arriving += 1
+            try:
+                await asyncio.sleep(0)
+                alone = self._arriving == 1
+            finally:
+                self._arriving -= 1
+            if alone and self._idle(q) and not self._closed:
+                return self._inline(q, feeds, finish, deadline)
         step = self.max_batch_size if merge else rows
         chunks = (rows + step - 1) // step
         if len(q.items) + chunks > self.max_queue_size:
@@ -322,6 +332,10 @@ class BatchingRunner(InferenceRunner):
         if finish is not None:
             return [item for part in parts for item in part]
         return concat_outputs(parts)
+
+    def _idle(self, q: _Queue) -> bool:
+        """Nothing runs, nothing is about to be dispatched, nothing waits in ``q``."""
+        return self._free == self.max_concurrent and not self._scheduled and not q.items
 
     def _inline(self, q: _Queue, feeds: Feeds, finish: Finish | None, deadline: float | None) -> Any:
         """Run a lone small request now, on the calling (event loop) thread: nothing else waits

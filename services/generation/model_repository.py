@@ -17,6 +17,7 @@ data in external files (not covered by the manifest's sha256; the exporter never
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from pathlib import Path
@@ -66,7 +67,7 @@ class ModelRepository:
                             current.setdefault(model_dir.name, {})[version] = model
                             added.append(model)
             else:
-                event(log, "model_repository_missing", level=30, root=str(self.root))
+                event(log, "model_repository_missing", level=logging.WARNING, root=str(self.root))
             for name in list(current):
                 for version in list(current[name]):
                     if (name, version) not in seen:
@@ -105,7 +106,7 @@ class ModelRepository:
         except Exception as exc:  # a broken version must not stop the others from serving
             self._failed.add((name, version))
             self.metrics.model_load_failures.labels(name).inc()
-            event(log, "model_load_failed", level=40, model=name, version=version,
+            event(log, "model_load_failed", level=logging.ERROR, model=name, version=version,
                   error=f"{type(exc).__name__}: {exc}"[:500])
             return None
         self.metrics.model_info.labels(name, str(version)).info(

@@ -36,6 +36,7 @@ would otherwise restart forever). A supervisor killed outright takes its process
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -114,7 +115,7 @@ def _run_server(config: ServeConfig, index: int, up: Any, supervisor: int) -> No
     try:
         code = serve(config, on_serving=lambda: setattr(up, "value", 1))
     except (ValueError, OSError) as exc:
-        event(log, "process_failed", level=40, index=index, error=str(exc))
+        event(log, "process_failed", level=logging.ERROR, index=index, error=str(exc))
         code = 2
     sys.exit(code)
 
@@ -225,13 +226,13 @@ class Supervisor:
                 if server.restart_at is None:  # just died
                     mark_process_dead(server.process.pid, str(metrics_dir))
                     if not all_up and not server.announced:
-                        event(log, "process_failed_to_start", level=40, index=server.index, pid=server.process.pid,
+                        event(log, "process_failed_to_start", level=logging.ERROR, index=server.index, pid=server.process.pid,
                               exit_code=code)
                         return 1
                     failures[k] = 0 if server.announced else failures[k] + 1
                     delay = min(RESTART_MAX_DELAY_S, RESTART_DELAY_S * 2 ** failures[k])
                     server.restart_at = now + delay
-                    event(log, "process_exited", level=30, index=server.index, pid=server.process.pid,
+                    event(log, "process_exited", level=logging.WARNING, index=server.index, pid=server.process.pid,
                           exit_code=code, seconds=round(now - server.started, 1), restart_in_s=delay,
                           came_up=server.announced)
                 elif now >= server.restart_at:
@@ -252,7 +253,7 @@ class Supervisor:
         for p in live:
             p.join(max(0.0, deadline - time.monotonic()))
             if p.exitcode is None:
-                event(log, "process_killed", level=30, pid=p.pid)
+                event(log, "process_killed", level=logging.WARNING, pid=p.pid)
                 p.kill()
                 p.join(5.0)
 

@@ -9,6 +9,7 @@ one model version is loaded.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import weakref
@@ -121,7 +122,7 @@ class GenerationService(RpcService):
         try:
             await asyncio.get_running_loop().run_in_executor(self._loader, self.repository.refresh)
         except Exception as exc:  # keep serving what is loaded
-            event(log, "model_refresh_failed", level=40, error=f"{type(exc).__name__}: {exc}")
+            event(log, "model_refresh_failed", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}")
         ready = len(self.repository) > 0
         await self._warm_up()
         if self._host is not None:
@@ -138,7 +139,7 @@ class GenerationService(RpcService):
             try:
                 await self.pipeline.warm_up(model, every_worker=not self.models_ready.is_set())
             except Exception as exc:  # noqa: BLE001 - a version failing here fails its requests with their own errors
-                event(log, "model_warm_up_failed", level=30, model=model.name, version=model.version,
+                event(log, "model_warm_up_failed", level=logging.WARNING, model=model.name, version=model.version,
                       error=f"{type(exc).__name__}: {exc}")
 
     def begin_drain(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -135,11 +136,11 @@ class RedisSampleCache(SampleCache):
         self._down_errors += 1
         if self._down_since is None:
             self._down_since = self._reminded = now
-            event(log, "cache_unavailable", level=30, backend=self.backend, url=self.url, operation=operation,
+            event(log, "cache_unavailable", level=logging.WARNING, backend=self.backend, url=self.url, operation=operation,
                   error=text)
         elif now - self._reminded >= self._REMIND_S:
             self._reminded = now
-            event(log, "cache_still_unavailable", level=30, backend=self.backend, url=self.url,
+            event(log, "cache_still_unavailable", level=logging.WARNING, backend=self.backend, url=self.url,
                   seconds=round(now - self._down_since, 1), errors=self._down_errors, error=text)
         return CacheUnavailable(text)
 
@@ -218,7 +219,7 @@ class RedisSampleCache(SampleCache):
         try:
             return SampleRecord.from_parts(sample_id, data[b"latent"], json.loads(data[b"meta"]), data.get(b"context"))
         except (ValueError, KeyError, TypeError) as exc:
-            event(log, "cache_corrupt_entry", level=30, error=_describe(exc))
+            event(log, "cache_corrupt_entry", level=logging.WARNING, error=_describe(exc))
             return None
 
     async def _get_rendered(self, keys: list[str]) -> list[bytes | None]:
