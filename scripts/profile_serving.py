@@ -42,14 +42,39 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 # ---- the server processes ----------------------------------------------------------------------
 
-def _serve_empty(port: int) -> None:
-    """The floor: grpc.aio with one unary handler on the Generate path that answers nothing."""
+def _serve_empty(port: int, version_dir: str | None = None) -> None:
+    """The floor: grpc.aio with one unary handler on the Generate path that answers nothing.
+
+    With ``version_dir``, the handler also runs the version's decode graph once on one latent
+    (ONNX Runtime with the server's session settings, on the event loop) and answers a
+    GenerateResponse of one tensor sample: the least a server can do per count=1 call.
+    """
     import grpc
 
     from tools.loadgen import GENERATE
 
+    answer, feeds, model = b"", None, None
+    if version_dir is not None:
+        import numpy as np
+
+        from latentforge.runtime import ModelRuntime, OrtSettings
+        from latentforge.v1 import generation_pb2 as pb
+        from services.generation.config import ServeConfig
+
+        model = ModelRuntime.open(Path(version_dir), OrtSettings.from_config(ServeConfig()))
+        feeds = {"z": np.random.default_rng(0).standard_normal((1, model.manifest.latent_dim)).astype(np.float32)}
+        if model.manifest.num_classes:
+            feeds["labels"] = np.zeros(1, np.int64)
+        image = model.run_task("decode", feeds)["image"][0]
+        response = pb.GenerateResponse(model=model.name, version=model.version, seed=1)
+        sample = response.samples.add(sample_id="x" * 22, seed=1)
+        sample.image.tensor.CopyFrom(pb.Tensor(dtype="float32", shape=list(image.shape), data=image.tobytes()))
+        answer = response.SerializeToString()
+
     async def empty(request: bytes, context: Any) -> bytes:
-        return b""
+        if model is not None:
+            model.run_task("decode", feeds)
+        return answer
 
     class Handler(grpc.GenericRpcHandler):
         def service(self, details: Any) -> Any:
@@ -231,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="role")
     e = sub.add_parser("_empty", help=argparse.SUPPRESS)
     e.add_argument("--port", type=int, required=True)
+    e.add_argument("--version-dir", help="also run this version's decode graph per call")
     s = sub.add_parser("_serve", help=argparse.SUPPRESS)
     s.add_argument("--models", required=True)
     s.add_argument("--profile-out", required=True)
@@ -248,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the markdown report here (default: print it)")
     args = parser.parse_args(argv)
     if args.role == "_empty":
-        _serve_empty(args.port)
+        _serve_empty(args.port, args.version_dir)
         return 0
     if args.role == "_serve":
         _serve_profiled(args.models, args.port, args.profile_out, json.loads(args.settings))
