@@ -3,7 +3,7 @@
 Export uses the dynamo-based exporter (`dynamo=True`) at a fixed opset, traced with a batch
 of 2 and a symbolic batch dimension named ``N``, and writes one self-contained file (no
 external data, so nothing can point outside the version folder). Parity is measured against
-PyTorch on random inputs at several batch sizes with plain onnxruntime. The manifest's
+PyTorch on random inputs at several batch sizes in a plain ONNX Runtime session. The manifest's
 signature of a graph is read back from the written file (``read_signature``), so it says
 what the file really takes and returns.
 """
@@ -19,6 +19,7 @@ import onnx
 import torch
 
 from latentforge.manifest import BATCH_AXIS, Signature, TensorSpec
+from latentforge.runtime import PLAIN, open_session, write_optimised
 from trainer.families.base import ExportGraph
 
 DEFAULT_OPSET = 18
@@ -99,10 +100,9 @@ def read_signature(path: Path, optional_inputs: tuple[str, ...] = ()) -> Signatu
 def measure_parity(
     graph: ExportGraph, path: Path, batch_sizes: tuple[int, ...] = PARITY_BATCH_SIZES, seed: int = 0
 ) -> float:
-    """Max abs difference between ONNX Runtime and PyTorch over every output and batch size."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    """Max abs difference between ONNX Runtime and PyTorch over every output and batch size, the
+    file run in a plain CPU session (``latentforge.runtime.PLAIN``, as the meter runs versions)."""
+    session = open_session(path, PLAIN)
     generator = torch.Generator().manual_seed(seed)
     worst = 0.0
     for n in batch_sizes:
@@ -145,11 +145,6 @@ def write_ort_cpu_variant(src: Path, dst: Path) -> None:
     Loading it skips those optimisations at start-up; it runs only on ONNX Runtime's CPU
     provider, ideally of the same version (recorded in the manifest's producer).
     """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(dst)
-    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    write_optimised(src, dst, PLAIN, level="extended")
     if not dst.is_file():
         raise ExportError(f"ONNX Runtime did not write an optimised copy of {src.name}")

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -53,6 +54,7 @@ from latentforge.manifest import (
     StrokeSpec,
     sha256_file,
 )
+from latentforge.runtime import PLAIN, ModelRuntime
 from trainer.checkpoint import load_checkpoint, resolve_checkpoint
 from trainer.families import restore_family
 from trainer.families.sketch_rnn import RENDER_SIZE
@@ -136,8 +138,6 @@ def export_run(
                     )
                 variant_files.setdefault(variant, {})[graph.role] = vname
                 errors[f"{graph.role}@{variant}"] = verr
-        if strokes is not None:
-            errors[LOOP_KEY] = _check_stroke_loop(payload, family, staging, graphs)
         names = list(graphs.values()) + [f for roles in variant_files.values() for f in roles.values()]
         files = {f: FileEntry(sha256=sha256_file(staging / f), bytes=(staging / f).stat().st_size) for f in names}
         c, h, w = (1, RENDER_SIZE, RENDER_SIZE) if strokes is not None else tuple(payload["data"]["shape"])
@@ -160,7 +160,7 @@ def export_run(
                 max_abs_error=max(errors[role] for role in graphs),
                 tolerance=tolerance,
                 batch_sizes=PARITY_BATCH_SIZES,
-                per_graph=errors,
+                per_graph=dict(errors),
             ),
             source_checkpoint={
                 "path": str(Path(payload["path"]).resolve()),
@@ -173,6 +173,10 @@ def export_run(
             producer=_producer(),
             quality=_training_quality(payload),
         )
+        if strokes is not None:  # the staged graphs as the service runs them, through the manifest-to-be
+            staged = ModelRuntime(Manifest(version=1, **manifest_fields), staging, PLAIN)
+            errors[LOOP_KEY] = _check_stroke_loop(payload, family, staged)
+            manifest_fields["parity"] = replace(manifest_fields["parity"], per_graph=dict(errors))
         if evaluate > 0:
             manifest_fields["quality"] = _evaluate_staged(staging, manifest_fields, evaluate)
         return _publish(model_dir, staging, manifest_fields)
@@ -181,11 +185,11 @@ def export_run(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _check_stroke_loop(payload: dict, family, staging: Path, graphs: dict[str, str]) -> float:
+def _check_stroke_loop(payload: dict, family, staged: ModelRuntime) -> float:
     """The step graph run in a loop as the service runs it, against PyTorch on held-out drawings;
     ExportError when they part by more than LOOP_TOLERANCE."""
     strokes, lengths, where = parity_drawings(payload, family)
-    err = loop_parity(family, staging, graphs, strokes, lengths)
+    err = loop_parity(family, staged, strokes, lengths)
     log.info("decoder_step run in a loop over %s: max abs error %.3g against PyTorch's teacher-forced pass",
              where, err)
     if not err <= LOOP_TOLERANCE:

@@ -12,13 +12,14 @@ file moved), drawings the PyTorch model samples itself stand in, and the log say
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from latentforge.manifest import STROKE_DIM
+from latentforge.runtime import ModelRuntime
+from latentforge.strokes import teacher_forced
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +55,11 @@ def parity_drawings(payload: dict[str, Any], family: Any, n: int = PARITY_DRAWIN
 
 
 @torch.no_grad()
-def loop_parity(family: Any, folder: Path, graphs: dict[str, str], strokes: np.ndarray,
-                lengths: np.ndarray) -> float:
+def loop_parity(family: Any, runtime: ModelRuntime, strokes: np.ndarray, lengths: np.ndarray) -> float:
     """Max abs difference over the drawings' real steps (and the step that ends each) between the
-    step graph run in a loop from ONNX Runtime and PyTorch's teacher-forced pass; z is each side's
-    own encoder mean (the unconditional model has none)."""
-    import onnxruntime as ort
-
-    def session(role: str) -> ort.InferenceSession:
-        return ort.InferenceSession(str(folder / graphs[role]), providers=["CPUExecutionProvider"])
-
+    step graph run in a loop from ONNX Runtime (``runtime``: the staged version's graphs) and
+    PyTorch's teacher-forced pass; z is each side's own encoder mean (the unconditional model has
+    none). The loop is ``latentforge.strokes.teacher_forced``, the one the quality meter runs."""
     net = family.modules["sketch_rnn"].cpu().eval()
     x = torch.from_numpy(strokes)
     n, steps, _ = x.shape
@@ -71,23 +67,14 @@ def loop_parity(family: Any, folder: Path, graphs: dict[str, str], strokes: np.n
     inputs = torch.cat([start, x[:, :-1]], dim=1)
     if net.encoder is not None:
         z_torch, _ = net.encoder(x, torch.from_numpy(lengths))
-        z = session("encoder").run(["mu"], {"strokes": strokes, "lengths": lengths})[0]
-        h, c = session("init_state").run(["h", "c"], {"z": z})
-        feeds_z = {"z": z}
+        z = runtime.run_task("encode_strokes", {"strokes": strokes, "lengths": lengths}, ["mu"])["mu"]
+        state = runtime.run_task("init_state", {"z": z}, ["h", "c"])
+        h, c = state["h"], state["c"]
     else:
-        z_torch = None
-        hidden = net.decoder.hidden
-        h = c = np.zeros((n, hidden), np.float32)
-        feeds_z = {}
+        z_torch = z = None
+        h = c = np.zeros((n, net.decoder.hidden), np.float32)
     expected = [t.numpy() for t in net.decoder(inputs, z_torch)]
-    step = session("decoder_step")
-    real = np.arange(steps)[None, :] <= lengths[:, None]  # real points and the step that ends the drawing
-    points = inputs.numpy()
-    worst = 0.0
-    for t in range(min(steps, int(lengths.max()) + 1)):
-        out = step.run(None, {"point": points[:, t], **feeds_z, "h": h, "c": c})
-        *mixture, h, c = out
-        rows = real[:, t]
-        for got, want in zip(mixture, expected):
-            worst = max(worst, float(np.abs(got[rows] - want[rows, t]).max(initial=0.0)))
-    return worst
+    run = min(steps, int(lengths.max()) + 1)
+    got = teacher_forced(lambda feeds: runtime.run_task("draw_strokes", feeds), inputs.numpy(), z, h, c, run)
+    real = (np.arange(steps)[None, :] <= lengths[:, None])[:, :run]  # real points and the step that ends each
+    return max(float(np.abs(g[real] - w[:, :run][real]).max(initial=0.0)) for g, w in zip(got, expected))

@@ -21,15 +21,15 @@ from latentforge.completion import EVAL_MASKS
 from trainer.quality.completion import (
     DEFAULT_CANDIDATES,
     DEFAULT_ITERATIONS,
-    CompletionReport,
     evaluate_completion,
 )
+from trainer.quality.scored import Report
 
 
-def _name(report: CompletionReport) -> str:
-    src = report.source
+def _name(report: Report) -> str:
+    src, figures = report.source, report.tasks["complete"]
     who = f"{src['model']} v{src['version']}" if src.get("kind") == "version" else report.target
-    how = "complete graph" if report.method == "graph" else f"iterative, {report.iterations} rounds"
+    how = "complete graph" if figures.method == "graph" else f"iterative, {figures.iterations} rounds"
     return f"{who} ({src.get('family')}, {how})"
 
 
@@ -37,9 +37,9 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.1%}"
 
 
-def markdown(reports: list[CompletionReport], command: str) -> str:
-    """The reports as one Markdown table, the baseline (from the first report) last."""
-    first = reports[0]
+def markdown(reports: list[Report], command: str) -> str:
+    """The reports' complete figures as one Markdown table, the baseline (from the first report) last."""
+    first = reports[0].tasks["complete"]
     k = first.candidates
     lines = [
         f"`{command}`",
@@ -54,8 +54,9 @@ def markdown(reports: list[CompletionReport], command: str) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
-        for i, kind in enumerate(r.scores):
-            s = r.scores[kind]
+        figures = r.tasks["complete"]
+        for i, kind in enumerate(figures.scores):
+            s = figures.scores[kind]
             lines.append(f"| {_name(r)} | {kind} | {s['psnr']:.2f} | {s['ssim']:.3f} | {_pct(s['read'])} | "
                          f"{_pct(s['best_read'])} | {s['diversity']:.3f} | {r.seconds:.0f} |" if i == 0 else
                          f"| | {kind} | {s['psnr']:.2f} | {s['ssim']:.3f} | {_pct(s['read'])} | "
@@ -85,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         for i, rounds in enumerate(args.iterations):
             report = evaluate_completion(path, args.n, args.seed, args.candidates, rounds, cache_dir=args.cache_dir)
             reports.append(report)
+            figures = report.tasks["complete"]
             print(f"{_name(report)}: " + ", ".join(
-                f"{kind} {report.scores[kind]['psnr']:.2f} dB" for kind in EVAL_MASKS if kind in report.scores),
+                f"{kind} {figures.scores[kind]['psnr']:.2f} dB" for kind in EVAL_MASKS if kind in figures.scores),
                 file=sys.stderr)
-            if report.method == "graph":
+            if figures.method == "graph":
                 break  # rounds apply to the iterative method only
     table = markdown(reports, command)
     if args.out is not None:

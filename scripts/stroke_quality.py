@@ -28,9 +28,9 @@ from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import DataSpec
 from trainer.families import build_family
+from trainer.quality.scored import Report
 from trainer.quality.strokes import (
     RunModel,
-    StrokeReport,
     evaluate_strokes,
     held_out,
     reconstruction_nll,
@@ -45,34 +45,36 @@ def untrained_nll(run: Path, data: str | None) -> dict[str, float]:
         torch.manual_seed(config.seed)
         family = build_family(config, DataSpec.from_dict(payload["data"]), torch.device("cpu"))
     held = held_out(payload.get("hold_out"), data or payload["config"]["data"], int(family.max_steps), payload["path"])
-    return reconstruction_nll(RunModel(family, payload), held.strokes, held.lengths)
+    return reconstruction_nll(RunModel(family), held.strokes, held.lengths)
 
 
 def _f(v: Any, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def likelihood_rows(name: str, report: StrokeReport, fresh: dict[str, float] | None) -> list[str]:
-    h = report.held_out
+def likelihood_rows(name: str, report: Report, fresh: dict[str, float] | None) -> list[str]:
+    figures = report.tasks["draw_strokes"]
+    h = figures.held_out
     where = f"{h['split']}, {h['count']}" + ("" if h["unseen"] else ", seen in training")
     rows = []
-    pairs = [(f"{name} (step {report.source['step']})", report.nll)]
+    pairs = [(f"{name} (step {report.source['step']})", figures.nll)]
     if fresh is not None:  # runs only: the same network at its initial weights
         pairs.append((f"{name} untrained", fresh))
     for label, nll in pairs:
-        rows.append(f"| {label} | {report.data['spec']} | {where} | {nll['offset_nll']:.4f} | {nll['pen_nll']:.4f} | "
+        rows.append(f"| {label} | {figures.data['spec']} | {where} | {nll['offset_nll']:.4f} | {nll['pen_nll']:.4f} | "
                     f"{_f(nll.get('kl'), '.4f')} | {nll['total']:.4f} | {nll['nats_per_drawing']:.1f} |")
     return rows
 
 
-def sample_rows(name: str, report: StrokeReport) -> list[str]:
+def sample_rows(name: str, report: Report) -> list[str]:
+    figures = report.tasks["draw_strokes"]
     rows = []
-    f = report.floor or {}
-    for t, s in report.samples.items():
+    f = figures.floor or {}
+    for t, s in figures.samples.items():
         rows.append(f"| {name} | prior, t={t} | {s['fid']:.2f} | {s['kid']:.4f} | {s.get('precision', 0):.3f} | "
                     f"{s.get('recall', 0):.3f} | {_f(s.get('confident'), '.3f')} | {s['mean_points']:.1f} | "
                     f"{s['ended']:.2f} |")
-    r = report.reconstruction
+    r = figures.reconstruction
     if r:
         read = f"read {r['read']:.3f} (originals {r['original_read']:.3f})" if "read" in r else "-"
         rows.append(f"| {name} | reconstructions from mu, t={r['temperature']:g} ({r['n']}) | {_f(r.get('fid'), '.2f')} "

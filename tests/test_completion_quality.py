@@ -26,6 +26,7 @@ from latentforge.manifest import (
     Manifest,
     sha256_file,
 )
+from latentforge.runtime import ModelRuntime
 from tests.helpers.training import tiny_config
 from trainer.families.base import ExportGraph
 from trainer.quality import completion as qc
@@ -104,8 +105,8 @@ def meter():
 
 
 def test_the_iterative_method_through_onnx_runtime_keeps_the_known_pixels(vae_version: Path, meter):
-    completer = qc.version_completer(vae_version, iterations=3)
-    assert completer.method == "iterative" and completer.source["graphs"] == ["encoder.onnx", "decoder.onnx"]
+    completer = qc.version_completer(ModelRuntime.open(vae_version), iterations=3)
+    assert completer.method == "iterative" and completer.graphs == ["encoder.onnx", "decoder.onnx"]
     held = qc._held_out(meter, qc.DataSpec("mnist5k"))
     images = held["images"][:5]
     masks = qc.masks_for("strokes", 5, 28, 28)
@@ -123,8 +124,8 @@ def test_evaluate_prints_the_completion_table_of_a_vae_when_asked(vae_version: P
                "--iterations", "2", "--json"])
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["scores"]["n"] == N  # the sample scores stay
-    comp = report["completion"]
+    assert report["tasks"]["sample"]["scores"]["n"] == N  # the sample scores stay
+    comp = report["tasks"]["complete"]
     assert comp["method"] == "iterative" and comp["iterations"] == 2 and comp["candidates"] == 3
     assert comp["n"] == N and set(comp["scores"]) == set(EVAL_MASKS)
     for kind in EVAL_MASKS:
@@ -190,9 +191,11 @@ def test_export_evaluate_records_completion_scores_for_a_model_with_the_complete
     # The version as published: `latentforge evaluate` gives it the completion table only.
     (staging / "manifest.json").write_text(Manifest(version=1, **{**fields, "quality": quality}).to_json())
     assert Manifest.read(staging).quality.scores["bottom_best_read"] == q["bottom_best_read"]
-    samples, report = evaluate_model(staging, n=N, candidates=2)
-    assert samples is None and report.method == "graph" and report.iterations is None
-    assert report.held_out_unseen is True and report.scores["top"]["known_max_error"] < 1e-6
+    report = evaluate_model(staging, n=N, candidates=2)
+    assert set(report.tasks) == {"complete"}
+    figures = report.tasks["complete"]
+    assert figures.method == "graph" and figures.iterations is None and figures.graphs == ["completer.onnx"]
+    assert figures.held_out_unseen is True and figures.scores["top"]["known_max_error"] < 1e-6
     assert main(["evaluate", str(staging), "--n", str(N)]) == 0
     table = capsys.readouterr().out
     assert "its complete graph" in table and "held out of its training" in table and "FID" not in table
@@ -205,7 +208,8 @@ def test_a_run_folder_completes_in_pytorch_as_its_export_does_in_onnx_runtime(va
     in_ort = qc.evaluate_completion(vae_version, n=N, candidates=2, iterations=2)
     assert in_torch.source["runtime"] == "torch" and in_ort.source["runtime"] == "onnxruntime"
     for kind in EVAL_MASKS:
-        assert in_torch.scores[kind]["psnr"] == pytest.approx(in_ort.scores[kind]["psnr"], abs=1e-3)
+        assert in_torch.tasks["complete"].scores[kind]["psnr"] == pytest.approx(
+            in_ort.tasks["complete"].scores[kind]["psnr"], abs=1e-3)
 
 
 def test_a_trained_completion_model_is_scored_on_completion_only(request, tmp_path: Path, capsys):

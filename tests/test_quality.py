@@ -164,12 +164,14 @@ def test_evaluate_a_run_folder(dcgan_run, meter, quality_cache, capsys):
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     assert report["source"]["kind"] == "run" and report["source"]["step"] == 30
-    assert report["data"]["spec"] == "mnist5k" and report["data"]["sha256"] == meter.data_sha256
-    assert report["meter"]["origin"] == "cache" and report["meter"]["held_out_images"] == 1000
-    assert report["floor"]["n"] == 300 and report["scores"]["n"] == 300
+    assert report["n"] == 300 and set(report["tasks"]) == {"sample"}
+    figures = report["tasks"]["sample"]
+    assert figures["data"]["spec"] == "mnist5k" and figures["data"]["sha256"] == meter.data_sha256
+    assert figures["meter"]["origin"] == "cache" and figures["meter"]["held_out_images"] == 1000
+    assert figures["floor"]["n"] == 300 and figures["scores"]["n"] == 300 and figures["graphs"] == []
     # Thirty steps of training are far from real digits.
-    assert report["scores"]["fid"] > 3 * report["floor"]["fid"]
-    assert len(report["scores"]["classes"]) == 10
+    assert figures["scores"]["fid"] > 3 * figures["floor"]["fid"]
+    assert len(figures["scores"]["classes"]) == 10
 
     earlier = dcgan_run / "checkpoints" / "step_00000015.pt"
     rc = main(["evaluate", str(dcgan_run), "--n", "200", "--checkpoint", str(earlier),
@@ -185,11 +187,12 @@ def test_evaluate_an_exported_version(model_repo, quality_cache, model, capsys):
     rc = main(["evaluate", str(model_repo / model / "1"), "--n", "250", "--cache-dir", str(quality_cache), "--json"])
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["source"] == {"kind": "version", "model": model, "version": 1,
-                                "graph": "generator.onnx" if model == "mnist-dcgan" else "decoder.onnx",
-                                "step": 30}
-    assert report["scores"]["n"] == 250 and report["floor"]["n"] == 250
-    assert {"fid", "kid", "precision", "recall", "confident", "coverage"} <= set(report["scores"])
+    assert report["source"] == {"kind": "version", "model": model, "version": 1, "step": 30,
+                                "family": "gan" if model == "mnist-dcgan" else "vae", "runtime": "onnxruntime"}
+    figures = report["tasks"]["sample"]
+    assert figures["graphs"] == ["generator.onnx" if model == "mnist-dcgan" else "decoder.onnx"]
+    assert figures["scores"]["n"] == 250 and figures["floor"]["n"] == 250
+    assert {"fid", "kid", "precision", "recall", "confident", "coverage"} <= set(figures["scores"])
 
 
 def test_evaluate_refuses_what_it_cannot_score(tmp_path, meter, dcgan_run, quality_cache, capsys):

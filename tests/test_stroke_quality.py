@@ -81,15 +81,17 @@ def test_evaluate_reports_a_stroke_run_and_caches_its_meter(run: Path, cache: Pa
     args = ["evaluate", str(run), "--n", "60", "--temperatures", "0.5,1", "--cache-dir", str(cache), "--json"]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["nll"]["T"] == 35 and report["held_out"] == {**report["held_out"], "split": "hold-out",
-                                                               "count": 194, "unseen": True}
-    assert set(report["samples"]) == {"0.5", "1"}
-    for scores in [*report["samples"].values(), report["floor"]]:
+    assert set(report["tasks"]) == {"draw_strokes"} and report["n"] == 60 and report["notes"] == []
+    figures = report["tasks"]["draw_strokes"]
+    assert figures["nll"]["T"] == 35 and figures["held_out"] == {**figures["held_out"], "split": "hold-out",
+                                                                 "count": 194, "unseen": True}
+    assert set(figures["samples"]) == {"0.5", "1"}
+    for scores in [*figures["samples"].values(), figures["floor"]]:
         assert np.isfinite(scores["fid"]) and 0 <= scores["precision"] <= 1 and 0 <= scores["recall"] <= 1
-    assert report["floor"]["fid"] < min(s["fid"] for s in report["samples"].values())
-    assert report["meter"]["kind"] == "autoencoder" and report["meter"]["render_size"] == 28
-    assert report["meter"]["split_is_run_hold_out"] is True
-    assert np.isfinite(report["reconstruction"]["fid"]) and "read" not in report["reconstruction"]  # no labels
+    assert figures["floor"]["fid"] < min(s["fid"] for s in figures["samples"].values())
+    assert figures["meter"]["kind"] == "autoencoder" and figures["meter"]["render_size"] == 28
+    assert figures["meter"]["split_is_run_hold_out"] is True
+    assert np.isfinite(figures["reconstruction"]["fid"]) and "read" not in figures["reconstruction"]  # no labels
     assert list(cache.glob("kanjivg_simple_28px-*.pt"))
     sq._METERS.clear()  # a new process: the meter comes from the cache file
     assert main(["evaluate", str(run), "--n", "20", "--temperatures", "1", "--cache-dir", str(cache)]) == 0
@@ -118,9 +120,10 @@ def test_rendered_meter_of_labelled_drawings_reads_their_classes(run: Path, cach
 def test_unconditional_run_gets_nll_only(tmp_path: Path, cache: Path):
     out = train(tmp_path / "uncond", "--unconditional", steps=5)
     report = sq.evaluate_strokes(out, n=20, temperatures=(1.0,), cache_dir=cache)
-    assert "kl" not in report.nll and report.nll["total"] == pytest.approx(report.nll["recon_nll"])
-    assert report.reconstruction is None and np.isfinite(report.samples["1"]["fid"])
-    assert "unconditional: no KL" in sq.format_stroke_report(report)
+    figures = report.tasks["draw_strokes"]
+    assert "kl" not in figures.nll and figures.nll["total"] == pytest.approx(figures.nll["recon_nll"])
+    assert figures.reconstruction is None and np.isfinite(figures.samples["1"]["fid"])
+    assert "unconditional: no KL" in report.format()
 
 
 def test_bad_input_gets_a_clear_error(run: Path, tmp_path: Path, capsys):
@@ -155,9 +158,10 @@ def test_a_run_that_held_out_nothing_is_flagged(tmp_path: Path):
                  "--batch-size", "8", "--threads", "1", "--eval-every", "0", "--sample-every", "2",
                  "--checkpoint-every", "2", *TINY, "--out", str(out)]) == 0
     report = sq.evaluate_strokes(out, n=10, meter=False)
-    assert report.held_out["split"] == "meter split" and report.held_out["unseen"] is False
-    assert "the run trained on them" in sq.format_stroke_report(report)
-    assert dataclasses.asdict(report)["meter"] is None
+    figures = report.tasks["draw_strokes"]
+    assert figures.held_out["split"] == "meter split" and figures.held_out["unseen"] is False
+    assert "the run trained on them" in report.format()
+    assert dataclasses.asdict(report)["tasks"]["draw_strokes"]["meter"] is None
 
 
 def test_a_data_set_too_small_for_a_meter_still_gets_its_likelihood(tmp_path: Path, cache: Path, capsys):
@@ -181,10 +185,13 @@ def test_an_exported_version_is_scored_in_onnx_runtime_like_its_run(run: Path, t
     version = tmp_path / "models" / "kanji-simple" / "1"
     from_run = sq.evaluate_strokes(run, n=40, temperatures=(0.5,), cache_dir=cache)
     from_version = sq.evaluate_strokes(version, n=40, temperatures=(0.5,), cache_dir=cache)
-    assert from_version.source["kind"] == "version" and from_version.held_out == from_run.held_out
+    in_run, in_version = from_run.tasks["draw_strokes"], from_version.tasks["draw_strokes"]
+    assert from_version.source["kind"] == "version" and in_version.held_out == in_run.held_out
+    assert in_version.graphs == ["decoder_step.onnx"] and in_run.graphs == []
     for key in ("offset_nll", "pen_nll", "kl", "total"):
-        assert from_version.nll[key] == pytest.approx(from_run.nll[key], abs=1e-3), key
-    scores = from_version.samples["0.5"]
+        assert in_version.nll[key] == pytest.approx(in_run.nll[key], abs=1e-3), key
+    scores = in_version.samples["0.5"]
     assert np.isfinite(scores["fid"]) and 0 < scores["mean_points"] <= 35
-    assert np.isfinite(from_version.reconstruction["fid"])
-    assert "ONNX Runtime" in sq.format_stroke_report(from_version)
+    assert np.isfinite(in_version.reconstruction["fid"])
+    assert "ONNX Runtime" in from_version.format()
+    assert from_version.summary() == {**from_version.summary(), "task": "draw_strokes", "n": 40}

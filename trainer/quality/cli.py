@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperatures", type=_temperatures, default=None, metavar="T,T,...",
                    help="stroke models: sampling temperatures of the prior drawings (default 0.2,0.5,1.0 and "
                    "the run's grid temperature)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as JSON: target, source, n, seed, seconds, notes, created, and under "
+                   "tasks each scored task's figures (sample, complete, draw_strokes)")
     p.set_defaults(func=run)
 
 
@@ -66,33 +68,17 @@ def run(args: argparse.Namespace) -> int:
         from latentforge.manifest import ManifestError
         from trainer.checkpoint import CheckpointError
         from trainer.data import DataError
-        from trainer.quality.completion import format_completion
-        from trainer.quality.evaluate import evaluate_model, format_report
+        from trainer.quality.evaluate import evaluate_model
         from trainer.quality.features import QualityError
-        from trainer.quality.strokes import StrokeReport, format_stroke_report
     except ModuleNotFoundError as exc:
         return missing_extra("evaluate", "train", exc)
     try:
-        report, completion = evaluate_model(
+        report = evaluate_model(
             args.path, n=args.n, seed=args.seed, checkpoint=args.checkpoint, data=args.data,
             cache_dir=args.cache_dir, completion=args.completion, candidates=args.candidates,
             iterations=args.iterations, temperatures=args.temperatures)
     except (QualityError, CheckpointError, ManifestError, DataError, OSError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    if isinstance(report, StrokeReport):
-        print(json.dumps(report.to_dict(), indent=2) if args.json else format_stroke_report(report))
-        return 0
-    if args.json:
-        if report is None:
-            out = completion.to_dict()
-        else:
-            out = report.to_dict()
-            if completion is not None:
-                out["completion"] = completion.to_dict()
-        print(json.dumps(out, indent=2))
-    else:
-        parts = ([] if report is None else [format_report(report)]) + \
-            ([] if completion is None else [format_completion(completion)])
-        print("\n\n".join(parts))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
     return 0

@@ -29,12 +29,11 @@ autoencoder) runs the iterative method of ``latentforge.completion.iterative_com
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -45,7 +44,8 @@ from latentforge.completion import (
     eval_mask,
     iterative_complete,
 )
-from latentforge.manifest import MANIFEST_NAME, TASK_CONTRACTS, Manifest, verify_files
+from latentforge.manifest import TASK_CONTRACTS
+from latentforge.runtime import ModelRuntime
 from trainer.data import DataError, load_data
 from trainer.quality.features import (
     DEFAULT_SETTINGS,
@@ -55,7 +55,14 @@ from trainer.quality.features import (
     meter_for,
     split_indices,
 )
-from trainer.quality.samplers import DataSpec, is_version_dir
+from trainer.quality.scored import (
+    DataSpec,
+    Report,
+    ScoredModel,
+    TaskFigures,
+    open_scored,
+    round_figure,
+)
 
 DEFAULT_CANDIDATES = 4
 # Rounds of the iterative method. Measured on the default VAE and AE (docs/quality.md): 8 rounds
@@ -212,7 +219,7 @@ class Completer:
     method: str  # "graph" (the complete task) or "iterative" (encode + decode)
     latent_dim: int
     value_range: tuple[float, float]
-    source: dict[str, Any]
+    graphs: list[str]  # a version's graph files that complete (none for a run)
     graph: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None  # image, mask, z -> image
     encode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None
     decode: Callable[[np.ndarray], np.ndarray] | None = None
@@ -254,74 +261,53 @@ def _encode_chunked(encode: Callable, x: np.ndarray) -> tuple[np.ndarray, np.nda
     return mu, logvar
 
 
-def _feeds_with_optional(session, feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """Feeds plus zeros for the graph's other inputs (optional ones, e.g. labels), as the service
-    feeds what a caller leaves out."""
-    out = dict(feeds)
-    for spec in session.get_inputs():
-        if spec.name not in out:
-            dtype = np.int64 if "int64" in spec.type else np.float32
-            shape = [n if not isinstance(d, int) else d for d in spec.shape]
-            out[spec.name] = np.zeros(shape, dtype=dtype)
-    return out
+def completer_for(model: ScoredModel, iterations: int = DEFAULT_ITERATIONS) -> Completer:
+    """The completer of a scored model: a version's in ONNX Runtime, a run's in PyTorch."""
+    if model.runtime is not None:
+        return version_completer(model.runtime, iterations)
+    return run_completer(model, iterations)
 
 
-def version_completer(version_dir: Path, iterations: int = DEFAULT_ITERATIONS) -> Completer:
+def version_completer(runtime: ModelRuntime, iterations: int = DEFAULT_ITERATIONS) -> Completer:
     """The completer of an exported version, in ONNX Runtime: its complete graph when it has the
-    task, else the iterative method over its encoder and decoder."""
-    import onnxruntime as ort
-
-    version_dir = Path(version_dir)
-    manifest = Manifest.read(version_dir)
-    verify_files(version_dir, manifest)
-
-    def session(task: str):
-        fname = manifest.graphs[manifest.graph_for(task)]
-        return fname, ort.InferenceSession(str(version_dir / fname), providers=["CPUExecutionProvider"])
-
-    source = {"kind": "version", "model": manifest.name, "version": manifest.version,
-              "step": int(manifest.source_checkpoint.get("step", 0)), "family": manifest.kind}
-    if manifest.has_task("complete"):
-        fname, sess = session("complete")
+    task, else the iterative method over its encoder and decoder. Graphs are fed by the
+    contract's names; optional inputs left out (a conditional decoder's labels) are fed as zeros by
+    the runtime, as the service feeds what a request leaves out."""
+    manifest = runtime.manifest
+    if runtime.has_task("complete"):
+        role = runtime.graph_for("complete")
         output = next(iter(TASK_CONTRACTS["complete"][1]))  # the contract's output name
 
         def graph(image: np.ndarray, mask: np.ndarray, z: np.ndarray) -> np.ndarray:
-            return sess.run([output], _feeds_with_optional(sess, {"image": image, "mask": mask, "z": z},
-                                                           len(image)))[0]
+            return runtime.run(role, {"image": image, "mask": mask, "z": z}, [output])[output]
 
-        return Completer("graph", manifest.latent_dim, manifest.output.value_range,
-                         {**source, "graphs": [fname], "runtime": "onnxruntime"}, graph=graph)
-    if manifest.has_task("encode") and manifest.has_task("decode"):
-        enc_name, enc = session("encode")
-        dec_name, dec = session("decode")
-        outputs = [o.name for o in enc.get_outputs()]
-        wanted = ["mu"] + (["logvar"] if "logvar" in outputs else [])
+        return Completer("graph", manifest.latent_dim, manifest.output.value_range, [runtime.files[role]],
+                         graph=graph)
+    if runtime.has_task("encode") and runtime.has_task("decode"):
+        enc, dec = runtime.graph_for("encode"), runtime.graph_for("decode")
+        wanted = ["mu"] + (["logvar"] if "logvar" in runtime.output_names(enc) else [])
 
         def encode(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-            got = enc.run(wanted, _feeds_with_optional(enc, {"image": image}, len(image)))
-            return got[0], (got[1] if len(got) > 1 else None)
+            got = runtime.run(enc, {"image": image}, wanted)
+            return got["mu"], got.get("logvar")
 
         def decode(z: np.ndarray) -> np.ndarray:
-            return dec.run(["image"], _feeds_with_optional(dec, {"z": z}, len(z)))[0]
+            return runtime.run(dec, {"z": z}, ["image"])["image"]
 
         return Completer("iterative", manifest.latent_dim, manifest.output.value_range,
-                         {**source, "graphs": [enc_name, dec_name], "runtime": "onnxruntime"},
-                         encode=encode, decode=decode, iterations=iterations)
-    raise QualityError(f"{version_dir}: model {manifest.name} cannot complete images: it has neither the "
+                         [runtime.files[enc], runtime.files[dec]], encode=encode, decode=decode,
+                         iterations=iterations)
+    raise QualityError(f"{runtime.version_dir}: model {manifest.name} cannot complete images: it has neither the "
                        f"'complete' task nor both 'encode' and 'decode' (its tasks: {', '.join(sorted(manifest.tasks))})")
 
 
-def run_completer(payload: dict[str, Any], iterations: int = DEFAULT_ITERATIONS) -> Completer:
-    """The completer of a trained run's checkpoint payload, in PyTorch: the completion family's
-    ``complete``, or the iterative method over a VAE's or an autoencoder's encoder and decoder."""
+def run_completer(model: ScoredModel, iterations: int = DEFAULT_ITERATIONS) -> Completer:
+    """The completer of a trained run, in PyTorch: the completion family's ``complete``, or the
+    iterative method over a VAE's or an autoencoder's encoder and decoder."""
     import torch
 
-    from trainer.families import restore_family
-
-    family = restore_family(payload)
+    family = model.family()
     tasks = dict(getattr(family, "tasks", {}))
-    source = {"kind": "run", "checkpoint": payload["path"], "step": int(payload["step"]),
-              "family": payload["family"], "runtime": "torch"}
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
@@ -331,7 +317,7 @@ def run_completer(payload: dict[str, Any], iterations: int = DEFAULT_ITERATIONS)
         def graph(image: np.ndarray, mask: np.ndarray, z: np.ndarray) -> np.ndarray:
             return family.complete(t(image), t(mask), t(z)).cpu().numpy()
 
-        return Completer("graph", family.latent_dim, (0.0, 1.0), source, graph=graph)
+        return Completer("graph", family.latent_dim, (0.0, 1.0), [], graph=graph)
     if "encode" in tasks and "decode" in tasks:
         if hasattr(family, "encode") and hasattr(family, "decode"):  # the autoencoder: codes in, codes out
             def encode(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -352,35 +338,15 @@ def run_completer(payload: dict[str, Any], iterations: int = DEFAULT_ITERATIONS)
                 labels = torch.zeros(len(z), dtype=torch.int64) if family.num_classes else None
                 return family.sample(t(z), labels).cpu().numpy()
 
-        return Completer("iterative", family.latent_dim, (0.0, 1.0), source, encode=encode, decode=decode,
+        return Completer("iterative", family.latent_dim, (0.0, 1.0), [], encode=encode, decode=decode,
                          iterations=iterations)
-    raise QualityError(f"{payload['path']}: a {payload['family']} run cannot complete images "
+    raise QualityError(f"{model.where}: a {model.source.get('family')} run cannot complete images "
                        "(it has neither a complete method nor an encoder and a decoder)")
 
 
 # --- what can a model do -------------------------------------------------------------------------
 
-def capabilities(path: Path, checkpoint: Path | None = None) -> set[str]:
-    """The tasks of a version folder's manifest or of a run's family (e.g. {"sample", "complete"})."""
-    path = Path(path)
-    if is_version_dir(path):
-        return set(Manifest.read(path).tasks)
-    if not path.exists():
-        raise QualityError(f"{path} is neither a run folder, a checkpoint file nor an exported version folder")
-    from trainer.checkpoint import load_checkpoint
-    from trainer.families import family_class
-
-    payload = load_checkpoint(_checkpoint_path(path, checkpoint))
-    return set(getattr(family_class(payload["family"]), "tasks", {}))
-
-
-def _checkpoint_path(path: Path, checkpoint: Path | None) -> Path:
-    if checkpoint is not None:
-        return Path(checkpoint)
-    return path
-
-
-def can_complete(tasks: set[str]) -> bool:
+def can_complete(tasks: set[str] | frozenset[str]) -> bool:
     """Whether a model with these tasks can be scored here: a complete graph, or encode + decode."""
     return "complete" in tasks or {"encode", "decode"} <= tasks
 
@@ -398,16 +364,15 @@ def held_out_unseen(hold_out: Any) -> bool | None:
 # --- the report ----------------------------------------------------------------------------------
 
 @dataclass
-class CompletionReport:
-    """Completion figures per mask kind for a model, beside the mean-image baseline."""
+class CompletionFigures(TaskFigures):
+    """The complete task's figures: per mask kind for a model, beside the mean-image baseline."""
 
-    target: str
-    source: dict[str, Any]
+    task: ClassVar[str] = "complete"
+    graphs: list[str]  # the version's graph files that completed (none for a run)
     method: str
     iterations: int | None
-    n: int
+    n: int  # images completed: the report's n, or all the held-out images when fewer
     candidates: int
-    seed: int
     mask_seed: int
     held_out_unseen: bool | None
     data: dict[str, Any]
@@ -415,23 +380,19 @@ class CompletionReport:
     original_read: float | None  # the meter's reads of the whole originals: the ceiling of read
     scores: dict[str, dict[str, float]]  # mask kind -> figures
     baseline: dict[str, dict[str, float]]  # mask kind -> figures of the mean-image fill
-    seconds: float
-    created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> dict[str, Any]:
+    def summary(self, report: Report) -> dict[str, Any]:
         """A flat record (e.g. for a manifest's quality): ``<mask>_<figure>`` and
         ``<mask>_baseline_<figure>`` per mask kind, and how they were measured."""
         out: dict[str, Any] = {}
         for kind, figures in self.scores.items():
-            out.update({f"{kind}_{k}": _round(figures[k]) for k in MODEL_KEYS if figures.get(k) is not None})
+            out.update({f"{kind}_{k}": round_figure(figures[k]) for k in MODEL_KEYS if figures.get(k) is not None})
             base = self.baseline[kind]
-            out.update({f"{kind}_baseline_{k}": _round(base[k]) for k in BASELINE_KEYS if base.get(k) is not None})
+            out.update({f"{kind}_baseline_{k}": round_figure(base[k])
+                        for k in BASELINE_KEYS if base.get(k) is not None})
         if self.original_read is not None:
-            out["original_read"] = _round(self.original_read)
-        out.update(task="complete", method=self.method, candidates=self.candidates, n=self.n, seed=self.seed,
+            out["original_read"] = round_figure(self.original_read)
+        out.update(task=self.task, method=self.method, candidates=self.candidates, n=self.n, seed=report.seed,
                    mask_seed=self.mask_seed, data=self.data["spec"], data_sha256=self.data["sha256"],
                    meter=self.meter["kind"], meter_version=METER_VERSION)
         if self.iterations is not None:
@@ -440,9 +401,48 @@ class CompletionReport:
             out["held_out_unseen"] = int(self.held_out_unseen)
         return out
 
+    def describe(self, report: Report) -> str:
+        """One line naming the model and how it completed."""
+        src = report.source
+        who = (f"{src['model']} version {src['version']}" if src.get("kind") == "version"
+               else f"{report.target} ({Path(src.get('checkpoint', '')).name})")
+        how = ("its complete graph" if self.method == "graph"
+               else f"the iterative method, {self.iterations} rounds")
+        runtime = "ONNX Runtime" if src.get("runtime") == "onnxruntime" else "PyTorch"
+        return f"{who}, step {src.get('step')}: {how} ({runtime})"
 
-def _round(v: Any) -> Any:
-    return round(float(v), 6) if isinstance(v, (float, np.floating)) else v
+    def format(self, report: Report) -> str:
+        """The figures as a readable table: one row per mask kind, the baseline beside the model."""
+        k = self.candidates
+        unseen = {True: "held out of its training", False: "NOT held out of its training (it may have seen them)",
+                  None: "its config has no hold_out: it may have trained on them"}[self.held_out_unseen]
+        lines = [
+            f"completion: {self.describe(report)}",
+            (f"{self.n} held-out images of {self.data['spec']} ({unseen}), {k} candidates each "
+             f"(image j: seeds {report.seed} + {k}j + i), stroke masks from seed {self.mask_seed}, "
+             f"{report.seconds:.1f} s"),
+        ]
+        if self.original_read is not None:
+            lines.append(f"the meter reads {self.original_read:.1%} of the whole originals as their label")
+        lines.append("baseline: the hole filled with the mean training image")
+        lines.append("")
+        labelled = self.original_read is not None
+        head = f"{'mask':9}{'hole':>6}{'PSNR':>8}{'SSIM':>7}"
+        head += f"{'read':>7}{f'best/{k}':>8}" if labelled else ""
+        head += f"{'divers.':>9}  | {'baseline PSNR':>13}{'SSIM':>7}" + (f"{'read':>7}" if labelled else "")
+        lines.append(head)
+        for kind, s in self.scores.items():
+            b = self.baseline[kind]
+            row = f"{kind:9}{s['hole']:>6.0%}{s['psnr']:>8.2f}{s['ssim']:>7.3f}"
+            row += f"{s['read']:>7.1%}{s['best_read']:>8.1%}" if labelled else ""
+            row += (f"{s['diversity']:>9.3f}  | {b['psnr']:>13.2f}{b['ssim']:>7.3f}"
+                    + (f"{b['read']:>7.1%}" if labelled else ""))
+            lines.append(row)
+        lines.append("")
+        lines.append(f"PSNR (dB) and SSIM over hole pixels of candidate 0 (in [0, 1]); read: candidate 0 read as the "
+                     f"original's label; best/{k}: any of the {k} read so; divers.: mean pairwise RMS between "
+                     "candidates over the hole")
+        return "\n".join(lines)
 
 
 def _held_out(meter: Meter, spec: DataSpec) -> dict[str, np.ndarray | None]:
@@ -510,6 +510,52 @@ def score_completer(completer: Completer, meter: Meter, images: np.ndarray, labe
     return scores, baseline
 
 
+def score_completion(
+    report: Report,
+    model: ScoredModel,
+    candidates: int = DEFAULT_CANDIDATES,
+    iterations: int = DEFAULT_ITERATIONS,
+    data: str | None = None,
+    cache_dir: Path | None = None,
+    mask_seed: int = MASK_SEED,
+) -> CompletionFigures:
+    """Complete ``report.n`` of the meter's held-out images (all of them when n exceeds their count)
+    under each kind of mask, K candidates each, score the holes and add the figures (the complete
+    task) to the report."""
+    if report.n < 1:
+        raise QualityError(f"--n must be >= 1 (got {report.n})")
+    if iterations < 1:
+        raise QualityError(f"iterations must be >= 1 (got {iterations})")
+    completer = completer_for(model, iterations)
+    spec = model.data_spec(data)
+    try:
+        meter = meter_for(spec.spec, spec.image_size, spec.channels, spec.min_image_size, cache_dir=cache_dir)
+        held = _held_out(meter, spec)
+    except DataError as exc:
+        raise QualityError(f"cannot load the data to compare with: {exc}; pass it with --data") from None
+    pick = np.arange(min(report.n, len(held["images"])))
+    images = held["images"][pick]
+    labels = None if held["labels"] is None else held["labels"][pick]
+    scores, baseline = score_completer(completer, meter, images, labels, held["mean"], candidates, report.seed,
+                                       mask_seed)
+    original = _reads(meter, images, labels)
+    return report.add(CompletionFigures(
+        graphs=completer.graphs,
+        method=completer.method,
+        iterations=completer.iterations if completer.method == "iterative" else None,
+        n=len(images),
+        candidates=candidates,
+        mask_seed=mask_seed,
+        held_out_unseen=held_out_unseen(model.hold_out),
+        data={"spec": spec.spec, "source": meter.source, "sha256": meter.data_sha256, "shape": list(meter.shape)},
+        meter={"kind": meter.kind, "version": METER_VERSION, "key": meter.key, "origin": meter.origin,
+               "held_out_accuracy": meter.held_out_accuracy},
+        original_read=None if original is None else float(original.mean()),
+        scores=scores,
+        baseline=baseline,
+    ))
+
+
 def evaluate_completion(
     path: Path,
     n: int = 1000,
@@ -520,100 +566,12 @@ def evaluate_completion(
     data: str | None = None,
     cache_dir: Path | None = None,
     mask_seed: int = MASK_SEED,
-) -> CompletionReport:
-    """Complete n of the meter's held-out images (all of them when n exceeds their count) under each
-    kind of mask, K candidates each, and score the holes; a version folder runs in ONNX Runtime."""
-    path = Path(path)
-    if n < 1:
-        raise QualityError(f"--n must be >= 1 (got {n})")
-    if iterations < 1:
-        raise QualityError(f"iterations must be >= 1 (got {iterations})")
-    if is_version_dir(path):
-        if checkpoint is not None:
-            raise QualityError(f"{path} is an exported version; --checkpoint applies to run folders only")
-        completer = version_completer(path, iterations)
-        training = Manifest.read(path).training
-        config, hold_out = training.get("config", {}), training.get("hold_out")
-        where = str(path / MANIFEST_NAME)
-    else:
-        from trainer.checkpoint import load_checkpoint
-
-        payload = load_checkpoint(_checkpoint_path(path, checkpoint))
-        completer = run_completer(payload, iterations)
-        config, where, hold_out = payload["config"], payload["path"], payload.get("hold_out")
-    spec = DataSpec.from_config(config, where)
-    if data is not None:
-        spec = DataSpec(data, spec.image_size, spec.channels, spec.min_image_size)
-    try:
-        meter = meter_for(spec.spec, spec.image_size, spec.channels, spec.min_image_size, cache_dir=cache_dir)
-        held = _held_out(meter, spec)
-    except DataError as exc:
-        raise QualityError(f"cannot load the data to compare with: {exc}; pass it with --data") from None
-    pick = np.arange(min(n, len(held["images"])))
-    images = held["images"][pick]
-    labels = None if held["labels"] is None else held["labels"][pick]
+) -> Report:
+    """The report of a run folder (PyTorch) or a version folder (ONNX Runtime) with the complete
+    task's figures alone (``score_completion``)."""
     started = time.perf_counter()
-    scores, baseline = score_completer(completer, meter, images, labels, held["mean"], candidates, seed, mask_seed)
-    original = _reads(meter, images, labels)
-    return CompletionReport(
-        target=str(path),
-        source=completer.source,
-        method=completer.method,
-        iterations=completer.iterations if completer.method == "iterative" else None,
-        n=len(images),
-        candidates=candidates,
-        seed=seed,
-        mask_seed=mask_seed,
-        held_out_unseen=held_out_unseen(hold_out),
-        data={"spec": spec.spec, "source": meter.source, "sha256": meter.data_sha256, "shape": list(meter.shape)},
-        meter={"kind": meter.kind, "version": METER_VERSION, "key": meter.key, "origin": meter.origin,
-               "held_out_accuracy": meter.held_out_accuracy},
-        original_read=None if original is None else float(original.mean()),
-        scores=scores,
-        baseline=baseline,
-        seconds=round(time.perf_counter() - started, 2),
-    )
-
-
-def describe(report: CompletionReport) -> str:
-    """One line naming the model and how it completed."""
-    src = report.source
-    who = (f"{src['model']} version {src['version']}" if src.get("kind") == "version"
-           else f"{report.target} ({Path(src.get('checkpoint', '')).name})")
-    how = ("its complete graph" if report.method == "graph"
-           else f"the iterative method, {report.iterations} rounds")
-    runtime = "ONNX Runtime" if src.get("runtime") == "onnxruntime" else "PyTorch"
-    return f"{who}, step {src.get('step')}: {how} ({runtime})"
-
-
-def format_completion(report: CompletionReport) -> str:
-    """The report as a readable table: one row per mask kind, the baseline beside the model."""
-    k = report.candidates
-    unseen = {True: "held out of its training", False: "NOT held out of its training (it may have seen them)",
-              None: "its config has no hold_out: it may have trained on them"}[report.held_out_unseen]
-    lines = [
-        f"completion: {describe(report)}",
-        (f"{report.n} held-out images of {report.data['spec']} ({unseen}), {k} candidates each "
-         f"(image j: seeds {report.seed} + {k}j + i), stroke masks from seed {report.mask_seed}, "
-         f"{report.seconds:.1f} s"),
-    ]
-    if report.original_read is not None:
-        lines.append(f"the meter reads {report.original_read:.1%} of the whole originals as their label")
-    lines.append("baseline: the hole filled with the mean training image")
-    lines.append("")
-    labelled = report.original_read is not None
-    head = f"{'mask':9}{'hole':>6}{'PSNR':>8}{'SSIM':>7}"
-    head += f"{'read':>7}{f'best/{k}':>8}" if labelled else ""
-    head += f"{'divers.':>9}  | {'baseline PSNR':>13}{'SSIM':>7}" + (f"{'read':>7}" if labelled else "")
-    lines.append(head)
-    for kind, s in report.scores.items():
-        b = report.baseline[kind]
-        row = f"{kind:9}{s['hole']:>6.0%}{s['psnr']:>8.2f}{s['ssim']:>7.3f}"
-        row += f"{s['read']:>7.1%}{s['best_read']:>8.1%}" if labelled else ""
-        row += f"{s['diversity']:>9.3f}  | {b['psnr']:>13.2f}{b['ssim']:>7.3f}" + (f"{b['read']:>7.1%}" if labelled else "")
-        lines.append(row)
-    lines.append("")
-    lines.append(f"PSNR (dB) and SSIM over hole pixels of candidate 0 (in [0, 1]); read: candidate 0 read as the "
-                 f"original's label; best/{k}: any of the {k} read so; divers.: mean pairwise RMS between candidates "
-                 "over the hole")
-    return "\n".join(lines)
+    model = open_scored(Path(path), checkpoint)
+    report = Report.of(model, n, seed)
+    score_completion(report, model, candidates, iterations, data, cache_dir, mask_seed)
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report

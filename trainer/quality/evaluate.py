@@ -2,11 +2,13 @@
 
 Entry points:
 
-- ``evaluate(path, n)``: the full report of ``latentforge evaluate`` for a run folder or an
-  exported version folder (samples drawn here);
-- ``evaluate_model(path, n, completion=...)``: the reports a model calls for: a completion
-  model's completion report (``trainer.quality.completion``), any other's sample report, with the
-  completion report beside it when asked;
+- ``evaluate_model(path, n, completion=...)``: the report of ``latentforge evaluate`` for a run
+  folder or an exported version folder (``trainer.quality.scored``), with the figures of each
+  task the model is scored on: a completion model's ``complete`` figures
+  (``trainer.quality.completion``), a stroke model's ``draw_strokes`` figures
+  (``trainer.quality.strokes``), any other's ``sample`` figures (samples drawn here), with the
+  ``complete`` figures beside them when asked;
+- ``evaluate(path, n)``: the ``sample`` figures alone;
 - ``score_images(images, data)``: a flat dict of scores for images the caller already has,
   e.g. a few hundred samples the trainer draws every few thousand steps; the meter is loaded
   once per process, so later calls cost the features and the metrics only.
@@ -20,10 +22,10 @@ averaged over the disjoint chunks of that size its n samples make.
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,7 +39,8 @@ from trainer.quality.features import (
     load_meter,
     meter_for,
 )
-from trainer.quality.samplers import DataSpec, sample
+from trainer.quality.samplers import sample
+from trainer.quality.scored import Report, ScoredModel, TaskFigures, open_scored, round_figure, round_figures
 
 MIN_SAMPLES = 10
 # The scalar scores score_images returns (those present for the data: class reads need labels).
@@ -153,52 +156,79 @@ def score_images(
 
 
 @dataclass
-class Report:
-    """What ``latentforge evaluate`` prints: the model's scores beside the real-data floor."""
+class SampleFigures(TaskFigures):
+    """The sample task's figures: the model's samples' scores beside the real-data floor."""
 
-    target: str
-    source: dict[str, Any]
-    n: int
-    seed: int
+    task: ClassVar[str] = "sample"
+    graphs: list[str]  # the version's graph file that made the samples (none for a run)
     data: dict[str, Any]
     meter: dict[str, Any]
     scores: dict[str, Any]
     floor: dict[str, Any]
     settings: dict[str, Any]
-    created: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> dict[str, Any]:
+    def summary(self, report: Report) -> dict[str, Any]:
         """A flat record of the headline figures (e.g. for a model manifest)."""
-        out: dict[str, Any] = {k: _round(self.scores[k]) for k in SCALARS if k in self.scores}
-        out.update({f"{k}_floor": _round(self.floor[k]) for k in ("fid", "kid", "precision", "recall", "confident")
-                    if k in self.floor})
+        out: dict[str, Any] = {k: round_figure(self.scores[k]) for k in SCALARS if k in self.scores}
+        out.update({f"{k}_floor": round_figure(self.floor[k])
+                    for k in ("fid", "kid", "precision", "recall", "confident") if k in self.floor})
         if self.scores.get("classes"):  # the rarest and the commonest class's share of the samples
-            out.update(class_share_min=_round(min(self.scores["classes"])),
-                       class_share_max=_round(max(self.scores["classes"])))
-        out.update(n=self.n, seed=self.seed, data=self.data["spec"], data_sha256=self.data["sha256"],
+            out.update(class_share_min=round_figure(min(self.scores["classes"])),
+                       class_share_max=round_figure(max(self.scores["classes"])))
+        out.update(n=report.n, seed=report.seed, data=self.data["spec"], data_sha256=self.data["sha256"],
                    meter=self.meter["kind"], meter_version=METER_VERSION)
         return out
 
+    def format(self, report: Report) -> str:
+        """The figures as a readable table."""
+        src = report.source
+        if src.get("kind") == "version":
+            what = (f"{src['model']} version {src['version']} ({', '.join(self.graphs)}, ONNX Runtime, "
+                    f"step {src.get('step')})")
+        else:
+            what = f"{report.target} ({Path(src.get('checkpoint', '')).name}, step {src.get('step')})"
+        m, s, f = self.meter, self.scores, self.floor
+        acc = m.get("held_out_accuracy")
+        trained = f"trained now in {m['train_seconds']} s" if m["origin"] == "trained" else "cached"
+        lines = [
+            f"{what}: {report.n} samples, seed {report.seed}",
+            f"data: {self.data['spec']} {tuple(self.data['shape'])}, sha256 {self.data['sha256'][:12]}",
+            f"meter: {m['kind']} v{m['version']}, {m['train_images']} training images, {m['held_out_images']} "
+            "held out" + (f", held-out accuracy {acc:.1%}" if acc is not None else "") + f" ({trained})",
+            (f"floor: the same figures for {f['n']} real held-out images; FID, KID, precision and recall of the "
+             f"model averaged over {s['chunks']} chunk(s) of {s['size']} samples"),
+            "",
+            f"{'':26}{'model':>10}{'floor':>10}",
+        ]
 
-def _round(v: Any) -> Any:
-    return round(v, 6) if isinstance(v, float) else v
+        def row(label: str, key: str, fmt: str, note: str = "") -> None:
+            if key in s:
+                floor_value = format(f[key], fmt) if key in f else "-"
+                lines.append(f"{label:26}{format(s[key], fmt):>10}{floor_value:>10}{note}")
+
+        row("FID (lower is better)", "fid", ".3f",
+            f"   {s['fid'] / f['fid']:.1f}x floor" if f.get("fid", 0) > 0 else "")
+        row("KID (lower is better)", "kid", ".5f")
+        row(f"precision (k={self.settings['k']})", "precision", ".3f")
+        row(f"recall (k={self.settings['k']})", "recall", ".3f")
+        if "classes" in s:
+            row(f"confident (>= {self.settings['confidence']})", "confident", ".3f")
+            k = s["num_classes"]
+            covered, floor_covered = f"{s['coverage']}/{k}", f"{f['coverage']}/{k}"
+            lines.append(f"{'classes covered':26}{covered:>10}{floor_covered:>10}"
+                         f"   (holding >= {self.settings['coverage_share'] / k:.0%} of samples)")
+            row("read as the asked label", "label_accuracy", ".3f")
+            lines.append("")
+            lines.append("class shares: " + "  ".join(f"{c}: {share:.1%}" for c, share in enumerate(s["classes"])))
+        return "\n".join(lines)
 
 
-def evaluate(
-    path: Path,
-    n: int = 2000,
-    seed: int = 0,
-    checkpoint: Path | None = None,
-    data: str | None = None,
-    cache_dir: Path | None = None,
-) -> Report:
-    """Sample n images from a run folder or an exported version folder and score them."""
-    samples = sample(Path(path), n, seed, checkpoint)
-    spec = samples.data if data is None else DataSpec(data, samples.data.image_size, samples.data.channels,
-                                                       samples.data.min_image_size)
+def score_samples(report: Report, model: ScoredModel, data: str | None = None,
+                  cache_dir: Path | None = None) -> SampleFigures:
+    """Sample ``report.n`` images of the model and add their scores (the sample task) to the report."""
+    n, seed = report.n, report.seed
+    samples = sample(model, n, seed)
+    spec = model.data_spec(data)
     try:
         meter = meter_for(spec.spec, spec.image_size, spec.channels, spec.min_image_size, cache_dir=cache_dir)
     except DataError as exc:
@@ -209,11 +239,8 @@ def evaluate(
             f"{tuple(meter.shape)} (C, H, W); pass the data it was trained on with --data"
         )
     scores = score(meter, samples.images, samples.labels, seed)
-    return Report(
-        target=str(path),
-        source=samples.source,
-        n=n,
-        seed=seed,
+    return report.add(SampleFigures(
+        graphs=model.graph_files("decode"),
         data={"spec": spec.spec, "source": meter.source, "sha256": meter.data_sha256,
               "shape": list(meter.shape)},
         meter={
@@ -228,59 +255,30 @@ def evaluate(
             "held_out_accuracy": meter.held_out_accuracy,
             "feature_dim": int(meter.train_features.shape[1]),
         },
-        scores=_rounded(scores),
-        floor=_rounded(floor(meter, n, seed)),
+        scores=round_figures(scores),
+        floor=round_figures(floor(meter, n, seed)),
         settings={"k": metrics.PR_K, "confidence": metrics.CONFIDENCE,
                   "coverage_share": metrics.COVERAGE_FRACTION, "kid_subsets": metrics.KID_SUBSETS,
                   "comparable_size": comparable_size(meter, n)},
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    )
+    ))
 
 
-def _rounded(scores: dict[str, Any]) -> dict[str, Any]:
-    return {k: _round(v) for k, v in scores.items()}
-
-
-def format_report(report: Report) -> str:
-    """The report as a readable table."""
-    src = report.source
-    if src.get("kind") == "version":
-        what = f"{src['model']} version {src['version']} ({src['graph']}, ONNX Runtime, step {src.get('step')})"
-    else:
-        what = f"{report.target} ({Path(src.get('checkpoint', '')).name}, step {src.get('step')})"
-    m, s, f = report.meter, report.scores, report.floor
-    acc = m.get("held_out_accuracy")
-    trained = f"trained now in {m['train_seconds']} s" if m["origin"] == "trained" else "cached"
-    lines = [
-        f"{what}: {report.n} samples, seed {report.seed}",
-        f"data: {report.data['spec']} {tuple(report.data['shape'])}, sha256 {report.data['sha256'][:12]}",
-        f"meter: {m['kind']} v{m['version']}, {m['train_images']} training images, {m['held_out_images']} held out"
-        + (f", held-out accuracy {acc:.1%}" if acc is not None else "") + f" ({trained})",
-        (f"floor: the same figures for {f['n']} real held-out images; FID, KID, precision and recall of the "
-         f"model averaged over {s['chunks']} chunk(s) of {s['size']} samples"),
-        "",
-        f"{'':26}{'model':>10}{'floor':>10}",
-    ]
-
-    def row(label: str, key: str, fmt: str, note: str = "") -> None:
-        if key in s:
-            floor_value = format(f[key], fmt) if key in f else "-"
-            lines.append(f"{label:26}{format(s[key], fmt):>10}{floor_value:>10}{note}")
-
-    row("FID (lower is better)", "fid", ".3f", f"   {s['fid'] / f['fid']:.1f}x floor" if f.get("fid", 0) > 0 else "")
-    row("KID (lower is better)", "kid", ".5f")
-    row(f"precision (k={report.settings['k']})", "precision", ".3f")
-    row(f"recall (k={report.settings['k']})", "recall", ".3f")
-    if "classes" in s:
-        row(f"confident (>= {report.settings['confidence']})", "confident", ".3f")
-        k = s["num_classes"]
-        covered, floor_covered = f"{s['coverage']}/{k}", f"{f['coverage']}/{k}"
-        lines.append(f"{'classes covered':26}{covered:>10}{floor_covered:>10}"
-                     f"   (holding >= {report.settings['coverage_share'] / k:.0%} of samples)")
-        row("read as the asked label", "label_accuracy", ".3f")
-        lines.append("")
-        lines.append("class shares: " + "  ".join(f"{c}: {share:.1%}" for c, share in enumerate(s["classes"])))
-    return "\n".join(lines)
+def evaluate(
+    path: Path,
+    n: int = 2000,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+    data: str | None = None,
+    cache_dir: Path | None = None,
+) -> Report:
+    """Sample n images from a run folder or an exported version folder and score them (the
+    sample task only)."""
+    started = time.perf_counter()
+    model = open_scored(Path(path), checkpoint)
+    report = Report.of(model, n, seed)
+    score_samples(report, model, data, cache_dir)
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
 
 
 def evaluate_model(
@@ -294,34 +292,40 @@ def evaluate_model(
     candidates: int | None = None,
     iterations: int | None = None,
     temperatures: tuple[float, ...] | None = None,
-) -> tuple[Any, Any]:
-    """The reports a model calls for: (sample report, completion report), either may be None.
+) -> Report:
+    """The report a model calls for, with the figures of each task it is scored on.
 
     A model with the ``complete`` task and no ``sample`` task (a completion model: it has no
-    prior to sample) gets the completion report only; any other model gets the sample report,
-    and the completion report too when ``completion`` is asked (a VAE or an autoencoder completes
-    by the iterative method over its encoder and decoder). A stroke model (family kind
-    ``stroke_vae``) gets ``trainer.quality.strokes``' report, drawn at `temperatures` (default:
-    0.2, 0.5, 1.0 and its grid temperature), and no completion report.
+    prior to sample) gets the ``complete`` figures only; any other model gets the ``sample``
+    figures, and the ``complete`` figures too when ``completion`` is asked (a VAE or an
+    autoencoder completes by the iterative method over its encoder and decoder). A stroke model
+    (task ``draw_strokes``) gets ``trainer.quality.strokes``' figures, drawn at `temperatures`
+    (default: 0.2, 0.5, 1.0 and its grid temperature), and no completion.
     """
     from trainer.quality import completion as comp
     from trainer.quality import strokes
 
-    if strokes.is_stroke_model(Path(path), checkpoint):  # a stroke family: held-out NLL and rendered drawings
+    if n < 1:
+        raise QualityError(f"--n must be >= 1 (got {n})")
+    started = time.perf_counter()
+    model = open_scored(Path(path), checkpoint)
+    report = Report.of(model, n, seed)
+    if "draw_strokes" in model.tasks:  # a stroke model: held-out NLL and rendered drawings
         if completion:
             raise QualityError(f"{path} draws pen strokes: it has no image completion to score (drop --completion)")
-        return strokes.evaluate_strokes(path, n, seed, checkpoint, data, cache_dir, temperatures), None
-    tasks = comp.capabilities(Path(path), checkpoint)
-    completion_only = "complete" in tasks and "sample" not in tasks
-    if (completion or completion_only) and not comp.can_complete(tasks):
-        raise QualityError(f"{path} cannot complete images: it has neither the 'complete' task nor both "
-                           f"'encode' and 'decode' (its tasks: {', '.join(sorted(tasks)) or 'none'})")
-    samples = None if completion_only else evaluate(path, n, seed, checkpoint, data, cache_dir)
-    completed = None
-    if completion or completion_only:
-        completed = comp.evaluate_completion(
-            path, n, seed,
-            candidates=comp.DEFAULT_CANDIDATES if candidates is None else candidates,
-            iterations=comp.DEFAULT_ITERATIONS if iterations is None else iterations,
-            checkpoint=checkpoint, data=data, cache_dir=cache_dir)
-    return samples, completed
+        strokes.score_strokes(report, model, data, cache_dir, temperatures)
+    else:
+        completion_only = "complete" in model.tasks and "sample" not in model.tasks
+        if (completion or completion_only) and not comp.can_complete(model.tasks):
+            raise QualityError(f"{path} cannot complete images: it has neither the 'complete' task nor both "
+                               f"'encode' and 'decode' (its tasks: {', '.join(sorted(model.tasks)) or 'none'})")
+        if not completion_only:
+            score_samples(report, model, data, cache_dir)
+        if completion or completion_only:
+            comp.score_completion(
+                report, model,
+                candidates=comp.DEFAULT_CANDIDATES if candidates is None else candidates,
+                iterations=comp.DEFAULT_ITERATIONS if iterations is None else iterations,
+                data=data, cache_dir=cache_dir)
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report

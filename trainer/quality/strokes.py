@@ -29,28 +29,29 @@ edges; it draws from the start point as the model does), not the family's 64-pix
 (one-pixel aliased lines at 28 pixels).
 
 What the model must do is the ``StrokeModel`` protocol: ``RunModel`` implements it with the
-family's PyTorch code over a checkpoint; ``VersionModel`` with an exported version's graphs in ONNX
-Runtime (encode_strokes, init_state, draw_strokes: the service's graphs), teacher-forcing the step
-graph for the likelihood and running the sampling loop here, batched over the drawings, each
-drawing sampled by the service's own sampler (``latentforge.strokes.sample_point``, its own
-NumPy generator), so the meter scores the drawings the service would draw from those latents (a
-run's drawings, from torch's generator, differ for the same seed; the likelihood, with the same
-eps, agrees with the run's).
+family's PyTorch code over a checkpoint; ``VersionModel`` with an exported version's graphs
+(encode_strokes, init_state, draw_strokes: the service's graphs) through its ``ModelRuntime``,
+teacher-forcing the step graph for the likelihood (``latentforge.strokes.teacher_forced``) and
+running the service's own sampling loop (``latentforge.strokes.drawing_loop``, every live
+drawing's step batched into one call by ``drive_loops``), each drawing with its own NumPy
+generator, so the meter scores the drawings the service would draw from those latents (a run's
+drawings, from torch's generator, differ for the same seed; the likelihood, with the same eps,
+agrees with the run's).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 
-from latentforge.strokes import StepOutput, sample_point, stroke5_row
+from latentforge.runtime import ModelRuntime
+from latentforge.strokes import drawing_loop, drive_loops, stroke5_row, teacher_forced
 from trainer.data import DataError, TrainingData, load_data
 from trainer.quality import metrics
 from trainer.quality.evaluate import comparable_size, floor, score
@@ -64,7 +65,7 @@ from trainer.quality.features import (
     load_meter,
     split_indices,
 )
-from trainer.quality.samplers import is_version_dir
+from trainer.quality.scored import Report, ScoredModel, TaskFigures, open_scored, round_figure, round_figures
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +83,11 @@ METER_SETTINGS = DEFAULT_SETTINGS
 # --- the model ------------------------------------------------------------------------------------
 
 class StrokeModel(Protocol):
-    """What the report needs from a stroke model; offsets in the data's normalised units."""
+    """What the figures need from a stroke model; offsets in the data's normalised units."""
 
     latent_dim: int  # 0: unconditional
     max_steps: int  # T
     grid_temperature: float
-    source: dict[str, Any]
-    config: dict[str, Any]  # the training config (its data)
-    hold_out: dict[str, Any] | None  # what the run held out (trainer.loop.hold_out_data)
-    where: str  # the file that says so, for messages
 
     def draw(self, z: np.ndarray | None, n: int, temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(strokes float32 (N, T, 5), lengths int64 (N,)) drawn from latents z (None: unconditional)."""
@@ -110,29 +107,13 @@ class StrokeModel(Protocol):
 class RunModel:
     """A sketch-rnn family (a checkpoint's, or any built one) on the CPU, through its own code."""
 
-    def __init__(self, family: Any, payload: dict[str, Any] | None = None) -> None:
+    def __init__(self, family: Any) -> None:
         if getattr(family, "kind", None) != KIND:
             raise QualityError(f"a {getattr(family, 'name', type(family).__name__)} model is not a stroke model")
         self.family = family
-        payload = payload or {}
-        self.payload = payload
         self.latent_dim = int(family.latent_dim)
         self.max_steps = int(family.max_steps)
         self.grid_temperature = float(family.config.grid_temperature)
-        self.config = dict(payload.get("config", {}))
-        self.hold_out = payload.get("hold_out")
-        self.where = str(payload.get("path", "the model"))
-        self.source = {"kind": "run", "checkpoint": payload.get("path"), "step": int(payload.get("step", 0)),
-                       "family": payload.get("family", family.name)}
-
-    @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> RunModel:
-        from trainer.families import family_class, restore_family
-
-        if getattr(family_class(payload["family"]), "kind", None) != KIND:
-            raise QualityError(f"{payload['path']} is a {payload['family']} run, not a stroke model")
-        with torch.random.fork_rng(devices=[]):
-            return cls(restore_family(payload), payload)
 
     def draw(self, z: np.ndarray | None, n: int, temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
         gen = torch.Generator().manual_seed(seed)
@@ -168,92 +149,61 @@ class RunModel:
 
 
 class VersionModel:
-    """An exported stroke version (tasks draw_strokes [+ init_state, encode_strokes]) in ONNX Runtime:
-    the same graphs the service runs, the sampling loop run here, batched over the drawings, each
-    drawing sampled by the service's sampler."""
+    """An exported stroke version (tasks draw_strokes [+ init_state, encode_strokes]) through its
+    runtime: the same graphs the service runs, driven by the service's own sampling loop."""
 
-    def __init__(self, version_dir: Path) -> None:
-        import onnxruntime as ort
-
-        from latentforge.manifest import MANIFEST_NAME, Manifest, verify_files
-
-        manifest = Manifest.read(version_dir)
-        verify_files(version_dir, manifest)
-        if manifest.strokes is None or "draw_strokes" not in manifest.tasks:
-            raise QualityError(f"{version_dir} is not a stroke model (no draw_strokes task)")
-        self.manifest = manifest
+    def __init__(self, runtime: ModelRuntime) -> None:
+        manifest = runtime.manifest
+        if manifest.strokes is None or not runtime.has_task("draw_strokes"):
+            raise QualityError(f"{runtime.version_dir} is not a stroke model (no draw_strokes task)")
+        self.runtime = runtime
         self.spec = manifest.strokes
-        self.latent_dim = int(manifest.latent_dim) if "init_state" in manifest.tasks else 0
+        self.latent_dim = int(manifest.latent_dim) if runtime.has_task("init_state") else 0
         self.max_steps = int(self.spec.max_steps)
         self.grid_temperature = float(self.spec.temperature)
-        self.config = dict(manifest.training.get("config", {}))
-        self.hold_out = manifest.training.get("hold_out")
-        self.where = str(Path(version_dir) / MANIFEST_NAME)
-        self.source = {"kind": "version", "model": manifest.name, "version": manifest.version,
-                       "graph": manifest.graphs[manifest.graph_for("draw_strokes")],
-                       "step": int(manifest.source_checkpoint.get("step", 0))}
-        self._sessions = {task: ort.InferenceSession(str(Path(version_dir) / manifest.graphs[manifest.graph_for(task)]),
-                                                     providers=["CPUExecutionProvider"])
-                          for task in ("draw_strokes", "init_state", "encode_strokes") if task in manifest.tasks}
 
     def _state(self, z: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
         if z is None:
             zeros = np.zeros((n, self.spec.hidden), np.float32)
             return zeros, zeros
-        h, c = self._sessions["init_state"].run(["h", "c"], {"z": np.asarray(z, np.float32)})
-        return h, c
+        state = self.runtime.run_task("init_state", {"z": np.asarray(z, np.float32)}, ["h", "c"])
+        return state["h"], state["c"]
 
-    def _step(self, point: np.ndarray, z: np.ndarray | None, h: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
-        feeds = {"point": point.astype(np.float32), "h": h, "c": c}
-        if z is not None:
-            feeds["z"] = z
-        return self._sessions["draw_strokes"].run(None, feeds)
+    def _step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.runtime.run_task("draw_strokes", feeds)
 
     def draw(self, z: np.ndarray | None, n: int, temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        out_s, out_l = [], []
+        strokes = np.zeros((n, self.max_steps, 5), np.float32)
+        strokes[..., 4] = 1.0
+        lengths = np.zeros(n, np.int64)
         for start in range(0, n, BATCH):
             size = min(BATCH, n - start)
             zb = None if z is None else np.asarray(z[start:start + size], np.float32)
             h, c = self._state(zb, size)
-            strokes = np.zeros((size, self.max_steps, 5), np.float32)
-            strokes[..., 4] = 1.0
-            lengths = np.zeros(size, np.int64)
-            done = np.zeros(size, bool)
-            point = np.tile(np.asarray(self.spec.start_point, np.float32), (size, 1))
+            rows: list[list[tuple[float, float, int]]] = [[] for _ in range(size)]
             # Drawing i samples as the service samples a drawing from a given latent: its own
-            # Generator(PCG64(seed + i)), latentforge.strokes.sample_point at each step.
-            rngs = [np.random.Generator(np.random.PCG64(seed + start + i)) for i in range(size)]
-            for t in range(self.max_steps):
-                *mix, h, c = self._step(point, zb, h, c)
-                row = np.stack([_service_row(mix, i, temperature, rngs[i]) for i in range(size)])
-                live = ~done & (row[:, 4] == 0)
-                strokes[live, t] = row[live]
-                lengths += live
-                done |= row[:, 4] > 0
-                if done.all():
-                    break
-                point = row
-            out_s.append(strokes)
-            out_l.append(lengths)
-        return np.concatenate(out_s), np.concatenate(out_l)
+            # Generator(PCG64(seed + i)), the service's drawing loop.
+            loops = [drawing_loop(self.spec.start_point, h[i], c[i], temperature,
+                                  np.random.Generator(np.random.PCG64(seed + start + i)), self.max_steps, rows[i])
+                     for i in range(size)]
+            drive_loops(self._step, loops, zb)
+            for i, drawn in enumerate(rows):
+                lengths[start + i] = len(drawn)
+                for t, (dx, dy, pen) in enumerate(drawn):
+                    strokes[start + i, t] = stroke5_row(dx, dy, pen)
+        return strokes, lengths
 
     def encode(self, strokes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return self._posterior(strokes, lengths)[0]
 
     def _posterior(self, strokes: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if "encode_strokes" not in self._sessions:
-            raise QualityError(f"{self.where}: this stroke model has no encoder (encode_strokes)")
-        session = self._sessions["encode_strokes"]
-        names = [o.name for o in session.get_outputs()]
-        if "logvar" not in names:
-            raise QualityError(f"{self.where}: its encoder gives no logvar: the KL cannot be measured")
-        mu, logvar = [], []
-        for i in range(0, len(strokes), BATCH):
-            m, v = session.run(["mu", "logvar"], {"strokes": strokes[i:i + BATCH].astype(np.float32),
-                                                  "lengths": lengths[i:i + BATCH].astype(np.int64)})
-            mu.append(m)
-            logvar.append(v)
-        return np.concatenate(mu), np.concatenate(logvar)
+        if not self.runtime.has_task("encode_strokes"):
+            raise QualityError(f"{self.runtime.version_dir}: this stroke model has no encoder (encode_strokes)")
+        role = self.runtime.graph_for("encode_strokes")
+        if "logvar" not in self.runtime.output_names(role):
+            raise QualityError(f"{self.runtime.version_dir}: its encoder gives no logvar: the KL cannot be measured")
+        out = self.runtime.run_chunked(role, {"strokes": strokes, "lengths": lengths}, BATCH, ["mu", "logvar"])
+        return out["mu"], out["logvar"]
 
     def teacher_forced(self, strokes: np.ndarray, lengths: np.ndarray, eps: np.ndarray | None,
                        ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None, torch.Tensor | None]:
@@ -266,52 +216,21 @@ class VersionModel:
         h, c = self._state(z, n)
         start = np.tile(np.asarray(self.spec.start_point, np.float32), (n, 1, 1))
         inputs = np.concatenate([start, strokes[:, :-1]], axis=1)
-        outs = []
-        for t in range(steps):
-            *mix, h, c = self._step(inputs[:, t], z, h, c)
-            outs.append(mix)
-        mix = tuple(torch.from_numpy(np.stack([o[k] for o in outs], axis=1)) for k in range(len(outs[0])))
+        mix = tuple(torch.from_numpy(a) for a in teacher_forced(self._step, inputs, z, h, c, steps))
         as_tensor = (lambda a: None if a is None else torch.from_numpy(a))
         return mix, as_tensor(mu), as_tensor(presig)
 
 
-def _service_row(mix: list[np.ndarray], i: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
-    """Drawing i's next stroke-5 row from one step's outputs, drawn by the service's sampler."""
-    dx, dy, pen = sample_point(StepOutput(*(np.asarray(a[i]) for a in mix)), temperature, rng)
-    return stroke5_row(dx, dy, pen)
-
-
-def is_stroke_model(path: Path, checkpoint: Path | None = None) -> bool:
-    """Whether a run folder (or checkpoint) holds a stroke family, or a version folder a stroke model."""
-    path = Path(path)
-    if is_version_dir(path):
-        from latentforge.manifest import Manifest, ManifestError
-
-        try:
-            return "draw_strokes" in Manifest.read(path).tasks
-        except ManifestError:
-            return False  # the image path reports what is wrong with it
-    if not path.exists():
-        return False
-    from trainer.checkpoint import load_checkpoint
-    from trainer.families import family_class
-
-    payload = load_checkpoint(Path(checkpoint) if checkpoint is not None else path)
-    return getattr(family_class(payload["family"]), "kind", None) == KIND
+def stroke_model(model: ScoredModel) -> RunModel | VersionModel:
+    """The stroke model of a scored run or version."""
+    if "draw_strokes" not in model.tasks:
+        raise QualityError(f"{model.where} is a {model.source.get('family')} model, not a stroke model")
+    return VersionModel(model.runtime) if model.runtime is not None else RunModel(model.family())
 
 
 def open_model(path: Path, checkpoint: Path | None = None) -> RunModel | VersionModel:
     """The stroke model of a run folder, a checkpoint file or an exported version folder."""
-    path = Path(path)
-    if is_version_dir(path):
-        if checkpoint is not None:
-            raise QualityError(f"{path} is an exported version; --checkpoint applies to run folders only")
-        return VersionModel(path)
-    if not path.exists():
-        raise QualityError(f"{path} is neither a run folder, a checkpoint file nor an exported version folder")
-    from trainer.checkpoint import load_checkpoint
-
-    return RunModel.from_payload(load_checkpoint(Path(checkpoint) if checkpoint is not None else path))
+    return stroke_model(open_scored(Path(path), checkpoint))
 
 
 # --- the drawings to score against ----------------------------------------------------------------
@@ -466,46 +385,84 @@ def stroke_meter(data: TrainingData, cache_dir: Path | None = None, settings: Me
 # --- the report -----------------------------------------------------------------------------------
 
 @dataclass
-class StrokeReport:
-    """What ``latentforge evaluate`` prints for a stroke model."""
+class StrokeFigures(TaskFigures):
+    """The draw_strokes task's figures: held-out likelihood, and rendered drawings beside their floor."""
 
-    target: str
-    source: dict[str, Any]
-    n: int
-    seed: int
+    task: ClassVar[str] = "draw_strokes"
+    graphs: list[str]  # the version's step graph the drawings come from (none for a run)
     data: dict[str, Any]
     held_out: dict[str, Any]
     nll: dict[str, float]
-    meter: dict[str, Any] | None
-    samples: dict[str, dict[str, Any]]  # temperature (as text) -> scores
-    floor: dict[str, Any] | None
-    reconstruction: dict[str, Any] | None
-    seconds: float
-    notes: list[str] = field(default_factory=list)  # what could not be measured, and why
-    created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    meter: dict[str, Any] | None = None
+    samples: dict[str, dict[str, Any]] = field(default_factory=dict)  # temperature (as text) -> scores
+    floor: dict[str, Any] | None = None
+    reconstruction: dict[str, Any] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> dict[str, Any]:
+    def summary(self, report: Report) -> dict[str, Any]:
         """A flat record of the headline figures (e.g. for a model manifest's quality)."""
-        out: dict[str, Any] = {k: _round(v) for k, v in self.nll.items()
+        out: dict[str, Any] = {k: round_figure(v) for k, v in self.nll.items()
                                if k in ("offset_nll", "pen_nll", "recon_nll", "kl", "total", "nats_per_drawing")}
         for t, s in self.samples.items():
-            out.update({f"t{t}_{k}": _round(s[k]) for k in ("fid", "precision", "recall", "confident") if k in s})
+            out.update({f"t{t}_{k}": round_figure(s[k]) for k in ("fid", "precision", "recall", "confident") if k in s})
         if self.floor:
-            out.update({f"{k}_floor": _round(self.floor[k]) for k in ("fid", "precision", "recall") if k in self.floor})
+            out.update({f"{k}_floor": round_figure(self.floor[k])
+                        for k in ("fid", "precision", "recall") if k in self.floor})
         if self.reconstruction:
-            out.update({f"recon_{k}": _round(v) for k, v in self.reconstruction.items()
+            out.update({f"recon_{k}": round_figure(v) for k, v in self.reconstruction.items()
                         if k in ("fid", "read", "original_read")})
-        out.update(task="draw_strokes", n=self.n, seed=self.seed, data=self.data["spec"],
+        out.update(task=self.task, n=report.n, seed=report.seed, data=self.data["spec"],
                    held_out=self.held_out["split"], held_out_unseen=int(self.held_out["unseen"]),
                    meter_version=METER_VERSION)
         return out
 
-
-def _round(v: Any) -> Any:
-    return round(float(v), 6) if isinstance(v, (float, np.floating)) else v
+    def format(self, report: Report) -> str:
+        """The figures as readable text."""
+        src, d, h, nll = report.source, self.data, self.held_out, self.nll
+        seen = "" if h["unseen"] else " (the run trained on them: train with --hold-out 0.2)"
+        if src.get("kind") == "version":
+            what = (f"{src['model']} version {src['version']} ({', '.join(self.graphs)}, ONNX Runtime, "
+                    f"step {src.get('step')})")
+        else:
+            what = f"{report.target} ({Path(src.get('checkpoint') or '').name}, step {src.get('step')})"
+        lines = [
+            f"{what}: stroke model",
+            f"data: {d['spec']}, {d['count']} drawings, T = {d['T']}",
+            f"held-out NLL on {h['count']} drawings ({h['split']}){seen}, eval mode, raw KL (no tolerance):",
+            f"  L_s (offsets) {nll['offset_nll']:.4f}   L_p (pen) {nll['pen_nll']:.4f}   "
+            f"L_R {nll['recon_nll']:.4f}" + (f"   KL/dim {nll['kl']:.4f}   KL/drawing {nll['kl_sum']:.3f}"
+                                              if "kl" in nll else "   (unconditional: no KL)"),
+            f"  total L_s + L_p + KL {nll['total']:.4f}   bound {nll['nats_per_drawing']:.2f} nats per drawing",
+        ]
+        m, f = self.meter, self.floor
+        if m is None or f is None:
+            return "\n".join(lines)
+        acc = m.get("held_out_accuracy")
+        trained = f"trained now in {m['train_seconds']} s" if m["origin"] == "trained" else "cached"
+        lines += [
+            "",
+            f"meter: {m['kind']} on drawings rendered at {m['render_size']}x{m['render_size']}, {m['train_images']} "
+            f"training, {m['held_out_images']} held out" + (f", held-out accuracy {acc:.1%}" if acc is not None else "")
+            + f" ({trained})",
+            f"{report.n} drawings from the prior per temperature; floor: {f['n']} real held-out drawings",
+            "",
+        ]
+        keys = [("fid", "FID", ".2f"), ("kid", "KID", ".4f"), ("precision", "precision", ".3f"),
+                ("recall", "recall", ".3f"), ("confident", "confident", ".3f"), ("mean_points", "points", ".1f"),
+                ("ended", "ended", ".2f")]
+        keys = [k for k in keys if k[0] in f or any(k[0] in s for s in self.samples.values())]
+        lines.append(f"{'':14}" + "".join(f"{label:>11}" for _, label, _ in keys))
+        for name, row in [*((f"t={t}", s) for t, s in self.samples.items()), ("floor", f)]:
+            lines.append(f"{name:14}" + "".join(f"{format(row[k], fmt) if k in row else '-':>11}"
+                                                for k, _, fmt in keys))
+        r = self.reconstruction
+        if r:
+            parts = [f"reconstructions of {r['n']} held-out drawings (from mu, t={r['temperature']}):"]
+            if "fid" in r:
+                parts.append(f"FID {r['fid']:.2f}")
+            if "read" in r:
+                parts.append(f"read as the original's class {r['read']:.1%} (originals {r['original_read']:.1%})")
+            lines += ["", "  ".join(parts)]
+        return "\n".join(lines)
 
 
 def _sample_scores(meter: Meter, strokes: np.ndarray, lengths: np.ndarray, seed: int) -> dict[str, Any]:
@@ -522,6 +479,65 @@ def _reads(meter: Meter, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return probs.argmax(1) == labels
 
 
+def score_strokes(
+    report: Report,
+    scored: ScoredModel,
+    data: str | None = None,
+    cache_dir: Path | None = None,
+    temperatures: tuple[float, ...] | None = None,
+    settings: MeterSettings | None = None,
+    meter: bool = True,
+) -> StrokeFigures:
+    """Add a stroke model's figures (the draw_strokes task) to the report: held-out NLL and KL,
+    then (unless `meter` is False) ``report.n`` prior drawings per temperature and the held-out
+    reconstructions scored by the rendered-drawing meter. What cannot be measured is a note."""
+    n, seed = report.n, report.seed
+    if n < 1:
+        raise QualityError(f"--n must be >= 1 (got {n})")
+    model = stroke_model(scored)
+    spec = data or scored.config.get("data")
+    if not isinstance(spec, str) or not spec:
+        raise QualityError(f"{scored.where} does not name its training data; pass --data")
+    held = held_out(scored.hold_out, spec, model.max_steps, scored.where)
+    nll = reconstruction_nll(model, held.strokes, held.lengths, seed)
+    temps = tuple(temperatures) if temperatures else tuple(sorted({*TEMPERATURES, model.grid_temperature}))
+    if any(not t > 0 for t in temps):
+        raise QualityError(f"temperatures must be > 0 (got {', '.join(map(str, temps))})")
+    figures = report.add(StrokeFigures(
+        graphs=scored.graph_files("draw_strokes"),
+        data={"spec": spec, "source": held.data.source, "count": len(held.data), "T": model.max_steps,
+              "stroke_scale": held.data.stroke_scale, "labelled": held.data.labels is not None},
+        held_out={"split": held.split, "count": len(held.strokes), "unseen": held.unseen,
+                  "hold_out": scored.hold_out},
+        nll=round_figures(nll)))
+    m = None
+    if meter:
+        try:
+            m = stroke_meter(held.data, cache_dir, settings or METER_SETTINGS)
+        except QualityError as exc:  # e.g. too few drawings for a meter: the likelihood still stands
+            report.notes.append(f"no rendered-drawing scores: {exc}")
+    if m is not None:
+        figures.meter = {"kind": m.kind, "version": METER_VERSION, "key": m.key, "cache": str(m.path),
+                         "origin": m.origin, "train_seconds": m.train_seconds, "render_size": RENDER_SIZE,
+                         "train_images": len(m.train_features), "held_out_images": len(m.held_out_features),
+                         "held_out_accuracy": m.held_out_accuracy,
+                         "split_is_run_hold_out": _meter_split_unseen(scored.hold_out)}
+        figures.floor = round_figures({k: v for k, v in floor(m, n, seed).items() if k != "classes"})
+        figures.floor.update(mean_points=float(np.mean(held.lengths)),
+                             ended=float(np.mean(held.lengths < model.max_steps)))
+        z = (np.random.default_rng(seed).standard_normal((n, model.latent_dim)).astype(np.float32)
+             if model.latent_dim else None)
+        for t in temps:
+            strokes, lengths = model.draw(z, n, t, seed)
+            figures.samples[f"{t:g}"] = round_figures(_sample_scores(m, strokes, lengths, seed))
+        if model.latent_dim and len(held.strokes) >= MIN_HELD_OUT:
+            figures.reconstruction = round_figures(reconstructions(model, m, held, seed))
+        elif model.latent_dim:
+            report.notes.append(f"no reconstruction scores: {len(held.strokes)} held-out drawings "
+                                f"(need {MIN_HELD_OUT})")
+    return figures
+
+
 def evaluate_strokes(
     path: Path,
     n: int = 2000,
@@ -532,54 +548,15 @@ def evaluate_strokes(
     temperatures: tuple[float, ...] | None = None,
     settings: MeterSettings | None = None,
     meter: bool = True,
-) -> StrokeReport:
-    """The stroke report of a run folder, a checkpoint or an exported version: held-out NLL and KL, then (unless
-    `meter` is False) n prior drawings per temperature and the held-out reconstructions scored
-    by the rendered-drawing meter."""
+) -> Report:
+    """The report of a run folder, a checkpoint or an exported version with the draw_strokes
+    task's figures alone (``score_strokes``)."""
     if n < 1:
         raise QualityError(f"--n must be >= 1 (got {n})")
     started = time.perf_counter()
-    model = open_model(Path(path), checkpoint)
-    spec = data or model.config.get("data")
-    if not isinstance(spec, str) or not spec:
-        raise QualityError(f"{model.where} does not name its training data; pass --data")
-    held = held_out(model.hold_out, spec, model.max_steps, model.where)
-    nll = reconstruction_nll(model, held.strokes, held.lengths, seed)
-    temps = tuple(temperatures) if temperatures else tuple(sorted({*TEMPERATURES, model.grid_temperature}))
-    if any(not t > 0 for t in temps):
-        raise QualityError(f"temperatures must be > 0 (got {', '.join(map(str, temps))})")
-    report = StrokeReport(
-        target=str(path), source=model.source, n=n, seed=seed,
-        data={"spec": spec, "source": held.data.source, "count": len(held.data), "T": model.max_steps,
-              "stroke_scale": held.data.stroke_scale, "labelled": held.data.labels is not None},
-        held_out={"split": held.split, "count": len(held.strokes), "unseen": held.unseen,
-                  "hold_out": model.hold_out},
-        nll=_rounded(nll), meter=None, samples={}, floor=None, reconstruction=None, seconds=0.0)
-    m = None
-    if meter:
-        try:
-            m = stroke_meter(held.data, cache_dir, settings or METER_SETTINGS)
-        except QualityError as exc:  # e.g. too few drawings for a meter: the likelihood still stands
-            report.notes.append(f"no rendered-drawing scores: {exc}")
-    if m is not None:
-        report.meter = {"kind": m.kind, "version": METER_VERSION, "key": m.key, "cache": str(m.path),
-                        "origin": m.origin, "train_seconds": m.train_seconds, "render_size": RENDER_SIZE,
-                        "train_images": len(m.train_features), "held_out_images": len(m.held_out_features),
-                        "held_out_accuracy": m.held_out_accuracy,
-                        "split_is_run_hold_out": _meter_split_unseen(model.hold_out)}
-        report.floor = _rounded({k: v for k, v in floor(m, n, seed).items() if k != "classes"})
-        report.floor.update(mean_points=float(np.mean(held.lengths)),
-                            ended=float(np.mean(held.lengths < model.max_steps)))
-        z = (np.random.default_rng(seed).standard_normal((n, model.latent_dim)).astype(np.float32)
-             if model.latent_dim else None)
-        for t in temps:
-            strokes, lengths = model.draw(z, n, t, seed)
-            report.samples[f"{t:g}"] = _rounded(_sample_scores(m, strokes, lengths, seed))
-        if model.latent_dim and len(held.strokes) >= MIN_HELD_OUT:
-            report.reconstruction = _rounded(reconstructions(model, m, held, seed))
-        elif model.latent_dim:
-            report.notes.append(f"no reconstruction scores: {len(held.strokes)} held-out drawings "
-                                f"(need {MIN_HELD_OUT})")
+    scored = open_scored(Path(path), checkpoint)
+    report = Report.of(scored, n, seed)
+    score_strokes(report, scored, data, cache_dir, temperatures, settings, meter)
     report.seconds = round(time.perf_counter() - started, 2)
     return report
 
@@ -608,55 +585,3 @@ def _meter_split_unseen(hold_out: Any) -> bool | None:
     from trainer.quality.completion import held_out_unseen
 
     return held_out_unseen(hold_out)
-
-
-def _rounded(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: _round(v) for k, v in d.items()}
-
-
-def format_stroke_report(report: StrokeReport) -> str:
-    """The report as readable text."""
-    src, d, h, nll = report.source, report.data, report.held_out, report.nll
-    seen = "" if h["unseen"] else " (the run trained on them: train with --hold-out 0.2)"
-    if src.get("kind") == "version":
-        what = f"{src['model']} version {src['version']} ({src['graph']}, ONNX Runtime, step {src.get('step')})"
-    else:
-        what = f"{report.target} ({Path(src.get('checkpoint') or '').name}, step {src.get('step')})"
-    lines = [
-        f"{what}: stroke model",
-        f"data: {d['spec']}, {d['count']} drawings, T = {d['T']}",
-        f"held-out NLL on {h['count']} drawings ({h['split']}){seen}, eval mode, raw KL (no tolerance):",
-        f"  L_s (offsets) {nll['offset_nll']:.4f}   L_p (pen) {nll['pen_nll']:.4f}   "
-        f"L_R {nll['recon_nll']:.4f}" + (f"   KL/dim {nll['kl']:.4f}   KL/drawing {nll['kl_sum']:.3f}"
-                                          if "kl" in nll else "   (unconditional: no KL)"),
-        f"  total L_s + L_p + KL {nll['total']:.4f}   bound {nll['nats_per_drawing']:.2f} nats per drawing",
-    ]
-    m, f = report.meter, report.floor
-    if m is None or f is None:
-        return "\n".join(lines + [f"note: {note}" for note in report.notes])
-    acc = m.get("held_out_accuracy")
-    trained = f"trained now in {m['train_seconds']} s" if m["origin"] == "trained" else "cached"
-    lines += [
-        "",
-        f"meter: {m['kind']} on drawings rendered at {m['render_size']}x{m['render_size']}, {m['train_images']} "
-        f"training, {m['held_out_images']} held out" + (f", held-out accuracy {acc:.1%}" if acc is not None else "")
-        + f" ({trained})",
-        f"{report.n} drawings from the prior per temperature; floor: {f['n']} real held-out drawings",
-        "",
-    ]
-    keys = [("fid", "FID", ".2f"), ("kid", "KID", ".4f"), ("precision", "precision", ".3f"),
-            ("recall", "recall", ".3f"), ("confident", "confident", ".3f"), ("mean_points", "points", ".1f"),
-            ("ended", "ended", ".2f")]
-    keys = [k for k in keys if k[0] in f or any(k[0] in s for s in report.samples.values())]
-    lines.append(f"{'':14}" + "".join(f"{label:>11}" for _, label, _ in keys))
-    for name, row in [*((f"t={t}", s) for t, s in report.samples.items()), ("floor", f)]:
-        lines.append(f"{name:14}" + "".join(f"{format(row[k], fmt) if k in row else '-':>11}" for k, _, fmt in keys))
-    r = report.reconstruction
-    if r:
-        parts = [f"reconstructions of {r['n']} held-out drawings (from mu, t={r['temperature']}):"]
-        if "fid" in r:
-            parts.append(f"FID {r['fid']:.2f}")
-        if "read" in r:
-            parts.append(f"read as the original's class {r['read']:.1%} (originals {r['original_read']:.1%})")
-        lines += ["", "  ".join(parts)]
-    return "\n".join(lines + [f"note: {note}" for note in report.notes])
