@@ -12,9 +12,10 @@ requests in order while they fit in ``max_batch_size`` rows, concatenates each n
 along the batch axis and splits each output by rows. An idle model runs what is queued at
 once, so batching costs nothing at low load; while another batch of the same queue is running,
 a batch that is not full waits up to ``max_queue_delay_s`` for more (Triton's "max queue
-delay"). When nothing at all is queued or running and no other request arrived in the same
-loop turn, a small request runs at once on the calling thread (``inline_rows``): a batch of
-one gains nothing from the two thread hand-offs that a queued request pays.
+delay"). When nothing at all is queued or running, the last batch held a single request and no
+other request arrived in the same loop turn, a small request runs at once on the calling
+thread (``inline_rows``): a batch of one gains nothing from the two thread hand-offs that a
+queued request pays.
 
 Everything on the event loop is constant work per request (a deque append, a check); there is
 no task or timer per request. Requests larger than a batch are split. A request whose deadline
@@ -265,6 +266,7 @@ class BatchingRunner(InferenceRunner):
         self.inline_rows = inline_rows
         self._free = self.max_concurrent
         self._arriving = 0  # requests looking whether they may run at once (see run)
+        self._last_batch = 1  # requests in the batch launched last: more than one means load
         self._queues: dict[tuple, _Queue] = {}  # (id(model), graph, layout); the queue holds the model
         self._scheduled = False
         self._closed = False
@@ -279,10 +281,10 @@ class BatchingRunner(InferenceRunner):
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        merge = model.batchable(role)
-        rows = rows_of(feeds) if merge else 1
-        optional = model.optional_inputs(role)  # requests with and without one still merge
-        key = (id(model), role, tuple((n, a.shape[1:], a.dtype.str) for n, a in feeds.items() if n not in optional))
+        merge, optional = model.batchable(role), model.optional_inputs(role)
+        rows = len(next(iter(feeds.values()))) if merge else 1
+        # One queue per feed layout: requests with and without an optional input still merge.
+        key = (id(model), role, *((n, a.shape[1:], a.dtype.char) for n, a in feeds.items() if n not in optional))
         q = self._queues.get(key)
         if q is None:
             q = self._queues[key] = _Queue(key, model, role, self.metrics)
@@ -334,8 +336,10 @@ class BatchingRunner(InferenceRunner):
         return concat_outputs(parts)
 
     def _idle(self, q: _Queue) -> bool:
-        """Nothing runs, nothing is about to be dispatched, nothing waits in ``q``."""
-        return self._free == self.max_concurrent and not self._scheduled and not q.items
+        """Nothing runs, nothing is about to be dispatched, nothing waits in ``q``, and the last
+        batch held one request (under load, when batches hold many, a lone request at the start
+        of a burst is the first of its batch, not alone)."""
+        return self._free == self.max_concurrent and not self._scheduled and not q.items and self._last_batch <= 1
 
     def _inline(self, q: _Queue, feeds: Feeds, finish: Finish | None, deadline: float | None) -> Any:
         """Run a lone small request now, on the calling (event loop) thread: nothing else waits
@@ -400,6 +404,7 @@ class BatchingRunner(InferenceRunner):
 
     def _launch(self, q: _Queue, batch: list[_Pending]) -> None:
         self._free -= 1
+        self._last_batch = len(batch)
         q.running += 1
         started = time.perf_counter()
         for p in batch:
