@@ -111,10 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _feeds(z, labels):
     """The decode contract's feeds: latents, and labels for a conditional model."""
     return {"z": z} if labels is None else {"z": z, "labels": labels}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

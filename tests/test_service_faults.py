@@ -275,7 +275,7 @@ def test_cancelled_requests_are_never_computed(model_repo):
                   10, "the server to see the cancellations")
             gate.release.set()
             assert len(stub.Generate(pb.GenerateRequest(model="mnist-dcgan", count=2, seed=1), timeout=30).samples) == 2
-        assert _metric(server, "latentforge_batch_size_sum", GEN) == 1 + 2  # the held row, then the last call
+        assert _metric(server, "latentforge_batch_size_sum", GEN) == 2 + 2  # the held rows, then the last call
         assert _metric(server, "latentforge_queue_depth", labels) == 0
         assert _metric(server, "latentforge_requests_total", {"method": "Generate", "code": "CANCELLED"}) == 3
     finally:

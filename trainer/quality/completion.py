@@ -29,7 +29,6 @@ autoencoder) runs the iterative method of ``latentforge.completion.iterative_com
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +59,8 @@ from trainer.quality.scored import (
     Report,
     ScoredModel,
     TaskFigures,
-    open_scored,
     round_figure,
+    scored_report,
 )
 
 DEFAULT_CANDIDATES = 4
@@ -569,9 +568,5 @@ def evaluate_completion(
 ) -> Report:
     """The report of a run folder (PyTorch) or a version folder (ONNX Runtime) with the complete
     task's figures alone (``score_completion``)."""
-    started = time.perf_counter()
-    model = open_scored(Path(path), checkpoint)
-    report = Report.of(model, n, seed)
-    score_completion(report, model, candidates, iterations, data, cache_dir, mask_seed)
-    report.seconds = round(time.perf_counter() - started, 2)
-    return report
+    return scored_report(path, checkpoint, n, seed, lambda report, model: score_completion(
+        report, model, candidates, iterations, data, cache_dir, mask_seed))

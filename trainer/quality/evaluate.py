@@ -22,7 +22,6 @@ averaged over the disjoint chunks of that size its n samples make.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,7 +39,7 @@ from trainer.quality.features import (
     meter_for,
 )
 from trainer.quality.samplers import sample
-from trainer.quality.scored import Report, ScoredModel, TaskFigures, open_scored, round_figure, round_figures
+from trainer.quality.scored import Report, ScoredModel, TaskFigures, round_figure, round_figures, scored_report
 
 MIN_SAMPLES = 10
 # The scalar scores score_images returns (those present for the data: class reads need labels).
@@ -273,12 +272,7 @@ def evaluate(
 ) -> Report:
     """Sample n images from a run folder or an exported version folder and score them (the
     sample task only)."""
-    started = time.perf_counter()
-    model = open_scored(Path(path), checkpoint)
-    report = Report.of(model, n, seed)
-    score_samples(report, model, data, cache_dir)
-    report.seconds = round(time.perf_counter() - started, 2)
-    return report
+    return scored_report(path, checkpoint, n, seed, lambda report, model: score_samples(report, model, data, cache_dir))
 
 
 def evaluate_model(
@@ -305,27 +299,23 @@ def evaluate_model(
     from trainer.quality import completion as comp
     from trainer.quality import strokes
 
-    if n < 1:
-        raise QualityError(f"--n must be >= 1 (got {n})")
-    started = time.perf_counter()
-    model = open_scored(Path(path), checkpoint)
-    report = Report.of(model, n, seed)
-    if "draw_strokes" in model.tasks:  # a stroke model: held-out NLL and rendered drawings
-        if completion:
-            raise QualityError(f"{path} draws pen strokes: it has no image completion to score (drop --completion)")
-        strokes.score_strokes(report, model, data, cache_dir, temperatures)
-    else:
-        completion_only = "complete" in model.tasks and "sample" not in model.tasks
-        if (completion or completion_only) and not comp.can_complete(model.tasks):
-            raise QualityError(f"{path} cannot complete images: it has neither the 'complete' task nor both "
-                               f"'encode' and 'decode' (its tasks: {', '.join(sorted(model.tasks)) or 'none'})")
-        if not completion_only:
-            score_samples(report, model, data, cache_dir)
-        if completion or completion_only:
-            comp.score_completion(
-                report, model,
-                candidates=comp.DEFAULT_CANDIDATES if candidates is None else candidates,
-                iterations=comp.DEFAULT_ITERATIONS if iterations is None else iterations,
-                data=data, cache_dir=cache_dir)
-    report.seconds = round(time.perf_counter() - started, 2)
-    return report
+    def score(report: Report, model: ScoredModel) -> None:
+        if "draw_strokes" in model.tasks:  # a stroke model: held-out NLL and rendered drawings
+            if completion:
+                raise QualityError(f"{path} draws pen strokes: it has no image completion to score (drop --completion)")
+            strokes.score_strokes(report, model, data, cache_dir, temperatures)
+        else:
+            completion_only = "complete" in model.tasks and "sample" not in model.tasks
+            if (completion or completion_only) and not comp.can_complete(model.tasks):
+                raise QualityError(f"{path} cannot complete images: it has neither the 'complete' task nor both "
+                                   f"'encode' and 'decode' (its tasks: {', '.join(sorted(model.tasks)) or 'none'})")
+            if not completion_only:
+                score_samples(report, model, data, cache_dir)
+            if completion or completion_only:
+                comp.score_completion(
+                    report, model,
+                    candidates=comp.DEFAULT_CANDIDATES if candidates is None else candidates,
+                    iterations=comp.DEFAULT_ITERATIONS if iterations is None else iterations,
+                    data=data, cache_dir=cache_dir)
+
+    return scored_report(path, checkpoint, n, seed, score)

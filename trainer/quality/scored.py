@@ -16,7 +16,8 @@ into a manifest's quality, beside the provenance they share.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -224,3 +225,17 @@ class Report:
         """The report as readable text: each task's table, then the notes."""
         return "\n".join(["\n\n".join(f.format(self) for f in self.tasks.values()),
                           *(f"note: {note}" for note in self.notes)])
+
+
+def scored_report(path: Path, checkpoint: Path | None, n: int, seed: int,
+                  score: Callable[[Report, ScoredModel], None]) -> Report:
+    """Open the model at ``path`` (a run, a checkpoint or a version), let ``score`` add its
+    tasks' figures to a new report, and time the whole: every ``evaluate_*`` entry point."""
+    if n < 1:
+        raise QualityError(f"--n must be >= 1 (got {n})")
+    started = time.perf_counter()
+    model = open_scored(Path(path), checkpoint)
+    report = Report.of(model, n, seed)
+    score(report, model)
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report

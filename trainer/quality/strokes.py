@@ -42,7 +42,6 @@ agrees with the run's).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -65,7 +64,8 @@ from trainer.quality.features import (
     load_meter,
     split_indices,
 )
-from trainer.quality.scored import Report, ScoredModel, TaskFigures, open_scored, round_figure, round_figures
+from trainer.quality.scored import (Report, ScoredModel, TaskFigures, open_scored, round_figure, round_figures,
+                                     scored_report)
 
 log = logging.getLogger(__name__)
 
@@ -551,14 +551,8 @@ def evaluate_strokes(
 ) -> Report:
     """The report of a run folder, a checkpoint or an exported version with the draw_strokes
     task's figures alone (``score_strokes``)."""
-    if n < 1:
-        raise QualityError(f"--n must be >= 1 (got {n})")
-    started = time.perf_counter()
-    scored = open_scored(Path(path), checkpoint)
-    report = Report.of(scored, n, seed)
-    score_strokes(report, scored, data, cache_dir, temperatures, settings, meter)
-    report.seconds = round(time.perf_counter() - started, 2)
-    return report
+    return scored_report(path, checkpoint, n, seed, lambda report, scored: score_strokes(
+        report, scored, data, cache_dir, temperatures, settings, meter))
 
 
 def reconstructions(model: StrokeModel, meter: Meter, held: HeldOut, seed: int = 0,
