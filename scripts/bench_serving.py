@@ -574,7 +574,17 @@ def markdown(results: dict[str, Any], command: str) -> str:
         met = "n/a" if t["met"] is None else ("met" if t["met"] else "**missed**")
         lines.append(f"| {t['model']} | {t['target']} | {met} | {t['figure']} |")
     lines += ["", "![throughput and p99 against concurrency](serving.png)", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + before_after(results.get("before_after")))
+
+
+def before_after(text: str | None) -> list[str]:
+    """The latest before/after comparison (``scripts.serving_ab``'s page), its tables carried over:
+    a change's figures measured beside the server it replaces, on the same machine at once."""
+    if not text:
+        return []
+    body = text.split("\n", 1)[1] if text.startswith("# ") else text
+    return ["## Before and after", "", "From [serving_before_after.md](serving_before_after.md), carried over "
+            "when this page was written:", "", *body.replace("\n## ", "\n### ").strip().split("\n"), ""]
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -662,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m scripts.bench_serving" + (" --smoke" if args.smoke else "") + (
         " --no-peer" if args.no_peer else "")
+    ab = args.out / "serving_before_after.md"
+    results["before_after"] = ab.read_text() if ab.is_file() else None
     (args.out / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "serving.md").write_text(markdown(results, command))
     plot(results, args.out / "serving.png")
