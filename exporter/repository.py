@@ -229,15 +229,12 @@ def _evaluate_staged(staging: Path, fields: dict, n: int) -> Quality:
     on its completions of n held-out images (it has no prior to sample, so no FID), a stroke model
     by its held-out likelihood and n drawings per temperature, any other on n samples of its image
     graph."""
-    from trainer.quality.completion import evaluate_completion
-    from trainer.quality.evaluate import evaluate
-    from trainer.quality.strokes import evaluate_strokes
+    from trainer.quality.evaluate import evaluate_model
 
     completes, draws = "complete" in fields["tasks"], "draw_strokes" in fields["tasks"]
     (staging / MANIFEST_NAME).write_text(Manifest(version=1, **fields).to_json())  # provisional
     try:
-        report = (evaluate_completion(staging, n) if completes else evaluate_strokes(staging, n) if draws
-                  else evaluate(staging, n))
+        report = evaluate_model(staging, n)  # the figures its tasks call for, as `latentforge evaluate` gives
     finally:
         (staging / MANIFEST_NAME).unlink(missing_ok=True)
     summary = report.summary()
