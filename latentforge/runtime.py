@@ -265,20 +265,30 @@ class ModelRuntime:
         """``feeds`` with every optional input left out given as the zeros ``run`` would feed,
         so that calls with and without it can be merged."""
         signature = self.manifest.signatures[role]
-        out = dict(feeds)
-        missing = [t for t in signature.inputs if t.optional and t.name not in out]
-        if missing:
-            try:
-                axes = signature.bind({n: (np.asarray(a).dtype.name, np.shape(a)) for n, a in feeds.items()})
-            except SignatureError as exc:
-                raise FeedError(f"model {self.name} v{self.version}, graph {role}: {exc}") from None
-            for spec in missing:
+        if all(t.name in feeds for t in signature.inputs if t.optional):
+            return dict(feeds)
+        return self._filled(role, dict(feeds), self._bind(role, feeds))
+
+    def _bind(self, role: str, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
+        """The dynamic axes of a call (FeedError when the feeds do not fit the signature)."""
+        try:
+            return self.manifest.signatures[role].bind({n: (np.asarray(a).dtype.name, np.shape(a))
+                                                        for n, a in feeds.items()})
+        except SignatureError as exc:
+            raise FeedError(f"model {self.name} v{self.version}, graph {role}: {exc}") from None
+
+    def _filled(self, role: str, arrays: dict[str, np.ndarray], axes: Mapping[str, int]) -> dict[str, np.ndarray]:
+        """``arrays`` with each optional input left out added as zeros of its resolved shape."""
+        signature = self.manifest.signatures[role]
+        for spec in signature.inputs:
+            if spec.name not in arrays:
                 shape = signature.resolve(spec, axes)
                 if shape is None:
                     raise FeedError(f"model {self.name} v{self.version}, graph {role}: optional input "
-                                    f"{spec.describe()} can only be left out when the other inputs give its axes")
-                out[spec.name] = np.zeros(shape, dtype=spec.dtype)
-        return out
+                                    f"{spec.describe()} can only be left out when the other inputs give "
+                                    "its axes; feed it")
+                arrays[spec.name] = np.zeros(shape, dtype=spec.dtype)
+        return arrays
 
     def output_names(self, role: str) -> tuple[str, ...]:
         return tuple(t.name for t in self.manifest.signatures[role].outputs)
@@ -305,18 +315,8 @@ class ModelRuntime:
             if spec is not None and arr.dtype.name != spec.dtype and _same_kind(arr.dtype, np.dtype(spec.dtype)):
                 arr = arr.astype(spec.dtype)
             arrays[name] = np.ascontiguousarray(arr)
-        try:
-            axes = signature.bind({n: (a.dtype.name, a.shape) for n, a in arrays.items()})
-        except SignatureError as exc:
-            raise FeedError(f"model {self.name} v{self.version}, graph {role}: {exc}") from None
-        for spec in signature.inputs:
-            if spec.name not in arrays:
-                shape = signature.resolve(spec, axes)
-                if shape is None:
-                    raise FeedError(f"model {self.name} v{self.version}, graph {role}: optional input "
-                                    f"{spec.describe()} can only be left out when the other inputs give "
-                                    "its axes; feed it")
-                arrays[spec.name] = np.zeros(shape, dtype=spec.dtype)
+        axes = self._bind(role, arrays)
+        arrays = self._filled(role, arrays, axes)
         names = [t.name for t in signature.outputs] if outputs is None else list(outputs)
         specs = []
         for name in names:
@@ -358,6 +358,12 @@ class ModelRuntime:
             feeds = {t.name: np.zeros(tuple(2 if isinstance(d, str) else d for d in t.shape), dtype=t.dtype)
                      for t in signature.inputs if not t.optional}
             self.run(role, feeds)
+
+
+def decode_feeds(z: np.ndarray, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The decode task's feeds by its contract's names: latents, and labels for a conditional
+    model (``latentforge.manifest``)."""
+    return {"z": z} if labels is None else {"z": z, "labels": labels}
 
 
 def _batch_major(manifest: Manifest, role: str) -> bool:

@@ -40,7 +40,7 @@ def check(model_path: Path, providers: list[str], precision: str, batch_sizes: l
     """Run every check; returns (exit status, report)."""
     import onnxruntime as ort
 
-    from latentforge.runtime import CPU, OrtSettings
+    from latentforge.runtime import CPU, OrtSettings, decode_feeds
     from tools.ortbench import load_model, measure_batch
 
     report: dict[str, Any] = {"onnxruntime": ort.__version__, "device": ort.get_device(),
@@ -70,9 +70,9 @@ def check(model_path: Path, providers: list[str], precision: str, batch_sizes: l
     for n in sorted({1, 7, *[b for b in batch_sizes if b <= 64]}):
         z = rng.standard_normal((n, m.latent_dim)).astype(np.float32)
         labels = rng.integers(0, m.num_classes, n).astype(np.int64) if m.num_classes else None
-        out = model.run_task("decode", _feeds(z, labels))["image"]
-        worst = max(worst, _max_error(out, reference.run_task("decode", _feeds(z, labels))["image"]))
-        worst_binding = max(worst_binding, _max_error(out, unbound.run_task("decode", _feeds(z, labels))["image"]))
+        out = model.run_task("decode", decode_feeds(z, labels))["image"]
+        worst = max(worst, _max_error(out, reference.run_task("decode", decode_feeds(z, labels))["image"]))
+        worst_binding = max(worst_binding, _max_error(out, unbound.run_task("decode", decode_feeds(z, labels))["image"]))
     checks["parity_vs_cpu"] = {"ok": worst <= tolerance, "max_abs_error": worst, "tolerance": tolerance}
     checks["io_binding_vs_plain"] = {"ok": worst_binding <= 1e-5, "max_abs_error": worst_binding}
 
@@ -110,10 +110,6 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return status
 
-
-def _feeds(z, labels):
-    """The decode contract's feeds: latents, and labels for a conditional model."""
-    return {"z": z} if labels is None else {"z": z, "labels": labels}
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from latentforge.runtime import ModelRuntime, OrtSettings
+from latentforge.runtime import ModelRuntime, OrtSettings, decode_feeds
 from tools.stats import percentiles
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -49,7 +49,7 @@ def measure_batch(model: ModelRuntime, batch_size: int, threads: int, duration_s
     m = model.manifest
     z = np.random.default_rng(seed).standard_normal((batch_size, m.latent_dim)).astype(np.float32)
     labels = np.zeros(batch_size, np.int64) if m.num_classes else None
-    model.run_task("decode", _feeds(z, labels))["image"]  # warm this shape
+    model.run_task("decode", decode_feeds(z, labels))["image"]  # warm this shape
     latencies: list[list[float]] = [[] for _ in range(threads)]
     stop_at = time.perf_counter() + duration_s
     budget = {"calls": max_calls}
@@ -63,7 +63,7 @@ def measure_batch(model: ModelRuntime, batch_size: int, threads: int, duration_s
                     return
                 budget["calls"] -= 1
             t0 = time.perf_counter()
-            model.run_task("decode", _feeds(z, labels))["image"]
+            model.run_task("decode", decode_feeds(z, labels))["image"]
             out.append((time.perf_counter() - t0) * 1000.0)
 
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -106,7 +106,3 @@ def run_raw(version_dir: Path, settings: OrtSettings, threads: int, batch_sizes:
         "cpu_count": os.cpu_count(),
     }
 
-
-def _feeds(z, labels):
-    """The decode contract's feeds: latents, and labels for a conditional model."""
-    return {"z": z} if labels is None else {"z": z, "labels": labels}

@@ -282,7 +282,7 @@ class BatchingRunner(InferenceRunner):
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         merge, optional = model.batchable(role), model.optional_inputs(role)
-        rows = len(next(iter(feeds.values()))) if merge else 1
+        rows = rows_of(feeds) if merge else 1
         # One queue per feed layout: requests with and without an optional input still merge.
         key = (id(model), role, *((n, a.shape[1:], a.dtype.char) for n, a in feeds.items() if n not in optional))
         q = self._queues.get(key)

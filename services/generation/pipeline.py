@@ -27,6 +27,7 @@ import numpy as np
 from latentforge import images as imaging
 from latentforge.completion import candidate_noise, composite, iterative_complete
 from latentforge import latents
+from latentforge.runtime import ModelRuntime, decode_feeds
 from services.generation.cache import (
     SAMPLE_ID_PATTERN,
     CacheUnavailable,
@@ -57,7 +58,6 @@ from services.generation.requests import (
     VariationsRequest,
 )
 from services.generation.strokes import DrawEvent, DrawPlan, StrokeDrawer, renderings
-from latentforge.runtime import ModelRuntime
 from services.generation.batching import Finish, InferenceRunner
 from services.generation.capabilities import refuse, supported_rpcs
 from services.generation.metrics import Metrics
@@ -122,8 +122,7 @@ class GenerationPipeline:
             except threading.BrokenBarrierError:
                 pass
             for rows in sorted({1, n}):
-                feeds = {"z": z[:rows]} if labels is None else {"z": z[:rows], "labels": labels[:rows]}
-                outputs = model.run_task("decode", feeds)
+                outputs = model.run_task("decode", decode_feeds(z[:rows], None if labels is None else labels[:rows]))
                 for finish in finishers:
                     finish(outputs)
 
@@ -264,7 +263,7 @@ class GenerationPipeline:
                 return out["mu"], out.get("logvar")
 
             async def decode(zz: np.ndarray) -> np.ndarray:
-                return (await self._run(model, "decode", _latent_feeds(zz, labels), None, deadline))["image"]
+                return (await self._run(model, "decode", decode_feeds(zz, labels), None, deadline))["image"]
 
             filled, z = await iterative_complete(encode, decode, image, mask, eps, fill, rounds)
             finish = self._finisher(model, request.output, "image")
@@ -450,7 +449,7 @@ class GenerationPipeline:
     async def _render(self, model: ModelRuntime, z: np.ndarray, labels: np.ndarray | None, output: OutputFormat,
                       deadline: float | None) -> list[bytes]:
         """Latents to encoded images; decoding and encoding run on a worker thread."""
-        return await self._run(model, "decode", _latent_feeds(z, labels), self._finisher(model, output), deadline)
+        return await self._run(model, "decode", decode_feeds(z, labels), self._finisher(model, output), deadline)
 
     async def _complete(self, model: ModelRuntime, image: np.ndarray, mask: np.ndarray, z: np.ndarray,
                         output: OutputFormat, deadline: float | None) -> list[bytes]:
@@ -483,7 +482,7 @@ class GenerationPipeline:
         if model.has_task("complete"):
             return await self._complete(model, image, mask, z, output, deadline)
         finish = self._finisher(model, output)
-        return await self._run(model, "decode", _latent_feeds(z, labels),
+        return await self._run(model, "decode", decode_feeds(z, labels),
                                lambda out: finish({"image": composite(out["image"], image[None], mask[None])}),
                                deadline)
 
@@ -541,10 +540,6 @@ class GenerationPipeline:
         except CacheUnavailable:
             return False
 
-
-def _latent_feeds(z: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
-    """The decode contract's feeds: latents, and labels for a conditional model."""
-    return {"z": z} if labels is None else {"z": z, "labels": labels}
 
 
 def _truncation(psi: float | None) -> float | None:

@@ -31,13 +31,12 @@ from latentforge import latents
 from latentforge.manifest import StrokeSpec
 from latentforge.runtime import ModelRuntime
 from latentforge.strokes import (
-    STEP_OUTPUTS,
-    StepOutput,
     StrokeError,
     check_drawing,
     check_temperature,
     drawing_loop,
     render,
+    step_output,
     to_png,
     to_stroke5,
     to_svg,
@@ -194,27 +193,23 @@ class StrokeDrawer:
             sampled: list[tuple[float, float, int]] = []  # model units, appended by the loop
             rows: list[tuple[float, float, int]] = []  # data units
             loop = drawing_loop(spec.start_point, h, c, plan.temperature, rng, plan.max_steps, sampled, prefix)
-            try:
-                feed = next(loop)
-                while True:
-                    feeds = {"point": feed.point[None], "h": feed.h[None], "c": feed.c[None]}
-                    if z_row is not None:
-                        feeds["z"] = z_row
-                    out = await self.runner.run(model, step_role, feeds)
-                    try:
-                        feed = loop.send((StepOutput(*(out[name][0] for name in STEP_OUTPUTS)),
-                                          out["h_out"][0], out["c_out"][0]))
-                    except StopIteration as stop:
-                        ended = bool(stop.value)
-                        feed = None
-                    if len(sampled) > len(rows):  # the step drew a point: stream it
-                        dx, dy, pen = sampled[-1]
-                        rows.append((dx * spec.scale, dy * spec.scale, pen))
-                        await queue.put(DrawEvent(index, rows[-1][0], rows[-1][1], pen))
-                    if feed is None:
-                        break
-            except StopIteration as stop:  # max_steps 0: nothing to draw
-                ended = bool(stop.value)
+            reply = None  # the last step's (output, h, c), sent back into the loop
+            while True:
+                try:
+                    feed = loop.send(reply)
+                except StopIteration as stop:
+                    feed, ended = None, bool(stop.value)
+                if len(sampled) > len(rows):  # the last step drew a point: stream it
+                    dx, dy, pen = sampled[-1]
+                    rows.append((dx * spec.scale, dy * spec.scale, pen))
+                    await queue.put(DrawEvent(index, rows[-1][0], rows[-1][1], pen))
+                if feed is None:
+                    break
+                feeds = {"point": feed.point[None], "h": feed.h[None], "c": feed.c[None]}
+                if z_row is not None:
+                    feeds["z"] = z_row
+                out = await self.runner.run(model, step_role, feeds)
+                reply = (step_output(out, 0), out["h_out"][0], out["c_out"][0])
         finally:
             self.in_progress.dec()
         drawn = np.asarray(rows, np.float32).reshape(-1, 3)

@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from latentforge.runtime import decode_feeds
+
 GEN = {"model": "mnist-dcgan", "version": "1", "graph": "generator"}
 
 
@@ -255,7 +257,7 @@ def hold_a_batch_slot(server, gate: Gate):
 
 def decode(model, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     """A model's decode graph on latents [and labels], by the task's contract names."""
-    return model.run_task("decode", {"z": z} if labels is None else {"z": z, "labels": labels})["image"]
+    return model.run_task("decode", decode_feeds(z, labels))["image"]
 
 
 def encode(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -267,6 +269,5 @@ def encode(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 async def runner_decode(runner, model, z: np.ndarray, labels: np.ndarray | None = None, finish=None,
                         deadline: float | None = None):
     """The decode graph through a runner (its image rows, or finish's list)."""
-    feeds = {"z": z} if labels is None else {"z": z, "labels": labels}
-    out = await runner.run(model, model.graph_for("decode"), feeds, finish, deadline)
+    out = await runner.run(model, model.graph_for("decode"), decode_feeds(z, labels), finish, deadline)
     return out if finish is not None else out["image"]
