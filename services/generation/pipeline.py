@@ -308,6 +308,30 @@ class GenerationPipeline:
         self._samples.get(model, "Variations").inc(count)
         return Samples(model, records, payloads, stored, base_seed)
 
+    async def sample_image(self, sample_id: str, deadline: float | None) -> bytes:
+        """A stored sample drawn again as PNG by the version that made it (the HTTP surface's
+        ``<img src>`` of a sample): its latent decoded, or a completion completed again from
+        its input. A stroke drawing is not one image of its latent; it is refused."""
+        record = await self.sample(sample_id)
+        try:
+            model = self.repository.resolve(record.model, record.version)
+        except NotFound:
+            raise NotFound(f"sample {sample_id!r} was made by {record.model} v{record.version}, "
+                           "which is no longer loaded") from None
+        note(model=model.name, version=model.version)
+        z = record.latent[None].astype(np.float32)
+        labels = None if record.label is None else np.array([record.label], dtype=np.int64)
+        given = None if record.context is None else completion.unpack_context(record.context, model.image_shape)
+        if given is not None:
+            payloads = await self._recomplete(model, given, z, labels, OutputFormat.PNG, deadline)
+        elif model.has_task("decode"):
+            payloads = await self._render(model, z, labels, OutputFormat.PNG, deadline)
+        else:
+            raise FailedPrecondition(f"sample {sample_id!r} of {model.name} (kind {model.manifest.kind}) has no "
+                                     "single image: its model draws strokes from a latent; use GenerateStrokes or "
+                                     "Interpolate")
+        return payloads[0]
+
     def plan_stream(self, request: GenerateRequest) -> GeneratePlan:
         """``plan_generate`` for GenerateStream, whose limit is ``max_stream_count``."""
         limit = self.config.max_stream_count

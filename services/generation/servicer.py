@@ -133,3 +133,9 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
     @unary
     async def GetSample(self, request: pb.GetSampleRequest, context: grpc.aio.ServicerContext) -> pb.GetSampleResponse:
         return convert.sample_response(await self.pipeline.sample(request.sample_id))
+
+    @unary
+    async def SampleImage(self, request: pb.GetSampleRequest, context: grpc.aio.ServicerContext) -> bytes:
+        """Not an RPC of the proto: the HTTP surface's ``GET /v1/samples/{id}/image.png``, a stored
+        sample's PNG for ``<img src>``, with an RPC's bookkeeping (metrics, access log, drain)."""
+        return await self.pipeline.sample_image(request.sample_id, deadline(context))

@@ -42,11 +42,16 @@ _ID_PREFIX = secrets.token_hex(8)
 _id_counter = itertools.count(1)
 
 
+def new_request_id() -> str:
+    """A request id made by the server (the client sent none, or one not of REQUEST_ID_PATTERN)."""
+    return f"{_ID_PREFIX}{next(_id_counter):08x}"
+
+
 def _request_id(context: grpc.aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str) and REQUEST_ID_PATTERN.match(value):
             return value
-    return f"{_ID_PREFIX}{next(_id_counter):08x}"
+    return new_request_id()
 
 
 def deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -72,8 +77,8 @@ class CallTracker:
         self._active = 0
         self._idle: asyncio.Event | None = None
         self._inflight = Children(metrics.inflight.labels)
-        self._outcome = Children(lambda method, code: (metrics.requests.labels(method, code),
-                                                       metrics.request_duration.labels(method, code)))
+        self._outcome = Children(lambda method, code, protocol: (
+            metrics.requests.labels(method, code, protocol), metrics.request_duration.labels(method, code, protocol)))
 
     @property
     def in_flight(self) -> int:
@@ -99,13 +104,16 @@ class CallTracker:
 class _Call(RequestContext):
     """Bookkeeping of one RPC: request id, timing, outcome; the request's log context."""
 
-    __slots__ = ("tracker", "method", "code", "message", "extra_trailers", "start", "_token", "_inflight")
+    __slots__ = ("tracker", "method", "protocol", "code", "message", "extra_trailers", "start", "_token",
+                 "_inflight")
 
     def __init__(self, tracker: CallTracker, method: str, context: grpc.aio.ServicerContext) -> None:
         # RequestContext's fields, set here: this runs once per call.
         self.request_id = _request_id(context)
         self.fields = {}
         self.tracker, self.method = tracker, method
+        # "grpc", or the protocol of a context that stands in for grpc's (services.http.context).
+        self.protocol = getattr(context, "protocol", "grpc")
         self.code = grpc.StatusCode.OK
         self.message = ""
         self.extra_trailers: list[tuple[str, str]] = []
@@ -114,7 +122,7 @@ class _Call(RequestContext):
         self._token = current_request.set(self)
         self.start = time.perf_counter()
         tracker = self.tracker
-        self._inflight = tracker._inflight.get(self.method)
+        self._inflight = tracker._inflight.get(self.method, self.protocol)
         self._inflight.inc()
         tracker._active += 1
         return self
@@ -133,11 +141,13 @@ class _Call(RequestContext):
         if tracker._active == 0 and tracker._idle is not None:
             tracker._idle.set()
         code = _CODE_NAMES[self.code]
-        requests, duration = tracker._outcome.get(self.method, code)
+        requests, duration = tracker._outcome.get(self.method, code, self.protocol)
         requests.inc()
         duration.observe(seconds)
         if tracker.access_log or self.code not in _QUIET_CODES:
             fields = {"method": self.method, "code": code, "duration_ms": round(seconds * 1000, 3), **self.fields}
+            if self.protocol != "grpc":
+                fields["protocol"] = self.protocol
             if self.message and self.code != grpc.StatusCode.INTERNAL:
                 fields["message"] = self.message
             access(log, "rpc", self.request_id, fields)

@@ -24,6 +24,7 @@ class Health:
     def __init__(self) -> None:
         self.servicer = health.aio.HealthServicer()
         self._ready: dict[str, bool] = {}
+        self.draining = False  # the server is going away (HTTP /healthz and /readyz read it)
 
     def declare(self, service: str) -> None:
         """Track the readiness of ``service`` (NOT_SERVING until ``set_ready``)."""
@@ -44,6 +45,11 @@ class Health:
         await self.servicer.set(service, SERVING if ready else NOT_SERVING)
         await self.servicer.set("", SERVING if all(self._ready.values()) else NOT_SERVING)
 
+    def readiness(self) -> dict[str, bool]:
+        """Each service's readiness, by its full name."""
+        return dict(self._ready)
+
     async def drain(self) -> None:
         """Every name NOT_SERVING from now on, liveness included (the server is going away)."""
+        self.draining = True
         await self.servicer.enter_graceful_shutdown()

@@ -1,7 +1,8 @@
 """Metrics every RPC service shares, and the cache of labelled metric children.
 
 One server has one registry (what its /metrics endpoint exposes); ``RpcMetrics`` puts the
-per-call series in it (requests, latency, calls in flight, by method and status code) and the
+per-call series in it (requests, latency, calls in flight, by method, status code and
+protocol: a call over HTTP/JSON counts under the same method as over gRPC, ``protocol="http"``) and the
 process's own CPU and memory. Each service adds its own metrics to the same registry.
 Every gauge names how it combines over the server processes of ``serve --processes N``
 (``multiprocess_mode``; ignored by a lone process).
@@ -33,14 +34,14 @@ class RpcMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
-            "latentforge_requests", "RPCs finished, by method and status code.",
-            ["method", "code"], registry=registry)
+            "latentforge_requests", "Calls finished, by method, status code and protocol (grpc, http).",
+            ["method", "code", "protocol"], registry=registry)
         self.request_duration = Histogram(
-            "latentforge_request_duration_seconds", "RPC latency, by method and status code.",
-            ["method", "code"], buckets=LATENCY_BUCKETS, registry=registry)
+            "latentforge_request_duration_seconds", "Call latency, by method, status code and protocol.",
+            ["method", "code", "protocol"], buckets=LATENCY_BUCKETS, registry=registry)
         self.inflight = Gauge(
-            "latentforge_requests_in_flight", "RPCs being served now, by method.",
-            ["method"], registry=registry, multiprocess_mode="livesum")
+            "latentforge_requests_in_flight", "Calls being served now, by method and protocol.",
+            ["method", "protocol"], registry=registry, multiprocess_mode="livesum")
         # latentforge_process_cpu_seconds_total and friends: the server's own CPU time, which
         # the load generator divides by the images served.
         ProcessCollector(namespace="latentforge", registry=registry)

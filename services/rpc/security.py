@@ -86,13 +86,31 @@ def load_tokens(tokens: Iterable[str] = (), tokens_file: Path | None = None) -> 
     return tuple(dict.fromkeys(found))
 
 
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """Refuse calls (other than health and reflection) that lack a known bearer token."""
+class TokenCheck:
+    """The bearer-token check both surfaces make (gRPC metadata, HTTP header): the value of an
+    ``authorization`` entry to None (accepted), UNAUTHENTICATED (no bearer token) or
+    PERMISSION_DENIED (a token not configured here), compared in constant time."""
 
     def __init__(self, tokens: Iterable[str]) -> None:
         self._tokens = tuple(t.encode() for t in tokens)
         if not self._tokens:
             raise SecurityConfigError("bearer-token auth is on but no tokens are configured")
+
+    def check(self, header: str) -> grpc.StatusCode | None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return grpc.StatusCode.UNAUTHENTICATED
+        presented = token.strip().encode()
+        if not any(hmac.compare_digest(presented, t) for t in self._tokens):
+            return grpc.StatusCode.PERMISSION_DENIED
+        return None
+
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuse calls (other than health and reflection) that lack a known bearer token."""
+
+    def __init__(self, tokens: Iterable[str]) -> None:
+        self._check = TokenCheck(tokens)
         self._missing = self._deny(grpc.StatusCode.UNAUTHENTICATED,
                                    "missing bearer token: send metadata 'authorization: Bearer <token>'")
         self._wrong = self._deny(grpc.StatusCode.PERMISSION_DENIED, "the bearer token is not accepted here")
@@ -109,11 +127,10 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
             if key == "authorization":
                 header = value if isinstance(value, str) else value.decode("latin-1")
                 break
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        refused = self._check.check(header)
+        if refused is grpc.StatusCode.UNAUTHENTICATED:
             return await self._denial(self._missing, continuation, details)
-        presented = token.strip().encode()
-        if not any(hmac.compare_digest(presented, t) for t in self._tokens):
+        if refused is not None:
             return await self._denial(self._wrong, continuation, details)
         return await continuation(details)
 

@@ -3,7 +3,8 @@ more ``RpcService``s (registered with ``add``) on one port.
 
 It owns what services share: grpc.aio server options, the bearer-token interceptor, TLS or
 mutual TLS, grpc.health.v1 (readiness per service, ``liveness``), reflection, the metrics
-registry and its /metrics HTTP endpoint, the call tracker every servicer wraps its calls with,
+registry and its /metrics HTTP endpoint, the HTTP/JSON surface on its own port
+(``services.http``, with ``http_port``), the call tracker every servicer wraps its calls with,
 and the drain: on ``stop`` (``run_until_signal``: SIGINT/SIGTERM, what a Kubernetes rolling
 update sends) health turns NOT_SERVING, new calls are refused with UNAVAILABLE, calls in flight
 finish within ``drain_grace_s``, then each service releases what it holds. Each server has its
@@ -80,6 +81,8 @@ class RpcServer:
         self._metrics_httpd: Any = None
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.http: Any = None  # services.http.server.HttpSurface, with settings.http_port
+        self.http_port: int | None = None
 
     def add(self, service: T) -> T:
         """Host ``service`` on this server (before ``start``); returns it."""
@@ -131,15 +134,25 @@ class RpcServer:
 
                 self._metrics_httpd, _ = start_http_server(s.metrics_port, addr=s.metrics_host, registry=self.registry)
                 self.metrics_port = self._metrics_httpd.server_port
+            if s.http_port is not None:
+                from services.http.server import HttpSurface
+
+                self.http = HttpSurface(self)
+                await self.http.start()
+                self.http_port = self.http.port
         except BaseException:
-            # e.g. the metrics port is taken: release the gRPC port and its threads before failing.
+            # e.g. the metrics or HTTP port is taken: release the gRPC port and its threads before failing.
             await server.stop(0)
+            if self._metrics_httpd is not None:
+                self._metrics_httpd.shutdown()
+                self._metrics_httpd.server_close()
             raise
         self._server = server
         described: dict[str, Any] = {}
         for service in self.services:
             described.update(service.describe())
-        event(log, "server_started", port=self.port, host=s.host, metrics_port=self.metrics_port, **described,
+        event(log, "server_started", port=self.port, host=s.host, metrics_port=self.metrics_port,
+              http_port=self.http_port, playground=s.playground if self.http_port else None, **described,
               tls="mutual" if s.tls_client_ca else ("on" if s.tls_cert else "off"), auth_tokens=len(tokens))
         if not s.reuse_port:
             for service in self.services:
@@ -165,6 +178,8 @@ class RpcServer:
         drained = await self.calls.wait_idle(grace)
         event(log, "server_drained", in_flight=in_flight, left=self.calls.in_flight, drained=drained,
               seconds=round(time.monotonic() - started, 3))
+        if self.http is not None:  # open event streams end with an error event; then the port closes
+            await self.http.close()
         if self._server is not None:
             # The last answers may still be on their way out: a moment for them, then whatever
             # outlived the grace period is cancelled.

@@ -70,6 +70,14 @@ class ServerSettings:
     auth_tokens_file: Path | None = setting(
         None, "require 'authorization: Bearer <token>' with one of these tokens (one per line)")
     max_message_bytes: int = setting(32 * 1024 * 1024, "gRPC send/receive message limit in bytes")
+    # The HTTP/JSON surface (services.http): the same services on a port of its own, with the
+    # same TLS, tokens, metrics and drain.
+    http_port: int | None = setting(None, "HTTP/JSON port (routes under /v1/, Server-Sent Events for streams, "
+                                          "/healthz, /readyz); 0 picks a free one; none: no HTTP surface")
+    http_host: str | None = setting(None, "HTTP bind address (default: the gRPC --host)")
+    http_max_body_bytes: int = setting(32 * 1024 * 1024, "largest JSON request body in bytes (413 above it); "
+                                                         "data set uploads have their own limit")
+    playground: bool = setting(False, "serve the playground page at / of the HTTP port (needs --http-port)")
     access_log: bool = setting(True, "one log line per RPC (errors are logged either way); off saves CPU "
                                      "at high request rates")
     drain_grace_s: float = setting(5.0, "on SIGTERM: NOT_SERVING, refuse new calls, let calls in flight "
@@ -84,6 +92,10 @@ class ServerSettings:
             (self.metrics_port is None or 0 <= self.metrics_port <= 65535, "metrics_port must be 0..65535"),
             (self.log_level.upper() in LOG_LEVELS, f"log_level must be one of {', '.join(LOG_LEVELS)}"),
             (self.drain_grace_s >= 0, "drain_grace_s must be >= 0"),
+            (self.http_port is None or 0 <= self.http_port <= 65535, "http_port must be 0..65535"),
+            (self.http_max_body_bytes >= 1024, "http_max_body_bytes must be >= 1024"),
+            (not self.playground or self.http_port is not None,
+             "playground needs http_port (--http-port): the page is served by the HTTP surface"),
             ((self.tls_cert is None) == (self.tls_key is None), "tls_cert and tls_key must be given together"),
             (self.tls_client_ca is None or self.tls_cert is not None,
              "tls_client_ca (mutual TLS) needs tls_cert and tls_key"),

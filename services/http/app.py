@@ -1,0 +1,336 @@
+"""The Starlette app of the HTTP/JSON surface: each route of ``services.http.routes`` bound to
+its servicer method, plus health, and the playground's static page when asked for.
+
+A request is read into the route's proto message (proto3 JSON), then the servicer method runs
+with an ``HttpContext`` in place of gRPC's: the same code as a gRPC call, its checks, metrics,
+access-log line and drain. What only HTTP has is done here: the bearer token from the
+``Authorization`` header, the request id from ``X-Request-Id``, the deadline from
+``X-Timeout-Ms``, the body limit, and errors as HTTP statuses with a ``{code, message}`` body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+
+import grpc
+from google.protobuf import json_format
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route as StarletteRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.errors import InvalidArgument, ResourceExhausted
+from services.http.context import CallAborted, HttpContext
+from services.http.errors import HTTP_STATUS, error_response
+from services.http.routes import ROUTES, Route
+from services.http.sse import EventStream, message_json
+from services.rpc.calls import REQUEST_ID_PATTERN, inner_call, new_request_id
+from services.rpc.security import TokenCheck, load_tokens
+
+if TYPE_CHECKING:
+    from services.rpc.server import RpcServer
+
+PLAYGROUND_DIR = Path(__file__).parent / "playground"
+REQUEST_ID = "X-Request-Id"
+TIMEOUT = "X-Timeout-Ms"
+# The playground is the project's own files only: no inline scripts, no other origins. Images
+# come as data: URLs (base64 PNG in JSON) and blob: URLs (downloads).
+CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+_JSON_TYPES = ("application/json", "application/json; charset=utf-8")
+
+
+class BadRequest(Exception):
+    """The HTTP request itself is unusable (its body, headers or query); 4xx, never reaches a servicer."""
+
+    def __init__(self, message: str, status: int = 400, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT):
+        super().__init__(message)
+        self.message, self.status, self.code = message, status, code
+
+
+class HttpApi:
+    """The routes of the services hosted by one ``RpcServer``, and what they share."""
+
+    def __init__(self, host: "RpcServer", open_streams: set[EventStream]) -> None:
+        self.host = host
+        self.settings = host.settings
+        tokens = load_tokens(self.settings.auth_tokens, self.settings.auth_tokens_file)
+        self.tokens = TokenCheck(tokens) if tokens else None
+        self.open_streams = open_streams
+
+    # ---- the app --------------------------------------------------------------------------
+
+    def app(self) -> ASGIApp:
+        routes: list[Any] = [
+            StarletteRoute("/healthz", self.healthz, methods=["GET", "HEAD"]),
+            StarletteRoute("/readyz", self.readyz, methods=["GET", "HEAD"]),
+        ]
+        for service in self.host.services:
+            for route in ROUTES.get(service.name, ()):
+                routes.append(StarletteRoute(route.path, self._endpoint(route, service.servicer), methods=[route.verb]))
+        if self.settings.playground:
+            routes.append(Mount("/", app=StaticFiles(directory=PLAYGROUND_DIR, html=True)))
+        app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _internal_error})
+        return SecurityHeaders(app)
+
+    def _endpoint(self, route: Route, servicer: Any) -> Callable[[Request], Any]:
+        method = getattr(servicer, route.rpc)
+        answer = {"unary": self._unary, "stream": self._stream, "upload": self._upload,
+                  "sample_image": self._sample_image}[route.kind]
+
+        async def endpoint(request: Request) -> Response:
+            request_id = request.headers.get(REQUEST_ID, "")
+            if not REQUEST_ID_PATTERN.match(request_id):
+                request_id = new_request_id()
+            headers = {REQUEST_ID: request_id}
+            refused = self._refuse_caller(request)
+            if refused is not None:
+                return error_response(*refused, headers={**headers, "WWW-Authenticate": "Bearer"})
+            try:
+                context = HttpContext(request_id, _timeout_s(request))
+            except BadRequest as exc:
+                return error_response(exc.code, exc.message, exc.status, headers)
+            try:
+                return await answer(route, method, request, context, headers)
+            except BadRequest as exc:
+                self._record(route.rpc, context, exc)
+                return error_response(exc.code, exc.message, exc.status, headers)
+            except CallAborted as exc:
+                return error_response(exc.code, exc.message, headers=headers)
+            except TimeoutError:
+                return error_response(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                      f"the call's deadline ({TIMEOUT}) passed before it finished", headers=headers)
+
+        endpoint.__name__ = route.rpc
+        return endpoint
+
+    def _refuse_caller(self, request: Request) -> tuple[grpc.StatusCode, str] | None:
+        if self.tokens is None:
+            return None
+        refused = self.tokens.check(request.headers.get("authorization", ""))
+        if refused is grpc.StatusCode.UNAUTHENTICATED:
+            return refused, "missing bearer token: send the header 'Authorization: Bearer <token>'"
+        if refused is not None:
+            return refused, "the bearer token is not accepted here"
+        return None
+
+    def _record(self, rpc: str, context: HttpContext, exc: BadRequest) -> None:
+        """A request refused before its servicer ran still counts: metrics and its access-log line."""
+        kind = ResourceExhausted if exc.code is grpc.StatusCode.RESOURCE_EXHAUSTED else InvalidArgument
+        with inner_call(self.host.calls, rpc, context) as call:  # type: ignore[arg-type]
+            call.fail(kind(exc.message))
+
+    # ---- the kinds of route ---------------------------------------------------------------
+
+    async def _unary(self, route: Route, method: Any, request: Request, context: HttpContext,
+                     headers: dict[str, str]) -> Response:
+        message = await self._read(route, request)
+        async with asyncio.timeout(context.time_remaining()):
+            reply = await method(message, context)
+        return Response(message_json(reply), 200, headers=headers, media_type="application/json")
+
+    async def _stream(self, route: Route, method: Any, request: Request, context: HttpContext,
+                      headers: dict[str, str]) -> Response:
+        message = await self._read(route, request)
+        if route.event_id is not None:  # a reconnecting EventSource resumes after the last id it saw
+            last = request.headers.get("last-event-id", "")
+            if last.isdigit() and not request.query_params.get("from_seq"):
+                message.from_seq = int(last) + 1
+        stream = EventStream(method(message, context), self.open_streams, context.time_remaining(), route.event_id)
+        refused = await stream.first()
+        if refused is not None:
+            return error_response(refused.code, refused.message, headers=headers)
+        return StreamingResponse(stream.events(), media_type="text/event-stream",
+                                 headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def _upload(self, route: Route, method: Any, request: Request, context: HttpContext,
+                      headers: dict[str, str]) -> Response:
+        from latentforge.v1 import training_pb2 as train
+
+        header = self._query_message(route, request, enum_prefixes={"format": "DATASET_FORMAT_"})
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and not header.size_bytes:
+            header.size_bytes = int(length)
+
+        async def chunks() -> AsyncIterator[Any]:
+            yield train.DatasetChunk(header=header)
+            async for piece in request.stream():
+                if piece:
+                    yield train.DatasetChunk(data=piece)
+
+        async with asyncio.timeout(context.time_remaining()):
+            reply = await method(chunks(), context)
+        return Response(message_json(reply), 200, headers=headers, media_type="application/json")
+
+    async def _sample_image(self, route: Route, method: Any, request: Request, context: HttpContext,
+                            headers: dict[str, str]) -> Response:
+        message = await self._read(route, request)
+        async with asyncio.timeout(context.time_remaining()):
+            png = await method(message, context)
+        # An id names one latent and version: its image does not change while the id lives.
+        return Response(png, 200, headers={**headers, "Cache-Control": "private, max-age=3600"},
+                        media_type="image/png")
+
+    # ---- requests into messages -----------------------------------------------------------
+
+    async def _read(self, route: Route, request: Request) -> Any:
+        """The route's request message from the JSON body (POST) or the query, and the path."""
+        if route.verb != "POST":
+            return self._query_message(route, request)
+        body = await self._body(request)
+        if body.strip():
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type != "application/json":
+                raise BadRequest(f"send the body as JSON with 'Content-Type: application/json' "
+                                 f"(got {content_type or 'none'!r})", 415)
+            try:
+                fields = json.loads(body)
+            except (ValueError, RecursionError) as exc:
+                raise BadRequest(f"the body is not valid JSON: {_short(exc)}") from None
+            if not isinstance(fields, dict):
+                raise BadRequest(f"the body must be a JSON object (a {route.request.DESCRIPTOR.name}), "
+                                 f"got a {type(fields).__name__}")
+        else:
+            fields = {}
+        for name, value in request.path_params.items():
+            fields[name] = value
+        return _parse(fields, route.request)
+
+    def _query_message(self, route: Route, request: Request, enum_prefixes: dict[str, str] | None = None) -> Any:
+        """Query parameters and path parameters as the route's message (repeated fields may repeat)."""
+        descriptor = route.request.DESCRIPTOR
+        by_name = {**{f.json_name: f for f in descriptor.fields}, **{f.name: f for f in descriptor.fields}}
+        fields: dict[str, Any] = {}
+        for key, value in request.query_params.multi_items():
+            field = by_name.get(key)
+            if field is None:
+                known = ", ".join(f.name for f in descriptor.fields) or "none"
+                raise BadRequest(f"unknown query parameter {key!r}; {descriptor.name} takes: {known}")
+            if enum_prefixes and field.name in enum_prefixes and value and not value.startswith(enum_prefixes[field.name]):
+                value = enum_prefixes[field.name] + value.upper()
+            if field.is_repeated:
+                fields.setdefault(key, []).append(value)
+            elif key in fields:
+                raise BadRequest(f"query parameter {key!r} is given twice")
+            else:
+                fields[key] = value
+        for name, value in request.path_params.items():
+            fields[name] = value
+        return _parse(fields, route.request)
+
+    async def _body(self, request: Request) -> bytes:
+        """The whole body, refused with 413 past ``http_max_body_bytes`` (before reading it when
+        Content-Length says so)."""
+        limit = self.settings.http_max_body_bytes
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise BadRequest(f"the body is {int(length)} bytes; this server takes at most {limit} "
+                             "(http_max_body_bytes)", 413, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        parts, size = [], 0
+        async for piece in request.stream():
+            size += len(piece)
+            if size > limit:
+                raise BadRequest(f"the body is over {limit} bytes, the most this server takes "
+                                 "(http_max_body_bytes)", 413, grpc.StatusCode.RESOURCE_EXHAUSTED)
+            parts.append(piece)
+        return b"".join(parts)
+
+    # ---- health ---------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        """Liveness: 200 while the server runs, 503 once it drains (gRPC's "liveness" name)."""
+        alive = not self.host.health.draining
+        return JSONResponse({"status": "SERVING" if alive else "NOT_SERVING"}, 200 if alive else 503)
+
+    async def readyz(self, request: Request) -> Response:
+        """Readiness: 200 when every service on the server is ready (gRPC's "" name), else 503."""
+        services = self.host.health.readiness()
+        ready = all(services.values()) and not self.host.health.draining
+        return JSONResponse({"status": "SERVING" if ready else "NOT_SERVING", "services": services},
+                            200 if ready else 503)
+
+
+def _parse(fields: dict[str, Any], message_type: Any) -> Any:
+    """``fields`` as a ``message_type`` by the proto3 JSON mapping; unknown fields refused."""
+    message = message_type()
+    try:
+        json_format.ParseDict(fields, message, ignore_unknown_fields=False, max_recursion_depth=32)
+    except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise BadRequest(f"the request is not a valid {message_type.DESCRIPTOR.name}: {_short(exc)}") from None
+    return message
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _timeout_s(request: Request) -> float | None:
+    text = request.headers.get(TIMEOUT)
+    if text is None:
+        return None
+    try:
+        ms = float(text)
+    except ValueError:
+        ms = math.nan
+    if not math.isfinite(ms) or ms <= 0:
+        raise BadRequest(f"{TIMEOUT} must be a positive number of milliseconds, got {text!r}")
+    return ms / 1000.0
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, a method the route does not take) as ``{code, message}``."""
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    code = {404: "NOT_FOUND", 405: "UNIMPLEMENTED"}.get(status, "INVALID_ARGUMENT")
+    if status == 404:
+        message = f"no route {request.method} {request.url.path}; the routes are listed in docs/http.md"
+    elif status == 405:
+        message = f"{request.url.path} does not take {request.method}; it takes {exc.headers.get('Allow', '')}" \
+            if exc.headers else f"{request.url.path} does not take {request.method}"
+    else:
+        message = exc.detail
+    return error_response(code, message, status, headers=dict(exc.headers or {}))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    from services.rpc.logs import get_logger
+
+    request_id = new_request_id()
+    get_logger("http").error("http_internal_error", exc_info=exc, extra={"fields": {"path": request.url.path,
+                                                                                      "request_id": request_id}})
+    return error_response(grpc.StatusCode.INTERNAL, f"internal error; the server logged it under request id "
+                                                    f"{request_id}", headers={REQUEST_ID: request_id})
+
+
+class SecurityHeaders:
+    """Every answer says: only this origin's scripts, styles and connections (the playground's
+    Content-Security-Policy), no MIME sniffing, no referrer to other sites."""
+
+    _HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                (b"referrer-policy", b"same-origin")]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self._HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+__all__ = ["HttpApi", "HTTP_STATUS", "PLAYGROUND_DIR"]
