@@ -38,6 +38,8 @@ SERVING = ("serve.Dockerfile", "serve-gpu.Dockerfile")
 ALL_IMAGES = (*SERVING, "trainer.Dockerfile", "training.Dockerfile")
 # A pinned tag names a full release: at least major.minor.patch (3.11.13, 12.6.3, v2.55.1).
 PINNED_TAG = re.compile(r"^v?\d+\.\d+\.\d+")
+# The HTTP/JSON port of the servers in every deployment (images, compose, Kubernetes).
+HTTP_PORT = 8080
 
 
 @pytest.fixture(scope="module", params=ALL_IMAGES)
@@ -130,8 +132,11 @@ def test_training_service_image_runs_the_service_with_the_trainer_and_a_health_c
     env = env_of(final)
     config = load_training_config(environ={k: v for k, v in env.items() if k.startswith("LATENTFORGE_")})
     exposed = {int(p.split("/")[0]) for i in final if i.keyword == "EXPOSE" for p in i.args.split()}
-    assert exposed == {config.port, config.metrics_port}
+    # gRPC, HTTP/JSON (on by default in the image) and /metrics.
+    assert config.http_port == HTTP_PORT
+    assert exposed == {config.port, config.http_port, config.metrics_port}
     assert config.host == "0.0.0.0" and config.metrics_host == "0.0.0.0"
+    assert (config.http_host or config.host) == "0.0.0.0"
     volumes = set(exec_form(next(i.args for i in final if i.keyword == "VOLUME")))
     assert volumes == {str(config.data_dir), str(config.models)}
     health = [i.args for i in final if i.keyword == "HEALTHCHECK"]
@@ -154,8 +159,11 @@ def test_serving_images_have_a_grpc_health_check_and_expose_the_configured_ports
     env = env_of(instructions)
     config = load_config(environ={k: v for k, v in env.items() if k.startswith("LATENTFORGE_")})
     exposed = {int(p.split("/")[0]) for i in instructions if i.keyword == "EXPOSE" for p in i.args.split()}
-    assert exposed == {config.port, config.metrics_port}, name
+    # gRPC, HTTP/JSON (docs/http.md; on by default in the image) and /metrics.
+    assert config.http_port == HTTP_PORT, name
+    assert exposed == {config.port, config.http_port, config.metrics_port}, name
     assert config.host == "0.0.0.0" and config.metrics_host == "0.0.0.0", name
+    assert (config.http_host or config.host) == "0.0.0.0", name  # the HTTP host defaults to the gRPC one
     assert str(config.models) in {exec_form(i.args)[0] for i in instructions if i.keyword == "VOLUME"}
     assert exec_form(next(i.args for i in instructions if i.keyword == "ENTRYPOINT")) == ["latentforge"]
     assert exec_form(next(i.args for i in instructions if i.keyword == "CMD")) == ["serve"]
@@ -394,6 +402,8 @@ def test_compose_mounts_exist_and_ports_stay_on_localhost(compose):
                     assert _host_path(volume).exists(), f"{name}: {volume}"
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
+    published = [p.split(":")[1] for service in services.values() for p in service.get("ports", [])]
+    assert len(published) == len(set(published)), f"two services publish the same host port: {published}"
     models = [v for v in services["latentforge"]["volumes"] if v.endswith(":/models:ro")]
     assert models, "the model repository is not mounted read-only at /models"
     # The training service publishes into the same repository, so it mounts it writable.
@@ -408,7 +418,8 @@ def test_compose_wiring_matches_the_service_and_monitoring_files(compose):
     image_env = env_of(final_stage(parse_dockerfile(DOCKER / "serve.Dockerfile")))
     config = load_config(environ={**{k: v for k, v in image_env.items() if k.startswith("LATENTFORGE_")}, **env})
     assert config.redis_url == "redis://redis:6379/0"
-    assert f"{config.metrics_port}" in {p.split(":")[-1] for p in services["latentforge"]["ports"]}
+    container_ports = {p.split(":")[-1] for p in services["latentforge"]["ports"]}
+    assert {f"{config.port}", f"{config.http_port}", f"{config.metrics_port}"} == container_ports
     redis_args = services["redis"]["command"]
     assert "--maxmemory-policy" in redis_args and "--maxmemory" in redis_args
 
@@ -427,7 +438,7 @@ def test_compose_wiring_matches_the_service_and_monitoring_files(compose):
     job = next(j for j in prom["scrape_configs"] if j["job_name"] == "latentforge-training")
     assert job["static_configs"][0]["targets"] == [f"latentforge-training:{training.metrics_port}"]
     ports = {p.rsplit(":", 1)[1]: p for p in services["latentforge-training"]["ports"]}
-    assert {str(training.port), str(training.metrics_port)} == set(ports)
+    assert {str(training.port), str(training.http_port), str(training.metrics_port)} == set(ports)
 
     # Grafana: the data source is the prometheus service, the dashboards folder is mounted
     # where the provider looks, and the home dashboard is one of them.

@@ -34,6 +34,10 @@ KUBERNETES_VERSIONS = ("1.29", "1.37")
 # Custom resources: no schema in kubernetes-validate; each has its own test below.
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 SERVER_USER = 10001  # USER of deploy/docker/*.Dockerfile
+# The servers' HTTP/JSON port (docs/http.md), named "http" on containers and Services.
+HTTP_PORT = 8080
+# The option that switches the servers' probes from grpc to GET /healthz and /readyz.
+HTTP_PROBES = K8S / "components" / "http-probes"
 
 pytestmark = [pytest.mark.deploy,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]
@@ -205,6 +209,62 @@ def test_probe_services_are_what_the_server_answers_before_a_model_loads(rendere
         server.stop()
 
 
+# The HTTP probe option (deploy/k8s/components/http-probes): per probe, the path asked and the
+# grpc.health.v1 service name of the default probe that asks the same question.
+HTTP_PROBE_PATHS = {"startupProbe": ("/healthz", LIVENESS), "livenessProbe": ("/healthz", LIVENESS),
+                    "readinessProbe": ("/readyz", READINESS)}
+PROBES = tuple(HTTP_PROBE_PATHS)
+
+
+def render_with_component(target: str, component: Path, tmp_path: Path) -> Objects:
+    """deploy/k8s/<target> with ``component`` added under ``components:``, as an overlay would."""
+    import os
+
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({  # kustomize wants relative paths
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S / target, tmp_path)],
+        "components": [os.path.relpath(component, tmp_path)]}))
+    return render(str(tmp_path))
+
+
+@pytest.mark.parametrize("target", ("overlays/cpu", "overlays/gpu"))
+def test_http_probe_option_asks_healthz_and_readyz_on_the_http_port(rendered, target, tmp_path: Path):
+    from kubernetes_validate import utils
+
+    objects = render_with_component(target, HTTP_PROBES, tmp_path)
+    default = rendered[target]
+    for name, settings in (("latentforge", server_config), ("latentforge-training", training_config)):
+        deployment = one(objects, "Deployment", name)
+        for version in KUBERNETES_VERSIONS:
+            utils.validate(deployment, version, strict=True)
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        before = one(default, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["http"] == settings(objects).http_port == HTTP_PORT, name
+        for kind, (path, service) in HTTP_PROBE_PATHS.items():
+            probe = container[kind]
+            assert probe["httpGet"] == {"path": path, "port": "http"}, (name, kind, probe)
+            assert not {"grpc", "exec", "tcpSocket"} & set(probe), (name, kind, probe)  # one handler
+            # The same question as the default grpc probe, with its period, timeout and thresholds.
+            assert before[kind]["grpc"].get("service", READINESS) == service, (name, kind)
+            assert {k: v for k, v in probe.items() if k != "httpGet"} == (
+                {k: v for k, v in before[kind].items() if k != "grpc"}), (name, kind)
+    # Nothing but the servers' probes changes.
+    def without_probes(objs: Objects) -> Objects:
+        out = yaml.safe_load(yaml.safe_dump(objs))
+        for o in out:
+            if o["kind"] == "Deployment":
+                for container in o["spec"]["template"]["spec"]["containers"]:
+                    for kind in PROBES:
+                        container.pop(kind, None)
+        return out
+
+    assert without_probes(objects) == without_probes(default)
+    # The option is off by default (test_server_probes_ask_liveness_and_readiness_apart checks the
+    # grpc probes), and the README says how to switch it on.
+    assert "components/http-probes" in (ROOT / "deploy" / "README.md").read_text()
+
+
 def test_container_ports_and_mounts_agree_with_the_server_settings(rendered):
     for target in ("overlays/cpu", "overlays/gpu"):
         objects = rendered[target]
@@ -212,8 +272,15 @@ def test_container_ports_and_mounts_agree_with_the_server_settings(rendered):
         pod = one(objects, "Deployment", "latentforge")["spec"]["template"]["spec"]
         container = pod["containers"][0]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert ports == {"grpc": config.port, "metrics": config.metrics_port}
+        assert config.http_port == HTTP_PORT
+        assert ports == {"grpc": config.port, "http": config.http_port, "metrics": config.metrics_port}
         assert config.host == "0.0.0.0" and config.metrics_host == "0.0.0.0"
+        assert (config.http_host or config.host) == "0.0.0.0"  # the HTTP host defaults to the gRPC one
+        # The Service carries gRPC and HTTP (and /metrics) to the same named container ports.
+        service = {p["name"]: p for p in one(objects, "Service", "latentforge")["spec"]["ports"]}
+        assert {name: (p["port"], p["targetPort"]) for name, p in service.items()} == {
+            "grpc": (config.port, "grpc"), "http": (config.http_port, "http"),
+            "metrics": (config.metrics_port, "metrics")}
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert mounts[str(config.models)].get("readOnly") is True
         # The Redis URL names the Redis Service and its port.
@@ -275,6 +342,10 @@ def test_pdb_and_network_policies_select_their_pods(rendered):
     ports = {p["name"] for p in one(objects, "Deployment", "latentforge")["spec"]["template"]["spec"]["containers"][0]["ports"]}
     named = {p["port"] for rule in server_policy["ingress"] for p in rule["ports"] if isinstance(p["port"], str)}
     assert named <= ports and "grpc" in named
+    # HTTP is admitted by the very rule that admits gRPC: from the same sources.
+    for policy in (server_policy, one(objects, "NetworkPolicy", "latentforge-training")["spec"]):
+        rules = [rule for rule in policy["ingress"] if any(p["port"] == "grpc" for p in rule["ports"])]
+        assert len(rules) == 1 and {"port": "http", "protocol": "TCP"} in rules[0]["ports"], rules
 
 
 # --- pods ---
@@ -391,9 +462,11 @@ def test_training_service_shares_the_model_repository_and_keeps_its_store(render
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["args"] == ["serve-training"]
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"grpc": config.port,
-                                                                          "metrics": config.metrics_port}
+    assert config.http_port == HTTP_PORT
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "grpc": config.port, "http": config.http_port, "metrics": config.metrics_port}
     assert config.host == "0.0.0.0" and config.metrics_host == "0.0.0.0"
+    assert (config.http_host or config.host) == "0.0.0.0"
     assert container["startupProbe"]["grpc"] == {"port": config.port, "service": LIVENESS}
     assert container["readinessProbe"]["grpc"]["port"] == config.port
     # It publishes into the PVC the servers read (writable here), and keeps its store on its own.
@@ -412,7 +485,8 @@ def test_training_service_shares_the_model_repository_and_keeps_its_store(render
     assert pod["terminationGracePeriodSeconds"] >= config.drain_grace_s + config.stop_grace_s + 5
     service = one(objects, "Service", "latentforge-training")
     assert selects(service["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
-    assert {p["port"] for p in service["spec"]["ports"]} == {config.port, config.metrics_port}
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+        "grpc": config.port, "http": config.http_port, "metrics": config.metrics_port}
     monitor = one(objects, "ServiceMonitor", "latentforge-training")
     matched = [o["metadata"]["name"] for o in objects if o["kind"] == "Service"
                and selects(monitor["spec"]["selector"]["matchLabels"], o["metadata"].get("labels", {}))]

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -78,9 +79,10 @@ class Output:
 
 def test_serving_image_serves_an_exported_model_and_passes_its_health_check(serving_image: Image):
     image = serving_image
-    port = free_port()
+    port, http_port = free_port(), free_port()
     # The container's own network namespace, replaced by loopback and free ports (docker run -e).
     argv, env, cwd = image.entry(LATENTFORGE_HOST="127.0.0.1", LATENTFORGE_PORT=str(port),
+                                 LATENTFORGE_HTTP_HOST="127.0.0.1", LATENTFORGE_HTTP_PORT=str(http_port),
                                  LATENTFORGE_METRICS_HOST="127.0.0.1", LATENTFORGE_METRICS_PORT=str(free_port()))
     probe, probe_env, _ = image.health(LATENTFORGE_PORT=str(port))
     assert image.healthcheck_start_period_s > 0
@@ -106,6 +108,10 @@ def test_serving_image_serves_an_exported_model_and_passes_its_health_check(serv
             reply = pb_grpc.GenerationServiceStub(channel).Generate(
                 pb.GenerateRequest(model=MODEL, count=2, seed=7), timeout=60)
         assert len(reply.samples) == 2
+        # HTTP/JSON is on in the image (LATENTFORGE_HTTP_PORT): alive and ready, as the HTTP probes ask.
+        for path in ("/healthz", "/readyz"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=10) as answer:
+                assert answer.status == 200, path
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

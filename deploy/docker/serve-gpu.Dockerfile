@@ -4,7 +4,7 @@
 # Build from the repository root:
 #   docker build -f deploy/docker/serve-gpu.Dockerfile -t latentforge-serve-gpu:0.1.0 .
 # Run on a host with the NVIDIA Container Toolkit:
-#   docker run --rm --gpus all -p 50051:50051 -p 9090:9090 -v "$PWD/models:/models:ro" latentforge-serve-gpu:0.1.0
+#   docker run --rm --gpus all -p 50051:50051 -p 8080:8080 -p 9090:9090 -v "$PWD/models:/models:ro" latentforge-serve-gpu:0.1.0
 
 ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 # onnxruntime-gpu built for CUDA 12.x and cuDNN 9.x; change together with CUDA_IMAGE.
@@ -41,7 +41,8 @@ COPY --from=build /opt/venv /opt/venv
 COPY deploy/docker/healthcheck.py /opt/latentforge/healthcheck.py
 # CUDA first, CPU as the fallback for operators CUDA lacks. CUDA's kernel cache goes to /tmp
 # (the root filesystem is read-only on Kubernetes). ONNX Runtime's telemetry is off, as in
-# serve.Dockerfile: it writes nothing under HOME and no warning into the JSON log.
+# serve.Dockerfile: it writes nothing under HOME and no warning into the JSON log. HTTP/JSON on
+# 8080, as in serve.Dockerfile.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -49,12 +50,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     LATENTFORGE_MODELS=/models \
     LATENTFORGE_HOST=0.0.0.0 \
     LATENTFORGE_PORT=50051 \
+    LATENTFORGE_HTTP_HOST=0.0.0.0 \
+    LATENTFORGE_HTTP_PORT=8080 \
     LATENTFORGE_METRICS_HOST=0.0.0.0 \
     LATENTFORGE_METRICS_PORT=9090 \
     LATENTFORGE_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider \
     CUDA_CACHE_PATH=/tmp/cuda-cache
 VOLUME ["/models"]
-EXPOSE 50051 9090
+EXPOSE 50051 8080 9090
 USER 10001:10001
 # A CUDA session takes longer to create and warm up than a CPU one: a longer start period.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \

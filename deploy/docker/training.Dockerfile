@@ -6,7 +6,7 @@
 # Build from the repository root:
 #   docker build -f deploy/docker/training.Dockerfile -t latentforge-training:0.1.0 .
 # Run with a data folder (job store, uploaded data sets, run folders) and the model repository:
-#   docker run --rm -p 50052:50052 -v "$PWD/training-data:/data" -v "$PWD/models:/models" \
+#   docker run --rm -p 50052:50052 -p 8080:8080 -v "$PWD/training-data:/data" -v "$PWD/models:/models" \
 #     latentforge-training:0.1.0
 # torch from the default index is the CUDA build (it also runs on CPU); for a smaller CPU-only
 # image add --build-arg PIP_EXTRA_INDEX_URL=<a CPU wheel index>.
@@ -36,7 +36,8 @@ RUN groupadd --system --gid 10001 latentforge \
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/docker/healthcheck.py /opt/latentforge/healthcheck.py
 # Settings are LATENTFORGE_* variables (services/training/config.py). The root filesystem may
-# be read-only: HOME and the caches of the jobs' libraries point at /tmp.
+# be read-only: HOME and the caches of the jobs' libraries point at /tmp. HTTP/JSON (docs/http.md)
+# is on, on 8080: LATENTFORGE_HTTP_PORT=none turns it off.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -48,11 +49,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     LATENTFORGE_MODELS=/models \
     LATENTFORGE_HOST=0.0.0.0 \
     LATENTFORGE_PORT=50052 \
+    LATENTFORGE_HTTP_HOST=0.0.0.0 \
+    LATENTFORGE_HTTP_PORT=8080 \
     LATENTFORGE_METRICS_HOST=0.0.0.0 \
     LATENTFORGE_METRICS_PORT=9090
 VOLUME ["/data", "/models"]
-# gRPC (TrainingService, grpc.health.v1, reflection) and Prometheus /metrics.
-EXPOSE 50052 9090
+# gRPC (TrainingService, grpc.health.v1, reflection), HTTP/JSON (/v1/jobs, /v1/datasets, /healthz,
+# /readyz) and Prometheus /metrics.
+EXPOSE 50052 8080 9090
 USER 10001:10001
 # Healthy once the service has taken up the jobs its previous process left (health SERVING).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
