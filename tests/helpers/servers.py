@@ -67,6 +67,12 @@ class ServerThread:
         return f"127.0.0.1:{self.server.port}"
 
     @property
+    def http_url(self) -> str:
+        """The HTTP/JSON surface's base URL (a server started with ``http_port``)."""
+        assert self.server is not None and self.server.http_port
+        return f"http://127.0.0.1:{self.server.http_port}"
+
+    @property
     def metrics_url(self) -> str:
         assert self.server is not None and self.server.metrics_port
         return f"http://127.0.0.1:{self.server.metrics_port}/metrics"
