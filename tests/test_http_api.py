@@ -381,3 +381,43 @@ def test_drain_refuses_new_calls_with_503_and_ends_open_streams_with_an_error_ev
     assert got and got[0][0] == "data"
     assert got[-1][0] == "error" and got[-1][1]["code"] == "UNAVAILABLE"
     assert "retry on another replica" in got[-1][1]["message"]
+
+
+# ---- the README's curl examples, as written ------------------------------------------------------
+
+def readme_examples() -> list[tuple[str, str]]:
+    """(title, commands) of each example in the README's http-examples block."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    block = text.split("<!-- http-examples -->")[1].split("<!-- /http-examples -->")[0]
+    body = block.split("```bash\n", 1)[1].rsplit("```", 1)[0]
+    examples = []
+    for chunk in body.strip().split("\n\n"):
+        title, _, commands = chunk.partition("\n")
+        examples.append((title.lstrip("# "), commands))
+    return examples
+
+
+def test_readme_curl_examples_work_as_written(server):
+    import subprocess
+
+    assert shutil.which("curl"), "curl is needed by the README's examples"
+    examples = dict(readme_examples())
+    assert len(examples) == 4
+    root = Path(__file__).parents[1]
+
+    def run(commands: str) -> str:
+        script = commands.replace("localhost:8080", f"127.0.0.1:{server.server.http_port}")
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=root, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    generated = json.loads(run(next(c for t, c in examples.items() if t.startswith("Generate"))))
+    assert len(generated["samples"]) == 2 and generated["seed"] == "7"
+    Path("/tmp/sample.png").unlink(missing_ok=True)
+    run(next(c for t, c in examples.items() if "own URL" in t))
+    assert Path("/tmp/sample.png").read_bytes().startswith(b"\x89PNG")
+    completed = json.loads(run(next(c for t, c in examples.items() if t.startswith("Complete"))))
+    assert len(completed["candidates"]) == 3
+    drawing = run(next(c for t, c in examples.items() if "drawing" in t))
+    assert '"point"' in drawing and '"done"' in drawing and drawing.rstrip().endswith("event: end\ndata: {}")
