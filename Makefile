@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 EXTRAS ?= train,serve,datasets,strokes,dev
 
-.PHONY: setup system-deps demo test soak proto bench-serving bench-peer-setup bench-train clean
+.PHONY: setup system-deps demo playground test soak proto bench-serving bench-peer-setup bench-train clean
 
 # Python environment with every extra (torch pinned by constraints.txt).
 setup: $(VENV)/.installed
@@ -31,6 +31,13 @@ system-deps:
 # call them over gRPC, write the pictures.
 demo: setup
 	$(BIN)/python -m scripts.demo
+
+# The demo's models (make demo) served with the HTTP/JSON surface and the playground at
+# http://127.0.0.1:8080/, and the training API (uploads and jobs under out/demo/training);
+# gRPC on 50051. Ctrl-C stops it.
+playground: setup
+	$(BIN)/latentforge serve --models out/demo/models --training --data-dir out/demo/training \
+	  --http-port 8080 --playground --metrics-port none
 
 # The whole test suite.
 test: setup system-deps

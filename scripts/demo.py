@@ -39,6 +39,26 @@ def _run(*args: str) -> None:
     subprocess.run(cmd, check=True)
 
 
+def _over_http(port: int, path: Path) -> None:
+    """The same server over HTTP/JSON: a Generate (as the README's curl example) and the playground page."""
+    import base64
+    import json
+    import urllib.request
+
+    base = f"http://127.0.0.1:{port}"
+    body = json.dumps({"model": "mnist-dcgan", "count": 1, "seed": "7"}).encode()
+    print(f"$ curl -s {base}/v1/generate -H 'Content-Type: application/json' -d '{body.decode()}'", flush=True)
+    request = urllib.request.Request(f"{base}/v1/generate", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        made = json.load(answer)
+    path.write_bytes(base64.b64decode(made["samples"][0]["image"]["png"]))
+    with urllib.request.urlopen(f"{base}/", timeout=30) as page:  # the playground (its tour: docs/playground.md)
+        if not page.headers.get("content-type", "").startswith("text/html"):
+            raise RuntimeError(f"the playground at {base}/ answered {page.headers.get('content-type')}")
+    print(f"  HTTP/JSON answered: sample {made['samples'][0]['sampleId']} (seed {made['seed']}); "
+          f"`make playground` serves these models with the playground at http://127.0.0.1:8080/", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
@@ -75,12 +95,13 @@ def main() -> int:
         scored = {"completion": "1000", "sketch-rnn": "500"}.get(model, "2000")
         _run("export", str(run), "--repo", str(repo), "--name", name, "--evaluate", scored)
 
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port, http_port = _free_port(), _free_port(), _free_port()
     target = f"127.0.0.1:{port}"
-    print(f"$ latentforge serve --models {repo} --port {port} --metrics-port {metrics_port}", flush=True)
+    print(f"$ latentforge serve --models {repo} --port {port} --metrics-port {metrics_port} "
+          f"--http-port {http_port} --playground", flush=True)
     server = subprocess.Popen(
         [sys.executable, "-m", "latentforge", "serve", "--models", str(repo), "--port", str(port),
-         "--metrics-port", str(metrics_port), "--log-level", "WARNING"],
+         "--metrics-port", str(metrics_port), "--http-port", str(http_port), "--playground", "--log-level", "WARNING"],
     )
     try:
         from services.generation.client import GenerationClient
@@ -106,6 +127,7 @@ def main() -> int:
                  str(out / "kanji_drawing.gif"))
             _drawing_grid(client, out / "kanji_samples.png")
             _drawing_strip(client, out / "kanji_interpolation.png")
+            _over_http(http_port, out / "http_generate.png")
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -116,7 +138,8 @@ def main() -> int:
     print("\nWrote:")
     for name in ("dcgan_samples.png", "dcgan_interpolation.png", "dcgan_interpolation.gif", "vae_samples.png",
                  "vae_reconstructions.png", "completion_strip.png", "vae_completion_strip.png", "completion_grid.png",
-                 "kanji_drawing.gif", "kanji_drawing.svg", "kanji_samples.png", "kanji_interpolation.png"):
+                 "kanji_drawing.gif", "kanji_drawing.svg", "kanji_samples.png", "kanji_interpolation.png",
+                 "http_generate.png"):
         print(f"  {out / name}")
     print(f"Training grids and metrics: {runs}/*/samples, {runs}/*/metrics.jsonl; models: {repo}")
     print("\nQuality of the exported models (2,000 samples each, the project's meter; floor = real held-out digits):")
