@@ -204,10 +204,12 @@ class Server:
     """``latentforge serve`` as its own process on loopback ports, with default settings plus ``extra``."""
 
     def __init__(self, models: Path, *extra: str) -> None:
-        self.port, self.metrics_port = _free_port(), _free_port()
+        # The HTTP/JSON port is on in every run: the gRPC rows are measured with it open.
+        self.port, self.metrics_port, self.http_port = _free_port(), _free_port(), _free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "latentforge", "serve", "--models", str(models), "--host", "127.0.0.1",
-             "--port", str(self.port), "--metrics-port", str(self.metrics_port), *extra],
+             "--port", str(self.port), "--metrics-port", str(self.metrics_port), "--http-port", str(self.http_port),
+             *extra],
             cwd=ROOT, env={**os.environ, "LATENTFORGE_RELOAD_INTERVAL_S": "0"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_serving()
@@ -219,6 +221,10 @@ class Server:
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def http_target(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
 
     def _wait_serving(self, timeout_s: float = 120.0) -> None:
         try:
@@ -251,12 +257,14 @@ def measure_raw(version_dir: Path, plan: Plan) -> dict[str, Any]:
 
 
 def measure_load(server: Server, model: str, plan: Plan, label: str, **spec: Any) -> dict[str, Any]:
-    """One closed-loop run against ``server``; the load generator runs in this process."""
+    """One closed-loop run against ``server`` (its HTTP/JSON port with ``protocol="http"``); the
+    load generator runs in this process."""
     from tools.loadgen import LoadSpec, ServerCpu, run_load
 
     spec.setdefault("duration_s", plan.duration_s)
     spec.setdefault("warmup_s", plan.warmup_s)
-    load = LoadSpec(target=server.target, model=model, **spec)
+    target = server.http_target if spec.get("protocol") == "http" else server.target
+    load = LoadSpec(target=target, model=model, **spec)
     result = asyncio.run(run_load(load, ServerCpu(pid=server.proc.pid))).to_dict()
     return _printed(result, label)
 
@@ -288,6 +296,11 @@ def bench_model(repo: Path, model: str, plan: Plan, redis: Redis | None) -> dict
         cs = max(x for x in plan.concurrency if x <= 64)
         out["extra"]["session"] = measure_load(server, model, plan, f"count=1 c={cs} Session", concurrency=cs,
                                                count=1, session=True)
+        # The same count=1 Generate over HTTP/JSON (POST /v1/generate, base64 PNG in JSON), one
+        # keep-alive connection per client, beside the gRPC rows of the same concurrency.
+        for c in (1, cs):
+            out["extra"][f"http_c{c}"] = measure_load(server, model, plan, f"count=1 c={c} HTTP/JSON", concurrency=c,
+                                                      count=1, protocol="http")
         # The same loads with raw float32 tensors out (format TENSOR): what the peer is compared with.
         out["tensor"] = {"sweep": [measure_load(server, model, plan, f"count=1 c={c} tensor", concurrency=c, count=1,
                                                 fmt="raw") for c in plan.concurrency],
@@ -549,7 +562,10 @@ def markdown(results: dict[str, Any], command: str) -> str:
              "(`latentforge bench --raw`). Server CPU is the server process's CPU time per image served. "
              "\"queue 64, backoff\" is a server started with `--max-queue-size 64` under 512 clients that, "
              "like a gRPC retry policy, pause after RESOURCE_EXHAUSTED (50 ms, doubling to 1 s, reset by a "
-             "success); its latency columns cover all answers, the targets table splits them by status.", ""]
+             "success); its latency columns cover all answers, the targets table splits them by status. "
+             "The server's HTTP/JSON port is open in every run; the \"HTTP/JSON\" rows send the same Generate "
+             "as proto3 JSON to it (`latentforge bench --protocol http`), one keep-alive connection per client.",
+             ""]
     for model, r in results["models"].items():
         raw = r["raw"]
         best, lone = raw["best"], raw["batch1_single_thread"]
@@ -562,7 +578,9 @@ def markdown(results: dict[str, Any], command: str) -> str:
                   "| images/s | " + " | ".join(f"{p['images_per_s']:.0f}" for p in raw["points"]) + " |",
                   "| CPU us/image | " + " | ".join(f"{p['cpu_us_per_image']:.0f}" for p in raw["points"]) + " |", "",
                   *_TABLE_HEAD]
-        rows = list(r["sweep"]) + [r["extra"][k] for k in ("floor", "floor_graph", "bulk", "session", "small_queue",
+        http_rows = tuple(k for k in r["extra"] if k.startswith("http_c"))
+        rows = list(r["sweep"]) + [r["extra"][k] for k in ("floor", "floor_graph", "bulk", "session", *http_rows,
+                                                             "small_queue",
                                                              "render_computed", "render_cached",
                                                              "render_computed16", "render_cached16", "get_sample")
                                    if k in r["extra"]]

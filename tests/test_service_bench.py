@@ -46,6 +46,29 @@ def test_load_generator_is_bounded_in_count_and_counts_errors(memory_server, tmp
     assert "NOT_FOUND" in r["latencies_by_code_ms"]
 
 
+def test_load_over_http_json(model_repo: Path, tmp_path: Path):
+    """``--protocol http``: the same Generate load to the HTTP/JSON port, errors counted by code."""
+    from tests.helpers.servers import start_server
+
+    server = start_server(model_repo, http_port=0)
+    try:
+        target = f"127.0.0.1:{server.server.http_port}"
+        out = tmp_path / "http.json"
+        assert main(["bench", "--target", target, "--protocol", "http", "--model", "mnist-dcgan", "--concurrency",
+                     "3", "--duration", "0.5", "--warmup", "0.1", "--metrics-url", server.metrics_url,
+                     "--json", str(out)]) == 0
+        r = json.loads(out.read_text())
+        assert r["requests"] > 0 and r["ok"] == r["requests"] and r["spec"]["protocol"] == "http"
+        assert r["images"] == r["ok"] and r["response_bytes"] > 100 * r["ok"]  # base64 PNGs in JSON
+        missing = tmp_path / "missing.json"
+        main(["bench", "--target", target, "--protocol", "http", "--model", "no-such-model", "--duration", "0.3",
+              "--warmup", "0", "--max-requests", "5", "--json", str(missing)])
+        r = json.loads(missing.read_text())
+        assert set(r["errors"]) == {"NOT_FOUND"} and r["ok"] == 0
+    finally:
+        server.stop()
+
+
 def test_get_sample_load(memory_server, tmp_path: Path):
     out = tmp_path / "get.json"
     assert main(["bench", "--target", memory_server.target, "--model", "mnist-dcgan", "--method", "GetSample",
@@ -75,6 +98,8 @@ def test_serving_benchmark_script_smoke(model_repo: Path, tmp_path: Path):
     results = json.loads((tmp_path / "serving.json").read_text())
     r = results["models"]["mnist-dcgan"]
     assert len(r["sweep"]) == 2 and r["raw"]["best"]["images_per_s"] > 0
+    assert r["extra"]["http_c1"]["ok"] > 0 and r["extra"]["http_c8"]["ok"] > 0  # HTTP/JSON beside gRPC
+    assert "count=1 c=8 HTTP/JSON" in page
     small = r["extra"]["small_queue"]
     assert small["max_queue_size"] == 2 and set(small["errors"]) <= {"RESOURCE_EXHAUSTED"}  # refusals: timing
     assert {t["target"] for t in results["targets"]} >= {"c=1, count=1: p50 <= raw batch-1 + 2 ms",

@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     load.add_argument("--method", choices=("Generate", "GetSample"), default="Generate")
     load.add_argument("--seed-mode", choices=("random", "fixed"), default="random",
                       help="random: the server picks seeds; fixed: every request asks for seed 7 (cache hits)")
+    load.add_argument("--protocol", choices=("grpc", "http"), default="grpc",
+                      help="grpc, or http: POST /v1/generate to the HTTP/JSON port at --target (default grpc)")
     load.add_argument("--channels", type=int, default=1, help="HTTP/2 connections to spread clients over")
     load.add_argument("--session", action="store_true",
                       help="send the Generate requests on one Session stream per channel (each client keeps one "
@@ -94,7 +96,7 @@ def _run_load(args: argparse.Namespace) -> dict[str, Any]:
                     duration_s=args.duration, max_requests=args.max_requests, fmt=args.format, method=args.method,
                     seed_mode=args.seed_mode, warmup_s=args.warmup, timeout_s=args.timeout,
                     channels=args.channels, backoff_s=args.backoff_ms / 1000.0,
-                    session=args.session).validate()
+                    session=args.session, protocol=args.protocol).validate()
     result = asyncio.run(run_load(spec, ServerCpu(args.metrics_url, args.server_pid)))
     return {"mode": "load", **result.to_dict()}
 

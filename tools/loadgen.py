@@ -1,4 +1,5 @@
-"""Closed-loop gRPC load generator: C clients, each sending its next request when the last ends.
+"""Closed-loop load generator: C clients, each sending its next request when the last ends, over
+gRPC or over the HTTP/JSON surface (``protocol="http"``).
 
 It measures what a server delivers under a given concurrency: requests/s, images/s, latency
 percentiles, errors by status code, and the CPU time spent on each side (its own process, and
@@ -31,6 +32,7 @@ GET_SAMPLE = "/latentforge.v1.GenerationService/GetSample"
 SESSION = "/latentforge.v1.GenerationService/Session"
 FORMATS = {"png": pb.OUTPUT_FORMAT_PNG, "raw": pb.OUTPUT_FORMAT_TENSOR}
 SEED_MODES = ("random", "fixed")
+PROTOCOLS = ("grpc", "http")
 MAX_BACKOFF_S = 1.0
 _CPU_METRIC = re.compile(r"^latentforge_process_cpu_seconds_total\s+([0-9.eE+-]+)\s*$", re.M)
 
@@ -53,6 +55,7 @@ class LoadSpec:
     channels: int = 1  # HTTP/2 connections, clients spread over them
     backoff_s: float = 0.0  # first pause after RESOURCE_EXHAUSTED/UNAVAILABLE; doubles while refused (to 1 s)
     session: bool = False  # Generate requests on one Session stream per channel instead of unary calls
+    protocol: str = "grpc"  # or "http": POST /v1/generate (proto3 JSON) to the HTTP/JSON port at ``target``
 
     def validate(self) -> "LoadSpec":
         if self.concurrency < 1 or self.count < 1 or self.channels < 1:
@@ -67,6 +70,8 @@ class LoadSpec:
             raise ValueError("method must be Generate or GetSample")
         if self.session and self.method != "Generate":
             raise ValueError("a session sends Generate requests; leave --method at Generate")
+        if self.protocol not in PROTOCOLS or (self.protocol == "http" and (self.session or self.method != "Generate")):
+            raise ValueError(f"protocol must be one of {PROTOCOLS}; over http only unary Generate is measured")
         return self
 
 
@@ -198,6 +203,8 @@ async def _one_sample_id(channel: grpc.aio.Channel, spec: LoadSpec) -> str:
 async def run_load(spec: LoadSpec, server_cpu: ServerCpu | None = None) -> LoadResult:
     """Run ``spec`` against a server and return what it measured."""
     spec.validate()
+    if spec.protocol == "http":
+        return await _run_http_load(spec, server_cpu or ServerCpu())
     options = [("grpc.max_receive_message_length", 256 * 1024 * 1024), ("grpc.use_local_subchannel_pool", 1)]
     channels = [grpc.aio.insecure_channel(spec.target, options=options) for _ in range(spec.channels)]
     try:
@@ -223,6 +230,83 @@ async def run_load(spec: LoadSpec, server_cpu: ServerCpu | None = None) -> LoadR
     finally:
         for ch in channels:
             await ch.close()
+
+
+# HTTP statuses back to the gRPC codes the results count errors by (services.http.errors, inverted).
+_HTTP_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+               409: "ALREADY_EXISTS", 412: "FAILED_PRECONDITION", 413: "RESOURCE_EXHAUSTED",
+               429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE",
+               504: "DEADLINE_EXCEEDED"}
+
+
+class HttpCall:
+    """One keep-alive HTTP/1.1 connection used like a unary call: ``await call(json_body)`` POSTs
+    it to ``/v1/generate`` and returns the answer's body; a status other than 200 raises
+    AioRpcError with the code it stands for. Written on asyncio streams, with the answer read by
+    its Content-Length and not parsed, so that the client's CPU per image stays comparable with
+    the gRPC calls' (a general HTTP client costs several times more per request)."""
+
+    def __init__(self, target: str, path: str = "/v1/generate") -> None:
+        self.host, _, port = target.rpartition(":")
+        self.port = int(port)
+        self.head = (f"POST {path} HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\n"
+                     "Content-Length: ").encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def __call__(self, body: bytes, timeout: float | None = None) -> bytes:
+        try:
+            return await asyncio.wait_for(self._post(body), timeout)
+        except asyncio.TimeoutError:
+            await self.close()
+            raise grpc.aio.AioRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                       "timed out") from None
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            await self.close()
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                       str(exc)) from None
+
+    async def _post(self, body: bytes) -> bytes:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+                break
+        answer = await self.reader.readexactly(length)
+        if status != 200:
+            code = getattr(grpc.StatusCode, _HTTP_CODES.get(status, "INTERNAL"))
+            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), answer.decode("utf-8", "replace"))
+        return answer
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
+async def _run_http_load(spec: LoadSpec, server_cpu: ServerCpu) -> LoadResult:
+    """``spec`` over HTTP/JSON: one keep-alive connection per client (HTTP/1.1 has one request
+    in flight per connection), the same Generate request as proto3 JSON."""
+    import json
+
+    from google.protobuf import json_format
+
+    request = pb.GenerateRequest(model=spec.model, count=spec.count, format=FORMATS[spec.fmt])
+    if spec.seed_mode == "fixed":
+        request.seed = 7
+    payload = json.dumps(json_format.MessageToDict(request)).encode()
+    calls = [HttpCall(spec.target) for _ in range(spec.concurrency)]
+    try:
+        return await _drive(spec, calls, payload, spec.count, server_cpu)
+    finally:
+        for call in calls:
+            await call.close()
 
 
 def _varint(n: int) -> bytes:
