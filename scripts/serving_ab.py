@@ -110,11 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=0,
                         help="also run this checkout with Redis: one process, and this many processes "
                              "(--processes N --workers 1)")
+    parser.add_argument("--after-http", action="store_true",
+                        help="run the 'after' server with its HTTP/JSON port open (--http-port 0): its gRPC "
+                             "figures beside a server without one")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     args = parser.parse_args(argv)
     from scripts.bench_serving import Redis, machine
 
-    sides = [Side("before", True), Side("after", False)]
+    sides = [Side("before", True),
+             Side("after, HTTP port on", False, ("--http-port", "0")) if args.after_http else Side("after", False)]
     if args.processes:
         sides += [Side("after, Redis", False, redis=True),
                   Side(f"after, {args.processes} processes, Redis", False,

@@ -133,7 +133,7 @@ def test_drain_refuses_newcomers_and_waits_only_as_long_as_calls_run(model_repo:
         stopper.join(30)
         assert not stopper.is_alive() and time.monotonic() - t0 < 10  # not the whole 20 s grace
         refused = server.server.registry.get_sample_value(
-            "latentforge_requests_total", {"method": "Generate", "code": "UNAVAILABLE"})
+            "latentforge_requests_total", {"method": "Generate", "code": "UNAVAILABLE", "protocol": "grpc"})
         assert refused == 1
     finally:
         gate.release.set()

@@ -34,7 +34,7 @@ EXPECTED = {
     "latentforge_model_info": "gauge",  # an Info metric, exposed as a gauge of value 1
     "latentforge_model_load_failures": "counter",
 }
-ALLOWED_LABELS = {"method", "code", "model", "version", "graph", "provider", "backend", "operation", "kind", "le"}
+ALLOWED_LABELS = {"method", "code", "model", "version", "graph", "provider", "backend", "operation", "kind", "le", "protocol"}
 
 
 def _scrape(server) -> dict:

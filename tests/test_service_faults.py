@@ -270,14 +270,14 @@ def test_cancelled_requests_are_never_computed(model_repo):
             for call in calls:
                 call.cancel()
             stream.cancel()  # the client goes away before the stream's first chunk ran
-            wait_until(lambda: _metric(server, "latentforge_requests_in_flight", {"method": "Generate"}) == 0
-                  and _metric(server, "latentforge_requests_in_flight", {"method": "GenerateStream"}) == 0,
+            wait_until(lambda: _metric(server, "latentforge_requests_in_flight", {"method": "Generate", "protocol": "grpc"}) == 0
+                  and _metric(server, "latentforge_requests_in_flight", {"method": "GenerateStream", "protocol": "grpc"}) == 0,
                   10, "the server to see the cancellations")
             gate.release.set()
             assert len(stub.Generate(pb.GenerateRequest(model="mnist-dcgan", count=2, seed=1), timeout=30).samples) == 2
         assert _metric(server, "latentforge_batch_size_sum", GEN) == 2 + 2  # the held rows, then the last call
         assert _metric(server, "latentforge_queue_depth", labels) == 0
-        assert _metric(server, "latentforge_requests_total", {"method": "Generate", "code": "CANCELLED"}) == 3
+        assert _metric(server, "latentforge_requests_total", {"method": "Generate", "code": "CANCELLED", "protocol": "grpc"}) == 3
     finally:
         gate.release.set()
         server.stop()

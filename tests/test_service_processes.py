@@ -67,8 +67,10 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture()
 def two_processes(model_repo: Path, redis_proc):
+    http_port = free_port()
     server = ServeProcess(model_repo, "--processes", "2", "--redis-url", redis_proc.url, "--workers", "1",
-                          ready_event="processes_serving")
+                          "--http-port", str(http_port), ready_event="processes_serving")
+    server.http_port = http_port  # type: ignore[attr-defined]
     yield server
     server.kill()
     for pid in _server_pids(server):
@@ -98,9 +100,20 @@ def test_two_processes_share_the_port_the_samples_and_the_metrics(two_processes:
             assert got.sample_id == sample_id
         # The supervisor's /metrics sums both processes' counters.
         url = two_processes.metrics_url
-        assert _metric(url, "latentforge_requests_total", method="Generate", code="OK") == len(made)
-        assert _metric(url, "latentforge_requests_total", method="GetSample", code="OK") == len(stubs)
+        assert _metric(url, "latentforge_requests_total", method="Generate", code="OK", protocol="grpc") == len(made)
+        assert _metric(url, "latentforge_requests_total", method="GetSample", code="OK", protocol="grpc") == len(stubs)
         assert _metric(url, "latentforge_models_loaded") == 2  # the fewest any process has (livemin)
+        # The HTTP/JSON port is shared the same way: new connections reach both processes.
+        import httpx
+
+        http_ids = set()
+        for _ in range(CONNECTIONS):
+            with httpx.Client(base_url=f"http://127.0.0.1:{two_processes.http_port}", timeout=30) as http:
+                answer = http.post("/v1/generate", json={"model": "mnist-dcgan", "count": 1})
+                assert answer.status_code == 200
+                http_ids.add(answer.headers["x-request-id"][:16])
+        assert len(http_ids) == 2, f"{CONNECTIONS} HTTP connections all went to one process"
+        assert _metric(url, "latentforge_requests_total", method="Generate", code="OK", protocol="http") == CONNECTIONS
     finally:
         for ch, _ in stubs:
             ch.close()

@@ -92,9 +92,9 @@ def test_answers_come_as_they_complete_matched_by_id(gated):
     assert [s.seed for s in second.generate.samples] == [21, 22, 23] and second.generate.seed == 21
     for a, b in zip(second.generate.samples, unary.samples):
         assert a.image.tensor.data == b.image.tensor.data
-    assert _metric(server, "latentforge_requests_total", {"method": "Session", "code": "OK"}) == 1
-    assert _metric(server, "latentforge_requests_total", {"method": "Session.Generate", "code": "OK"}) == 1
-    assert _metric(server, "latentforge_requests_total", {"method": "Session.Variations", "code": "NOT_FOUND"}) == 1
+    assert _metric(server, "latentforge_requests_total", {"method": "Session", "code": "OK", "protocol": "grpc"}) == 1
+    assert _metric(server, "latentforge_requests_total", {"method": "Session.Generate", "code": "OK", "protocol": "grpc"}) == 1
+    assert _metric(server, "latentforge_requests_total", {"method": "Session.Variations", "code": "NOT_FOUND", "protocol": "grpc"}) == 1
 
 
 def test_each_bad_request_gets_its_own_error_and_the_stream_goes_on(model_repo: Path):
@@ -125,7 +125,7 @@ def test_each_bad_request_gets_its_own_error_and_the_stream_goes_on(model_repo: 
     assert answers["empty"].error.code == invalid and "set one of: generate, variations" in answers["empty"].error.message
     assert [s.seed for s in answers["good"].generate.samples] == [5, 6]
     assert len(answers["vary"].variations.samples) == 2 and answers["vary"].variations.seed == 1
-    assert _metric(server, "latentforge_requests_total", {"method": "Session", "code": "OK"}) == 1
+    assert _metric(server, "latentforge_requests_total", {"method": "Session", "code": "OK", "protocol": "grpc"}) == 1
 
 
 def test_a_duplicate_id_in_flight_is_refused_and_the_first_still_answered(gated):
@@ -154,8 +154,8 @@ def test_a_cancelled_session_frees_its_queued_work(gated):
         futures = [session.submit_generate(DCGAN, 2, seed=k) for k in range(3)]
         wait_until(lambda: _metric(server, "latentforge_queue_depth", QUEUE) == 3, 10, "the requests to queue")
         session.cancel()
-        wait_until(lambda: _metric(server, "latentforge_requests_in_flight", {"method": "Session"}) == 0
-                   and _metric(server, "latentforge_requests_in_flight", {"method": "Session.Generate"}) == 0,
+        wait_until(lambda: _metric(server, "latentforge_requests_in_flight", {"method": "Session", "protocol": "grpc"}) == 0
+                   and _metric(server, "latentforge_requests_in_flight", {"method": "Session.Generate", "protocol": "grpc"}) == 0,
                    10, "the server to see the cancellation")
         gate.release.set()
         server.call(asyncio_wait(held))
@@ -163,7 +163,7 @@ def test_a_cancelled_session_frees_its_queued_work(gated):
     assert all(isinstance(f.exception(10), grpc.RpcError) for f in futures)
     assert _generated(server) == 0
     assert _metric(server, "latentforge_batch_size_sum", GEN) == 2 + 2  # the held two rows, then the last call
-    assert _metric(server, "latentforge_requests_total", {"method": "Session.Generate", "code": "CANCELLED"}) == 3
+    assert _metric(server, "latentforge_requests_total", {"method": "Session.Generate", "code": "CANCELLED", "protocol": "grpc"}) == 3
 
 
 async def asyncio_wait(future):
@@ -179,12 +179,12 @@ def test_requests_beyond_the_in_flight_bound_wait_unread(gated):
         wait_until(lambda: _metric(server, "latentforge_queue_depth", QUEUE) == 4, 10, "4 requests to queue")
         time.sleep(0.5)  # room for a fifth to be read, if the bound did not hold
         assert _metric(server, "latentforge_queue_depth", QUEUE) == 4
-        assert _metric(server, "latentforge_requests_in_flight", {"method": "Session.Generate"}) == 4
+        assert _metric(server, "latentforge_requests_in_flight", {"method": "Session.Generate", "protocol": "grpc"}) == 4
         assert not any(f.done() for f in futures)
         gate.release.set()
         results = [f.result(30) for f in futures]
     assert [r.samples[0].seed for r in results] == list(range(10))
-    assert _metric(server, "latentforge_requests_total", {"method": "Session.Generate", "code": "OK"}) == 10
+    assert _metric(server, "latentforge_requests_total", {"method": "Session.Generate", "code": "OK", "protocol": "grpc"}) == 10
 
 
 def test_session_requests_batch_with_other_sessions_and_unary_calls(gated):
@@ -282,6 +282,6 @@ def test_the_load_generator_drives_session_streams(model_repo: Path):
         server.stop()
     assert good.requests == good.ok == good.images > 0 and not good.errors
     assert bad.ok == 0 and set(bad.errors) == {"NOT_FOUND"}
-    assert _metric(server, "latentforge_requests_total", {"method": "Session.Generate", "code": "OK"}) >= good.ok
+    assert _metric(server, "latentforge_requests_total", {"method": "Session.Generate", "code": "OK", "protocol": "grpc"}) >= good.ok
     with pytest.raises(ValueError, match="a session sends Generate"):
         LoadSpec(target="x", model=DCGAN, method="GetSample", session=True).validate()

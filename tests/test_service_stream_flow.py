@@ -140,11 +140,11 @@ def test_cancelling_a_stream_stops_generation(server):
                 break
         stream.cancel()
         wait_until(lambda: (server.server.registry.get_sample_value(
-            "latentforge_requests_in_flight", {"method": "GenerateStream"}) or 0) == 0, 30, "the stream to end")
+            "latentforge_requests_in_flight", {"method": "GenerateStream", "protocol": "grpc"}) or 0) == 0, 30, "the stream to end")
         after_cancel = _generated(server)
         # Other calls still run, and the cancelled stream makes nothing more meanwhile.
         assert len(stub.Generate(pb.GenerateRequest(model=DCGAN, count=8, seed=3), timeout=30).samples) == 8
         assert _settled(server) == after_cancel
     assert after_cancel - base <= received + CHUNK + math.ceil(WINDOW_BYTES / (28 * 28 * 4))
     assert (server.server.registry.get_sample_value(
-        "latentforge_requests_total", {"method": "GenerateStream", "code": "CANCELLED"}) or 0) >= 1
+        "latentforge_requests_total", {"method": "GenerateStream", "code": "CANCELLED", "protocol": "grpc"}) or 0) >= 1

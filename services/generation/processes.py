@@ -68,17 +68,17 @@ def process_count(config: ServeConfig) -> int:
     return config.processes or available_cpus()
 
 
-def child_config(config: ServeConfig, port: int) -> ServeConfig:
-    """One server process's settings: the reserved port shared with SO_REUSEPORT, no metrics
-    endpoint of its own (the supervisor serves everyone's), and ONNX Runtime threads sized so
-    that all processes together use the machine's CPUs once."""
+def child_config(config: ServeConfig, port: int, http_port: int | None = None) -> ServeConfig:
+    """One server process's settings: the reserved ports (gRPC, and HTTP when on) shared with
+    SO_REUSEPORT, no metrics endpoint of its own (the supervisor serves everyone's), and ONNX
+    Runtime threads sized so that all processes together use the machine's CPUs once."""
     n = process_count(config)
     threads = config.intra_op_threads or max(1, available_cpus() // (max(1, config.workers) * n))
     return dataclasses.replace(config, processes=1, reuse_port=True, port=port, metrics_port=None,
-                               intra_op_threads=threads)
+                               intra_op_threads=threads, http_port=http_port)
 
 
-def reserve_port(host: str, port: int) -> socket.socket:
+def reserve_port(host: str, port: int, what: str = "gRPC") -> socket.socket:
     """A socket bound (not listening) to ``host:port`` with SO_REUSEPORT: the servers can bind
     beside it, nothing else can, and port 0 becomes one free port. Raises OSError if taken."""
     infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -89,7 +89,7 @@ def reserve_port(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot bind gRPC to {host}:{port}: {exc.strerror or exc}") from None
+        raise OSError(f"cannot bind {what} to {host}:{port}: {exc.strerror or exc}") from None
     return sock
 
 
@@ -151,6 +151,7 @@ class Supervisor:
         self._owned_metrics_dir: Path | None = None
         self._httpd: Any = None
         self._port_socket: socket.socket | None = None
+        self._http_socket: socket.socket | None = None
 
     def _metrics_dir(self) -> Path:
         """The multiprocess metrics directory: ``PROMETHEUS_MULTIPROC_DIR`` when set (emptied:
@@ -181,6 +182,10 @@ class Supervisor:
         config = self.config
         self._port_socket = reserve_port(config.host, config.port)
         port = self._port_socket.getsockname()[1]
+        http_port = None
+        if config.http_port is not None:  # the HTTP/JSON port is shared the same way
+            self._http_socket = reserve_port(config.http_host or config.host, config.http_port, "HTTP")
+            http_port = self._http_socket.getsockname()[1]
         metrics_dir = self._metrics_dir()
         # Read by prometheus_client when a server process imports it: set before they start.
         os.environ[METRICS_DIR_ENV] = str(metrics_dir)
@@ -189,9 +194,9 @@ class Supervisor:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
             ctx = multiprocessing.get_context("spawn")  # not fork: no copy of this process's threads or locks
-            child = child_config(config, port)
+            child = child_config(config, port, http_port)
             self.servers = [_Server(ctx, child, i) for i in range(self.count)]
-            event(log, "processes_started", processes=self.count, port=port, host=config.host,
+            event(log, "processes_started", processes=self.count, port=port, host=config.host, http_port=http_port,
                   metrics_port=metrics_port, pids=[s.process.pid for s in self.servers],
                   intra_op_threads=child.intra_op_threads, workers=child.workers)
             return self._supervise(ctx, child, metrics_dir)
@@ -261,8 +266,9 @@ class Supervisor:
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
-        if self._port_socket is not None:
-            self._port_socket.close()
+        for reserved in (self._port_socket, self._http_socket):
+            if reserved is not None:
+                reserved.close()
         if self._owned_metrics_dir is not None:
             shutil.rmtree(self._owned_metrics_dir, ignore_errors=True)
         event(log, "processes_stopped")
