@@ -214,6 +214,20 @@ def test_request_ids_and_deadlines(http, server):
             assert response.status_code == 504 and response.json()["code"] == "DEADLINE_EXCEEDED"
 
 
+def test_the_access_log_line_names_the_request_id_and_the_protocol(http, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="latentforge"):
+        http.post("/v1/generate", json={"model": DCGAN, "count": 1}, headers={"X-Request-Id": "logged-call-1"})
+        http.post("/v1/generate", content=b"{", headers={"Content-Type": "application/json",
+                                                          "X-Request-Id": "logged-call-2"})
+    lines = {r.request_id: r.fields for r in caplog.records if getattr(r, "request_id", None) in
+             ("logged-call-1", "logged-call-2")}
+    assert lines["logged-call-1"]["method"] == "Generate" and lines["logged-call-1"]["code"] == "OK"
+    assert lines["logged-call-1"]["protocol"] == "http" and lines["logged-call-1"]["model"] == DCGAN
+    assert lines["logged-call-2"]["code"] == "INVALID_ARGUMENT"  # refused before the servicer, still logged
+
+
 def test_health_routes(http):
     assert http.get("/healthz").json() == {"status": "SERVING"}
     ready = http.get("/readyz")
