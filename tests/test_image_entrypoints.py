@@ -83,6 +83,7 @@ def test_serving_image_serves_an_exported_model_and_passes_its_health_check(serv
     # The container's own network namespace, replaced by loopback and free ports (docker run -e).
     argv, env, cwd = image.entry(LATENTFORGE_HOST="127.0.0.1", LATENTFORGE_PORT=str(port),
                                  LATENTFORGE_HTTP_HOST="127.0.0.1", LATENTFORGE_HTTP_PORT=str(http_port),
+                                 LATENTFORGE_PLAYGROUND="true",
                                  LATENTFORGE_METRICS_HOST="127.0.0.1", LATENTFORGE_METRICS_PORT=str(free_port()))
     probe, probe_env, _ = image.health(LATENTFORGE_PORT=str(port))
     assert image.healthcheck_start_period_s > 0
@@ -112,6 +113,13 @@ def test_serving_image_serves_an_exported_model_and_passes_its_health_check(serv
         for path in ("/healthz", "/readyz"):
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=10) as answer:
                 assert answer.status == 200, path
+        # The playground's files are installed with the package (a wheel install, not the checkout).
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=10) as page:
+            html = page.read().decode()
+            assert page.headers["content-type"].startswith("text/html") and "app.js" in html
+            assert "default-src 'self'" in page.headers["content-security-policy"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/app.js", timeout=10) as script:
+            assert script.status == 200 and script.read()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
