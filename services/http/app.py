@@ -26,9 +26,10 @@ from starlette.routing import Mount, Route as StarletteRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from latentforge.v1 import training_pb2 as train
 from services.errors import InvalidArgument, ResourceExhausted
 from services.http.context import CallAborted, HttpContext
-from services.http.errors import HTTP_STATUS, error_response
+from services.http.errors import error_response
 from services.http.routes import ROUTES, Route
 from services.http.sse import EventStream, message_json
 from services.rpc.calls import REQUEST_ID_PATTERN, inner_call, new_request_id
@@ -139,10 +140,10 @@ class HttpApi:
     async def _stream(self, route: Route, method: Any, request: Request, context: HttpContext,
                       headers: dict[str, str]) -> Response:
         message = await self._read(route, request)
-        if route.event_id is not None:  # a reconnecting EventSource resumes after the last id it saw
+        if route.resume_from is not None:  # a reconnecting EventSource resumes after the last id it saw
             last = request.headers.get("last-event-id", "")
-            if last.isdigit() and not request.query_params.get("from_seq"):
-                message.from_seq = int(last) + 1
+            if last.isdigit() and not getattr(message, route.resume_from):
+                setattr(message, route.resume_from, int(last) + 1)
         stream = EventStream(method(message, context), self.open_streams, context.time_remaining(), route.event_id)
         refused = await stream.first()
         if refused is not None:
@@ -152,8 +153,6 @@ class HttpApi:
 
     async def _upload(self, route: Route, method: Any, request: Request, context: HttpContext,
                       headers: dict[str, str]) -> Response:
-        from latentforge.v1 import training_pb2 as train
-
         header = self._query_message(route, request, enum_prefixes={"format": "DATASET_FORMAT_"})
         length = request.headers.get("content-length", "")
         if length.isdigit() and not header.size_bytes:
@@ -333,4 +332,4 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-__all__ = ["HttpApi", "HTTP_STATUS", "PLAYGROUND_DIR"]
+__all__ = ["HttpApi", "PLAYGROUND_DIR"]

@@ -25,7 +25,8 @@ class Route:
 
     ``kind``: "unary", "stream" (Server-Sent Events), "upload" (the body is a data set's bytes)
     or "sample_image" (a stored sample drawn as PNG). ``event_id``: a field of each streamed
-    message sent as the SSE ``id`` (a reconnecting client resumes after it).
+    message sent as the SSE ``id``; ``resume_from``: the request field a reconnecting client's
+    ``Last-Event-ID`` sets (to that id + 1), so that it resumes after the last event it saw.
     """
 
     verb: str
@@ -34,6 +35,7 @@ class Route:
     request: Any
     kind: str = "unary"
     event_id: str | None = None
+    resume_from: str | None = None
 
 
 ROUTES: dict[str, tuple[Route, ...]] = {
@@ -58,7 +60,8 @@ ROUTES: dict[str, tuple[Route, ...]] = {
         Route("GET", "/v1/jobs/{job_id}", "GetJob", train.GetJobRequest),
         Route("POST", "/v1/jobs/{job_id}/cancel", "CancelJob", train.CancelJobRequest),
         Route("POST", "/v1/jobs/{job_id}/resume", "ResumeJob", train.ResumeJobRequest),
-        Route("GET", "/v1/jobs/{job_id}/events", "WatchJob", train.WatchJobRequest, "stream", event_id="seq"),
+        Route("GET", "/v1/jobs/{job_id}/events", "WatchJob", train.WatchJobRequest, "stream", event_id="seq",
+              resume_from="from_seq"),
         Route("GET", "/v1/datasets", "ListDatasets", train.ListDatasetsRequest),
         Route("PUT", "/v1/datasets/{name}", "UploadDataset", train.DatasetHeader, "upload"),
         Route("DELETE", "/v1/datasets/{name}", "DeleteDataset", train.DeleteDatasetRequest),

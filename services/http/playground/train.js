@@ -258,12 +258,8 @@ export function setupTrain(ctx) {
       figures($("job-losses"), p.losses);
     } else if (event.grid) {
       const g = event.grid;
-      if (g.name === "samples" || $("job-grid").hidden) {
-        $("job-grid").src = `data:image/png;base64,${g.png}`;
-        $("job-grid").hidden = false;
-        $("job-grid").dataset.step = String(g.step || 0);
-        $("job-grid-caption").textContent = `${g.name || "samples"} at step ${g.step || 0}`;
-      }
+      grids.set(g.name || "samples", g);
+      showGrid(gridShown || "samples");
     } else if (event.evaluation) {
       figures($("job-scores"), event.evaluation.scores);
       log(`evaluation at step ${event.evaluation.step || 0}`);
@@ -281,6 +277,28 @@ export function setupTrain(ctx) {
     }
   }
 
+  // The newest grid of each name ("samples", and a family's extra ones such as "classes").
+  const grids = new Map();
+  let gridShown = null;
+
+  function showGrid(name) {
+    const g = grids.get(name) || grids.values().next().value;
+    if (!g) return;
+    gridShown = name;
+    const img = $("job-grid");
+    img.src = `data:image/png;base64,${g.png}`;
+    img.hidden = false;
+    img.dataset.step = String(g.step || 0);
+    img.dataset.name = g.name || "samples";
+    $("job-grid-caption").textContent = `${g.name || "samples"} at step ${g.step || 0}`;
+    const names = [...grids.keys()];
+    $("job-grid-names").replaceChildren(
+      ...(names.length > 1 ? names : []).map((n) =>
+        el("button", { type: "button", className: `ghost${n === img.dataset.name ? " selected" : ""}`, text: n, onclick: () => showGrid(n) }),
+      ),
+    );
+  }
+
   async function watch(job) {
     if (watching) watching.controller.abort();
     const me = { jobId: job.jobId, controller: new AbortController(), lastSeq: 0 };
@@ -294,6 +312,9 @@ export function setupTrain(ctx) {
     $("job-scores").replaceChildren();
     $("job-grid").hidden = true;
     $("job-grid-caption").textContent = "no sample grid yet";
+    $("job-grid-names").replaceChildren();
+    grids.clear();
+    gridShown = null;
     $("job-published").hidden = !published;
     if (published) $("job-published").textContent = `published ${published.name} v${published.version}`;
     $("job-generate").hidden = true;
@@ -371,7 +392,17 @@ export function setupTrain(ctx) {
     if (loaded) return;
     loaded = true;
     const ok = await action(null, async () => {
-      await loadDatasets();
+      try {
+        await loadDatasets();
+      } catch (err) {
+        // No training routes on this server: say so in the tab rather than as an error.
+        if (err.status === 404 && err.code === "NOT_FOUND") {
+          $("train-unavailable").hidden = false;
+          return false;
+        }
+        throw err;
+      }
+      $("train-unavailable").hidden = true;
       await loadJobs();
       return true;
     });
