@@ -96,6 +96,14 @@ def test_the_page_is_served_with_its_security_policy(server):
         assert "style=" not in index.text and "<script>" not in index.text  # nothing inline
 
 
+def test_a_server_without_training_says_so_in_the_train_tab(server, open_page):
+    watched = open_page(server.http_url, allow=(r"status of 404",))  # GET /v1/datasets: no such route here
+    page = watched.open("/#train")
+    page.wait_for_selector("#train-unavailable:not([hidden])")
+    assert page.is_hidden("#error")
+    watched.check()
+
+
 def test_generate_reuse_seed_download_variations_and_interpolate(server, open_page, tmp_path: Path):
     watched = open_page(server.http_url)
     page = watched.open()
@@ -157,6 +165,7 @@ def test_generate_reuse_seed_download_variations_and_interpolate(server, open_pa
     cond = items(page)[:2]
     assert cond[0]["lines"] == [f"{COND} v1", "seed 77", "class 2 (class-2)", "truncation ψ 0.7"]
     assert cond[1]["lines"][1] == "seed 78"
+    select_model(page, "gen-model", DCGAN)  # its card has the quality figures
     screenshot(page, "generate", tmp_path)
 
     # Interpolate between two gallery images of the GAN.
@@ -247,12 +256,13 @@ def _mask_hole(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("L")) < 128
 
 
-def longest_drawing_seed(server, model: str, temperature: float, tries: int = 32) -> tuple[int, int]:
+def longest_drawing_seed(server, model: str, temperature: float, tries: int = 32,
+                         path: str = "/v1/strokes/generate", **fields) -> tuple[int, int]:
     """(seed, points) of the longest of ``tries`` drawings (seeds 0..tries-1): the tiny test models
     end most drawings after a few points, and a live drawing is best watched on a long one."""
-    body = {"model": model, "count": tries, "seed": "0", "temperature": temperature, "maxSteps": 80}
+    body = {"model": model, "count": tries, "seed": "0", "temperature": temperature, "maxSteps": 80, **fields}
     with httpx.Client(base_url=server.http_url, timeout=60) as http:
-        with http.stream("POST", "/v1/strokes/generate", json=body) as response:
+        with http.stream("POST", path, json=body) as response:
             lines = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
     points = {e.get("index", 0): e["done"].get("points", 0) for e in lines if "done" in e}
     seed = max(points, key=lambda i: points[i])
@@ -321,6 +331,15 @@ def _live_drawing(server, watched, tmp_path: Path) -> None:
     assert abs(sum(p["dy"] for p in first_stroke)) < 0.05 * 6 * info["scale"]
     continued = _drawings(page)
     assert len(continued) == 3 and all(d["state"] == "done" and d["sampleId"] for d in continued)
+
+    # Again from the seed whose continuation is longest: the page draws what the API answers.
+    seed, longest = longest_drawing_seed(server, SKETCH, float(sent[-1]["temperature"]),
+                                         path="/v1/strokes/continue", prefix=sent[-1]["prefix"])
+    page.fill("#draw-seed", str(seed))
+    page.click("#pad-continue")
+    page.wait_for_function("(seed) => document.querySelector('#draw-results[data-kind=continue][data-state=done] "
+                           "[data-testid=drawing] figcaption')?.textContent.startsWith(`seed ${seed} `)", arg=str(seed))
+    assert int(_drawings(page)[0]["points"]) == longest
     screenshot(page, "draw-continue", tmp_path)
     watched.check()
 
@@ -347,6 +366,7 @@ def test_a_token_protected_server_shows_its_401_until_the_token_is_entered(repo:
         assert page.inner_text("#error-message") == missing["message"]
         assert page.inner_text("#error-code") == missing["code"] == "UNAUTHENTICATED"
         assert page.inner_text("#server-state") == "token needed"
+        screenshot(page, "token", tmp_path)
 
         page.fill("#token", "not-it")
         page.click("#token-save")

@@ -7,6 +7,8 @@ import { PAPER_SCALES, paintDrawing, readPoint, strokesToPoints } from "./stroke
 
 const RESULT_SIZE = 220;
 
+const plural = (n, word) => `${n} ${word}${Number(n) === 1 ? "" : "s"}`;
+
 export function setupDraw(ctx) {
   const select = $("draw-model");
   const pad = $("draw-pad");
@@ -176,7 +178,7 @@ export function setupDraw(ctx) {
           d.figure.dataset.sampleId = done.sampleId || "";
           d.figure.dataset.pointsAtEnd = String(done.points || 0);
           d.caption.replaceChildren(
-            el("span", { text: `seed ${done.seed || "0"} · ${done.points || 0} points${done.ended ? "" : " (cut at max)"}` }),
+            el("span", { text: `seed ${done.seed || "0"} · ${plural(done.points || 0, "point")}${done.ended ? "" : " (cut at max)"}` }),
             el("code", { title: done.sampleId, text: shortId(done.sampleId) }),
           );
           d.dirty = true;
@@ -184,7 +186,7 @@ export function setupDraw(ctx) {
       }
       paint();
       results.dataset.state = "done";
-      $("draw-status").textContent = `${total} points in ${drawings.length} drawing${drawings.length === 1 ? "" : "s"}`;
+      $("draw-status").textContent = `${plural(total, "point")} in ${plural(drawings.length, "drawing")}`;
     } catch (err) {
       paint();
       results.dataset.state = err.name === "AbortError" ? "stopped" : "error";
