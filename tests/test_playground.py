@@ -104,6 +104,29 @@ def test_a_server_without_training_says_so_in_the_train_tab(server, open_page):
     watched.check()
 
 
+def test_the_page_hashes_an_upload_as_the_server_checks_it(server, open_page):
+    """The SHA-256 an upload declares: Web Crypto on a secure context (localhost), else the page's
+    own JavaScript digest; both must be the server's hashlib digest, at every padding boundary."""
+    import hashlib
+
+    watched = open_page(server.http_url)
+    page = watched.open()
+    lengths = [0, 1, 55, 56, 63, 64, 65, 119, 120, 1000, 70_000]
+    got = page.evaluate("""async (lengths) => {
+        const files = await import('/files.js');
+        const out = [];
+        for (const n of lengths) {
+            const bytes = new Uint8Array(n).map((_, i) => (i * 7919 + n) % 251);
+            out.push([files.sha256Plain(bytes), await files.sha256Hex(bytes)]);
+        }
+        return out;
+    }""", lengths)
+    for n, (plain, subtle) in zip(lengths, got):
+        want = hashlib.sha256(bytes((i * 7919 + n) % 251 for i in range(n))).hexdigest()
+        assert plain == subtle == want, n
+    watched.check()
+
+
 def test_generate_reuse_seed_download_variations_and_interpolate(server, open_page, tmp_path: Path):
     watched = open_page(server.http_url)
     page = watched.open()

@@ -30,17 +30,29 @@ def chromium_path() -> str:
     return path
 
 
-def launch_browser() -> Iterator:
-    """A headless chromium under Playwright, closed when the generator finishes."""
-    from playwright.sync_api import sync_playwright
+class Chromium:
+    """Debian's chromium under Playwright, launched on first use: from inside a test, so a missing
+    chromium fails that test (with what to run) rather than erroring in a fixture."""
 
-    executable = chromium_path()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"], headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    def __init__(self) -> None:
+        self._playwright = None
+        self._browser = None
+
+    def get(self):
+        if self._browser is None:
+            executable = chromium_path()
+            from playwright.sync_api import sync_playwright
+
+            self._playwright = sync_playwright().start()
+            self._browser = self._playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"],
+                                                             headless=True)
+        return self._browser
+
+    def close(self) -> None:
+        if self._browser is not None:
+            self._browser.close()
+        if self._playwright is not None:
+            self._playwright.stop()
 
 
 def origin(url: str) -> str:
@@ -54,11 +66,11 @@ class WatchedPage:
     regular expressions of console errors a test expects (a refused call's "Failed to load
     resource" line)."""
 
-    def __init__(self, browser, base_url: str, allow: tuple[str, ...] = ()) -> None:
+    def __init__(self, browser: Chromium, base_url: str, allow: tuple[str, ...] = ()) -> None:
         self.base_url = base_url.rstrip("/")
         self.allow = [re.compile(a) for a in allow]
         self.problems: list[str] = []
-        self.context = browser.new_context(base_url=self.base_url, viewport=VIEWPORT, accept_downloads=True)
+        self.context = browser.get().new_context(base_url=self.base_url, viewport=VIEWPORT, accept_downloads=True)
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
         self.page.set_default_timeout(30_000)
@@ -176,13 +188,15 @@ def screenshot(page, name: str, tmp_path: Path, full_page: bool = False) -> Path
 
 
 @pytest.fixture(scope="session")
-def browser():
-    """One chromium for the session's playground tests."""
-    yield from launch_browser()
+def browser() -> Iterator[Chromium]:
+    """One chromium for the session's playground tests, launched by the first page."""
+    chromium = Chromium()
+    yield chromium
+    chromium.close()
 
 
 @pytest.fixture()
-def open_page(browser):
+def open_page(browser: Chromium):
     """``open_page(base_url, allow=())`` -> a WatchedPage; checked and closed after the test."""
     pages: list[WatchedPage] = []
 

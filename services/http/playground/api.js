@@ -154,19 +154,6 @@ export function base64ToBytes(b64) {
   return bytes;
 }
 
-export function bytesToBase64(bytes) {
-  let raw = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    raw += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(raw);
-}
-
-/** A PNG's base64 (as the API sends it) as a data: URL for <img>. */
-export function pngUrl(b64) {
-  return `data:image/png;base64,${b64}`;
-}
-
 /** A canvas as PNG base64 (as the API takes it). */
 export function canvasPng(canvas) {
   return canvas.toDataURL("image/png").split(",", 2)[1];
