@@ -297,12 +297,12 @@ def test_live_drawing_and_continue_my_strokes(server, open_page, tmp_path: Path)
     # they trickle in, and the page must draw them as they come.
     link = SlowLink(server.server.http_port, marker=b"/v1/strokes/")
     try:
-        _live_drawing(server, open_page(link.url), tmp_path)
+        _live_drawing(server, open_page(link.url), link, tmp_path)
     finally:
         link.close()
 
 
-def _live_drawing(server, watched, tmp_path: Path) -> None:
+def _live_drawing(server, watched, link: SlowLink, tmp_path: Path) -> None:
     page = watched.open("/#draw")
     page.wait_for_selector("#server-state[data-state=ok]")
     select_model(page, "draw-model", DOODLE)
@@ -333,6 +333,17 @@ def _live_drawing(server, watched, tmp_path: Path) -> None:
     assert sent[-1] == {"model": DOODLE, "version": "1", "count": 2, "temperature": pytest.approx(0.8),
                         "seed": str(seed), "maxSteps": 80}
     screenshot(page, "draw", tmp_path)
+
+    # Stop: the stream is given up (the server stops drawing), without an error.
+    link.pause_s = 0.1
+    page.fill("#draw-count", "1")
+    page.click("#draw-go")
+    page.wait_for_function("() => document.querySelector('[data-testid=drawing]')?.dataset.points > 0")
+    page.click("#draw-stop")
+    page.wait_for_selector("#draw-results[data-state=stopped]")
+    assert page.inner_text("#draw-status").startswith("stopped after ") and page.is_hidden("#error")
+    assert page.is_enabled("#draw-go") and page.is_disabled("#draw-stop")
+    link.pause_s = 0.015
 
     # Draw two strokes with the mouse; the model (with an encoder) finishes the drawing.
     select_model(page, "draw-model", SKETCH)
