@@ -435,3 +435,22 @@ def test_readme_curl_examples_work_as_written(server):
     assert len(completed["candidates"]) == 3
     drawing = run(next(c for t, c in examples.items() if "drawing" in t))
     assert '"point"' in drawing and '"done"' in drawing and drawing.rstrip().endswith("event: end\ndata: {}")
+
+
+def test_the_playground_is_served_beside_the_routes_without_hiding_their_refusals(model_repo: Path):
+    server = start_server(model_repo, http_port=0, playground=True)
+    try:
+        with httpx.Client(base_url=server.http_url, timeout=30) as http:
+            page = http.get("/")
+            assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+            assert "default-src 'self'" in page.headers["content-security-policy"]
+            assert page.headers["cache-control"] == "no-cache"
+            assert http.get("/app.js").status_code == 200
+            assert http.get("/no-such-file.js").json()["code"] == "NOT_FOUND"
+            for method, path in (("POST", "/v1/jobs"), ("POST", "/v1/no-such-route"), ("PUT", "/v1/datasets/x"),
+                                 ("POST", "/")):
+                refused = http.request(method, path)
+                assert refused.status_code == 404 and refused.json()["code"] == "NOT_FOUND", (method, path)
+            assert http.delete("/v1/generate").status_code == 405
+    finally:
+        server.stop()

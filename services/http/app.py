@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route as StarletteRoute
+from starlette.routing import Route as StarletteRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -76,9 +76,25 @@ class HttpApi:
         for service in self.host.services:
             for route in ROUTES.get(service.name, ()):
                 routes.append(StarletteRoute(route.path, self._endpoint(route, service.servicer), methods=[route.verb]))
-        if self.settings.playground:
-            routes.append(Mount("/", app=StaticFiles(directory=PLAYGROUND_DIR, html=True)))
         app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _internal_error})
+        # What no route takes: the playground's files (GET and HEAD outside /v1/, with
+        # --playground), else a 404. A route's other methods still get 405 from the router.
+        static = StaticFiles(directory=PLAYGROUND_DIR, html=True) if self.settings.playground else None
+        not_found = app.router.not_found
+
+        async def fallback(scope: Scope, receive: Receive, send: Send) -> None:
+            if static is None or scope["method"] not in ("GET", "HEAD") or scope["path"].startswith("/v1/"):
+                await not_found(scope, receive, send)
+                return
+
+            async def revalidated(message: Message) -> None:  # an upgraded server's page is fetched anew
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", []), (b"cache-control", b"no-cache")]
+                await send(message)
+
+            await static(scope, receive, revalidated)
+
+        app.router.default = fallback
         return SecurityHeaders(app)
 
     def _endpoint(self, route: Route, servicer: Any) -> Callable[[Request], Any]:
