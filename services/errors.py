@@ -43,3 +43,7 @@ class FailedPrecondition(ServiceError):
 class AlreadyExists(ServiceError):
     """The request names something that exists already in another form (an idempotency key
     used before for a different request)."""
+
+
+class Cancelled(ServiceError):
+    """The caller went away before the request was whole (an upload cut off): nothing is kept."""

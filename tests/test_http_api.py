@@ -151,6 +151,7 @@ def test_streams_end_with_an_end_event_and_refusals_are_statuses(http):
     with http.stream("POST", "/v1/generate/stream", json={"model": DCGAN, "count": 6, "seed": "1"}) as response:
         streamed = events(response)
     assert [k for k, _ in streamed] == ["data"] * 6 + ["end"]
+    assert streamed[-1][1] == {"trailers": {"x-samples-stored": "true"}}  # the gRPC trailers, in the end event
     assert [s["seed"] for _, s in streamed[:6]] == [str(1 + i) for i in range(6)]
 
     with http.stream("POST", "/v1/strokes/continue", json={
@@ -192,6 +193,42 @@ def test_metrics_have_a_protocol_label_and_a_client_that_leaves_cancels_the_work
     wait_until(lambda: server.server.calls.in_flight == 0, 10, "nothing left in flight")
 
 
+def test_a_client_that_leaves_mid_body_is_counted_as_cancelled(server):
+    import socket
+
+    before = _requests_total(server.metrics_url, "Generate", "CANCELLED", "http")
+    with socket.create_connection(("127.0.0.1", server.server.http_port)) as sock:
+        sock.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"model\": ")
+        time.sleep(0.3)
+    wait_until(lambda: _requests_total(server.metrics_url, "Generate", "CANCELLED", "http") == before + 1, 10,
+               "the cut-off request to be counted")
+    assert _requests_total(server.metrics_url, "Generate", "INTERNAL", "http") == 0
+
+
+def test_a_stream_closed_before_it_began_ends_with_an_error_event():
+    """The drain may close a stream whose work has not run a step yet: it still gets its event."""
+    import asyncio
+
+    from services.http.sse import EventStream
+
+    async def never() -> Any:
+        await asyncio.sleep(3600)
+        yield None
+
+    async def run() -> list[bytes]:
+        streams: set = set()
+        stream = EventStream(never(), streams)
+        first = asyncio.ensure_future(stream.first(wait_s=5))
+        await asyncio.sleep(0)
+        stream.close()
+        refused = await first
+        return [refused.code.name] if refused is not None else [e async for e in stream.events()]
+
+    got = asyncio.run(asyncio.wait_for(run(), 10))
+    assert got == ["UNAVAILABLE"] or (len(got) == 1 and b"UNAVAILABLE" in got[0])
+
+
 def test_request_ids_and_deadlines(http, server):
     answer = http.post("/v1/generate", json={"model": DCGAN, "count": 1}, headers={"X-Request-Id": "my-call-7"})
     assert answer.headers["x-request-id"] == "my-call-7"
@@ -200,6 +237,8 @@ def test_request_ids_and_deadlines(http, server):
     error = http.post("/v1/generate", json={"model": "nope", "count": 1}, headers={"X-Request-Id": "failing-1"})
     assert error.status_code == 404 and error.headers["x-request-id"] == "failing-1"
 
+    for path in ("/v1/no-such-route", "/healthz"):  # every answer, not only the routes'
+        assert http.get(path, headers={"X-Request-Id": "any-answer-1"}).headers["x-request-id"] == "any-answer-1"
     bad = http.post("/v1/generate", json={"model": DCGAN, "count": 1}, headers={"X-Timeout-Ms": "soon"})
     assert bad.status_code == 400 and "X-Timeout-Ms" in bad.json()["message"]
     # A deadline the stream cannot meet: it ends with DEADLINE_EXCEEDED (an error event, or 504

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import httpx
 import numpy as np
 from google.protobuf import json_format
 
+from tests.helpers.processes import wait_until
 from tests.helpers.servers import ServerThread, loopback_config
 from tests.helpers.training import tiny_job, training_config
 
@@ -77,6 +79,25 @@ def test_upload_train_watch_publish_generate_over_http(tmp_path: Path):
             grid = next(e["grid"] for _, e in data_events if "grid" in e)
             assert grid["png"]  # base64 PNG of the newest samples
 
+            # A Last-Event-ID that is no event id is left aside, not an error.
+            for odd in (b"99999999999999999999", "\u00b2".encode(), b"-3"):
+                with http.stream("GET", f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": odd}) as response:
+                    assert response.status_code == 200 and _events(response)[-1][1] == "end"
+            import socket
+
+            with socket.create_connection(("127.0.0.1", server.server.http_port)) as sock:
+                sock.sendall(b"PUT /v1/datasets/huge?format=npz&sha256=" + digest.encode() + b" HTTP/1.1\r\n"
+                             b"Host: x\r\nContent-Length: 99999999999999999999\r\n\r\n")
+                assert sock.recv(100).startswith(b"HTTP/1.1 413")
+            # An upload cut off by its client: CANCELLED (not a server error), nothing kept.
+            with socket.create_connection(("127.0.0.1", server.server.http_port)) as sock:
+                sock.sendall(b"PUT /v1/datasets/cut?format=npz&sha256=" + digest.encode() + b" HTTP/1.1\r\n"
+                             b"Host: x\r\nContent-Length: 5000\r\n\r\n" + data[:1000])
+                time.sleep(0.3)
+            registry = server.server.registry
+            wait_until(lambda: registry.get_sample_value("latentforge_requests_total", {
+                "method": "UploadDataset", "code": "CANCELLED", "protocol": "http"}) == 1, 10, "the cut upload")
+            assert "cut" not in [d["name"] for d in http.get("/v1/datasets").json()["datasets"]]
             # A reconnecting EventSource resumes after the last id it saw.
             last = int(data_events[-3][0])
             with http.stream("GET", f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": str(last)}) as response:

@@ -20,32 +20,31 @@ import grpc
 from google.protobuf import json_format
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as StarletteRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from latentforge.v1 import training_pb2 as train
-from services.errors import InvalidArgument, ResourceExhausted
+from services.errors import Cancelled, InvalidArgument, ResourceExhausted
 from services.http.context import CallAborted, HttpContext
-from services.http.errors import error_response
+from services.http.errors import RETRY_AFTER_S, error_response
 from services.http.routes import ROUTES, Route
 from services.http.sse import EventStream, message_json
-from services.rpc.calls import REQUEST_ID_PATTERN, inner_call, new_request_id
+from services.rpc.calls import REQUEST_ID_HEADER, REQUEST_ID_PATTERN, inner_call, new_request_id
 from services.rpc.security import TokenCheck, load_tokens
 
 if TYPE_CHECKING:
     from services.rpc.server import RpcServer
 
 PLAYGROUND_DIR = Path(__file__).parent / "playground"
-REQUEST_ID = "X-Request-Id"
 TIMEOUT = "X-Timeout-Ms"
 # The playground is the project's own files only: no inline scripts, no other origins. Images
 # come as data: URLs (base64 PNG in JSON) and blob: URLs (downloads).
 CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
-_JSON_TYPES = ("application/json", "application/json; charset=utf-8")
+_PARSE_ON_LOOP_BYTES = 256 * 1024  # larger JSON bodies are parsed on a thread, not on the event loop
 
 
 class BadRequest(Exception):
@@ -95,7 +94,7 @@ class HttpApi:
             await static(scope, receive, revalidated)
 
         app.router.default = fallback
-        return SecurityHeaders(app)
+        return AnswerHeaders(app)
 
     def _endpoint(self, route: Route, servicer: Any) -> Callable[[Request], Any]:
         method = getattr(servicer, route.rpc)
@@ -103,27 +102,24 @@ class HttpApi:
                   "sample_image": self._sample_image}[route.kind]
 
         async def endpoint(request: Request) -> Response:
-            request_id = request.headers.get(REQUEST_ID, "")
-            if not REQUEST_ID_PATTERN.match(request_id):
-                request_id = new_request_id()
-            headers = {REQUEST_ID: request_id}
+            request_id = request.scope["state"]["request_id"]  # AnswerHeaders sends it back
             refused = self._refuse_caller(request)
             if refused is not None:
-                return error_response(*refused, headers={**headers, "WWW-Authenticate": "Bearer"})
+                return error_response(*refused, headers={"WWW-Authenticate": "Bearer"})
             try:
                 context = HttpContext(request_id, _timeout_s(request))
             except BadRequest as exc:
-                return error_response(exc.code, exc.message, exc.status, headers)
+                return error_response(exc.code, exc.message, exc.status)
             try:
-                return await answer(route, method, request, context, headers)
+                return await answer(route, method, request, context)
             except BadRequest as exc:
                 self._record(route.rpc, context, exc)
-                return error_response(exc.code, exc.message, exc.status, headers)
+                return error_response(exc.code, exc.message, exc.status)
             except CallAborted as exc:
-                return error_response(exc.code, exc.message, headers=headers)
+                return error_response(exc.code, exc.message)
             except TimeoutError:
                 return error_response(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                      f"the call's deadline ({TIMEOUT}) passed before it finished", headers=headers)
+                                      f"the call's deadline ({TIMEOUT}) passed before it finished")
 
         endpoint.__name__ = route.rpc
         return endpoint
@@ -140,57 +136,67 @@ class HttpApi:
 
     def _record(self, rpc: str, context: HttpContext, exc: BadRequest) -> None:
         """A request refused before its servicer ran still counts: metrics and its access-log line."""
-        kind = ResourceExhausted if exc.code is grpc.StatusCode.RESOURCE_EXHAUSTED else InvalidArgument
+        kind = {grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+                grpc.StatusCode.CANCELLED: Cancelled}.get(exc.code, InvalidArgument)
         with inner_call(self.host.calls, rpc, context) as call:  # type: ignore[arg-type]
             call.fail(kind(exc.message))
 
     # ---- the kinds of route ---------------------------------------------------------------
 
-    async def _unary(self, route: Route, method: Any, request: Request, context: HttpContext,
-                     headers: dict[str, str]) -> Response:
+    async def _unary(self, route: Route, method: Any, request: Request, context: HttpContext) -> Response:
         message = await self._read(route, request)
         async with asyncio.timeout(context.time_remaining()):
             reply = await method(message, context)
-        return Response(message_json(reply), 200, headers=headers, media_type="application/json")
+        return Response(message_json(reply), 200, media_type="application/json")
 
-    async def _stream(self, route: Route, method: Any, request: Request, context: HttpContext,
-                      headers: dict[str, str]) -> Response:
+    async def _stream(self, route: Route, method: Any, request: Request, context: HttpContext) -> Response:
         message = await self._read(route, request)
+        if request.method == "HEAD":  # what the stream would answer with, without running it
+            return Response(None, 200, media_type="text/event-stream")
         if route.resume_from is not None:  # a reconnecting EventSource resumes after the last id it saw
             last = request.headers.get("last-event-id", "")
-            if last.isdigit() and not getattr(message, route.resume_from):
-                setattr(message, route.resume_from, int(last) + 1)
-        stream = EventStream(method(message, context), self.open_streams, context.time_remaining(), route.event_id)
+            if last.isascii() and last.isdigit() and len(last) < 19:
+                setattr(message, route.resume_from, max(getattr(message, route.resume_from), int(last) + 1))
+
+        def trailers() -> dict[str, str]:
+            return {key: value for key, value in context.trailers if key != REQUEST_ID_HEADER}
+
+        stream = EventStream(method(message, context), self.open_streams, context.time_remaining(), route.event_id,
+                             trailers)
         refused = await stream.first()
         if refused is not None:
-            return error_response(refused.code, refused.message, headers=headers)
+            return error_response(refused.code, refused.message)
         return StreamingResponse(stream.events(), media_type="text/event-stream",
-                                 headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    async def _upload(self, route: Route, method: Any, request: Request, context: HttpContext,
-                      headers: dict[str, str]) -> Response:
+    async def _upload(self, route: Route, method: Any, request: Request, context: HttpContext) -> Response:
         header = self._query_message(route, request, enum_prefixes={"format": "DATASET_FORMAT_"})
         length = request.headers.get("content-length", "")
-        if length.isdigit() and not header.size_bytes:
+        if length.isascii() and length.isdigit() and not header.size_bytes:
+            if len(length) > 18:
+                raise BadRequest(f"Content-Length {length} is more than any upload may be", 413,
+                                 grpc.StatusCode.RESOURCE_EXHAUSTED)
             header.size_bytes = int(length)
 
         async def chunks() -> AsyncIterator[Any]:
             yield train.DatasetChunk(header=header)
-            async for piece in request.stream():
-                if piece:
-                    yield train.DatasetChunk(data=piece)
+            try:
+                async for piece in request.stream():
+                    if piece:
+                        yield train.DatasetChunk(data=piece)
+            except ClientDisconnect:
+                raise Cancelled("the client went away before the upload's last byte; nothing was kept") from None
 
         async with asyncio.timeout(context.time_remaining()):
             reply = await method(chunks(), context)
-        return Response(message_json(reply), 200, headers=headers, media_type="application/json")
+        return Response(message_json(reply), 200, media_type="application/json")
 
-    async def _sample_image(self, route: Route, method: Any, request: Request, context: HttpContext,
-                            headers: dict[str, str]) -> Response:
+    async def _sample_image(self, route: Route, method: Any, request: Request, context: HttpContext) -> Response:
         message = await self._read(route, request)
         async with asyncio.timeout(context.time_remaining()):
             png = await method(message, context)
         # An id names one latent and version: its image does not change while the id lives.
-        return Response(png, 200, headers={**headers, "Cache-Control": "private, max-age=3600"},
+        return Response(png, 200, headers={"Cache-Control": "private, max-age=3600"},
                         media_type="image/png")
 
     # ---- requests into messages -----------------------------------------------------------
@@ -205,18 +211,9 @@ class HttpApi:
             if content_type != "application/json":
                 raise BadRequest(f"send the body as JSON with 'Content-Type: application/json' "
                                  f"(got {content_type or 'none'!r})", 415)
-            try:
-                fields = json.loads(body)
-            except (ValueError, RecursionError) as exc:
-                raise BadRequest(f"the body is not valid JSON: {_short(exc)}") from None
-            if not isinstance(fields, dict):
-                raise BadRequest(f"the body must be a JSON object (a {route.request.DESCRIPTOR.name}), "
-                                 f"got a {type(fields).__name__}")
-        else:
-            fields = {}
-        for name, value in request.path_params.items():
-            fields[name] = value
-        return _parse(fields, route.request)
+            if len(body) > _PARSE_ON_LOOP_BYTES:  # a large body is read beside the loop gRPC shares
+                return await asyncio.to_thread(_parse_body, body, request.path_params, route.request)
+        return _parse_body(body, request.path_params, route.request)
 
     def _query_message(self, route: Route, request: Request, enum_prefixes: dict[str, str] | None = None) -> Any:
         """Query parameters and path parameters as the route's message (repeated fields may repeat)."""
@@ -249,12 +246,15 @@ class HttpApi:
             raise BadRequest(f"the body is {int(length)} bytes; this server takes at most {limit} "
                              "(http_max_body_bytes)", 413, grpc.StatusCode.RESOURCE_EXHAUSTED)
         parts, size = [], 0
-        async for piece in request.stream():
-            size += len(piece)
-            if size > limit:
-                raise BadRequest(f"the body is over {limit} bytes, the most this server takes "
-                                 "(http_max_body_bytes)", 413, grpc.StatusCode.RESOURCE_EXHAUSTED)
-            parts.append(piece)
+        try:
+            async for piece in request.stream():
+                size += len(piece)
+                if size > limit:
+                    raise BadRequest(f"the body is over {limit} bytes, the most this server takes "
+                                     "(http_max_body_bytes)", 413, grpc.StatusCode.RESOURCE_EXHAUSTED)
+                parts.append(piece)
+        except ClientDisconnect:
+            raise BadRequest("the client went away before the body's end", 499, grpc.StatusCode.CANCELLED) from None
         return b"".join(parts)
 
     # ---- health ---------------------------------------------------------------------------
@@ -262,14 +262,31 @@ class HttpApi:
     async def healthz(self, request: Request) -> Response:
         """Liveness: 200 while the server runs, 503 once it drains (gRPC's "liveness" name)."""
         alive = not self.host.health.draining
-        return JSONResponse({"status": "SERVING" if alive else "NOT_SERVING"}, 200 if alive else 503)
+        return JSONResponse({"status": "SERVING" if alive else "NOT_SERVING"}, 200 if alive else 503,
+                            headers=None if alive else {"Retry-After": RETRY_AFTER_S})
 
     async def readyz(self, request: Request) -> Response:
         """Readiness: 200 when every service on the server is ready (gRPC's "" name), else 503."""
         services = self.host.health.readiness()
         ready = all(services.values()) and not self.host.health.draining
         return JSONResponse({"status": "SERVING" if ready else "NOT_SERVING", "services": services},
-                            200 if ready else 503)
+                            200 if ready else 503, headers=None if ready else {"Retry-After": RETRY_AFTER_S})
+
+
+def _parse_body(body: bytes, path_params: dict[str, Any], message_type: Any) -> Any:
+    """A JSON body (and the path's parameters) as a ``message_type``."""
+    if body.strip():
+        try:
+            fields = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise BadRequest(f"the body is not valid JSON: {_short(exc)}") from None
+        if not isinstance(fields, dict):
+            raise BadRequest(f"the body must be a JSON object (a {message_type.DESCRIPTOR.name}), "
+                             f"got a {type(fields).__name__}")
+    else:
+        fields = {}
+    fields.update(path_params)
+    return _parse(fields, message_type)
 
 
 def _parse(fields: dict[str, Any], message_type: Any) -> Any:
@@ -318,16 +335,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _internal_error(request: Request, exc: Exception) -> Response:
     from services.rpc.logs import get_logger
 
-    request_id = new_request_id()
+    request_id = request.scope.get("state", {}).get("request_id") or new_request_id()
     get_logger("http").error("http_internal_error", exc_info=exc, extra={"fields": {"path": request.url.path,
                                                                                       "request_id": request_id}})
     return error_response(grpc.StatusCode.INTERNAL, f"internal error; the server logged it under request id "
-                                                    f"{request_id}", headers={REQUEST_ID: request_id})
+                                                    f"{request_id}")
 
 
-class SecurityHeaders:
-    """Every answer says: only this origin's scripts, styles and connections (the playground's
-    Content-Security-Policy), no MIME sniffing, no referrer to other sites."""
+class AnswerHeaders:
+    """Every answer carries its request id (``X-Request-Id``: the client's when it sent a valid
+    one, else a new one; the routes read it from ``scope["state"]``) and says: only this
+    origin's scripts, styles and connections (the playground's Content-Security-Policy), no
+    MIME sniffing, no referrer to other sites."""
 
     _HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
                 (b"referrer-policy", b"same-origin")]
@@ -339,10 +358,19 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        request_id = ""
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                request_id = value.decode("latin-1")
+                break
+        if not REQUEST_ID_PATTERN.match(request_id):
+            request_id = new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        headers = [*self._HEADERS, (b"x-request-id", request_id.encode())]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self._HEADERS]
+                message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

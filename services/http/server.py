@@ -64,11 +64,15 @@ class HttpSurface:
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         self._server = _Uvicorn(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http-surface")
-        while not self._server.started:
-            if self._task.done():  # e.g. the TLS files do not load: its exception, here
-                self._task.result()
-                raise OSError("the HTTP surface did not start")
-            await asyncio.sleep(0.01)
+        try:
+            while not self._server.started:
+                if self._task.done():  # e.g. the TLS files do not load: its exception, here
+                    self._task.result()
+                    raise OSError("the HTTP surface did not start")
+                await asyncio.sleep(0.01)
+        except BaseException:
+            sock.close()
+            raise
 
     async def close(self) -> None:
         """End every open event stream with an error event, then stop serving."""

@@ -24,6 +24,9 @@ from google.protobuf import json_format
 
 from services.http.context import CallAborted
 from services.http.errors import error_body
+from services.rpc.logs import get_logger
+
+log = get_logger("http")
 
 KEEPALIVE_S = 15.0
 FIRST_WAIT_S = 1.0  # how long the answer's status waits for the stream's first event
@@ -55,13 +58,14 @@ class EventStream:
     """One server stream answered as Server-Sent Events; ``open`` set holds it while it runs."""
 
     def __init__(self, messages: AsyncIterator[Any], open_streams: set["EventStream"],
-                 timeout_s: float | None = None, event_id: str | None = None) -> None:
+                 timeout_s: float | None = None, event_id: str | None = None,
+                 trailers: Callable[[], dict[str, str]] | None = None) -> None:
         self._messages = messages
+        self._trailers = trailers  # what the call sent as trailers once it ended: the end event's data
         self._open = open_streams
         self._timeout_s = timeout_s
         self._event_id = event_id
         self._queue: asyncio.Queue[Event] = asyncio.Queue(_QUEUE)
-        self._closing = False
         self._first: Event | None = None
         self._task: asyncio.Task | None = None
 
@@ -72,15 +76,15 @@ class EventStream:
         self._open.add(self)
         self._task = asyncio.create_task(self._produce())
         try:
-            first = await asyncio.wait_for(self._queue.get(), wait_s)
+                first = await asyncio.wait_for(self._queue.get(), wait_s)
         except TimeoutError:
             return None
-        if first[1] and first is not END:  # an error before any message: the stream is over
+        if first[1] and not first[0].startswith(b"event: end"):  # an error before any message: it is over
             self._open.discard(self)
-            try:
-                return await self._task
-            except asyncio.CancelledError:  # the drain ended it before it began
+            await asyncio.wait([self._task])  # (not awaited itself: this call's own cancellation still raises)
+            if self._task.cancelled():  # the drain ended it before it began
                 return CallAborted(grpc.StatusCode.UNAVAILABLE, DRAINING_MESSAGE)
+            return self._task.result()
         self._first = first
         return None
 
@@ -105,10 +109,13 @@ class EventStream:
             return KEEPALIVE
 
     def close(self) -> None:
-        """End the stream now with an ``error`` event, UNAVAILABLE (the server drains)."""
+        """End the stream now with an ``error`` event, UNAVAILABLE (the server drains): the work
+        is cancelled and the events not sent yet give way to that one."""
         if self._task is not None and not self._task.done():
-            self._closing = True
             self._task.cancel()
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(error_event("UNAVAILABLE", DRAINING_MESSAGE))
 
     async def _produce(self) -> CallAborted | None:
         """Run the servicer's stream into the queue; returns the refusal it ended with, if any."""
@@ -122,8 +129,6 @@ class EventStream:
             async with asyncio.timeout(self._timeout_s):
                 async for message in self._messages:
                     await self._queue.put(encode(message))
-            await self._queue.put(END)
-            return None
         except CallAborted as exc:
             await self._queue.put(error_event(exc.code.name, exc.message))
             return exc
@@ -131,9 +136,18 @@ class EventStream:
             exc = CallAborted(grpc.StatusCode.DEADLINE_EXCEEDED, "the stream's deadline (X-Timeout-Ms) passed")
             await self._queue.put(error_event(exc.code.name, exc.message))
             return exc
-        except asyncio.CancelledError:
-            if self._closing:
-                while self._queue.full():  # the stream is being cut: its last event is the reason
-                    self._queue.get_nowait()
-                self._queue.put_nowait(error_event("UNAVAILABLE", DRAINING_MESSAGE))
-            raise
+        except Exception as exc:  # noqa: BLE001 - a bug: the stream still ends, with INTERNAL
+            log.error("http_stream_failed", exc_info=exc)
+            failed = CallAborted(grpc.StatusCode.INTERNAL, "internal error; the server logged it")
+            await self._queue.put(error_event(failed.code.name, failed.message))
+            return failed
+        await self._queue.put(self._end())
+        return None
+
+    def _end(self) -> Event:
+        """The ``end`` event: ``{}``, or the call's trailers (GenerateStream's
+        ``{"trailers": {"x-samples-stored": "false"}}`` says its ids cannot be used later)."""
+        trailers = self._trailers() if self._trailers is not None else {}
+        if not trailers:
+            return END
+        return _event("end", json.dumps({"trailers": trailers}, separators=(",", ":")).encode()), True

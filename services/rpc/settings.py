@@ -75,8 +75,9 @@ class ServerSettings:
     http_port: int | None = setting(None, "HTTP/JSON port (routes under /v1/, Server-Sent Events for streams, "
                                           "/healthz, /readyz); 0 picks a free one; none: no HTTP surface")
     http_host: str | None = setting(None, "HTTP bind address (default: the gRPC --host)")
-    http_max_body_bytes: int = setting(32 * 1024 * 1024, "largest JSON request body in bytes (413 above it); "
-                                                         "data set uploads have their own limit")
+    http_max_body_bytes: int = setting(8 * 1024 * 1024, "largest JSON request body in bytes (413 above it; "
+                                                        "bodies over 256 KiB are parsed on a thread, not on the "
+                                                        "event loop); data set uploads have their own limit")
     playground: bool = setting(False, "serve the playground page at / of the HTTP port (needs --http-port)")
     access_log: bool = setting(True, "one log line per RPC (errors are logged either way); off saves CPU "
                                      "at high request rates")

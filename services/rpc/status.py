@@ -13,8 +13,8 @@ import grpc
 
 from latentforge.runtime import FeedError
 
-from services.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound,
-                             ResourceExhausted, ServiceError, Unavailable)
+from services.errors import (AlreadyExists, Cancelled, DeadlineExceeded, FailedPrecondition, InvalidArgument,
+                             NotFound, ResourceExhausted, ServiceError, Unavailable)
 
 _CODES: dict[type[ServiceError], grpc.StatusCode] = {
     ServiceError: grpc.StatusCode.INTERNAL,
@@ -25,6 +25,7 @@ _CODES: dict[type[ServiceError], grpc.StatusCode] = {
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    Cancelled: grpc.StatusCode.CANCELLED,
 }
 
 
