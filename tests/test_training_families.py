@@ -84,6 +84,44 @@ def test_the_client_and_the_cli_need_neither_the_trainer_nor_torch():
 
 
 @pytest.mark.slow
+def test_list_families_describes_every_family_and_option_as_the_trainer_declares_them(tmp_path: Path):
+    """ListFamilies (gRPC and GET /v1/families): every family of the registry with its data kind,
+    every field of the options messages with its type, and the trainer's defaults and help."""
+    import httpx
+    from google.protobuf import json_format
+
+    from services.training.client import TrainingClient
+    from services.training.families import COMMON_MESSAGE
+    from trainer.config import TrainConfig
+    from trainer.options import options_of
+
+    server = start_training_server(tmp_path / "data", tmp_path / "models", http_port=0)
+    try:
+        with TrainingClient(server.target) as client:
+            listed = client.families()
+        assert [f.name for f in listed.families] == list(FAMILY_MESSAGES) and set(FAMILY_MESSAGES) == set(FAMILIES)
+        assert [o.name for o in listed.common] == list(option_fields(COMMON_MESSAGE))
+        trainer = {o.name: o for o in options_of(TrainConfig)}
+        steps = next(o for o in listed.common if o.name == "steps")
+        assert steps.type == "int" and steps.default_value == str(trainer["steps"].default) and steps.help
+        for family in listed.families:
+            entry = FAMILIES[family.name]
+            assert family.data == entry.data and family.summary == entry.summary
+            assert family.options_field == FAMILY_FIELDS[family.name]
+            assert [o.name for o in family.options] == list(option_fields(FAMILY_MESSAGES[family.name]))
+            declared = {o.name: o for o in options_of(entry.config)}
+            for option in family.options:
+                assert option.help == declared[option.name].help, (family.name, option.name)
+                if declared[option.name].choices:
+                    assert list(option.choices) == [str(c) for c in declared[option.name].choices]
+        gan = next(f for f in listed.families if f.name == "dcgan")
+        assert next(o for o in gan.options if o.name == "gan_loss").choices  # a fixed set of values
+        over_http = httpx.get(f"http://127.0.0.1:{server.server.http_port}/v1/families", timeout=30)
+        assert over_http.status_code == 200 and over_http.json() == json_format.MessageToDict(listed)
+    finally:
+        server.stop()
+
+
 def test_every_family_trains_as_a_job_from_the_python_client(tmp_path: Path):
     """A short job of each registered family, on the data it trains on, submitted with
     ``job_spec`` by name; GetJob shows the options in the family's own message."""

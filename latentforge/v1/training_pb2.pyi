@@ -529,3 +529,43 @@ class DeleteDatasetRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListFamiliesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TrainingOption(_message.Message):
+    __slots__ = ("name", "type", "default_value", "help", "choices")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    HELP_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    default_value: str
+    help: str
+    choices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., default_value: _Optional[str] = ..., help: _Optional[str] = ..., choices: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FamilyInfo(_message.Message):
+    __slots__ = ("name", "summary", "data", "options_field", "options")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    summary: str
+    data: str
+    options_field: str
+    options: _containers.RepeatedCompositeFieldContainer[TrainingOption]
+    def __init__(self, name: _Optional[str] = ..., summary: _Optional[str] = ..., data: _Optional[str] = ..., options_field: _Optional[str] = ..., options: _Optional[_Iterable[_Union[TrainingOption, _Mapping]]] = ...) -> None: ...
+
+class ListFamiliesResponse(_message.Message):
+    __slots__ = ("common", "families")
+    COMMON_FIELD_NUMBER: _ClassVar[int]
+    FAMILIES_FIELD_NUMBER: _ClassVar[int]
+    common: _containers.RepeatedCompositeFieldContainer[TrainingOption]
+    families: _containers.RepeatedCompositeFieldContainer[FamilyInfo]
+    def __init__(self, common: _Optional[_Iterable[_Union[TrainingOption, _Mapping]]] = ..., families: _Optional[_Iterable[_Union[FamilyInfo, _Mapping]]] = ...) -> None: ...

@@ -79,6 +79,11 @@ class TrainingServiceStub:
                 request_serializer=latentforge_dot_v1_dot_training__pb2.DeleteDatasetRequest.SerializeToString,
                 response_deserializer=latentforge_dot_v1_dot_training__pb2.Dataset.FromString,
                 _registered_method=True)
+        self.ListFamilies = channel.unary_unary(
+                '/latentforge.v1.TrainingService/ListFamilies',
+                request_serializer=latentforge_dot_v1_dot_training__pb2.ListFamiliesRequest.SerializeToString,
+                response_deserializer=latentforge_dot_v1_dot_training__pb2.ListFamiliesResponse.FromString,
+                _registered_method=True)
 
 
 class TrainingServiceServicer:
@@ -156,6 +161,15 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFamilies(self, request, context):
+        """The model families a job may train, what data each trains on, and every option a JobSpec
+        may set (TrainingOptions and each family's options message) with the trainer's default and
+        help: what a client builds a job form from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +217,11 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.DeleteDataset,
                     request_deserializer=latentforge_dot_v1_dot_training__pb2.DeleteDatasetRequest.FromString,
                     response_serializer=latentforge_dot_v1_dot_training__pb2.Dataset.SerializeToString,
+            ),
+            'ListFamilies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFamilies,
+                    request_deserializer=latentforge_dot_v1_dot_training__pb2.ListFamiliesRequest.FromString,
+                    response_serializer=latentforge_dot_v1_dot_training__pb2.ListFamiliesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -448,6 +467,33 @@ class TrainingService:
             '/latentforge.v1.TrainingService/DeleteDataset',
             latentforge_dot_v1_dot_training__pb2.DeleteDatasetRequest.SerializeToString,
             latentforge_dot_v1_dot_training__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFamilies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentforge.v1.TrainingService/ListFamilies',
+            latentforge_dot_v1_dot_training__pb2.ListFamiliesRequest.SerializeToString,
+            latentforge_dot_v1_dot_training__pb2.ListFamiliesResponse.FromString,
             options,
             channel_credentials,
             insecure,

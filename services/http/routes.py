@@ -65,5 +65,6 @@ ROUTES: dict[str, tuple[Route, ...]] = {
         Route("GET", "/v1/datasets", "ListDatasets", train.ListDatasetsRequest),
         Route("PUT", "/v1/datasets/{name}", "UploadDataset", train.DatasetHeader, "upload"),
         Route("DELETE", "/v1/datasets/{name}", "DeleteDataset", train.DeleteDatasetRequest),
+        Route("GET", "/v1/families", "ListFamilies", train.ListFamiliesRequest),
     ),
 }

@@ -39,21 +39,6 @@ def family_flags() -> dict[str, list[tuple[str, Any]]]:
     return table
 
 
-def _trainer_options() -> dict[str, dict[str, Any]] | None:
-    """The trainer's option descriptions (``trainer.options.OptionInfo``) by owner ("common" or a
-    family) and name, for the flags' help; None on an install without the trainer (the serving
-    image), where the flags are the same and their help shorter. Imports no torch."""
-    try:
-        from trainer.config import TrainConfig
-        from trainer.families import FAMILIES
-        from trainer.options import options_of
-    except ModuleNotFoundError:
-        return None
-    found = {"common": {o.name: o for o in options_of(TrainConfig)}}
-    found.update({family: {o.name: o for o in options_of(entry.config)} for family, entry in FAMILIES.items()})
-    return found
-
-
 def _family_help(trainer: dict[str, dict[str, Any]] | None) -> str:
     from services.training.families import FAMILY_MESSAGES
 
@@ -117,7 +102,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("jobs", help="submit, watch and manage training jobs on a TrainingService")
     sub = p.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
 
-    trainer = _trainer_options()
+    from services.training.families import trainer_options
+
+    trainer = trainer_options()
     s = sub.add_parser("submit", help="submit a training job")
     _connection_args(s)
     s.add_argument("--family", required=True, choices=list(FAMILY_MESSAGES), help=_family_help(trainer))

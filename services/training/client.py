@@ -171,6 +171,10 @@ class TrainingClient:
     def delete_dataset(self, name: str) -> pb.Dataset:
         return self.stub.DeleteDataset(pb.DeleteDatasetRequest(name=name), timeout=self.timeout_s)
 
+    def families(self) -> pb.ListFamiliesResponse:
+        """The families a job may train and every option, with the trainer's defaults and help."""
+        return self.stub.ListFamilies(pb.ListFamiliesRequest(), timeout=self.timeout_s)
+
     def wait(self, job_id: str, timeout_s: float | None = None) -> pb.Job:
         """Watch until the job has ended; returns it."""
         for _ in self.watch(job_id, timeout_s=timeout_s):

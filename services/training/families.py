@@ -68,5 +68,63 @@ def set_family_options(spec: pb.JobSpec, family: str, options: dict[str, Any]) -
     getattr(spec, FAMILY_FIELDS[family]).CopyFrom(message(**options))
 
 
+def trainer_options() -> dict[str, dict[str, Any]] | None:
+    """The trainer's option descriptions (``trainer.options.OptionInfo``) by owner ("common" or a
+    family) and name; None on an install without the trainer (the serving image). Imports no
+    torch."""
+    try:
+        from trainer.config import TrainConfig
+        from trainer.families import FAMILIES
+        from trainer.options import options_of
+    except ModuleNotFoundError:
+        return None
+    found = {"common": {o.name: o for o in options_of(TrainConfig)}}
+    found.update({family: {o.name: o for o in options_of(entry.config)} for family, entry in FAMILIES.items()})
+    return found
+
+
+_TYPES = {FieldDescriptor.TYPE_INT64: "int", FieldDescriptor.TYPE_INT32: "int", FieldDescriptor.TYPE_DOUBLE: "float",
+          FieldDescriptor.TYPE_FLOAT: "float", FieldDescriptor.TYPE_BOOL: "bool", FieldDescriptor.TYPE_STRING: "string"}
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _described(message: type[Message], declared: dict[str, Any]) -> list[pb.TrainingOption]:
+    """An options message's fields, each with the trainer's default, help and choices."""
+    out = []
+    for name, field in option_fields(message).items():
+        info = declared.get(name)
+        option = pb.TrainingOption(name=name, type=_TYPES[field.type])
+        if info is not None:
+            option.default_value = _text(info.default)
+            option.help = info.help
+            option.choices.extend(_text(c) for c in info.choices or ())
+        out.append(option)
+    return out
+
+
+def list_families() -> pb.ListFamiliesResponse:
+    """Every family and every option a JobSpec may set: the proto's fields, described by the
+    trainer (default, help, choices; bare names and types where the trainer is not installed)."""
+    trainer = trainer_options() or {}
+    try:
+        from trainer.families import FAMILIES as registry
+    except ModuleNotFoundError:
+        registry = {}
+    response = pb.ListFamiliesResponse(common=_described(COMMON_MESSAGE, trainer.get("common", {})))
+    for family, message in FAMILY_MESSAGES.items():
+        entry = registry.get(family)
+        response.families.add(name=family, options_field=FAMILY_FIELDS[family],
+                              summary=entry.summary if entry else "", data=entry.data if entry else "",
+                              options=_described(message, trainer.get(family, {})))
+    return response
+
+
 __all__ = ["COMMON_MESSAGE", "FAMILY_FIELDS", "FAMILY_MESSAGES", "FAMILY_ONEOF", "family_field", "family_options",
-           "field_family", "option_fields", "set_family_options"]
+           "field_family", "list_families", "option_fields", "set_family_options", "trainer_options"]

@@ -16,7 +16,8 @@ from latentforge.v1 import training_pb2_grpc as pb_grpc
 from services.errors import InvalidArgument
 from services.rpc.calls import CallTracker, stream, unary
 from services.training.datasets import UploadHeader
-from services.training.families import FAMILY_FIELDS, FAMILY_ONEOF, family_options, field_family, set_family_options
+from services.training.families import (FAMILY_FIELDS, FAMILY_ONEOF, family_options, field_family, list_families,
+                                         set_family_options)
 from services.training.manager import JobManager
 from services.training.spec import JobSpec
 from services.training.store import DatasetRecord, Event, Job
@@ -34,6 +35,7 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
     def __init__(self, manager: JobManager, calls: CallTracker) -> None:
         self.manager = manager
         self.calls = calls  # the server's call tracker, which @unary/@stream use
+        self._families = list_families()  # fixed for the process: the proto's and the trainer's tables
 
     @unary
     async def SubmitJob(self, request: pb.JobSpec, context: grpc.aio.ServicerContext) -> pb.Job:
@@ -93,6 +95,11 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
                            context: grpc.aio.ServicerContext) -> pb.ListDatasetsResponse:
         records, builtin = self.manager.list_datasets()
         return pb.ListDatasetsResponse(datasets=[dataset_to_proto(r) for r in records], builtin=builtin)
+
+    @unary
+    async def ListFamilies(self, request: pb.ListFamiliesRequest,
+                           context: grpc.aio.ServicerContext) -> pb.ListFamiliesResponse:
+        return self._families
 
     @unary
     async def DeleteDataset(self, request: pb.DeleteDatasetRequest, context: grpc.aio.ServicerContext) -> pb.Dataset:
