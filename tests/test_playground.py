@@ -475,7 +475,18 @@ def test_upload_train_watch_cancel_and_generate_from_the_published_model(trainin
     assert "24 examples" in page.inner_text("#upload-result") and "ring" in page.inner_text("#upload-result")
     assert page.input_value("#job-dataset") == "shapes"
 
+    # The form is built from the server's ListFamilies: every family, each option with its choices.
+    from services.training.families import FAMILY_MESSAGES
+    from trainer.families import FAMILIES
+    from trainer.options import options_of
+
+    assert page.eval_on_selector_all("#job-family option", "os => os.map(o => o.value)") == list(FAMILY_MESSAGES)
+    page.select_option("#job-family", "sketch-rnn")
+    assert FAMILIES["sketch-rnn"].summary in page.inner_text("#job-family-summary")
     page.select_option("#job-family", "dcgan")
+    gan_loss = next(o for o in options_of(FAMILIES["dcgan"].config) if o.name == "gan_loss")
+    shown = page.eval_on_selector_all("#opt-dcgan-gan_loss option", "os => os.slice(1).map(o => o.value)")
+    assert shown == [str(c) for c in gan_loss.choices]
     page.fill("#job-model-name", "shapes-dcgan")
     for name, value in TINY_OPTIONS.items():
         page.fill(f"#opt-common-{name}", value)

@@ -4,7 +4,7 @@
 import { call, stream } from "./api.js";
 import { $, action, el, showError } from "./shared.js";
 import { archiveFormat, datasetName, sha256Hex, zipFolder } from "./files.js";
-import { COMMON, FAMILIES, familyField, jsonName, optionValue } from "./options.js";
+import { formTables, jsonName, optionValue } from "./options.js";
 
 const TERMINAL = new Set(["JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"]);
 const DATA_OF_KIND = { images: "mnist5k", strokes: "kanjivg:digits" };
@@ -14,6 +14,7 @@ const stateName = (state) => (state || "JOB_STATE_UNSPECIFIED").replace("JOB_STA
 
 function optionInput(scope, [name, type, fallback, help]) {
   const id = `opt-${scope}-${name}`;
+  fallback = fallback || "the trainer's";
   let input;
   if (type === "bool") {
     input = el("select", { id }, el("option", { value: "", text: `default (${fallback})` }), el("option", { value: "true", text: "on" }), el("option", { value: "false", text: "off" }));
@@ -47,6 +48,7 @@ export function setupTrain(ctx) {
   let datasets = { datasets: [], builtin: [] };
   let watching = null; // {jobId, controller, lastSeq}
   let published = null;
+  let tables = { common: [], families: {} }; // the job form's options (GET /v1/families)
 
   // ---- data sets ----
 
@@ -75,7 +77,7 @@ export function setupTrain(ctx) {
     const before = prefer || select.value;
     const names = [...(datasets.builtin || []), ...(datasets.datasets || []).map((d) => d.name)];
     select.replaceChildren(...names.map((n) => el("option", { value: n, text: n })));
-    const family = FAMILIES[$("job-family").value];
+    const family = tables.families[$("job-family").value];
     const fallback = family ? DATA_OF_KIND[family.data] : "";
     select.value = names.includes(before) ? before : names.includes(fallback) ? fallback : names[0] || "";
   }
@@ -154,17 +156,24 @@ export function setupTrain(ctx) {
 
   // ---- the job form ----
 
-  $("job-family").replaceChildren(...Object.entries(FAMILIES).map(([name, f]) => el("option", { value: name, text: f.label })));
-  $("job-common").replaceChildren(...COMMON.map((o) => optionInput("common", o)));
+  async function loadFamilies() {
+    tables = formTables(await call("GET", "/v1/families"));
+    $("job-family").replaceChildren(
+      ...Object.entries(tables.families).map(([name, f]) => el("option", { value: name, text: name, title: f.summary })),
+    );
+    $("job-common").replaceChildren(...tables.common.map((o) => optionInput("common", o)));
+    renderFamilyOptions();
+  }
 
   function renderFamilyOptions() {
-    const family = $("job-family").value;
-    $("job-family-options").replaceChildren(...FAMILIES[family].options.map((o) => optionInput(family, o)));
-    $("job-family-details").querySelector("summary").textContent = `${FAMILIES[family].label} options`;
+    const family = tables.families[$("job-family").value];
+    if (!family) return;
+    $("job-family-options").replaceChildren(...family.options.map((o) => optionInput(family.label, o)));
+    $("job-family-details").querySelector("summary").textContent = `${family.label} options`;
+    $("job-family-summary").textContent = family.summary ? `${family.summary}; trains on ${family.data}` : "";
     fillDatasets();
   }
   $("job-family").addEventListener("change", renderFamilyOptions);
-  renderFamilyOptions();
 
   $("job-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -174,7 +183,7 @@ export function setupTrain(ctx) {
       if (!spec.dataset) throw new Error("choose a data set (or upload one)");
       const common = collect($("job-common"), "training options");
       if (Object.keys(common).length) spec.options = common;
-      spec[familyField(family)] = collect($("job-family-options"), `${family} options`);
+      spec[jsonName(tables.families[family].field)] = collect($("job-family-options"), `${family} options`);
       const modelName = $("job-model-name").value.trim();
       if (modelName) spec.modelName = modelName;
       if ($("job-publish").checked) {
@@ -403,6 +412,7 @@ export function setupTrain(ctx) {
         throw err;
       }
       $("train-unavailable").hidden = true;
+      await loadFamilies();
       await loadJobs();
       return true;
     });
