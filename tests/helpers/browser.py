@@ -187,9 +187,11 @@ def screenshot(page, name: str, tmp_path: Path, full_page: bool = False) -> Path
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Chromium]:
-    """One chromium for the session's playground tests, launched by the first page."""
+    """One chromium for a module's playground tests, launched by the first page. Module scope:
+    Playwright's sync API keeps an event loop running in this thread while it lives, so it is
+    stopped before other modules' tests (which run their own loops) begin."""
     chromium = Chromium()
     yield chromium
     chromium.close()
