@@ -114,6 +114,22 @@ def test_same_seed_same_png_bytes_over_grpc_and_http(http, stub):
     assert http_points == grpc_points and http_points
 
 
+def test_every_call_of_both_services_has_a_route_but_the_bidirectional_session():
+    """A new RPC gets its HTTP route in services/http/routes.py, or this fails."""
+    from latentforge.v1 import training_pb2
+    from services.http.routes import GENERATION, ROUTES, TRAINING
+
+    for module, service in ((pb, GENERATION), (training_pb2, TRAINING)):
+        methods = module.DESCRIPTOR.services_by_name[service.rsplit(".", 1)[1]].methods_by_name
+        routed = {route.rpc for route in ROUTES[service]}
+        expected = {name for name, m in methods.items() if not (m.client_streaming and m.server_streaming)}
+        assert expected <= routed, f"{service}: no HTTP route for {sorted(expected - routed)}"
+        assert all(not methods[name].client_streaming or name == "UploadDataset" for name in routed & set(methods))
+        for route in ROUTES[service]:
+            if route.rpc in methods:
+                assert (route.kind == "stream") == methods[route.rpc].server_streaming, route
+
+
 def test_every_unary_generation_route(http):
     models = http.get("/v1/models").json()["models"]
     assert {DCGAN, VAE, COMPLETION, SKETCH} <= {m["name"] for m in models}

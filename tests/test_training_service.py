@@ -178,6 +178,7 @@ def test_auth_applies_to_every_method(tmp_path: Path):
             "UploadDataset": [pb.DatasetChunk(header=pb.DatasetHeader(name="x"), data=b"x")],
             "ListDatasets": pb.ListDatasetsRequest(),
             "DeleteDataset": pb.DeleteDatasetRequest(name="x"),
+            "ListFamilies": pb.ListFamiliesRequest(),
         }
         assert set(calls) == set(pb.DESCRIPTOR.services_by_name["TrainingService"].methods_by_name)
         with grpc.insecure_channel(server.target) as channel:
