@@ -1,0 +1,159 @@
+"""Networks of arbitrary style transfer by adaptive instance normalisation (Huang & Belongie 2017),
+with an encoder of random weights: nothing pretrained, nothing downloaded.
+
+* ``RandomEncoder``: a small VGG-shaped stack of 3x3 convolutions and ReLUs with average pooling,
+  its weights drawn once from a seed and never trained (stored with the checkpoint, so a run is
+  reproduced exactly). Features of random convolutional networks carry texture and style
+  statistics (Ustyuzhaninov et al. 2016/2017; He, Wang & Hopcroft 2016); each layer's weights are
+  scaled so that its output keeps the variance of its input (He initialisation for ReLU), so no
+  layer dominates the losses by its scale alone.
+* ``adain``: the content's features per channel standardised and given the style's mean and
+  standard deviation.
+* ``StyleDecoder``: the encoder's mirror (nearest-neighbour upsampling, reflection padding), the
+  only trained part: features at the deepest level back to an RGB image.
+* ``Stylizer``: what is exported and served: content image, the style's statistics, ``alpha`` and
+  an optional mask to the stylised image, for any height and width (padded by reflection to a
+  multiple of the encoder's stride inside the graph, cropped back).
+* ``style_statistics`` / ``StyleEncoder``: a style image to the per-channel mean and standard
+  deviation the stylizer takes; a weighted mix of styles is a weighted mean of those.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+EPS = 1e-5
+
+
+def _conv(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect")
+
+
+class RandomEncoder(nn.Module):
+    """A frozen random VGG-shaped encoder: ``levels`` stages of convolutions at widths
+    ``width * 2**k``, each stage after the first starting with a 2x2 average pool. ``forward``
+    returns every stage's features, shallow to deep."""
+
+    def __init__(self, seed: int = 0, width: int = 32, levels: int = 3) -> None:
+        super().__init__()
+        if levels < 1 or width < 1:
+            raise ValueError("the encoder needs at least one level and a width of at least 1")
+        generator = torch.Generator().manual_seed(int(seed))
+        self.levels = levels
+        self.stride = 2 ** (levels - 1)
+        self.stages = nn.ModuleList()
+        cin = 3
+        for k in range(levels):
+            cout = width * 2 ** k
+            convs = [_conv(cin, cout), _conv(cout, cout)] if k < levels - 1 else [_conv(cin, cout)]
+            for conv in convs:
+                fan_in = conv.in_channels * 9
+                with torch.no_grad():  # He initialisation: ReLU outputs keep their input's variance
+                    conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+                    conv.bias.zero_()
+            self.stages.append(nn.ModuleList(convs))
+            cin = cout
+        self.channels = cin
+        self.requires_grad_(False)
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        x = image - 0.5  # images in [0, 1], centred
+        out = []
+        for k, convs in enumerate(self.stages):
+            if k:
+                x = F.avg_pool2d(x, 2)
+            for conv in convs:
+                x = F.relu(conv(x))
+            out.append(x)
+        return out
+
+    def train(self, mode: bool = True) -> "RandomEncoder":
+        return super().train(False)  # nothing in it learns, in any mode
+
+
+def mean_std(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation over space: (N, C, 1, 1) each."""
+    mean = features.mean(dim=(2, 3), keepdim=True)
+    std = (features.var(dim=(2, 3), keepdim=True, unbiased=False) + EPS).sqrt()
+    return mean, std
+
+
+def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor) -> torch.Tensor:
+    """Adaptive instance normalisation: the content's features with the style's statistics."""
+    mean, std = mean_std(content)
+    return (content - mean) / std * style_std + style_mean
+
+
+class StyleDecoder(nn.Module):
+    """The encoder's deepest features back to an RGB image in [0, 1] (as a float; the stylizer
+    clips), mirroring the encoder's stages with nearest-neighbour upsampling."""
+
+    def __init__(self, width: int = 32, levels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for k in reversed(range(levels)):
+            cin = width * 2 ** k
+            cout = width * 2 ** max(k - 1, 0)
+            layers += [_conv(cin, cout), nn.ReLU()]
+            if k:
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), _conv(cout, cout), nn.ReLU()]
+        layers.append(_conv(width, 3))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features) + 0.5
+
+
+class StyleEncoder(nn.Module):
+    """A style image to the statistics the stylizer takes (the exported ``style_encoder`` graph)."""
+
+    def __init__(self, encoder: RandomEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std = mean_std(self.encoder(style)[-1])
+        return mean.flatten(1), std.flatten(1)
+
+
+class Stylizer(nn.Module):
+    """Content (N, 3, H, W) in [0, 1], the style's mean and std (N, C), ``alpha`` (N,) in [0, 1]
+    and a mask (N, 1, H, W), 1 where to stylise, to the stylised image in [0, 1]. Any H and W:
+    the content is padded by reflection to a multiple of the encoder's stride and cropped back."""
+
+    def __init__(self, encoder: RandomEncoder, decoder: StyleDecoder) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def forward(self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
+                alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        height, width = content.shape[-2], content.shape[-1]
+        stride = self.encoder.stride
+        pad_h = (stride - height % stride) % stride
+        pad_w = (stride - width % stride) % stride
+        padded = F.pad(content, (0, pad_w, 0, pad_h), mode="reflect") if stride > 1 else content
+        features = self.encoder(padded)[-1]
+        target = adain(features, style_mean[:, :, None, None], style_std[:, :, None, None])
+        a = alpha.reshape(-1, 1, 1, 1)
+        image = self.decoder(a * target + (1 - a) * features)[..., :height, :width]
+        return (mask * image + (1 - mask) * content).clamp(0.0, 1.0)
+
+
+def style_losses(encoder: RandomEncoder, output: torch.Tensor, target: torch.Tensor,
+                 style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The AdaIN training losses: content = the output's deepest features against the AdaIN
+    target; style = the per-channel means and standard deviations of the output's features at
+    every level against the style image's."""
+    out_features = encoder(output)
+    content = F.mse_loss(out_features[-1], target)
+    style_loss = output.new_zeros(())
+    for got, want in zip(out_features, encoder(style)):
+        got_mean, got_std = mean_std(got)
+        want_mean, want_std = mean_std(want)
+        style_loss = style_loss + F.mse_loss(got_mean, want_mean) + F.mse_loss(got_std, want_std)
+    return content, style_loss
+
+
+__all__ = ["EPS", "RandomEncoder", "StyleDecoder", "StyleEncoder", "Stylizer", "adain", "mean_std", "style_losses"]
