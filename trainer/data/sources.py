@@ -22,8 +22,9 @@ from trainer.data.folder import ImageFolder
 from trainer.data.kanjivg import KanjiVGSet
 from trainer.data.sketch_npz import SketchNpz
 from trainer.data.strokes import check_stroke5
+from trainer.data.style_images import StyleSet
 
-SOURCES: list[DataSource] = [MNIST5K, KanjiVGSet(), ImageFolder(), SketchNpz(), ArrayFile()]
+SOURCES: list[DataSource] = [MNIST5K, KanjiVGSet(), StyleSet(), ImageFolder(), SketchNpz(), ArrayFile()]
 
 
 def find_source(spec: str) -> DataSource:
