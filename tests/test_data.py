@@ -147,7 +147,7 @@ def test_npz_class_names_and_bad_labels(tmp_path):
 
 
 def test_sources_are_one_registry(tmp_path):
-    assert [s.name for s in SOURCES] == ["mnist5k", "kanjivg", "folder", "sketch-npz", "arrays"]
+    assert [s.name for s in SOURCES] == ["mnist5k", "kanjivg", "style", "folder", "sketch-npz", "arrays"]
     (tmp_path / "imgs").mkdir()
     np.save(tmp_path / "a.npy", np.zeros((2, 8, 8), np.uint8))
     (tmp_path / "notes.txt").write_text("x")
