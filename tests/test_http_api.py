@@ -509,3 +509,31 @@ def test_the_playground_is_served_beside_the_routes_without_hiding_their_refusal
             assert http.delete("/v1/generate").status_code == 405
     finally:
         server.stop()
+
+
+def test_a_unary_call_whose_client_leaves_is_cancelled_and_never_runs(model_repo: Path):
+    """As over gRPC: a Generate queued behind a busy batch slot, its connection closed, is
+    dropped from the queue (its rows never run) and counted CANCELLED."""
+    import socket
+
+    from tests.helpers.servers import GEN, Gate, hold_a_batch_slot
+
+    server = start_server(model_repo, http_port=0, workers=1, render_cache=False)
+    gate = Gate()
+    try:
+        hold_a_batch_slot(server, gate)
+        body = json.dumps({"model": DCGAN, "count": 5, "seed": "1"}).encode()
+        with socket.create_connection(("127.0.0.1", server.server.http_port)) as sock:
+            sock.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            wait_until(lambda: server.server.calls.in_flight >= 1, 10, "the call to be queued")
+        wait_until(lambda: _requests_total(server.metrics_url, "Generate", "CANCELLED", "http") == 1, 10,
+                   "the abandoned call to be cancelled")
+        gate.release.set()
+        with httpx.Client(base_url=server.http_url, timeout=30) as http:
+            assert len(http.post("/v1/generate", json={"model": DCGAN, "count": 2, "seed": "1"}).json()["samples"]) == 2
+        registry = server.server.registry
+        assert registry.get_sample_value("latentforge_batch_size_sum", GEN) == 2 + 2  # the 5 rows never ran
+    finally:
+        gate.release.set()
+        server.stop()

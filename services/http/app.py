@@ -120,6 +120,8 @@ class HttpApi:
             except TimeoutError:
                 return error_response(grpc.StatusCode.DEADLINE_EXCEEDED,
                                       f"the call's deadline ({TIMEOUT}) passed before it finished")
+            except ClientDisconnect:  # nobody reads this answer; the work was cancelled
+                return error_response(grpc.StatusCode.CANCELLED, "the client went away")
 
         endpoint.__name__ = route.rpc
         return endpoint
@@ -146,7 +148,7 @@ class HttpApi:
     async def _unary(self, route: Route, method: Any, request: Request, context: HttpContext) -> Response:
         message = await self._read(route, request)
         async with asyncio.timeout(context.time_remaining()):
-            reply = await method(message, context)
+            reply = await _unless_gone(request, method(message, context))
         return Response(message_json(reply), 200, media_type="application/json")
 
     async def _stream(self, route: Route, method: Any, request: Request, context: HttpContext) -> Response:
@@ -194,7 +196,7 @@ class HttpApi:
     async def _sample_image(self, route: Route, method: Any, request: Request, context: HttpContext) -> Response:
         message = await self._read(route, request)
         async with asyncio.timeout(context.time_remaining()):
-            png = await method(message, context)
+            png = await _unless_gone(request, method(message, context))
         # An id names one latent and version: its image does not change while the id lives.
         return Response(png, 200, headers={"Cache-Control": "private, max-age=3600"},
                         media_type="image/png")
@@ -271,6 +273,33 @@ class HttpApi:
         ready = all(services.values()) and not self.host.health.draining
         return JSONResponse({"status": "SERVING" if ready else "NOT_SERVING", "services": services},
                             200 if ready else 503, headers=None if ready else {"Retry-After": RETRY_AFTER_S})
+
+
+async def _unless_gone(request: Request, work: Any) -> Any:
+    """``work``'s result, unless the client closes its connection first: then the work is
+    cancelled (a batch not yet run drops it; the call counts as CANCELLED, as over gRPC) and
+    ``ClientDisconnect`` is raised. The request's body has been read: what the connection says
+    next is its end. One watching task per call; the work runs in the request's own task."""
+    me = asyncio.current_task()
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        me.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        me.uncancel()  # the cancellation was the watcher's, now handled here
+        raise ClientDisconnect() from None
+    finally:
+        watcher.cancel()
 
 
 def _parse_body(body: bytes, path_params: dict[str, Any], message_type: Any) -> Any:
