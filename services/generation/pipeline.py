@@ -279,11 +279,7 @@ class GenerationPipeline:
         """Samples near a stored one, on the model version that made it. Variations of a
         completion keep its known pixels: they are completed again from the same input."""
         parent = await self.sample(request.sample_id)
-        try:
-            model = self.repository.resolve(parent.model, parent.version)
-        except NotFound:
-            raise NotFound(f"sample {parent.sample_id!r} was made by {parent.model} v{parent.version}, "
-                           "which is no longer loaded") from None
+        model = self._maker(parent)
         self._require(model, "Variations")
         count = self._check_count(request.count, "count")
         strength = float(request.strength)
@@ -293,12 +289,8 @@ class GenerationPipeline:
         seeds, z = latents.variations(parent.latent, base_seed, count, strength)
         labels = None if parent.label is None else np.full(count, parent.label, dtype=np.int64)
         note(model=model.name, version=model.version, count=count)
-        given = None if parent.context is None else completion.unpack_context(parent.context, model.image_shape)
-        if given is not None:
-            payloads = await self._recomplete(model, given, z, labels, request.output, deadline)
-        elif model.has_task("decode"):
-            payloads = await self._render(model, z, labels, request.output, deadline)
-        else:
+        payloads = await self._redraw(model, parent, z, labels, request.output, deadline)
+        if payloads is None:
             raise FailedPrecondition(f"sample {parent.sample_id!r} has no completion input to vary, and model "
                                      f"{model.name} cannot decode a latent alone")
         records = [SampleRecord(new_sample_id(), model.name, model.version, z[k], "variation", seed=seeds[k],
@@ -313,20 +305,12 @@ class GenerationPipeline:
         ``<img src>`` of a sample): its latent decoded, or a completion completed again from
         its input. A stroke drawing is not one image of its latent; it is refused."""
         record = await self.sample(sample_id)
-        try:
-            model = self.repository.resolve(record.model, record.version)
-        except NotFound:
-            raise NotFound(f"sample {sample_id!r} was made by {record.model} v{record.version}, "
-                           "which is no longer loaded") from None
+        model = self._maker(record)
         note(model=model.name, version=model.version)
         z = record.latent[None].astype(np.float32)
         labels = None if record.label is None else np.array([record.label], dtype=np.int64)
-        given = None if record.context is None else completion.unpack_context(record.context, model.image_shape)
-        if given is not None:
-            payloads = await self._recomplete(model, given, z, labels, OutputFormat.PNG, deadline)
-        elif model.has_task("decode"):
-            payloads = await self._render(model, z, labels, OutputFormat.PNG, deadline)
-        else:
+        payloads = await self._redraw(model, record, z, labels, OutputFormat.PNG, deadline)
+        if payloads is None:
             raise FailedPrecondition(f"sample {sample_id!r} of {model.name} (kind {model.manifest.kind}) has no "
                                      "single image: its model draws strokes from a latent; use GenerateStrokes or "
                                      "Interpolate")
@@ -497,6 +481,25 @@ class GenerationPipeline:
                 payloads[i] = p
             await self.cache.put_rendered({keys[i]: p for i, p in zip(missing, fresh)})
         return payloads  # type: ignore[return-value]
+
+    def _maker(self, record: SampleRecord) -> ModelRuntime:
+        """The loaded version that made a stored sample (NotFound once it is unloaded)."""
+        try:
+            return self.repository.resolve(record.model, record.version)
+        except NotFound:
+            raise NotFound(f"sample {record.sample_id!r} was made by {record.model} v{record.version}, "
+                           "which is no longer loaded") from None
+
+    async def _redraw(self, model: ModelRuntime, record: SampleRecord, z: np.ndarray, labels: np.ndarray | None,
+                      output: OutputFormat, deadline: float | None) -> list[bytes] | None:
+        """Images of latents ``z`` made the way ``record`` was: a completion completed again from
+        its stored input, anything else decoded; None when the model can do neither."""
+        given = None if record.context is None else completion.unpack_context(record.context, model.image_shape)
+        if given is not None:
+            return await self._recomplete(model, given, z, labels, output, deadline)
+        if model.has_task("decode"):
+            return await self._render(model, z, labels, output, deadline)
+        return None
 
     async def _recomplete(self, model: ModelRuntime, given: tuple[np.ndarray, np.ndarray], z: np.ndarray,
                           labels: np.ndarray | None, output: OutputFormat, deadline: float | None) -> list[bytes]:

@@ -60,6 +60,18 @@ function networkError(err) {
   return new ApiError(0, "UNAVAILABLE", `the server cannot be reached (${err && err.message ? err.message : err})`);
 }
 
+/** fetch() whose failures are ApiErrors: the network's, or the server's {code, message}. */
+async function send(path, init) {
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    throw networkError(err);
+  }
+  if (!response.ok) throw await errorOf(response);
+  return response;
+}
+
 /** One unary call: JSON body in (or raw bytes with `contentType`), JSON answer out. */
 export async function call(method, path, body, { signal, contentType } = {}) {
   const init = { method, signal, headers: headers() };
@@ -70,13 +82,7 @@ export async function call(method, path, body, { signal, contentType } = {}) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  let response;
-  try {
-    response = await fetch(path, init);
-  } catch (err) {
-    throw networkError(err);
-  }
-  if (!response.ok) throw await errorOf(response);
+  const response = await send(path, init);
   const text = await response.text();
   return text ? JSON.parse(text) : {};
 }
@@ -93,13 +99,7 @@ export async function* stream(method, path, body, { signal, lastEventId } = {}) 
     init.body = JSON.stringify(body);
   }
   if (lastEventId) init.headers["Last-Event-ID"] = String(lastEventId);
-  let response;
-  try {
-    response = await fetch(path, init);
-  } catch (err) {
-    throw networkError(err);
-  }
-  if (!response.ok) throw await errorOf(response);
+  const response = await send(path, init);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";

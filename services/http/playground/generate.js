@@ -109,6 +109,19 @@ function card(item, onVariations) {
   );
 }
 
+/** Gallery items of an answer's samples, each with how it was made (`made`: origin, size, ...). */
+function galleryItems(answer, made) {
+  return (answer.samples || []).map((s) => ({
+    sampleId: s.sampleId,
+    png: s.image.png,
+    model: answer.model,
+    version: answer.version,
+    seed: s.seed || "0",
+    label: s.label,
+    ...made,
+  }));
+}
+
 export function setupGenerate(ctx) {
   const select = $("gen-model");
   const labelField = $("gen-label-field");
@@ -164,19 +177,8 @@ export function setupGenerate(ctx) {
       lastSeed = answer.seed || "0";
       $("gen-last-seed").textContent = `last seed ${lastSeed}`;
       $("gen-reuse").disabled = false;
-      const items = (answer.samples || []).map((s) => ({
-        sampleId: s.sampleId,
-        png: s.image.png,
-        model: answer.model,
-        version: answer.version,
-        seed: s.seed || "0",
-        label: s.label,
-        truncation: body.truncation,
-        origin: "generate",
-        width: model.output.width,
-        height: model.output.height,
-      }));
-      gallery.add(items);
+      gallery.add(galleryItems(answer, { truncation: body.truncation, origin: "generate",
+        width: model.output.width, height: model.output.height }));
     });
   });
 
@@ -184,21 +186,8 @@ export function setupGenerate(ctx) {
     await action(button, async () => {
       const strength = Number($("gen-strength").value);
       const answer = await call("POST", "/v1/variations", { sampleId: item.sampleId, count: 4, strength });
-      gallery.add(
-        (answer.samples || []).map((s) => ({
-          sampleId: s.sampleId,
-          png: s.image.png,
-          model: answer.model,
-          version: answer.version,
-          seed: s.seed || "0",
-          label: s.label,
-          origin: "variation",
-          parent: item.sampleId,
-          strength,
-          width: item.width,
-          height: item.height,
-        })),
-      );
+      gallery.add(galleryItems(answer, { origin: "variation", parent: item.sampleId, strength,
+        width: item.width, height: item.height }));
     });
   }
 
