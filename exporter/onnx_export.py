@@ -35,10 +35,31 @@ class ExportError(RuntimeError):
     """A graph could not be exported or failed a check; nothing was published."""
 
 
+MAX_AXIS = 1 << 16
+
+
+def dynamic_shapes(graph: ExportGraph) -> tuple[dict[int, object], ...]:
+    """torch.export's dynamic shapes of a graph's inputs: the batch axis of every input, and the
+    graph's other named axes (``ExportGraph.dynamic_axes``), one ``Dim`` per name."""
+    dims = {BATCH_AXIS: torch.export.Dim(BATCH_AXIS, min=1, max=MAX_AXIS)}
+    shapes = []
+    for name in graph.input_names:
+        axes: dict[int, object] = {0: dims[BATCH_AXIS]}
+        for axis, (axis_name, smallest) in graph.dynamic_axes.get(name, {}).items():
+            if axis_name not in dims:
+                dims[axis_name] = torch.export.Dim(axis_name, min=smallest, max=MAX_AXIS)
+            axes[axis] = dims[axis_name]
+        shapes.append(axes)
+    return tuple(shapes)
+
+
 def export_graph(graph: ExportGraph, path: Path, opset: int = DEFAULT_OPSET) -> None:
-    """Export one graph to `path` with a dynamic batch axis and run onnx.checker on it."""
-    batch = torch.export.Dim(BATCH_AXIS, min=1, max=1 << 16)
-    dynamic = tuple({0: batch} for _ in graph.example_inputs)
+    """Export one graph to `path` with a dynamic batch axis (and the graph's other dynamic axes)
+    and run onnx.checker on it."""
+    unknown = sorted(set(graph.dynamic_axes) - set(graph.input_names))
+    if unknown:
+        raise ExportError(f"{graph.role}: dynamic axes named for unknown input(s) {', '.join(unknown)}")
+    dynamic = dynamic_shapes(graph)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations
@@ -60,15 +81,23 @@ def export_graph(graph: ExportGraph, path: Path, opset: int = DEFAULT_OPSET) -> 
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"the exported {graph.role} fails onnx.checker: {exc}") from None
-    _check_batch_axis(path, graph)
+    _check_dynamic_axes(path, graph)
 
 
-def _check_batch_axis(path: Path, graph: ExportGraph) -> None:
+def _check_dynamic_axes(path: Path, graph: ExportGraph) -> None:
+    """Every input and output has a dynamic batch axis, and each input's other dynamic axes kept
+    their names (the exporter specialises an axis that the module's code fixes)."""
     model = onnx.load(str(path), load_external_data=False)
     for value in list(model.graph.input) + list(model.graph.output):
         dim0 = value.type.tensor_type.shape.dim[0]
         if not dim0.dim_param:
             raise ExportError(f"{graph.role}: {value.name} has a fixed batch axis ({dim0.dim_value}); expected dynamic")
+    for value in model.graph.input:
+        for axis, (axis_name, _) in graph.dynamic_axes.get(value.name, {}).items():
+            dim = value.type.tensor_type.shape.dim[axis]
+            if dim.dim_param != axis_name:
+                raise ExportError(f"{graph.role}: {value.name} axis {axis} is {dim.dim_param or dim.dim_value}; "
+                                  f"expected the dynamic axis {axis_name}")
 
 
 def read_signature(path: Path, optional_inputs: tuple[str, ...] = ()) -> Signature:

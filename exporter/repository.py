@@ -141,6 +141,8 @@ def export_run(
         names = list(graphs.values()) + [f for roles in variant_files.values() for f in roles.values()]
         files = {f: FileEntry(sha256=sha256_file(staging / f), bytes=(staging / f).stat().st_size) for f in names}
         c, h, w = (1, RENDER_SIZE, RENDER_SIZE) if strokes is not None else tuple(payload["data"]["shape"])
+        if family.any_size:  # the graphs take and give images of any size
+            c, h, w = family.shape[0], 0, 0
         manifest_fields = dict(
             name=name,
             kind=family.kind,

@@ -39,6 +39,18 @@ A manifest says what a model can do, as data:
     float32 ``(N, M)`` with M = ``strokes.mixtures``, ``pen_logits`` float32 ``(N, 3)``, and the
     new state ``h_out``, ``c_out``. A model without ``init_state`` (the unconditional decoder,
     ``latent_dim`` 0) starts from zeros: its ``h`` and ``c`` are optional inputs.
+  - ``encode_style``: ``style`` float32 ``(N, C, Hs, Ws)`` in ``output.value_range``, any size ->
+    ``style_mean``, ``style_std`` float32 ``(N, S)``: the style's statistics (a weighted mix of
+    styles is the weighted mean of each).
+  - ``stylize``: ``content`` float32 ``(N, C, H, W)`` in ``output.value_range``, any size,
+    ``style_mean``, ``style_std`` float32 ``(N, S)`` from ``encode_style``, ``alpha`` float32 ``(N,)``
+    in [0, 1] (0 = the content, 1 = full style) and ``mask`` float32 ``(N, 1, H, W)`` (1 = stylise,
+    0 = keep the content; ``conventions["style_mask"]``) -> ``stylized`` float32 ``(N, C, H, W)``.
+  - ``stylize_fixed``: one style built into the graph: ``content``, ``alpha`` and ``mask`` as for
+    ``stylize`` -> ``stylized``.
+
+  Style models take images of any size: their ``output`` has ``height`` and ``width`` 0 (any) and
+  their graphs name the image axes ``H`` and ``W``.
 
   A reader ignores tasks it does not know, so an older service still serves the rest.
 * ``kind``: the family's name (``gan``, ``vae``, ``ae``...), for people and dashboards; what
@@ -89,13 +101,20 @@ TASK_CONTRACTS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "draw_strokes": ({"point": "float32", "h": "float32", "c": "float32"},
                      {name: "float32" for name in ("pi", "mu_x", "mu_y", "sigma_x", "sigma_y", "rho",
                                                    "pen_logits", "h_out", "c_out")}),
+    "encode_style": ({"style": "float32"}, {"style_mean": "float32", "style_std": "float32"}),
+    "stylize": ({"content": "float32", "style_mean": "float32", "style_std": "float32", "alpha": "float32",
+                 "mask": "float32"}, {"stylized": "float32"}),
+    "stylize_fixed": ({"content": "float32", "alpha": "float32", "mask": "float32"}, {"stylized": "float32"}),
 }
 # Tasks whose graphs take or give a latent: a model with any of them has latent_dim >= 1.
 LATENT_TASKS = ("decode", "sample", "encode", "complete", "encode_strokes", "init_state")
 STROKE_TASKS = ("encode_strokes", "init_state", "draw_strokes")
+STYLE_TASKS = ("encode_style", "stylize", "stylize_fixed")
 STROKE_DIM = 5  # stroke-5 rows: dx, dy, then the one-hot pen state (down, lifted, ended)
 # The mask convention of the complete task, recorded in a completion model's manifest.
 MASK_CONVENTION = "1 = known pixel, 0 = hole"
+# The mask convention of the stylize tasks, recorded in a style model's manifest.
+STYLE_MASK_CONVENTION = "1 = stylise, 0 = keep the content"
 
 
 
@@ -109,7 +128,8 @@ class SignatureError(ValueError):
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """What the image-producing graph returns."""
+    """What the image-producing graph returns. ``height`` and ``width`` 0: any size (style models,
+    whose output has the size of their input)."""
 
     channels: int
     height: int
@@ -512,12 +532,50 @@ class Manifest:
             raise ManifestError("a model with the 'complete' task must say its mask convention "
                                 f"(conventions.mask, e.g. {MASK_CONVENTION!r})")
         self._validate_strokes()
+        self._validate_style()
         if self.num_classes > 0 and "decode" in self.tasks:
             labels = self.signatures[self.tasks["decode"]].input("labels")
             if labels is None or labels.dtype != "int64":
                 raise ManifestError(f"a conditional model (num_classes {self.num_classes}) needs an int64 'labels' "
                                     f"input on its decode graph {self.tasks['decode']!r}")
 
+
+    def _validate_style(self) -> None:
+        """Style tasks: images of any size with the output's channels, statistics that agree
+        between the encoder and the stylizer, and a mask convention."""
+        style_tasks = sorted(set(self.tasks) & set(STYLE_TASKS))
+        if not style_tasks:
+            return
+        if ("encode_style" in self.tasks) != ("stylize" in self.tasks):
+            raise ManifestError("the encode_style and stylize tasks come together: the stylizer takes the "
+                                "statistics the style encoder gives")
+        if "style_mask" not in self.conventions:
+            raise ManifestError("a style model must say its mask convention (conventions.style_mask, e.g. "
+                                f"{STYLE_MASK_CONVENTION!r})")
+        channels = self.output.channels
+        sizes: set[int | str] = set()
+        for task in style_tasks:
+            role = self.tasks[task]
+            sig = self.signatures[role]
+            for name in ("content", "stylized", "style", "mask"):
+                tensor = sig.input(name) or sig.output(name)
+                if tensor is None:
+                    continue
+                want = 1 if name == "mask" else channels
+                if len(tensor.shape) != 4 or tensor.shape[1] != want:
+                    raise ManifestError(f"graph {role!r} ({task}) has {tensor.describe()}; expected [N, {want}, H, W]")
+            alpha = sig.input("alpha")
+            if alpha is not None and len(alpha.shape) != 1:
+                raise ManifestError(f"graph {role!r} ({task}) has {alpha.describe()}; expected [N]")
+            for name in ("style_mean", "style_std"):
+                tensor = sig.input(name) or sig.output(name)
+                if tensor is None:
+                    continue
+                if len(tensor.shape) != 2:
+                    raise ManifestError(f"graph {role!r} ({task}) has {tensor.describe()}; expected [N, S]")
+                sizes.add(tensor.shape[1])
+        if len(sizes) > 1:
+            raise ManifestError(f"the style statistics' sizes disagree between graphs: {sorted(map(str, sizes))}")
 
     def _validate_strokes(self) -> None:
         """Stroke tasks need ``strokes``, and their graphs agree with it and with each other."""

@@ -40,12 +40,15 @@ def client(task_repo: Path):
 def test_the_task_table_gives_each_family_its_rpcs():
     assert supported_rpcs(["sample", "decode"]) == ["Generate", "GenerateStream", "Interpolate", "Variations",
                                                     "GetSample"]
-    assert supported_rpcs(["sample", "decode", "encode"]) == [r for r in RPC_TASKS if "Strokes" not in r]
+    assert supported_rpcs(["sample", "decode", "encode"]) == [r for r in RPC_TASKS
+                                                              if "Strokes" not in r and r != "Stylize"]
     assert supported_rpcs(["encode", "decode"]) == AE_METHODS
     assert supported_rpcs(["complete"]) == ["Variations", "GetSample", "Complete"]
     assert supported_rpcs(["draw_strokes"]) == ["GetSample", "GenerateStrokes", "ContinueStrokes"]
     assert supported_rpcs(["encode_strokes", "init_state", "draw_strokes", "sample"]) == [
         "Interpolate", "GetSample", "GenerateStrokes", "ContinueStrokes", "EncodeStrokes"]
+    assert supported_rpcs(["encode_style", "stylize"]) == ["GetSample", "Stylize"]
+    assert supported_rpcs(["stylize_fixed"]) == ["GetSample", "Stylize"]
     assert supported_rpcs(["animate_frames"]) == ["GetSample"]  # a task with no RPC adds none
 
 

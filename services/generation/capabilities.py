@@ -32,6 +32,8 @@ RPC_TASKS: dict[str, tuple[frozenset[str], ...]] = {
     "GenerateStrokes": (frozenset({"draw_strokes"}),),
     "ContinueStrokes": (frozenset({"draw_strokes"}),),
     "EncodeStrokes": (frozenset({"encode_strokes"}),),
+    # Style models: any style (its statistics from the style encoder), or the one style built in.
+    "Stylize": (frozenset({"encode_style", "stylize"}), frozenset({"stylize_fixed"})),
 }
 
 
@@ -53,7 +55,10 @@ TASK_MEANING = {"sample": "no prior to sample latents from", "decode": "no graph
                 "encode": "no encoder from images to latents",
                 "complete": "no completion graph from an image and its mask to a filled image",
                 "draw_strokes": "no stroke decoder to draw with", "init_state": "no latent-conditioned stroke decoder",
-                "encode_strokes": "no encoder from drawings to latents"}
+                "encode_strokes": "no encoder from drawings to latents",
+                "encode_style": "no style encoder from a style image to its statistics",
+                "stylize": "no stylizer from a content image and a style's statistics to an image",
+                "stylize_fixed": "no one-style graph from a content image to its stylised image"}
 # RPCs whose refusal is a wrong request (INVALID_ARGUMENT: an image sent to a model that cannot
 # read images) rather than a model that lacks a feature (FAILED_PRECONDITION).
 INVALID_ON_MISSING = frozenset({"Encode", "Reconstruct"})

@@ -30,6 +30,11 @@ class ExportGraph:
     output_names: list[str]
     make_inputs: Callable[[int, torch.Generator], tuple[torch.Tensor, ...]] = field(repr=False, default=None)  # type: ignore[assignment]
     optional_inputs: tuple[str, ...] = ()  # inputs a caller may leave out (fed as zeros), e.g. labels
+    # Dynamic axes beside the batch axis: input name -> {axis: (axis name, smallest size)}, e.g.
+    # {"content": {2: ("H", 8), 3: ("W", 8)}} for a graph that takes images of any size; one name
+    # on several inputs means one size. ``make_inputs`` should vary those sizes with n, so that
+    # parity is measured at more than one.
+    dynamic_axes: dict[str, dict[int, tuple[str, int]]] = field(default_factory=dict)
 
 
 class Family:
@@ -41,6 +46,8 @@ class Family:
     value_range: tuple[float, float] = (0.0, 1.0)  # range of the images the graphs produce
     needs: tuple[str, ...] = ("images",)  # batch fields the family trains on
     conventions: dict[str, str] = {}  # manifest conventions, e.g. {"mask": MASK_CONVENTION} for completion
+    # Images of any size (style models): the manifest's output gets height and width 0.
+    any_size: bool = False
     # Share of the data a run holds out when its config leaves `hold_out` unset: the quality
     # meter's held-out split (trainer.quality.features.split_indices), so scored images are unseen.
     default_hold_out: float = 0.0
