@@ -25,6 +25,9 @@ import numpy as np
 from latentforge.cpus import available_cpus
 from latentforge.manifest import BATCH_AXIS, Manifest, ManifestError, SignatureError, verify_files
 
+# Warm-up size of a dynamic axis other than the batch (an image side of a style model).
+WARM_UP_AXIS = 32
+
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -350,12 +353,14 @@ class ModelRuntime:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def warm_up(self) -> None:
-        """One call per graph on zeros (each dynamic axis 2, optional inputs left out), so the
-        first request does not pay for lazy initialisation; also checks every output's shape
-        against the signature."""
+        """One call per graph on zeros (the batch axis 2, any other dynamic axis ``WARM_UP_AXIS``,
+        optional inputs left out), so the first request does not pay for lazy initialisation;
+        also checks every output's shape against the signature. Other dynamic axes are image
+        sides (style models), which a graph that pools or pads by reflection cannot take at 2."""
         for role in self.sessions:
             signature = self.manifest.signatures[role]
-            feeds = {t.name: np.zeros(tuple(2 if isinstance(d, str) else d for d in t.shape), dtype=t.dtype)
+            feeds = {t.name: np.zeros(tuple((2 if d == BATCH_AXIS else WARM_UP_AXIS) if isinstance(d, str) else d
+                                            for d in t.shape), dtype=t.dtype)
                      for t in signature.inputs if not t.optional}
             self.run(role, feeds)
 
