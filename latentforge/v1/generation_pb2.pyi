@@ -15,6 +15,7 @@ class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_KIND_AE: _ClassVar[ModelKind]
     MODEL_KIND_COMPLETION: _ClassVar[ModelKind]
     MODEL_KIND_STROKE_VAE: _ClassVar[ModelKind]
+    MODEL_KIND_STYLE: _ClassVar[ModelKind]
 
 class OutputFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -38,6 +39,7 @@ class SampleOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SAMPLE_ORIGIN_COMPLETE: _ClassVar[SampleOrigin]
     SAMPLE_ORIGIN_DRAW: _ClassVar[SampleOrigin]
     SAMPLE_ORIGIN_CONTINUE: _ClassVar[SampleOrigin]
+    SAMPLE_ORIGIN_STYLIZE: _ClassVar[SampleOrigin]
 
 class CompletionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +58,7 @@ MODEL_KIND_VAE: ModelKind
 MODEL_KIND_AE: ModelKind
 MODEL_KIND_COMPLETION: ModelKind
 MODEL_KIND_STROKE_VAE: ModelKind
+MODEL_KIND_STYLE: ModelKind
 OUTPUT_FORMAT_UNSPECIFIED: OutputFormat
 OUTPUT_FORMAT_PNG: OutputFormat
 OUTPUT_FORMAT_TENSOR: OutputFormat
@@ -70,6 +73,7 @@ SAMPLE_ORIGIN_VARIATION: SampleOrigin
 SAMPLE_ORIGIN_COMPLETE: SampleOrigin
 SAMPLE_ORIGIN_DRAW: SampleOrigin
 SAMPLE_ORIGIN_CONTINUE: SampleOrigin
+SAMPLE_ORIGIN_STYLIZE: SampleOrigin
 COMPLETION_METHOD_UNSPECIFIED: CompletionMethod
 COMPLETION_METHOD_MODEL: CompletionMethod
 COMPLETION_METHOD_ITERATIVE: CompletionMethod
@@ -446,6 +450,54 @@ class CompleteResponse(_message.Message):
     samples_stored: bool
     method: CompletionMethod
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., seed: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., samples_stored: _Optional[bool] = ..., method: _Optional[_Union[CompletionMethod, str]] = ...) -> None: ...
+
+class StyleEntry(_message.Message):
+    __slots__ = ("image", "style_id", "weight")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    STYLE_ID_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    style_id: str
+    weight: float
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., style_id: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class StylizeRequest(_message.Message):
+    __slots__ = ("model", "version", "content", "content_sample_id", "styles", "alpha", "preserve_color", "mask", "format")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    STYLES_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    PRESERVE_COLOR_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    content: Image
+    content_sample_id: str
+    styles: _containers.RepeatedCompositeFieldContainer[StyleEntry]
+    alpha: float
+    preserve_color: bool
+    mask: Mask
+    format: OutputFormat
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., content: _Optional[_Union[Image, _Mapping]] = ..., content_sample_id: _Optional[str] = ..., styles: _Optional[_Iterable[_Union[StyleEntry, _Mapping]]] = ..., alpha: _Optional[float] = ..., preserve_color: _Optional[bool] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., format: _Optional[_Union[OutputFormat, str]] = ...) -> None: ...
+
+class StylizeResponse(_message.Message):
+    __slots__ = ("model", "version", "sample", "style_id", "style_ids", "samples_stored")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    STYLE_ID_FIELD_NUMBER: _ClassVar[int]
+    STYLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_STORED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    sample: Sample
+    style_id: str
+    style_ids: _containers.RepeatedScalarFieldContainer[str]
+    samples_stored: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., sample: _Optional[_Union[Sample, _Mapping]] = ..., style_id: _Optional[str] = ..., style_ids: _Optional[_Iterable[str]] = ..., samples_stored: _Optional[bool] = ...) -> None: ...
 
 class StrokePoint(_message.Message):
     __slots__ = ("dx", "dy", "pen")

@@ -99,6 +99,11 @@ class GenerationServiceStub:
                 request_serializer=latentforge_dot_v1_dot_generation__pb2.EncodeStrokesRequest.SerializeToString,
                 response_deserializer=latentforge_dot_v1_dot_generation__pb2.EncodeStrokesResponse.FromString,
                 _registered_method=True)
+        self.Stylize = channel.unary_unary(
+                '/latentforge.v1.GenerationService/Stylize',
+                request_serializer=latentforge_dot_v1_dot_generation__pb2.StylizeRequest.SerializeToString,
+                response_deserializer=latentforge_dot_v1_dot_generation__pb2.StylizeResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -201,6 +206,16 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stylize(self, request, context):
+        """Paint a content image in a style (a style model, "Stylize" in supported_methods): the
+        result is stored as a sample. The style is an image, the id of a style sent before, or a
+        weighted mix of several; its statistics are cached under its id, so a client sends a style
+        image once. Deterministic: the same inputs give the same bytes. See StylizeRequest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -268,6 +283,11 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.EncodeStrokes,
                     request_deserializer=latentforge_dot_v1_dot_generation__pb2.EncodeStrokesRequest.FromString,
                     response_serializer=latentforge_dot_v1_dot_generation__pb2.EncodeStrokesResponse.SerializeToString,
+            ),
+            'Stylize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stylize,
+                    request_deserializer=latentforge_dot_v1_dot_generation__pb2.StylizeRequest.FromString,
+                    response_serializer=latentforge_dot_v1_dot_generation__pb2.StylizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -621,6 +641,33 @@ class GenerationService:
             '/latentforge.v1.GenerationService/EncodeStrokes',
             latentforge_dot_v1_dot_generation__pb2.EncodeStrokesRequest.SerializeToString,
             latentforge_dot_v1_dot_generation__pb2.EncodeStrokesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stylize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentforge.v1.GenerationService/Stylize',
+            latentforge_dot_v1_dot_generation__pb2.StylizeRequest.SerializeToString,
+            latentforge_dot_v1_dot_generation__pb2.StylizeResponse.FromString,
             options,
             channel_credentials,
             insecure,
