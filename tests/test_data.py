@@ -147,14 +147,14 @@ def test_npz_class_names_and_bad_labels(tmp_path):
 
 
 def test_sources_are_one_registry(tmp_path):
-    assert [s.name for s in SOURCES] == ["mnist5k", "kanjivg", "style", "folder", "sketch-npz", "arrays"]
+    assert [s.name for s in SOURCES] == ["mnist5k", "kanjivg", "style", "folder", "image", "sketch-npz", "arrays"]
     (tmp_path / "imgs").mkdir()
     np.save(tmp_path / "a.npy", np.zeros((2, 8, 8), np.uint8))
     (tmp_path / "notes.txt").write_text("x")
     assert find_source("mnist5k").name == "mnist5k"
     assert find_source(str(tmp_path / "imgs")).name == "folder"
     assert find_source(str(tmp_path / "a.npy")).name == "arrays"
-    with pytest.raises(DataError, match="unsupported data file; use a folder or sketch-rnn stroke .npz or .npz/.npy file"):
+    with pytest.raises(DataError, match="unsupported data file; use a folder or image file or sketch-rnn stroke .npz or .npz/.npy file"):
         find_source(str(tmp_path / "notes.txt"))
 
 

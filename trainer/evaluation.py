@@ -8,6 +8,9 @@ coverage and confident reads, each beside the floor real held-out images reach a
 sample count). The scores go into that step's line of metrics.jsonl (under "eval") and the
 progress line.
 
+Families whose outputs are not samples of the training data (style transfer: ``Family.meter_scores``
+False) are not scored here; evaluation is then off, whatever --eval-every says.
+
 The best-scoring weights are kept as checkpoints/best.pt: the score is FID in the meter's
 feature space, lower is better. best.pt holds the same payload as a step checkpoint plus its
 "quality" record, is written atomically, is never pruned by --keep-checkpoints, and is what
@@ -60,6 +63,9 @@ class Evaluator:
             return None
         from trainer.quality.features import QualityError, meter_for
 
+        if not family.meter_scores:
+            log.info("evaluation off: the quality meter's sample scores do not apply to %s models", family.name)
+            return None
         if "images" not in data.spec.fields:
             log.info("evaluation off: %s gives no images for the quality meter to score", data.source)
             return None

@@ -20,11 +20,12 @@ from trainer.data.base import DataError, DataOptions, DataSource, TrainingData
 from trainer.data.builtin import MNIST5K
 from trainer.data.folder import ImageFolder
 from trainer.data.kanjivg import KanjiVGSet
+from trainer.data.single_image import SingleImage
 from trainer.data.sketch_npz import SketchNpz
 from trainer.data.strokes import check_stroke5
 from trainer.data.style_images import StyleSet
 
-SOURCES: list[DataSource] = [MNIST5K, KanjiVGSet(), StyleSet(), ImageFolder(), SketchNpz(), ArrayFile()]
+SOURCES: list[DataSource] = [MNIST5K, KanjiVGSet(), StyleSet(), ImageFolder(), SingleImage(), SketchNpz(), ArrayFile()]
 
 
 def find_source(spec: str) -> DataSource:

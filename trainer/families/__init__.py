@@ -18,7 +18,8 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from trainer.families.configs import AEConfig, CompletionConfig, DCGANConfig, SketchRNNConfig, VAEConfig
+from trainer.families.configs import (AdaINConfig, AEConfig, CompletionConfig, DCGANConfig, SketchRNNConfig, StyleConfig,
+                                      VAEConfig)
 from trainer.options import FamilyConfig
 
 if TYPE_CHECKING:
@@ -60,6 +61,12 @@ FAMILIES: dict[str, FamilyEntry] = {
         FamilyEntry("sketch-rnn", SketchRNNConfig, "trainer.families.sketch_rnn:SketchRNN",
                     "sketch-rnn: recurrent VAE over pen strokes (stroke-5), drawing with a mixture-density LSTM",
                     data="strokes"),
+        FamilyEntry("adain", AdaINConfig, "trainer.families.adain:AdaIN",
+                    "arbitrary style transfer: adaptive instance normalisation in a seeded random encoder's "
+                    "features, a trained decoder (style encoder + stylizer, any style, any image size)"),
+        FamilyEntry("style", StyleConfig, "trainer.families.style:OneStyle",
+                    "one-style transfer: a fast feed-forward transformer network trained for one style image "
+                    "(image -> stylised image, any size)"),
     )
 }
 

@@ -48,6 +48,10 @@ class Family:
     conventions: dict[str, str] = {}  # manifest conventions, e.g. {"mask": MASK_CONVENTION} for completion
     # Images of any size (style models): the manifest's output gets height and width 0.
     any_size: bool = False
+    # Whether the quality meter's sample scores (FID and the rest, trainer.evaluation) measure
+    # this family during training. Style transfer's do not: its outputs are not samples of the
+    # training data's distribution (its own meter scores exported versions).
+    meter_scores: bool = True
     # Share of the data a run holds out when its config leaves `hold_out` unset: the quality
     # meter's held-out split (trainer.quality.features.split_indices), so scored images are unseen.
     default_hold_out: float = 0.0

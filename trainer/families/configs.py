@@ -219,3 +219,84 @@ class SketchRNNConfig(FamilyConfig):
         if isinstance(self.scale_augment, (int, float)) and self.scale_augment >= 1:
             problems.append(f"scale_augment must be < 1 (got {self.scale_augment}); a factor must stay positive")
         return problems
+
+
+STYLE_LOSSES = ("meanstd", "gram")  # trainer.families.style.style_statistics implements them
+ALPHA_BLENDS = ("pixels", "features")  # trainer.networks.style.Stylizer implements them
+_ENCODER_SEED_HELP = ("seed of the random-weight loss/encoder network (never trained, nothing downloaded; stored "
+                      "with the checkpoint through this option)")
+
+
+@dataclass
+class AdaINConfig(AdamOptions):
+    """Options of the arbitrary style family (trainer.families.adain; and Adam's, from AdamOptions):
+    one model for every style, by adaptive instance normalisation (Huang & Belongie 2017) in the
+    features of a seeded random-weight encoder, a decoder trained back to images. The run's --data
+    is the content set (e.g. style:photos); `styles` the built-in set of style images.
+
+    Measured on this project's 2-core CPU (batch 8, defaults, two threads): 64 px 7.4 steps/s,
+    128 px 1.9 steps/s; 10 CPU minutes at 128 px are about 1,100 steps, which draw the textures'
+    colours and coarse patterns over the photographs' shapes."""
+
+    lr: float = option(1e-3, "learning rate (Adam)", above=0)
+    encoder_seed: int = option(0, _ENCODER_SEED_HELP, fixed=True)
+    width: int = option(16, "base channel width of the encoder (widths width, 2x, 4x... per level) and its "
+                        "mirror, the decoder", at_least=1, fixed=True)
+    levels: int = option(3, "encoder levels (each after the first halves the size); the style statistics are "
+                         "the deepest level's, width * 2**(levels-1) numbers each", at_least=1, fixed=True)
+    style_weight: float = option(2.0, "weight of the style loss (per-channel means and standard deviations of "
+                                 "the output's features at every level against the style's)", at_least=0)
+    content_weight: float = option(1.0, "weight of the content loss (the output's deepest features against the "
+                                   "AdaIN target)", at_least=0)
+    alpha_blend: str = option("pixels", "how the exported stylizer's alpha mixes content and style: pixels "
+                              "(alpha * stylised + (1 - alpha) * content: alpha 0 is the content exactly) or "
+                              "features (Huang & Belongie's interpolation of the features before decoding: alpha "
+                              "0 is the decoder's reconstruction of the content)", choices=ALPHA_BLENDS)
+    styles: str = option("style:textures", "built-in data set of style images, read at the run's image size "
+                         "(the run's --data holds the contents)", fixed=True)
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if (isinstance(self.style_weight, (int, float)) and isinstance(self.content_weight, (int, float))
+                and self.style_weight == 0 and self.content_weight == 0):
+            problems.append("style_weight and content_weight are both 0: nothing to train on")
+        return problems
+
+
+@dataclass
+class StyleConfig(AdamOptions):
+    """Options of the one-style family (trainer.families.style; and Adam's, from AdamOptions): a
+    feed-forward transformer network (Johnson et al. 2016, at half width, with instance
+    normalisation) trained for the style of its --data, usually one image (`latentforge train
+    --model style --style-image art.png`), on the contents of `content`; the losses are read in a
+    seeded random-weight encoder.
+
+    Measured on this project's 2-core CPU (batch 8, defaults, two threads): 64 px 5.3 steps/s,
+    128 px 1.3 steps/s; 10 CPU minutes at 128 px are about 800 steps, enough for the style's
+    colours and texture over the contents' shapes."""
+
+    lr: float = option(1e-3, "learning rate (Adam)", above=0)
+    encoder_seed: int = option(0, _ENCODER_SEED_HELP, fixed=True)
+    encoder_width: int = option(16, "base channel width of the loss encoder (widths width, 2x, 4x at its three "
+                                "levels)", at_least=1, fixed=True)
+    width: int = option(16, "width of the transformer network's first layer (Johnson et al.: 32; half width "
+                        "16), doubled at each of its two downsamplings", at_least=1, fixed=True)
+    blocks: int = option(5, "residual blocks of the transformer network (Johnson et al.: 5)", at_least=0,
+                         fixed=True)
+    style_loss: str = option("meanstd", "style statistics matched at every encoder level: meanstd (per-channel "
+                             "means and standard deviations) or gram (Gram matrices, Johnson et al.)",
+                             choices=STYLE_LOSSES)
+    style_weight: float = option(2.0, "weight of the style loss", at_least=0)
+    content_weight: float = option(1.0, "weight of the content loss (deepest encoder features of the output "
+                                   "against the content's)", at_least=0)
+    tv_weight: float = option(0.1, "weight of the total variation loss (mean squared difference of neighbouring "
+                              "pixels), which smooths the output", at_least=0)
+    content: str = option("style:photos", "built-in data set of content images, read at the run's image size "
+                          "(the run's --data, or --style-image, holds the style)", fixed=True)
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
+        if (isinstance(self.style_weight, (int, float)) and isinstance(self.content_weight, (int, float))
+                and self.style_weight == 0 and self.content_weight == 0):
+            problems.append("style_weight and content_weight are both 0: nothing to train on")
+        return problems

@@ -123,9 +123,15 @@ class Stylizer(nn.Module):
     and a mask (N, 1, H, W), 1 where to stylise, to the stylised image in [0, 1]. Any H and W:
     the content is padded by reflection to a multiple of the encoder's stride and cropped back."""
 
-    def __init__(self, encoder: RandomEncoder, decoder: StyleDecoder) -> None:
+    def __init__(self, encoder: RandomEncoder, decoder: StyleDecoder, blend: str = "features") -> None:
+        """``blend``: how ``alpha`` mixes content and style. "features" (Huang & Belongie): the
+        content's features and the AdaIN target are mixed before decoding, so alpha 0 is the
+        decoder's reconstruction of the content; "pixels": the fully stylised image and the
+        content are mixed, so alpha 0 is the content exactly."""
         super().__init__()
-        self.encoder, self.decoder = encoder, decoder
+        if blend not in ("features", "pixels"):
+            raise ValueError(f"blend must be 'features' or 'pixels' (got {blend!r})")
+        self.encoder, self.decoder, self.blend = encoder, decoder, blend
 
     def forward(self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
                 alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -137,7 +143,10 @@ class Stylizer(nn.Module):
         features = self.encoder(padded)[-1]
         target = adain(features, style_mean[:, :, None, None], style_std[:, :, None, None])
         a = alpha.reshape(-1, 1, 1, 1)
-        image = self.decoder(a * target + (1 - a) * features)[..., :height, :width]
+        if self.blend == "pixels":
+            image = a * self.decoder(target)[..., :height, :width] + (1 - a) * content
+        else:
+            image = self.decoder(a * target + (1 - a) * features)[..., :height, :width]
         return (mask * image + (1 - mask) * content).clamp(0.0, 1.0)
 
 
