@@ -34,7 +34,8 @@ def test_jobs_submit_help_lists_every_family_and_its_option_flags():
             assert f"--{name.replace('_', '-')} " in text, (family, name)
     # One flag per name, which says whose it is and the trainer's description with each default.
     flat = " ".join(text.split())
-    assert "--latent-dim LATENT_DIM [every family] size of the latent vector z (default: dcgan 100, vae 8" in flat
+    assert ("--latent-dim LATENT_DIM [dcgan, vae, ae, completion, sketch-rnn] size of the latent vector z (default: "
+            "dcgan 100, vae 8") in flat
     assert "--enc-rnn ENC_RNN [sketch-rnn] hidden size" in flat
     assert "--gan-loss GAN_LOSS [dcgan, completion] GAN objective" in flat
 
@@ -42,7 +43,8 @@ def test_jobs_submit_help_lists_every_family_and_its_option_flags():
 @pytest.mark.parametrize("argv, words", [
     (["--family", "vae", "--gan-loss", "hinge"], "--gan-loss: not an option of vae (--gan-loss: dcgan, completion)"),
     (["--family", "sketch-rnn", "--width", "8", "--denoise-std", "0.1"],
-     "--width, --denoise-std: not options of sketch-rnn (--width: dcgan, vae, ae, completion; --denoise-std: ae)"),
+     "--width, --denoise-std: not options of sketch-rnn (--width: dcgan, vae, ae, completion, adain, style; "
+     "--denoise-std: ae)"),
 ])
 def test_a_flag_the_chosen_family_lacks_is_refused_in_one_line(argv, words, capsys):
     # Refused before any connection: the target is never dialled.

@@ -66,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, grids, metrics)")
     p.add_argument("--config", type=Path, help="JSON file of training options (nested or flat); flags override it")
+    p.add_argument("--style-image", type=Path, metavar="PATH",
+                   help="the style family's data: one style image file (PNG or JPEG), read as random crops "
+                   "at --image-size; instead of --data")
     p.add_argument("--resume", nargs="?", const="yes", choices=("yes", "auto"), default=None,
                    help="continue from the newest checkpoint in --out (fails without one); "
                    "'--resume auto' continues when --out holds checkpoints and starts fresh otherwise")
@@ -88,6 +91,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+STYLE_IMAGE_MODEL = "style"  # the family whose data --style-image gives
+
+
+def style_image_problem(args: argparse.Namespace, overrides: dict[str, Any]) -> str | None:
+    """Why --style-image cannot be used as given (with another model, beside --data, not an image
+    file), or None."""
+    if args.style_image is None:
+        return None
+    model = overrides.get("model")
+    if model is None and args.config:  # the model may come from the config file
+        try:
+            from trainer.config import read_config_file
+
+            model = read_config_file(args.config).get("model")
+        except (OSError, ValueError):
+            model = None
+    if model != STYLE_IMAGE_MODEL:
+        return (f"--style-image is the data of --model {STYLE_IMAGE_MODEL} (one style image); with --model "
+                f"{model or TrainConfig.model} pass --data instead")
+    if "data" in overrides:
+        return "--style-image and --data both name the training data; pass one of them"
+    from trainer.data.folder import IMAGE_SUFFIXES
+
+    path = Path(args.style_image)
+    if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+        return f"--style-image {path}: not an image file (PNG, JPEG, ...)"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the config, train, and report where the outputs are."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -102,6 +134,12 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {name: getattr(args, name) for name in option_flags()}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     overrides["out"] = args.out
+    problem = style_image_problem(args, overrides)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.style_image is not None:
+        overrides["data"] = str(args.style_image)
     resume = {None: False, "yes": True, "auto": "auto"}[args.resume]
     try:
         layers: list[dict[str, Any]] = []

@@ -23,6 +23,7 @@ class DatasetFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DATASET_FORMAT_ZIP: _ClassVar[DatasetFormat]
     DATASET_FORMAT_TAR: _ClassVar[DatasetFormat]
     DATASET_FORMAT_NPZ: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_IMAGE: _ClassVar[DatasetFormat]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_STARTING: JobState
@@ -34,6 +35,7 @@ DATASET_FORMAT_UNSPECIFIED: DatasetFormat
 DATASET_FORMAT_ZIP: DatasetFormat
 DATASET_FORMAT_TAR: DatasetFormat
 DATASET_FORMAT_NPZ: DatasetFormat
+DATASET_FORMAT_IMAGE: DatasetFormat
 
 class TrainingOptions(_message.Message):
     __slots__ = ("steps", "time_budget", "batch_size", "seed", "image_size", "channels", "min_image_size", "sample_every", "checkpoint_every", "keep_checkpoints", "grid_size", "log_every", "eval_every", "eval_samples", "threads", "device", "device_data_max_bytes", "hold_out")
@@ -227,8 +229,60 @@ class SketchRNNOptions(_message.Message):
     grid_temperature: float
     def __init__(self, latent_dim: _Optional[int] = ..., enc_rnn: _Optional[int] = ..., dec_rnn: _Optional[int] = ..., mixtures: _Optional[int] = ..., unconditional: _Optional[bool] = ..., layer_norm: _Optional[bool] = ..., recurrent_dropout: _Optional[float] = ..., kl_weight: _Optional[float] = ..., kl_weight_start: _Optional[float] = ..., kl_decay_rate: _Optional[float] = ..., kl_min: _Optional[float] = ..., lr: _Optional[float] = ..., lr_decay: _Optional[float] = ..., min_lr: _Optional[float] = ..., grad_clip_value: _Optional[float] = ..., scale_augment: _Optional[float] = ..., drop_points: _Optional[float] = ..., grid_temperature: _Optional[float] = ...) -> None: ...
 
+class AdaINOptions(_message.Message):
+    __slots__ = ("lr", "beta1", "beta2", "encoder_seed", "width", "levels", "style_weight", "content_weight", "alpha_blend", "styles")
+    LR_FIELD_NUMBER: _ClassVar[int]
+    BETA1_FIELD_NUMBER: _ClassVar[int]
+    BETA2_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_SEED_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
+    STYLE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_BLEND_FIELD_NUMBER: _ClassVar[int]
+    STYLES_FIELD_NUMBER: _ClassVar[int]
+    lr: float
+    beta1: float
+    beta2: float
+    encoder_seed: int
+    width: int
+    levels: int
+    style_weight: float
+    content_weight: float
+    alpha_blend: str
+    styles: str
+    def __init__(self, lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., encoder_seed: _Optional[int] = ..., width: _Optional[int] = ..., levels: _Optional[int] = ..., style_weight: _Optional[float] = ..., content_weight: _Optional[float] = ..., alpha_blend: _Optional[str] = ..., styles: _Optional[str] = ...) -> None: ...
+
+class StyleOptions(_message.Message):
+    __slots__ = ("lr", "beta1", "beta2", "encoder_seed", "encoder_width", "width", "blocks", "style_loss", "style_weight", "content_weight", "tv_weight", "content")
+    LR_FIELD_NUMBER: _ClassVar[int]
+    BETA1_FIELD_NUMBER: _ClassVar[int]
+    BETA2_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_SEED_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    STYLE_LOSS_FIELD_NUMBER: _ClassVar[int]
+    STYLE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TV_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    lr: float
+    beta1: float
+    beta2: float
+    encoder_seed: int
+    encoder_width: int
+    width: int
+    blocks: int
+    style_loss: str
+    style_weight: float
+    content_weight: float
+    tv_weight: float
+    content: str
+    def __init__(self, lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., encoder_seed: _Optional[int] = ..., encoder_width: _Optional[int] = ..., width: _Optional[int] = ..., blocks: _Optional[int] = ..., style_loss: _Optional[str] = ..., style_weight: _Optional[float] = ..., content_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., content: _Optional[str] = ...) -> None: ...
+
 class JobSpec(_message.Message):
-    __slots__ = ("family", "dataset", "options", "dcgan", "vae", "ae", "completion", "sketch_rnn", "model_name", "publish", "idempotency_key", "max_retries", "nproc")
+    __slots__ = ("family", "dataset", "options", "dcgan", "vae", "ae", "completion", "sketch_rnn", "adain", "style", "model_name", "publish", "idempotency_key", "max_retries", "nproc")
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -237,6 +291,8 @@ class JobSpec(_message.Message):
     AE_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
     SKETCH_RNN_FIELD_NUMBER: _ClassVar[int]
+    ADAIN_FIELD_NUMBER: _ClassVar[int]
+    STYLE_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -250,12 +306,14 @@ class JobSpec(_message.Message):
     ae: AEOptions
     completion: CompletionOptions
     sketch_rnn: SketchRNNOptions
+    adain: AdaINOptions
+    style: StyleOptions
     model_name: str
     publish: bool
     idempotency_key: str
     max_retries: int
     nproc: int
-    def __init__(self, family: _Optional[str] = ..., dataset: _Optional[str] = ..., options: _Optional[_Union[TrainingOptions, _Mapping]] = ..., dcgan: _Optional[_Union[DCGANOptions, _Mapping]] = ..., vae: _Optional[_Union[VAEOptions, _Mapping]] = ..., ae: _Optional[_Union[AEOptions, _Mapping]] = ..., completion: _Optional[_Union[CompletionOptions, _Mapping]] = ..., sketch_rnn: _Optional[_Union[SketchRNNOptions, _Mapping]] = ..., model_name: _Optional[str] = ..., publish: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., max_retries: _Optional[int] = ..., nproc: _Optional[int] = ...) -> None: ...
+    def __init__(self, family: _Optional[str] = ..., dataset: _Optional[str] = ..., options: _Optional[_Union[TrainingOptions, _Mapping]] = ..., dcgan: _Optional[_Union[DCGANOptions, _Mapping]] = ..., vae: _Optional[_Union[VAEOptions, _Mapping]] = ..., ae: _Optional[_Union[AEOptions, _Mapping]] = ..., completion: _Optional[_Union[CompletionOptions, _Mapping]] = ..., sketch_rnn: _Optional[_Union[SketchRNNOptions, _Mapping]] = ..., adain: _Optional[_Union[AdaINOptions, _Mapping]] = ..., style: _Optional[_Union[StyleOptions, _Mapping]] = ..., model_name: _Optional[str] = ..., publish: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., max_retries: _Optional[int] = ..., nproc: _Optional[int] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("number", "reason", "from_step", "started_unix_s", "finished_unix_s", "exit_code", "outcome")

@@ -147,7 +147,7 @@ def register(subparsers: Any) -> None:
 def _register_datasets(subparsers: Any) -> None:
     p = subparsers.add_parser("datasets", help="upload, list and delete data sets on a TrainingService")
     sub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
-    u = sub.add_parser("upload", help="upload a folder of images, a zip, a tar(.gz) or an .npz")
+    u = sub.add_parser("upload", help="upload a folder of images, a zip, a tar(.gz), an .npz or one PNG/JPEG image")
     _connection_args(u)
     u.add_argument("path", type=Path, metavar="FOLDER|FILE",
                    help="a folder (one subfolder per class gives labels; zipped on the fly) or a .zip, "

@@ -37,16 +37,17 @@ TERMINAL = {STATES["SUCCEEDED"], STATES["FAILED"], STATES["CANCELLED"]}
 CHUNK_BYTES = 1 << 20
 # The upload format of a file by its name's ending.
 FORMAT_SUFFIXES = {".zip": pb.DATASET_FORMAT_ZIP, ".tar": pb.DATASET_FORMAT_TAR, ".tar.gz": pb.DATASET_FORMAT_TAR,
-                   ".tgz": pb.DATASET_FORMAT_TAR, ".npz": pb.DATASET_FORMAT_NPZ}
+                   ".tgz": pb.DATASET_FORMAT_TAR, ".npz": pb.DATASET_FORMAT_NPZ, ".png": pb.DATASET_FORMAT_IMAGE,
+                   ".jpg": pb.DATASET_FORMAT_IMAGE, ".jpeg": pb.DATASET_FORMAT_IMAGE}
 
 
 def upload_format(path: Path) -> int:
-    """The DatasetFormat of a file by its name (.zip, .tar, .tar.gz, .tgz, .npz)."""
+    """The DatasetFormat of a file by its name (.zip, .tar, .tar.gz, .tgz, .npz; .png, .jpg, .jpeg: one image)."""
     name = path.name.lower()
     for suffix, fmt in FORMAT_SUFFIXES.items():
         if name.endswith(suffix):
             return fmt
-    raise ValueError(f"{path}: upload a folder, a .zip, a .tar(.gz) or an .npz")
+    raise ValueError(f"{path}: upload a folder, a .zip, a .tar(.gz), an .npz or one .png/.jpg image")
 
 
 def zip_folder(folder: Path, out: Path) -> Path:
@@ -151,7 +152,8 @@ class TrainingClient:
     def upload_dataset(self, path: Path | str, name: str, timeout_s: float | None = None,
                        chunk_bytes: int = CHUNK_BYTES) -> pb.Dataset:
         """Upload a folder of images (zipped on the fly; one subfolder per class gives labels), a
-        zip, a tar(.gz) or an .npz as data set ``name``; returns it as the server stored it."""
+        zip, a tar(.gz), an .npz or one PNG/JPEG image (a style image) as data set ``name``; returns it
+        as the server stored it."""
         path = Path(path)
         if path.is_dir():
             with tempfile.TemporaryDirectory(prefix="latentforge-upload-") as tmp:

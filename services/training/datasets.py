@@ -35,7 +35,7 @@ from services.training.store import DatasetRecord, JobStore
 
 log = get_logger("training")
 
-FORMATS = ("zip", "tar", "npz")
+FORMATS = ("zip", "tar", "npz", "image")  # "image": one PNG or JPEG file (a style image)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 UPLOADS = ".uploads"
 
@@ -205,7 +205,7 @@ class DatasetLibrary:
                 raise InvalidArgument(f"the upload's sha256 is {digest.hexdigest()}, not the declared {header.sha256}; "
                                       "the file changed or was cut short: upload it again")
             summary = await self._check(upload, header.format, staging / "images")
-            if header.format != "npz":
+            if header.format in ("zip", "tar"):
                 upload.unlink()
             dataset_id = uuid.uuid4().hex[:16]
             record = DatasetRecord(

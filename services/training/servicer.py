@@ -25,7 +25,8 @@ from services.training.store import DatasetRecord, Event, Job
 _STATES = {name: pb.JobState.Value(f"JOB_STATE_{name}") for name in
            ("QUEUED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")}
 _STATE_NAMES = {value: name for name, value in _STATES.items()}
-_FORMATS = {"zip": pb.DATASET_FORMAT_ZIP, "tar": pb.DATASET_FORMAT_TAR, "npz": pb.DATASET_FORMAT_NPZ}
+_FORMATS = {"zip": pb.DATASET_FORMAT_ZIP, "tar": pb.DATASET_FORMAT_TAR, "npz": pb.DATASET_FORMAT_NPZ,
+            "image": pb.DATASET_FORMAT_IMAGE}
 _FORMAT_NAMES = {value: name for name, value in _FORMATS.items()}
 
 

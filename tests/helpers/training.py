@@ -92,10 +92,13 @@ TINY_FAMILY_OPTIONS = {
     "dcgan": dict(width=16), "vae": dict(width=16), "ae": dict(width=16),
     "completion": dict(width=8, latent_dim=8),
     "sketch-rnn": dict(latent_dim=8, enc_rnn=16, dec_rnn=32, mixtures=3),
+    # The style families read their second image set at the run's image size (mnist5k's 28 px).
+    "adain": dict(width=4, levels=2), "style": dict(width=4, encoder_width=4, blocks=1),
 }
 
 
-# A small built-in data set of each kind of data a family trains on (FamilyEntry.data).
+# A small built-in data set of each kind of data a family trains on (FamilyEntry.data). The style
+# families take it too: grey digits are repeated to RGB, as contents (adain) or as styles (style).
 DATASET_OF_KIND = {"images": "mnist5k", "strokes": "kanjivg:digits"}
 
 
