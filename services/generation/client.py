@@ -28,11 +28,12 @@ from services.rpc.security import client_channel
 
 _FORMATS = {"png": pb.OUTPUT_FORMAT_PNG, "tensor": pb.OUTPUT_FORMAT_TENSOR}
 _KINDS = {pb.MODEL_KIND_GAN: "gan", pb.MODEL_KIND_VAE: "vae", pb.MODEL_KIND_AE: "ae",
-          pb.MODEL_KIND_COMPLETION: "completion", pb.MODEL_KIND_STROKE_VAE: "stroke_vae"}
+          pb.MODEL_KIND_COMPLETION: "completion", pb.MODEL_KIND_STROKE_VAE: "stroke_vae",
+          pb.MODEL_KIND_STYLE: "style"}
 _ORIGINS = {pb.SAMPLE_ORIGIN_GENERATE: "generate", pb.SAMPLE_ORIGIN_INTERPOLATE: "interpolate",
             pb.SAMPLE_ORIGIN_ENCODE: "encode", pb.SAMPLE_ORIGIN_VARIATION: "variation",
             pb.SAMPLE_ORIGIN_COMPLETE: "complete", pb.SAMPLE_ORIGIN_DRAW: "draw",
-            pb.SAMPLE_ORIGIN_CONTINUE: "continue"}
+            pb.SAMPLE_ORIGIN_CONTINUE: "continue", pb.SAMPLE_ORIGIN_STYLIZE: "stylize"}
 # Pen states: latentforge.strokes' numbers <-> the proto's.
 _PEN_OUT = {pb.PEN_STATE_UNSPECIFIED: 0, pb.PEN_STATE_DOWN: 0, pb.PEN_STATE_UP: 1}
 _PEN_IN = {0: pb.PEN_STATE_DOWN, 1: pb.PEN_STATE_UP}
@@ -165,6 +166,19 @@ class StoredSample:
     truncation: float | None = None
     parent_sample_id: str | None = None
     created_unix_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Stylized:
+    """Stylize's answer: the stored sample, the style's id (name it in later calls instead of
+    sending the image again) and each requested style's id."""
+
+    model: str
+    version: int
+    sample: Sample
+    style_id: str
+    style_ids: list[str]
+    stored: bool = True
 
 
 @dataclass(frozen=True)
@@ -385,6 +399,34 @@ class GenerationClient:
         _set_optional(request, seed=seed, version=version, label=label)
         r = self.stub.Complete(request, timeout=self.timeout_s)
         return Result(r.model, r.version, [sample_from_proto(s) for s in r.candidates], r.seed, r.samples_stored)
+
+    def stylize(self, model: str, content: Any = None, style: Any = None, *, content_sample_id: str | None = None,
+                alpha: float | None = None, preserve_color: bool = False, mask: Any = None,
+                version: int | None = None, fmt: str = "png") -> Stylized:
+        """``content`` (PNG bytes, a Pillow image or a float32 (3, H, W) array in [0, 1]; or a
+        stored sample by ``content_sample_id``) painted in ``style``: an image, a style id (a
+        str), or a list of (image or id, weight) pairs for a mix; None for a one-style model.
+        ``mask``: as for ``complete``, but white / 1 / the rectangles are stylised."""
+        request = pb.StylizeRequest(model=model, preserve_color=preserve_color, format=_FORMATS[fmt])
+        if content is not None:
+            request.content.CopyFrom(image_to_proto(content))
+        if content_sample_id:
+            request.content_sample_id = content_sample_id
+        entries = [] if style is None else style if isinstance(style, list) else [(style, None)]
+        for given, weight in entries:
+            entry = request.styles.add()
+            if isinstance(given, str):
+                entry.style_id = given
+            else:
+                entry.image.CopyFrom(image_to_proto(given))
+            if weight is not None:
+                entry.weight = weight
+        if mask is not None:
+            request.mask.CopyFrom(mask_to_proto(mask))
+        _set_optional(request, alpha=alpha, version=version)
+        r = self.stub.Stylize(request, timeout=self.timeout_s)
+        return Stylized(r.model, r.version, sample_from_proto(r.sample), r.style_id, list(r.style_ids),
+                        r.samples_stored)
 
     def get_sample(self, sample_id: str) -> StoredSample:
         r = self.stub.GetSample(pb.GetSampleRequest(sample_id=sample_id), timeout=self.timeout_s)

@@ -27,9 +27,9 @@ def mask_array(mask: MaskInput, height: int, width: int) -> np.ndarray:
                 raise MaskError("holes is empty; give at least one rectangle to fill")
             m = box_mask(height, width, mask.boxes)
         elif isinstance(mask, TensorInput):
-            m = _tensor_mask(mask)
+            m = tensor_mask(mask)
         elif isinstance(mask, bytes):
-            m = _png_mask(mask)
+            m = png_mask(mask)
         else:
             raise MaskError("mask is missing; set its png, tensor or holes")
         return check_mask(m, height, width)
@@ -62,7 +62,9 @@ def unpack_context(data: bytes, shape: tuple[int, int, int]) -> tuple[np.ndarray
     return flat[: c * h * w].reshape(c, h, w).astype(np.float32), flat[c * h * w:].reshape(1, h, w).astype(np.float32)
 
 
-def _tensor_mask(t: TensorInput) -> np.ndarray:
+def tensor_mask(t: TensorInput) -> np.ndarray:
+    """A mask tensor as the client sent it, as a float32 array of its shape; MaskError when its
+    bytes do not fit."""
     if t.dtype not in ("float32", ""):
         raise MaskError(f"tensor dtype {t.dtype!r} is not supported; send float32")
     count = int(np.prod(t.shape)) if t.shape else 0
@@ -71,7 +73,8 @@ def _tensor_mask(t: TensorInput) -> np.ndarray:
     return np.frombuffer(t.data, dtype="<f4").reshape(tuple(t.shape))
 
 
-def _png_mask(data: bytes) -> np.ndarray:
+def png_mask(data: bytes) -> np.ndarray:
+    """A mask PNG read as grayscale: float32 (1, H, W), 1 where a pixel is >= 128 (white)."""
     try:
         with Image.open(io.BytesIO(data), formats=("PNG",)) as img:
             if img.width * img.height > MAX_INPUT_PIXELS:

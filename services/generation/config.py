@@ -87,6 +87,10 @@ class ServeConfig(ServerSettings):
     render_cache: bool = setting(True, "cache rendered outputs of requests that name their seed")
     render_cache_ttl_s: int = setting(3_600, "how long a rendered output stays cached, in seconds")
     render_cache_max_bytes: int = setting(64 * 1024 * 1024, "in-process rendered-output cache memory bound in bytes")
+    stylize_max_pixels: int = setting(
+        1024 * 1024, "Stylize: most pixels of a content or style image (width x height); larger ones are refused")
+    stylize_style_max_side: int = setting(
+        512, "Stylize: a style image's longer side is scaled down to this many pixels before it is encoded")
     reload_interval_s: float = setting(30.0, "how often to look for new model versions, in seconds; 0: never")
 
     def checks(self) -> list[tuple[bool, str]]:
@@ -117,6 +121,8 @@ class ServeConfig(ServerSettings):
             (self.max_stream_count >= 1, "max_stream_count must be >= 1"),
             (self.session_max_in_flight >= 1, "session_max_in_flight must be >= 1"),
             (self.reload_interval_s >= 0, "reload_interval_s must be >= 0"),
+            (self.stylize_max_pixels >= 64 * 64, "stylize_max_pixels must be >= 4096 (64 x 64)"),
+            (self.stylize_style_max_side >= 8, "stylize_style_max_side must be >= 8"),
             (self.redis_timeout_s > 0, "redis_timeout_s must be > 0"),
             (self.redis_breaker_threshold >= 0, "redis_breaker_threshold must be >= 0 (0: no breaker)"),
             (self.redis_breaker_backoff_s > 0, "redis_breaker_backoff_s must be > 0"),

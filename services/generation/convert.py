@@ -37,6 +37,9 @@ from services.generation.requests import (
     OutputFormat,
     Rendered,
     Samples,
+    StyleInput,
+    Stylized,
+    StylizeRequest,
     TensorInput,
     VariationsRequest,
 )
@@ -48,7 +51,8 @@ if TYPE_CHECKING:
 
 # The manifest's kind as the proto enum (reported by ListModels; capabilities come from tasks).
 KINDS = {"gan": pb.MODEL_KIND_GAN, "vae": pb.MODEL_KIND_VAE, "ae": pb.MODEL_KIND_AE,
-         "completion": pb.MODEL_KIND_COMPLETION, "stroke_vae": pb.MODEL_KIND_STROKE_VAE}
+         "completion": pb.MODEL_KIND_COMPLETION, "stroke_vae": pb.MODEL_KIND_STROKE_VAE,
+         "adain": pb.MODEL_KIND_STYLE, "style": pb.MODEL_KIND_STYLE}
 ORIGINS = {
     "generate": pb.SAMPLE_ORIGIN_GENERATE,
     "interpolate": pb.SAMPLE_ORIGIN_INTERPOLATE,
@@ -57,6 +61,7 @@ ORIGINS = {
     "complete": pb.SAMPLE_ORIGIN_COMPLETE,
     "draw": pb.SAMPLE_ORIGIN_DRAW,
     "continue": pb.SAMPLE_ORIGIN_CONTINUE,
+    "stylize": pb.SAMPLE_ORIGIN_STYLIZE,
 }
 # Proto pen states -> latentforge.strokes' (PEN_STATE_UNSPECIFIED reads as down), and back.
 PENS_IN = {pb.PEN_STATE_UNSPECIFIED: PEN_DOWN, pb.PEN_STATE_DOWN: PEN_DOWN, pb.PEN_STATE_UP: PEN_UP}
@@ -110,8 +115,8 @@ def images(items: Iterable[pb.Image]) -> list[ImageInput]:
     return out
 
 
-def mask(request: pb.CompleteRequest) -> MaskInput:
-    """A CompleteRequest's mask: PNG bytes, a raw tensor, rectangles, or None."""
+def mask(request: pb.CompleteRequest | pb.StylizeRequest) -> MaskInput:
+    """A CompleteRequest's or StylizeRequest's mask: PNG bytes, a raw tensor, rectangles, or None."""
     if not request.HasField("mask"):
         return None
     kind = request.mask.WhichOneof("data")
@@ -177,6 +182,17 @@ def complete_request(r: pb.CompleteRequest) -> CompleteRequest:
     return CompleteRequest(model=r.model, version=optional(r, "version"), image=image, mask=mask(r), count=r.count,
                            seed=optional(r, "seed"), iterations=r.iterations, label=optional(r, "label"),
                            output=output)
+
+
+def stylize_request(r: pb.StylizeRequest) -> StylizeRequest:
+    """Stylize: the content, each style entry (image or id, and weight), alpha, mask, format."""
+    output = output_format(r.format)
+    content = images([r.content])[0] if r.HasField("content") else None
+    styles = [StyleInput(image=images([e.image])[0] if e.HasField("image") else None,
+                         style_id=e.style_id or None, weight=optional(e, "weight")) for e in r.styles]
+    return StylizeRequest(model=r.model, version=optional(r, "version"), content=content,
+                          content_sample_id=r.content_sample_id or None, styles=styles, alpha=optional(r, "alpha"),
+                          preserve_color=r.preserve_color, mask=mask(r), output=output)
 
 
 def draw_request(r: pb.GenerateStrokesRequest) -> DrawRequest:
@@ -256,6 +272,15 @@ def complete_response(made: Samples, output: OutputFormat, with_latents: bool) -
     response = pb.CompleteResponse(model=made.model.name, version=made.model.version, seed=made.seed,
                                    samples_stored=made.stored, method=METHODS[made.method or "model"])
     add_samples(response.candidates, made, output, 0, with_latents)
+    return response
+
+
+def stylize_response(made: Stylized, output: OutputFormat) -> pb.StylizeResponse:
+    """Stylize's stored sample (a PNG, or a float32 tensor of the content's size) and style ids."""
+    response = pb.StylizeResponse(model=made.model.name, version=made.model.version, style_id=made.style_id,
+                                  style_ids=made.style_ids, samples_stored=made.stored)
+    fill_sample(response.sample, made.record, 0, made.payload,
+                made.shape if output is OutputFormat.TENSOR else None, False)
     return response
 
 

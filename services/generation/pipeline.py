@@ -27,6 +27,7 @@ import numpy as np
 from latentforge import images as imaging
 from latentforge.completion import candidate_noise, composite, iterative_complete
 from latentforge import latents
+from latentforge.colour import preserve_color
 from latentforge.runtime import ModelRuntime, decode_feeds
 from services.generation.cache import (
     SAMPLE_ID_PATTERN,
@@ -35,10 +36,11 @@ from services.generation.cache import (
     SampleRecord,
     new_sample_id,
     render_key,
+    style_key,
 )
 from services.generation.config import ServeConfig
 from services.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from services.generation import completion
+from services.generation import completion, stylize as styling
 from services.generation.requests import (
     CompleteRequest,
     ContinueRequest,
@@ -54,6 +56,9 @@ from services.generation.requests import (
     OutputFormat,
     Rendered,
     Samples,
+    StyleInput,
+    Stylized,
+    StylizeRequest,
     TensorInput,
     VariationsRequest,
 )
@@ -275,10 +280,160 @@ class GenerationPipeline:
         self._samples.get(model, "Complete").inc(count)
         return Samples(model, records, payloads, stored, base_seed, "model" if rounds is None else "iterative")
 
+    async def stylize(self, request: StylizeRequest, deadline: float | None) -> Stylized:
+        """Stylize: the content (an image, or a stored sample drawn again) painted in the style,
+        stored as a sample without a latent.
+
+        The style's statistics come from the cache by style id, or from the style encoder (the
+        image scaled down to ``stylize_style_max_side``) and are then cached, so any replica
+        sharing the cache serves the id; a mix is the weighted mean of its parts' statistics,
+        cached under the mix's id. After the graph: the content's colours kept when asked
+        (``preserve_color``), then the content put back outside the mask, so pixels outside it
+        are the content's exactly; alpha 0 gives the content without running the graph.
+        """
+        model = self._model(request.model, request.version, "Stylize")
+        fixed = not model.has_task("stylize")
+        alpha = styling.check_alpha(request.alpha)
+        if fixed and request.styles:
+            raise InvalidArgument(f"model {model.name} (kind {model.manifest.kind}) has its style built in; "
+                                  "send no styles")
+        if not fixed and not 1 <= len(request.styles) <= self.max_count:
+            raise InvalidArgument(f"send 1 to {self.max_count} styles (an image or a style_id each), "
+                                  f"got {len(request.styles)}")
+        shares = None if fixed else styling.weights(request.styles)
+        content = await self._stylize_content(request, deadline)
+        _, h, w = content.shape
+        mask = styling.mask_array(request.mask, h, w)
+        note(width=w, height=h, styles=len(request.styles))
+        feeds: dict[str, np.ndarray] = {}
+        style_id, style_ids, styles_stored = "", [], True
+        if not fixed:
+            assert shares is not None
+            mean, std, style_id, style_ids, styles_stored = await self._style(model, request.styles, shares, deadline)
+            feeds = {"style_mean": mean[None], "style_std": std[None]}
+        lo, hi = model.value_range
+        output, level = request.output, self.config.png_compress_level
+
+        def finish(out: dict[str, np.ndarray]) -> list[bytes]:
+            image = np.clip((out["stylized"][0].astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+            if request.preserve_color:
+                image = preserve_color(content, image)
+            image = (mask * image + (1.0 - mask) * content).astype(np.float32)
+            if output is OutputFormat.TENSOR:
+                return [np.ascontiguousarray(image, dtype="<f4").tobytes()]
+            return [imaging.encode_png(image, (0.0, 1.0), level)]
+
+        if alpha == 0.0:
+            payload = (await asyncio.get_running_loop().run_in_executor(
+                self.executor, finish, {"stylized": (content * (hi - lo) + lo)[None]}))[0]
+        else:
+            feeds.update(content=(content * (hi - lo) + lo)[None], alpha=np.array([alpha], np.float32),
+                         mask=mask[None])
+            payload = (await self._run(model, "stylize_fixed" if fixed else "stylize", feeds, finish, deadline))[0]
+        record = SampleRecord(new_sample_id(), model.name, model.version, np.zeros(0, np.float32), "stylize")
+        stored = await self._store([record]) and styles_stored
+        self._samples.get(model, "Stylize").inc()
+        return Stylized(model, record, payload, (3, h, w), style_id, style_ids, stored)
+
+    async def _stylize_content(self, request: StylizeRequest, deadline: float | None) -> np.ndarray:
+        """Stylize's content as float32 (3, H, W) in [0, 1]: the image sent, or a stored image
+        sample drawn again by the version that made it (value range mapped, grey made RGB)."""
+        limit = self.config.stylize_max_pixels
+        loop = asyncio.get_running_loop()
+        if request.content_sample_id:
+            if request.content is not None:
+                raise InvalidArgument("set content or content_sample_id, not both")
+            record = await self.sample(request.content_sample_id)
+            if record.origin == "stylize":
+                raise InvalidArgument(f"sample {record.sample_id!r} is a stylised image, which the server does not "
+                                      "keep; send its image as content")
+            maker = self._maker(record)
+            z = record.latent[None].astype(np.float32)
+            labels = None if record.label is None else np.array([record.label], dtype=np.int64)
+            payloads = await self._redraw(maker, record, z, labels, OutputFormat.TENSOR, deadline)
+            if payloads is None:
+                raise InvalidArgument(f"sample {record.sample_id!r} of {maker.name} is a drawing, not one image; "
+                                      "send an image as content")
+            c, h, w = maker.image_shape
+            lo, hi = maker.value_range
+            image = np.clip((np.frombuffer(payloads[0], dtype="<f4").reshape(c, h, w) - lo) / (hi - lo), 0.0, 1.0)
+            image = np.repeat(image, 3, 0) if c == 1 else image
+            if h * w > limit or min(h, w) < styling.MIN_SIDE:
+                raise InvalidArgument(f"sample {record.sample_id!r} is {w}x{h}; content must have sides of at least "
+                                      f"{styling.MIN_SIDE} and at most {limit} pixels")
+            return np.ascontiguousarray(image, dtype=np.float32)
+        return await loop.run_in_executor(self.executor, styling.rgb_image, request.content, limit, "content")
+
+    async def _style(self, model: ModelRuntime, styles: Sequence[StyleInput], shares: np.ndarray,
+                     deadline: float | None) -> tuple[np.ndarray, np.ndarray, str, list[str], bool]:
+        """The statistics (mean, std) of a request's style or mix of styles, its id, each part's id,
+        and whether every newly encoded style reached the cache."""
+        size = model.manifest.signatures[model.graph_for("stylize")].input("style_mean").shape[1]
+        size = size if isinstance(size, int) else None
+
+        async def one(k: int, entry: StyleInput) -> tuple[str, np.ndarray, np.ndarray, bool]:
+            if entry.image is None and not entry.style_id:
+                raise InvalidArgument(f"styles[{k}] is empty; set its image or style_id")
+            if entry.image is not None and entry.style_id:
+                raise InvalidArgument(f"styles[{k}]: set image or style_id, not both")
+            if entry.style_id:
+                sid = styling.check_style_id(entry.style_id, k)
+                found = await self._cached_style(model, sid, size)
+                if found is None:
+                    raise InvalidArgument(
+                        f"styles[{k}].style_id {sid} is unknown to {model.name} v{model.version} or expired (styles are "
+                        f"kept {self.config.cache_ttl_s} s per model version); send the style image again")
+                return sid, *found, True
+            loop = asyncio.get_running_loop()
+            image = await loop.run_in_executor(self.executor, _style_image, entry.image,
+                                               self.config.stylize_max_pixels, self.config.stylize_style_max_side,
+                                               f"styles[{k}].image")
+            sid = styling.image_id(entry.image)
+            found = await self._cached_style(model, sid, size, missing_ok=True)
+            if found is not None:
+                return sid, *found, True
+            lo, hi = model.value_range
+            out = await self._run(model, "encode_style", {"style": (image * (hi - lo) + lo)[None]}, None, deadline)
+            mean, std = out["style_mean"][0].astype(np.float32), out["style_std"][0].astype(np.float32)
+            return sid, mean, std, await self._put_style(model, sid, mean, std)
+
+        parts = await asyncio.gather(*(one(k, entry) for k, entry in enumerate(styles)))
+        ids = [p[0] for p in parts]
+        stored = all(p[3] for p in parts)
+        if len(parts) == 1:
+            return parts[0][1], parts[0][2], ids[0], ids, stored
+        mean = np.tensordot(shares, np.stack([p[1] for p in parts]), 1).astype(np.float32)
+        std = np.tensordot(shares, np.stack([p[2] for p in parts]), 1).astype(np.float32)
+        mixed = styling.mix_id(ids, shares)
+        stored = await self._put_style(model, mixed, mean, std) and stored
+        return mean, std, mixed, ids, stored
+
+    async def _cached_style(self, model: ModelRuntime, style_id: str, size: int | None,
+                            missing_ok: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+        """A style's cached statistics for ``model``'s version (None when absent). An unreachable
+        cache is UNAVAILABLE for an id, a miss for an image (which is then encoded)."""
+        try:
+            data = await self.cache.get_style(style_key(model.name, model.version, style_id))
+        except CacheUnavailable:
+            if missing_ok:
+                return None
+            raise Unavailable("the cache is unreachable, so style ids cannot be resolved now; retry later or "
+                              "send the style image") from None
+        return None if data is None else styling.unpack_stats(data, size)
+
+    async def _put_style(self, model: ModelRuntime, style_id: str, mean: np.ndarray, std: np.ndarray) -> bool:
+        """Cache a style's statistics; False (counted and logged by the cache) when it failed."""
+        try:
+            await self.cache.put_style(style_key(model.name, model.version, style_id), styling.pack_stats(mean, std))
+            return True
+        except CacheUnavailable:
+            return False
+
     async def variations(self, request: VariationsRequest, deadline: float | None) -> Samples:
         """Samples near a stored one, on the model version that made it. Variations of a
         completion keep its known pixels: they are completed again from the same input."""
         parent = await self.sample(request.sample_id)
+        _has_latent(parent, "Variations of it")
         model = self._maker(parent)
         self._require(model, "Variations")
         count = self._check_count(request.count, "count")
@@ -305,6 +460,7 @@ class GenerationPipeline:
         ``<img src>`` of a sample): its latent decoded, or a completion completed again from
         its input. A stroke drawing is not one image of its latent; it is refused."""
         record = await self.sample(sample_id)
+        _has_latent(record, "its image drawn again")
         model = self._maker(record)
         note(model=model.name, version=model.version)
         z = record.latent[None].astype(np.float32)
@@ -567,6 +723,18 @@ class GenerationPipeline:
         except CacheUnavailable:
             return False
 
+
+
+def _has_latent(record: SampleRecord, what: str) -> None:
+    """FAILED_PRECONDITION for a stylised sample, which has no latent to draw again from."""
+    if record.origin == "stylize":
+        raise FailedPrecondition(f"sample {record.sample_id!r} is a stylised image: it has no latent, so {what} "
+                                 "cannot be made; keep the image Stylize returned")
+
+
+def _style_image(item: ImageInput, max_pixels: int, max_side: int, what: str) -> np.ndarray:
+    """A style image as float32 (3, H, W) in [0, 1], its longer side at most ``max_side``."""
+    return styling.shrink(styling.rgb_image(item, max_pixels, what), max_side)
 
 
 def _truncation(psi: float | None) -> float | None:

@@ -157,6 +157,44 @@ class EncodeStrokesRequest:
 
 
 @dataclass(slots=True)
+class StyleInput:
+    """One style of a Stylize request, or one part of a mix: an image or the id of a style sent
+    before (exactly one set), and its weight (None: 1)."""
+
+    image: ImageInput = None
+    style_id: str | None = None
+    weight: float | None = None
+
+
+@dataclass(slots=True)
+class StylizeRequest:
+    """Stylize: a content image (or a stored sample's) painted in a style."""
+
+    model: str
+    version: int | None
+    content: ImageInput  # None with content_sample_id set (or when the client sent none)
+    content_sample_id: str | None
+    styles: Sequence[StyleInput]  # empty for a one-style model
+    alpha: float | None  # None: 1 (full style)
+    preserve_color: bool
+    mask: MaskInput  # None: stylise everywhere; else 1 = stylise (holes: the rectangles stylised)
+    output: OutputFormat
+
+
+@dataclass(slots=True)
+class Stylized:
+    """A Stylize result: the stored sample, its rendered output and the style's ids."""
+
+    model: "ModelRuntime"
+    record: "SampleRecord"
+    payload: bytes
+    shape: tuple[int, int, int]  # (3, H, W) of the image, the content's size
+    style_id: str  # "" for a one-style model
+    style_ids: list[str]  # each requested style's id, in order
+    stored: bool  # the sample (and any new style) reached the cache
+
+
+@dataclass(slots=True)
 class GeneratePlan:
     """A checked Generate request: its model version, its base seed and labels settled."""
 

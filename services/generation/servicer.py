@@ -112,6 +112,11 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         made = await self.pipeline.complete(typed, deadline(context))
         return convert.complete_response(made, typed.output, request.return_latents)
 
+    @unary
+    async def Stylize(self, request: pb.StylizeRequest, context: grpc.aio.ServicerContext) -> pb.StylizeResponse:
+        typed = convert.stylize_request(request)
+        return convert.stylize_response(await self.pipeline.stylize(typed, deadline(context)), typed.output)
+
     @stream
     async def GenerateStrokes(self, request: pb.GenerateStrokesRequest,
                               context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StrokeEvent]:

@@ -1,5 +1,6 @@
-"""The sample cache: sample id -> latent and metadata, with a TTL, shared by replicas; and the
-rendered-output cache: (model, version, latent, output parameters) -> encoded image bytes.
+"""The sample cache: sample id -> latent and metadata, with a TTL, shared by replicas; the
+rendered-output cache: (model, version, latent, output parameters) -> encoded image bytes; and
+style statistics: (model, version, style id) -> a style's mean and std, with the samples' TTL.
 
 One interface (``SampleCache``), two implementations:
 
@@ -22,7 +23,7 @@ after a few failures in a row and probes it in the background instead.
 Modules, one job each:
 
 * ``record`` - ``SampleRecord`` (what the cache keeps about one sample, and its stored form),
-  ``SAMPLE_ID_PATTERN``, ``new_sample_id``, ``render_key``.
+  ``SAMPLE_ID_PATTERN``, ``new_sample_id``, ``render_key``, ``STYLE_ID_PATTERN``, ``style_key``.
 * ``base`` - the interface, ``SampleCache`` (hit/miss/error counting around the backend's
   operations), and ``CacheUnavailable``.
 * ``memory`` - ``MemorySampleCache``, the in-process LRU.
@@ -43,9 +44,16 @@ from services.generation.cache.base import CacheUnavailable, SampleCache
 from services.generation.cache.coalescer import MAX_WRITE_BATCH, WriteCoalescer
 from services.generation.cache.factory import make_cache
 from services.generation.cache.memory import MemorySampleCache
-from services.generation.cache.record import SAMPLE_ID_PATTERN, SampleRecord, new_sample_id, render_key
+from services.generation.cache.record import (
+    SAMPLE_ID_PATTERN,
+    STYLE_ID_PATTERN,
+    SampleRecord,
+    new_sample_id,
+    render_key,
+    style_key,
+)
 from services.generation.cache.redis_cache import KEY_VERSION, RedisSampleCache, redact_url
 
-__all__ = ["KEY_VERSION", "MAX_WRITE_BATCH", "SAMPLE_ID_PATTERN", "CacheUnavailable", "MemorySampleCache",
+__all__ = ["KEY_VERSION", "MAX_WRITE_BATCH", "SAMPLE_ID_PATTERN", "STYLE_ID_PATTERN", "CacheUnavailable", "MemorySampleCache",
            "RedisSampleCache", "SampleCache", "SampleRecord", "WriteCoalescer", "make_cache", "new_sample_id",
-           "redact_url", "render_key"]
+           "redact_url", "render_key", "style_key"]

@@ -1,5 +1,5 @@
-"""The cache interface: ``SampleCache`` (sample id -> record with a TTL, and the rendered-output
-cache) and ``CacheUnavailable``, what its operations raise when the backend fails.
+"""The cache interface: ``SampleCache`` (sample id -> record with a TTL, the rendered-output
+cache, and style statistics by style id) and ``CacheUnavailable``, what its operations raise when the backend fails.
 
 A rendered output is only an optimisation: a lookup that fails counts as a miss and a store that
 fails is dropped (both counted as cache errors), so a request never fails because of it.
@@ -83,6 +83,29 @@ class SampleCache(abc.ABC):
             await self._put_rendered(items)
         except CacheUnavailable:
             self._count_error("put_rendered")
+
+    async def put_style(self, key: str, value: bytes) -> None:
+        """Store a style's statistics under ``key`` (``style_key``; the sample TTL applied), so
+        any replica sharing the cache finds the style by id; raises CacheUnavailable."""
+        try:
+            await self._put_style(key, value)
+        except CacheUnavailable:
+            self._count_error("put_style")
+            raise
+
+    async def get_style(self, key: str) -> bytes | None:
+        """A style's stored statistics, or None when unknown or expired; raises CacheUnavailable."""
+        try:
+            return await self._get_style(key)
+        except CacheUnavailable:
+            self._count_error("get_style")
+            raise
+
+    @abc.abstractmethod
+    async def _put_style(self, key: str, value: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def _get_style(self, key: str) -> bytes | None: ...
 
     @abc.abstractmethod
     async def _put_many(self, records: list[SampleRecord]) -> None: ...

@@ -57,7 +57,8 @@ class _BytesLru:
 
 class MemorySampleCache(SampleCache):
     """In-process LRU: evicts least recently used entries beyond ``max_bytes``; TTL on read.
-    Rendered outputs live in a second LRU with their own TTL and bound."""
+    Rendered outputs live in a second LRU with their own TTL and bound; style statistics in a
+    third, with the samples' TTL and a quarter of their bound."""
 
     backend = "memory"
 
@@ -68,6 +69,8 @@ class MemorySampleCache(SampleCache):
         self._entries: OrderedDict[str, tuple[float, int, SampleRecord]] = OrderedDict()
         self._bytes = 0
         self.rendered = _BytesLru(int(render_ttl_s), int(render_max_bytes))
+        # Style statistics (a few KiB each) live as long as samples, in a quarter of their bound.
+        self.styles = _BytesLru(self.ttl_s, max(self.max_bytes // 4, 1024))
 
     @property
     def size_bytes(self) -> int:
@@ -113,3 +116,9 @@ class MemorySampleCache(SampleCache):
         now = time.monotonic()
         for key, value in items.items():
             self.rendered.put(key, value, now)
+
+    async def _get_style(self, key: str) -> bytes | None:
+        return self.styles.get(key, time.monotonic())
+
+    async def _put_style(self, key: str, value: bytes) -> None:
+        self.styles.put(key, value, time.monotonic())

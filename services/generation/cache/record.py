@@ -1,8 +1,9 @@
 """What the cache keeps about one sample, and its ids and keys: ``SampleRecord`` (the latent and
 its metadata; ``meta()`` and ``from_parts()`` are its stored form: metadata as JSON-able values,
 the latent as float32 little-endian bytes), ``SAMPLE_ID_PATTERN`` and ``new_sample_id()`` for
-sample ids, and ``render_key()`` for the rendered-output cache: (model, version, latent, output
-parameters) -> encoded image bytes.
+sample ids, ``render_key()`` for the rendered-output cache: (model, version, latent, output
+parameters) -> encoded image bytes, and ``STYLE_ID_PATTERN`` and ``style_key()`` for style
+statistics.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ def render_key(model: str, version: int, latent: np.ndarray, label: int | None, 
     return f"{model}:{version}:{output}:{'' if label is None else label}:{digest}"
 
 
+STYLE_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+
+def style_key(model: str, version: int, style_id: str) -> str:
+    """Key of a style's statistics: the model version that encoded it and its style id (the
+    SHA-256 of the style image's bytes, or a mix's id); the cache adds ``<namespace>:v1:style:``."""
+    return f"{model}:{version}:{style_id}"
+
+
 def new_sample_id() -> str:
     """A fresh random id (22 URL-safe characters, 128 bits)."""
     return secrets.token_urlsafe(16)
@@ -39,7 +49,7 @@ class SampleRecord:
     model: str
     version: int
     latent: np.ndarray  # float32 (latent_dim,)
-    origin: str  # "generate", "interpolate", "encode", "variation", "complete"
+    origin: str  # "generate", "interpolate", "encode", "variation", "complete", "stylize" (no latent)
     seed: int | None = None
     label: int | None = None
     truncation: float | None = None

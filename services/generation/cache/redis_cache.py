@@ -1,7 +1,7 @@
 """``RedisSampleCache``: the cache in Redis via ``redis.asyncio``, for several replicas. Key
 ``<namespace>:v1:sample:<id>`` holds a hash with the latent as float32 little-endian bytes and
-the metadata as JSON; rendered outputs are plain values under ``<namespace>:v1:render:<key>``;
-every key gets a TTL.
+the metadata as JSON; rendered outputs are plain values under ``<namespace>:v1:render:<key>``,
+style statistics under ``<namespace>:v1:style:<model>:<version>:<style id>``; every key gets a TTL.
 
 A Redis that hangs instead of refusing connections (a frozen process, a black-holed network)
 would make every operation wait out its timeout; a circuit breaker
@@ -84,6 +84,7 @@ class RedisSampleCache(SampleCache):
         self.url = redact_url(url)  # for logs and messages; the real URL is not kept
         self.namespace = namespace
         self.prefix = f"{namespace}:{KEY_VERSION}:sample:"
+        self.style_prefix = f"{namespace}:{KEY_VERSION}:style:"
         parts = urlsplit(url)
         self._secrets = tuple(unquote(v) for v in (parts.password, *_query_secrets(parts.query)) if v)
         tls: dict[str, Any] = {k: str(v) for k, v in (("ssl_ca_certs", tls_ca), ("ssl_certfile", tls_cert),
@@ -237,6 +238,12 @@ class RedisSampleCache(SampleCache):
                 await pipe.execute()
 
         await self._run("put_rendered", put)
+
+    async def _get_style(self, key: str) -> bytes | None:
+        return await self._run("get_style", lambda: self._client.get(self.style_prefix + key))
+
+    async def _put_style(self, key: str, value: bytes) -> None:
+        await self._run("put_style", lambda: self._client.set(self.style_prefix + key, value, ex=self.ttl_s))
 
     async def ping(self) -> bool:
         try:
