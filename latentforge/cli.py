@@ -36,7 +36,8 @@ PARTS = (
     Part("trainer", "trainer.cli", ("train",), "train"),
     Part("trainer", "trainer.quality.cli", ("evaluate",), "train"),
     Part("exporter", "exporter.cli", ("export",), "train"),
-    Part("services", "services.cli", ("serve", "serve-training", "generate", "interpolate", "complete", "models"), "serve"),
+    Part("services", "services.cli", ("serve", "serve-training", "generate", "interpolate", "complete", "stylize",
+                                       "models"), "serve"),
     Part("services", "services.training.cli", ("jobs", "datasets"), "serve"),
     Part("tools", "tools.bench", ("bench",), "serve"),
 )

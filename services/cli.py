@@ -1,4 +1,5 @@
-"""``latentforge serve | serve-training | generate | interpolate | complete | models``: the services' sub-commands.
+"""``latentforge serve | serve-training | generate | interpolate | complete | stylize | models``: the services'
+sub-commands.
 
 Imports nothing heavy at module import time; each command imports what it needs when run.
 """
@@ -79,6 +80,26 @@ def register(subparsers: Any) -> None:
     c.add_argument("--out", type=Path, default=Path("completion.png"),
                    help="output PNG strip (default completion.png)")
     c.set_defaults(func=_complete)
+
+    y = subparsers.add_parser("stylize", help="paint an image in a style on a running server (a PNG)",
+                              description="Paint a content image in a style with a style model on a running "
+                              "server. The style is a PNG, or the id of a style sent before (printed after each "
+                              "call); repeat --style (with --weight) for a weighted mix.")
+    connection_args(y)
+    y.add_argument("--model", help="style model (default: the server's only model that supports Stylize)")
+    y.add_argument("--version", type=int, help="model version (default: newest)")
+    content = y.add_mutually_exclusive_group(required=True)
+    content.add_argument("--content", type=Path, help="content PNG, any size up to the server's limit")
+    content.add_argument("--content-sample", metavar="SAMPLE_ID", help="a stored image sample as the content")
+    y.add_argument("--style", action="append", default=[], metavar="PNG|STYLE_ID",
+                   help="style image or style id; repeat for a mix (none for a one-style model)")
+    y.add_argument("--weight", action="append", type=float, default=[],
+                   help="weight of each --style in a mix, in their order (default 1 each)")
+    y.add_argument("--alpha", type=float, help="style strength in [0, 1] (default 1: full style)")
+    y.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
+    y.add_argument("--mask", type=Path, help="mask PNG of the content's size: white (>= 128) = stylise, black = keep")
+    y.add_argument("--out", type=Path, default=Path("stylized.png"), help="output PNG (default stylized.png)")
+    y.set_defaults(func=_stylize)
 
     d = subparsers.add_parser("draw", help="draw with a stroke model: SVG (and PNG, animated GIF) of each drawing",
                               description="Draw with a stroke model (sketch-rnn) on a running server; the points "
@@ -363,6 +384,53 @@ def _complete(args: argparse.Namespace) -> int:
     print(f"{args.out}: the input (hole in red) and {len(result.samples)} candidates from {result.model} "
           f"v{result.version}, seed {result.seed}")
     return 0
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    """``latentforge stylize``: one Stylize call, the result written as a PNG; errors in one line."""
+    import re
+
+    import grpc
+
+    if args.weight and len(args.weight) != len(args.style):
+        print(f"error: give one --weight per --style ({len(args.style)} styles, {len(args.weight)} weights)",
+              file=sys.stderr)
+        return 2
+    try:
+        content = args.content.read_bytes() if args.content else None
+        mask = args.mask.read_bytes() if args.mask else None
+        styles = [text if re.fullmatch(r"[0-9a-f]{64}", text) else Path(text).read_bytes() for text in args.style]
+    except OSError as exc:
+        print(f"error: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    weights = args.weight or [None] * len(styles)
+    try:
+        with connect(args) as client:
+            model = args.model or _style_model(client)
+            made = client.stylize(model, content, list(zip(styles, weights)) or None,
+                                  content_sample_id=args.content_sample, alpha=args.alpha,
+                                  preserve_color=args.preserve_color, mask=mask, version=args.version)
+    except grpc.RpcError as exc:
+        return _rpc_error(exc)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    assert made.sample.image is not None and made.sample.image.png is not None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(made.sample.image.png)
+    width, height = made.sample.pil().size
+    style = f", style {made.style_id}" if made.style_id else ""
+    print(f"{args.out}: {width}x{height} from {made.model} v{made.version}{style}, sample {made.sample.sample_id}")
+    return 0
+
+
+def _style_model(client: Any) -> str:
+    """The one model name the server serves Stylize with (ValueError when none or several)."""
+    names = sorted({m.name for m in client.list_models() if "Stylize" in m.supported_methods})
+    if len(names) != 1:
+        found = ", ".join(names) if names else "none"
+        raise ValueError(f"name the style model with --model (models that support Stylize: {found})")
+    return names[0]
 
 
 def _numbered(path: Path | None, index: int, count: int) -> Path | None:

@@ -48,6 +48,7 @@ ROUTES: dict[str, tuple[Route, ...]] = {
         Route("POST", "/v1/reconstruct", "Reconstruct", gen.ReconstructRequest),
         Route("POST", "/v1/variations", "Variations", gen.VariationsRequest),
         Route("POST", "/v1/complete", "Complete", gen.CompleteRequest),
+        Route("POST", "/v1/stylize", "Stylize", gen.StylizeRequest),
         Route("POST", "/v1/strokes/generate", "GenerateStrokes", gen.GenerateStrokesRequest, "stream"),
         Route("POST", "/v1/strokes/continue", "ContinueStrokes", gen.ContinueStrokesRequest, "stream"),
         Route("POST", "/v1/strokes/encode", "EncodeStrokes", gen.EncodeStrokesRequest),

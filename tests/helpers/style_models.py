@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,9 @@ def _write(version_dir: Path, graphs: list, **fields) -> Path:
     files, signatures = {}, {}
     for graph in graphs:
         path = version_dir / f"{graph.role}.onnx"
-        export_graph(graph, path)
+        with warnings.catch_warnings():  # torch's notes that axes sharing constraints keep one name
+            warnings.filterwarnings("ignore", message=".*will not be used, since it shares", category=UserWarning)
+            export_graph(graph, path)
         files[path.name] = FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size)
         signatures[graph.role] = read_signature(path)
     manifest = Manifest(
