@@ -88,15 +88,15 @@ class AdaIN(StyleFamily):
     def sample(self, z: torch.Tensor) -> torch.Tensor:
         """Row i: content i of the first training batch (cycled) in style i of the style bank
         (cycled), for the sample grids; not exported."""
-        bank = self._content_bank if self._content_bank is not None else self.styles.spread(BANK_SIZE)
-        styles = self.styles.spread(BANK_SIZE)
+        bank = self._content_bank if self._content_bank is not None else self.styles.bank(BANK_SIZE)
+        styles = self.styles.bank(BANK_SIZE)
         rows = torch.arange(len(z), device=self.device)
         return self.stylize(bank[rows % len(bank)], styles[rows % len(styles)])
 
     @torch.no_grad()
     def extra_grids(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Contents x styles: a top row of style images, then each content followed by it in each style."""
-        styles = self.styles.spread(GRID_STYLES)
+        styles = self.styles.bank(GRID_STYLES)
         contents = as_rgb(batch.images)
         contents = contents[torch.arange(GRID_CONTENTS, device=contents.device) % len(contents)]
         k, n = len(styles), len(contents)

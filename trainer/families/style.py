@@ -80,10 +80,10 @@ class ImageSet:
         index = torch.randint(0, len(self.images), (n,))
         return self.images[index.to(self.device)]
 
-    def spread(self, n: int) -> torch.Tensor:
-        """n images evenly spaced over the set: a fixed bank for grids."""
-        count = len(self.images)
-        return self.images[torch.linspace(0, count - 1, min(n, count)).round().long().to(self.device)]
+    def bank(self, n: int) -> torch.Tensor:
+        """The set's first n images: a fixed bank for grids (the built-in style sets cycle through
+        their pictures, so these are crops of n different ones where the set has n)."""
+        return self.images[:n]
 
 
 def image_inputs(n: int, g: torch.Generator, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -160,7 +160,7 @@ class OneStyle(StyleFamily):
 
     def _content_bank(self) -> torch.Tensor:
         if self._bank is None:
-            self._bank = self.contents.spread(BANK_SIZE)
+            self._bank = self.contents.bank(BANK_SIZE)
         return self._bank
 
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
