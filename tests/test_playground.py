@@ -10,6 +10,7 @@ writes docs/images/playground-*.png (otherwise they go to each test's tmp_path).
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import re
@@ -527,4 +528,50 @@ def test_upload_train_watch_cancel_and_generate_from_the_published_model(trainin
     page.click("#job-cancel")
     page.wait_for_selector("#job-view[data-state=cancelled]", timeout=120_000)
     assert page.is_visible("#job-resume") and page.is_hidden("#job-generate")
+    watched.check()
+
+
+@pytest.fixture(scope="module")
+def style_server(tmp_path_factory):
+    """A server of style models only (exported from untrained networks)."""
+    from tests.helpers.style_models import write_style_model
+
+    root = tmp_path_factory.mktemp("playground-style")
+    write_style_model(root)
+    server = start_server(root, http_port=0, playground=True)
+    yield server
+    server.stop()
+
+
+def test_stylize_an_upload_then_again_by_the_style_id(style_server, open_page, tmp_path: Path):
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    content, style = tmp_path / "in.png", tmp_path / "art.png"
+    Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)).save(content)
+    Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(style)
+    watched = open_page(style_server.http_url)
+    page = watched.open("/#stylize")
+    select_model(page, "stylize-model", "adain-toy")
+    sent: list[dict] = []
+    page.on("request", lambda r: sent.append(json.loads(r.post_data)) if r.url.endswith("/v1/stylize") else None)
+    page.set_input_files("#stylize-content-file", str(content))
+    page.set_input_files("#stylize-style-file", str(style))
+    page.wait_for_selector("#stylize-go:not([disabled])")
+    page.fill("#stylize-alpha", "0.5")
+    page.check("#stylize-preserve")
+    page.click("#stylize-go")
+    page.wait_for_selector("#stylize-result[data-sample-id]")
+    style_id = page.get_attribute("#stylize-about", "data-style-id")
+    assert style_id == hashlib.sha256(style.read_bytes()).hexdigest()
+    first = page.get_attribute("#stylize-result", "src")
+    size = page.eval_on_selector("#stylize-result", "img => [img.naturalWidth, img.naturalHeight]")
+    assert size == [53, 37]
+    screenshot(page, "stylize", tmp_path)
+    first_id = page.get_attribute("#stylize-result", "data-sample-id")
+    page.click("#stylize-go")  # the style again, now by its id
+    page.wait_for_function("id => document.getElementById('stylize-result').dataset.sampleId !== id", arg=first_id)
+    assert sent[0]["styles"][0]["image"]["png"] and sent[0]["alpha"] == 0.5 and sent[0]["preserveColor"] is True
+    assert sent[1]["styles"] == [{"styleId": style_id}]
+    assert page.get_attribute("#stylize-result", "src") == first  # deterministic: the same bytes
     watched.check()

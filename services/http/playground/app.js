@@ -6,9 +6,10 @@ import { setupGenerate } from "./generate.js";
 import { setupInterpolate } from "./interpolate.js";
 import { setupComplete } from "./complete.js";
 import { setupDraw } from "./draw.js";
+import { setupStylize } from "./stylize.js";
 import { setupTrain } from "./train.js";
 
-const TABS = ["generate", "interpolate", "complete", "draw", "train"];
+const TABS = ["generate", "interpolate", "complete", "stylize", "draw", "train"];
 const tabHooks = {};
 
 export function showTab(name) {
@@ -64,6 +65,7 @@ function start() {
   setupGenerate(ctx);
   setupInterpolate(ctx);
   setupComplete(ctx);
+  setupStylize(ctx);
   setupDraw(ctx);
   setupTrain(ctx);
   const first = location.hash.slice(1);

@@ -104,6 +104,7 @@ export const KIND_NAMES = {
   MODEL_KIND_AE: "autoencoder",
   MODEL_KIND_COMPLETION: "completion",
   MODEL_KIND_STROKE_VAE: "stroke model",
+  MODEL_KIND_STYLE: "style model",
 };
 
 /** Fill a <select> with models (keeping the chosen one when it is still there). */
