@@ -234,9 +234,10 @@ class AdaINConfig(AdamOptions):
     features of a seeded random-weight encoder, a decoder trained back to images. The run's --data
     is the content set (e.g. style:photos); `styles` the built-in set of style images.
 
-    Measured on this project's 2-core CPU (batch 8, defaults, two threads): 64 px 7.4 steps/s,
-    128 px 1.9 steps/s; 10 CPU minutes at 128 px are about 1,100 steps, which draw the textures'
-    colours and coarse patterns over the photographs' shapes."""
+    Measured on a 2-core CPU (batch 8, these defaults, two threads, data loading not counted):
+    64 px 19.1 steps/s, 128 px 4.9 steps/s, so 10 CPU minutes at 128 px are about 2,900 steps.
+    600 steps at 64 px give blurred contents in the styles' tones; more steps (or width 32, about
+    4x the compute) sharpen them."""
 
     lr: float = option(1e-3, "learning rate (Adam)", above=0)
     encoder_seed: int = option(0, _ENCODER_SEED_HELP, fixed=True)
@@ -271,9 +272,9 @@ class StyleConfig(AdamOptions):
     --model style --style-image art.png`), on the contents of `content`; the losses are read in a
     seeded random-weight encoder.
 
-    Measured on this project's 2-core CPU (batch 8, defaults, two threads): 64 px 5.3 steps/s,
-    128 px 1.3 steps/s; 10 CPU minutes at 128 px are about 800 steps, enough for the style's
-    colours and texture over the contents' shapes."""
+    Measured on a 2-core CPU (batch 8, these defaults, two threads, data loading not counted):
+    64 px 7.9 steps/s, 128 px 0.93 steps/s, so 10 CPU minutes at 128 px are about 550 steps; 200
+    steps at 64 px already draw the style's colours and texture over the contents' shapes."""
 
     lr: float = option(1e-3, "learning rate (Adam)", above=0)
     encoder_seed: int = option(0, _ENCODER_SEED_HELP, fixed=True)
@@ -287,8 +288,8 @@ class StyleConfig(AdamOptions):
                              "means and standard deviations) or gram (Gram matrices, Johnson et al.)",
                              choices=STYLE_LOSSES)
     style_weight: float = option(2.0, "weight of the style loss", at_least=0)
-    content_weight: float = option(1.0, "weight of the content loss (deepest encoder features of the output "
-                                   "against the content's)", at_least=0)
+    content_weight: float = option(1.0, "weight of the content loss (the output's features at the loss "
+                                   "encoder's middle level against the content's)", at_least=0)
     tv_weight: float = option(0.1, "weight of the total variation loss (mean squared difference of neighbouring "
                               "pixels), which smooths the output", at_least=0)
     content: str = option("style:photos", "built-in data set of content images, read at the run's image size "

@@ -8,7 +8,7 @@ images then make one blended style. The contents come from the built-in set name
 only trained part; its losses are read in a seeded random-weight encoder
 (trainer.networks.style.RandomEncoder; nothing pretrained, nothing downloaded):
 
-* content: the output's deepest features against the content's;
+* content: the output's features at the encoder's middle level against the content's;
 * style: the output's per-level statistics (per-channel means and standard deviations, or Gram
   matrices) against the style's, averaged over the batch's style crops;
 * total variation: mean squared difference of neighbouring pixels, small.
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 FIXED_INPUTS, FIXED_OUTPUTS = (list(names) for names in TASK_CONTRACTS["stylize_fixed"])
 MIN_SIDE = 8  # the smallest height and width the exported graphs take
 IMAGE_AXES = {2: ("H", MIN_SIDE), 3: ("W", MIN_SIDE)}
+# The loss encoder's level whose features the content loss compares: the middle of three (at
+# half the image's size), as Johnson et al. compare VGG's relu2_2; the deepest keeps too little
+# of a random encoder's view of the content's shapes.
+CONTENT_LEVEL = 1
 BANK_SIZE = 16  # content (and style) images the grids and `sample` show, fixed for the run
 GRID_PAIRS = 8  # the one-style grid: pairs of content and stylised
 
@@ -170,10 +174,10 @@ class OneStyle(StyleFamily):
         content = self.contents.draw(len(style))
         with torch.no_grad():
             wanted = [s.mean(0, keepdim=True) for s in style_statistics(self.encoder(style), c.style_loss)]
-            content_features = self.encoder(content)[-1]
+            content_features = self.encoder(content)[CONTENT_LEVEL]
         output = net(content)
         features = self.encoder(output)
-        content_loss = F.mse_loss(features[-1], content_features)
+        content_loss = F.mse_loss(features[CONTENT_LEVEL], content_features)
         style_loss = sum(F.mse_loss(got, want.expand_as(got))
                          for got, want in zip(style_statistics(features, c.style_loss), wanted))
         tv = total_variation(output)
