@@ -294,13 +294,21 @@ def evaluate_model(
     figures, and the ``complete`` figures too when ``completion`` is asked (a VAE or an
     autoencoder completes by the iterative method over its encoder and decoder). A stroke model
     (task ``draw_strokes``) gets ``trainer.quality.strokes``' figures, drawn at `temperatures`
-    (default: 0.2, 0.5, 1.0 and its grid temperature), and no completion.
+    (default: 0.2, 0.5, 1.0 and its grid temperature), and no completion. A style model (task
+    ``stylize`` or ``stylize_fixed``) gets ``trainer.quality.stylize``'s figures, ``n`` capping its
+    legibility digits.
     """
     from trainer.quality import completion as comp
     from trainer.quality import strokes
+    from trainer.quality import stylize
 
     def score(report: Report, model: ScoredModel) -> None:
-        if "draw_strokes" in model.tasks:  # a stroke model: held-out NLL and rendered drawings
+        if model.tasks & {"stylize", "stylize_fixed"}:  # a style model: it has no prior and no hole to fill
+            if completion:
+                raise QualityError(f"{path} is a style transfer model: it has no image completion to score "
+                                   "(drop --completion)")
+            stylize.score_style(report, model, n, cache_dir)
+        elif "draw_strokes" in model.tasks:  # a stroke model: held-out NLL and rendered drawings
             if completion:
                 raise QualityError(f"{path} draws pen strokes: it has no image completion to score (drop --completion)")
             strokes.score_strokes(report, model, data, cache_dir, temperatures)
