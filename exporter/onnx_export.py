@@ -63,6 +63,8 @@ def export_graph(graph: ExportGraph, path: Path, opset: int = DEFAULT_OPSET) -> 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations
+            # An axis name shared by several inputs (H of content and mask) is one axis: torch says so.
+            warnings.filterwarnings("ignore", message=".*will not be used, since it shares", category=UserWarning)
             program = torch.onnx.export(
                 graph.module,
                 graph.example_inputs,

@@ -229,8 +229,8 @@ def _training_quality(payload: dict) -> Quality | None:
 def _evaluate_staged(staging: Path, fields: dict, n: int) -> Quality:
     """Score the staged version as it will be served (ONNX Runtime): a model with the complete task
     on its completions of n held-out images (it has no prior to sample, so no FID), a stroke model
-    by its held-out likelihood and n drawings per temperature, any other on n samples of its image
-    graph."""
+    by its held-out likelihood and n drawings per temperature, a style model by the style meter (n
+    legibility digits), any other on n samples of its image graph."""
     from trainer.quality.evaluate import evaluate_model
 
     completes, draws = "complete" in fields["tasks"], "draw_strokes" in fields["tasks"]
@@ -240,7 +240,11 @@ def _evaluate_staged(staging: Path, fields: dict, n: int) -> Quality:
     finally:
         (staging / MANIFEST_NAME).unlink(missing_ok=True)
     summary = report.summary()
-    if draws:
+    if fields["tasks"].keys() & {"stylize", "stylize_fixed"}:
+        log.info("exported graphs scored on %d content x style pairs: style match %.1f%% (Reinhard %.1f%%), content "
+                 "kept %.3f at alpha 1, legible %s", summary["pairs"], 100 * summary["style_match"],
+                 100 * summary["style_match_reinhard"], summary["content_kept"], summary.get("legible", "n/a"))
+    elif draws:
         log.info("exported graphs scored: held-out total %.4f (L_s %.4f, L_p %.4f, KL %.4f), %d drawings per "
                  "temperature", summary.get("total", float("nan")), summary.get("offset_nll", float("nan")),
                  summary.get("pen_nll", float("nan")), summary.get("kl", float("nan")), summary["n"])

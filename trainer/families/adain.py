@@ -26,7 +26,8 @@ from trainer.data import Batch, DataSpec
 from trainer.families.base import ExportGraph
 from trainer.families.configs import AdaINConfig
 from trainer.families.style import BANK_SIZE, IMAGE_AXES, MIN_SIDE, ImageSet, StyleFamily, as_rgb, image_inputs
-from trainer.networks.style import RandomEncoder, StyleDecoder, StyleEncoder, Stylizer, adain, mean_std, style_losses
+from trainer.networks.style import (RandomEncoder, SkipDecoder, StyleDecoder, StyleEncoder, Stylizer,
+                                    adain_levels, level_sizes, style_losses)
 
 ENCODE_INPUTS, ENCODE_OUTPUTS = (list(names) for names in TASK_CONTRACTS["encode_style"])
 STYLIZE_INPUTS, STYLIZE_OUTPUTS = (list(names) for names in TASK_CONTRACTS["stylize"])
@@ -45,7 +46,8 @@ class AdaIN(StyleFamily):
         super().__init__(config, data, device)
         self.config: AdaINConfig = config
         self.encoder = RandomEncoder(config.encoder_seed, config.width, config.levels).to(device)
-        self.modules = {"decoder": StyleDecoder(config.width, config.levels).to(device)}
+        decoder = (SkipDecoder if config.skips else StyleDecoder)(config.width, config.levels)
+        self.modules = {"decoder": decoder.to(device)}
         self.optimizers = {"decoder": self._optimizer(self.modules["decoder"])}
         self.train_modules = dict(self.modules)
         self.styles = ImageSet(config.styles, self.shape[1], device)
@@ -59,15 +61,29 @@ class AdaIN(StyleFamily):
             self._content_bank = content[:BANK_SIZE].detach().clone()
         style = self.styles.draw(len(content))
         with torch.no_grad():
-            mean, std = mean_std(self.encoder(style)[-1])
-            target = adain(self.encoder(content)[-1], mean, std)
-        output = decoder(target)
-        content_loss, style_loss = style_losses(self.encoder, output, target, style)
-        loss = c.content_weight * content_loss + c.style_weight * style_loss
+            mean, std = self.style_encoder()(style)
+            levels = self.encoder(content)
+            targets = adain_levels(levels if c.skips else levels[-1:], mean, std)
+            features = levels if c.skips else levels[-1]
+            target = targets if c.skips else targets[0]
+        metrics: dict[str, float] = {}
+        loss = content.new_zeros(())
+        if c.content_weight > 0 or c.style_weight > 0:
+            content_loss, style_loss = style_losses(self.encoder, decoder(target), targets[-1], style)
+            loss = c.content_weight * content_loss + c.style_weight * style_loss
+            metrics.update(content=content_loss.item(), style=style_loss.item())
+        if c.recon_weight > 0:
+            recon = (decoder(features) - content).abs().mean()
+            loss = loss + c.recon_weight * recon
+            metrics["recon"] = recon.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": loss.item(), "content": content_loss.item(), "style": style_loss.item()}
+        return {"loss": loss.item(), **metrics}
+
+    def style_encoder(self) -> StyleEncoder:
+        """The style encoder graph's module: the statistics of every level with skips, else the deepest's."""
+        return StyleEncoder(self.encoder, every_level=self.config.skips)
 
     def stylizer(self, blend: str | None = None) -> Stylizer:
         """The stylizer graph's module (the family's encoder and decoder, shared)."""
@@ -78,7 +94,7 @@ class AdaIN(StyleFamily):
         """Each content (N, C, H, W) in [0, 1] in the style of the style image of its row (any
         sizes), fully stylised, in eval mode."""
         content, style = as_rgb(content.to(self.device)), as_rgb(style.to(self.device))
-        mean, std = StyleEncoder(self.encoder)(style)
+        mean, std = self.style_encoder()(style)
         n = len(content)
         with self._eval():
             return self.stylizer()(content, mean, std, torch.ones(n, device=self.device),
@@ -110,7 +126,7 @@ class AdaIN(StyleFamily):
         mask -> image), both on any image size."""
         self.encoder.cpu().eval()
         self.modules["decoder"].cpu().eval()
-        channels = self.encoder.channels
+        channels = sum(level_sizes(self.encoder, self.config.skips))
 
         def style_inputs(n: int, g: torch.Generator) -> tuple[torch.Tensor]:
             h, w = (41, 29) if n == 1 else (32, 32)
@@ -123,7 +139,7 @@ class AdaIN(StyleFamily):
             return content, mean, std, alpha, mask
 
         return [
-            ExportGraph(role="style_encoder", module=StyleEncoder(self.encoder).eval(),
+            ExportGraph(role="style_encoder", module=self.style_encoder().eval(),
                         example_inputs=style_inputs(2, torch.Generator().manual_seed(0)),
                         input_names=ENCODE_INPUTS, output_names=ENCODE_OUTPUTS, make_inputs=style_inputs,
                         dynamic_axes={"style": STYLE_AXES}),

@@ -249,6 +249,12 @@ class AdaINConfig(AdamOptions):
                                  "the output's features at every level against the style's)", at_least=0)
     content_weight: float = option(1.0, "weight of the content loss (the output's deepest features against the "
                                    "AdaIN target)", at_least=0)
+    skips: bool = option(False, "AdaIN at every encoder level, and a decoder that takes every level (a U-Net's "
+                         "upward half): the style's statistics are every level's, the content's fine structure "
+                         "reaches the image", fixed=True)
+    recon_weight: float = option(0.0, "weight of a reconstruction loss: the decoder also turns the content's own "
+                                 "features back into the content (pixel L1), as WCT trains its decoders (Li et al. "
+                                 "2017); keeps the contents' shapes", at_least=0)
     alpha_blend: str = option("pixels", "how the exported stylizer's alpha mixes content and style: pixels "
                               "(alpha * stylised + (1 - alpha) * content: alpha 0 is the content exactly) or "
                               "features (Huang & Belongie's interpolation of the features before decoding: alpha "
@@ -259,8 +265,9 @@ class AdaINConfig(AdamOptions):
     def problems(self) -> list[str]:
         problems = super().problems()
         if (isinstance(self.style_weight, (int, float)) and isinstance(self.content_weight, (int, float))
-                and self.style_weight == 0 and self.content_weight == 0):
-            problems.append("style_weight and content_weight are both 0: nothing to train on")
+                and isinstance(self.recon_weight, (int, float))
+                and self.style_weight == 0 and self.content_weight == 0 and self.recon_weight == 0):
+            problems.append("style_weight, content_weight and recon_weight are all 0: nothing to train on")
         return problems
 
 

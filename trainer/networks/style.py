@@ -106,16 +106,62 @@ class StyleDecoder(nn.Module):
         return self.net(features) + 0.5
 
 
-class StyleEncoder(nn.Module):
-    """A style image to the statistics the stylizer takes (the exported ``style_encoder`` graph)."""
+class SkipDecoder(nn.Module):
+    """A decoder of every level's features (a U-Net's upward half): from the deepest level up,
+    each stage upsamples and takes the next shallower level's features beside its own, so the
+    content's fine structure (the shallow levels, each given the style's statistics by AdaIN)
+    reaches the image without passing through the deepest, coarsest level alone."""
 
-    def __init__(self, encoder: RandomEncoder) -> None:
+    def __init__(self, width: int = 32, levels: int = 3) -> None:
         super().__init__()
-        self.encoder = encoder
+        self.levels = levels
+        self.deepest = nn.Sequential(_conv(width * 2 ** (levels - 1), width * 2 ** (levels - 1)), nn.ReLU())
+        self.ups = nn.ModuleList()
+        for k in reversed(range(levels - 1)):  # from the deepest level's input to level k
+            cin, cout = width * 2 ** (k + 1), width * 2 ** k
+            self.ups.append(nn.ModuleDict({
+                "up": nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv(cin, cout), nn.ReLU()),
+                "merge": nn.Sequential(_conv(2 * cout, cout), nn.ReLU(), _conv(cout, cout), nn.ReLU()),
+            }))
+        self.out = _conv(width, 3)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = self.deepest(features[-1])
+        for stage, skip in zip(self.ups, reversed(features[:-1])):
+            x = stage["merge"](torch.cat([stage["up"](x), skip], 1))
+        return self.out(x) + 0.5
+
+
+def level_sizes(encoder: RandomEncoder, every_level: bool) -> list[int]:
+    """Channels of the levels whose statistics a style has: the deepest, or every level."""
+    sizes = [stage[-1].out_channels for stage in encoder.stages]
+    return sizes if every_level else sizes[-1:]
+
+
+class StyleEncoder(nn.Module):
+    """A style image to the statistics the stylizer takes (the exported ``style_encoder`` graph):
+    the deepest level's per-channel means and standard deviations, or every level's, concatenated
+    (for a stylizer with a ``SkipDecoder``)."""
+
+    def __init__(self, encoder: RandomEncoder, every_level: bool = False) -> None:
+        super().__init__()
+        self.encoder, self.every_level = encoder, every_level
 
     def forward(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, std = mean_std(self.encoder(style)[-1])
-        return mean.flatten(1), std.flatten(1)
+        features = self.encoder(style)
+        stats = [mean_std(f) for f in (features if self.every_level else features[-1:])]
+        return (torch.cat([m.flatten(1) for m, _ in stats], 1), torch.cat([s.flatten(1) for _, s in stats], 1))
+
+
+def adain_levels(features: list[torch.Tensor], style_mean: torch.Tensor, style_std: torch.Tensor
+                 ) -> list[torch.Tensor]:
+    """Every level of ``features`` given its slice of the concatenated statistics (N, S)."""
+    out, start = [], 0
+    for f in features:
+        c = f.shape[1]
+        out.append(adain(f, style_mean[:, start:start + c, None, None], style_std[:, start:start + c, None, None]))
+        start += c
+    return out
 
 
 class Stylizer(nn.Module):
@@ -123,7 +169,7 @@ class Stylizer(nn.Module):
     and a mask (N, 1, H, W), 1 where to stylise, to the stylised image in [0, 1]. Any H and W:
     the content is padded by reflection to a multiple of the encoder's stride and cropped back."""
 
-    def __init__(self, encoder: RandomEncoder, decoder: StyleDecoder, blend: str = "features") -> None:
+    def __init__(self, encoder: RandomEncoder, decoder: StyleDecoder | SkipDecoder, blend: str = "features") -> None:
         """``blend``: how ``alpha`` mixes content and style. "features" (Huang & Belongie): the
         content's features and the AdaIN target are mixed before decoding, so alpha 0 is the
         decoder's reconstruction of the content; "pixels": the fully stylised image and the
@@ -140,13 +186,19 @@ class Stylizer(nn.Module):
         pad_h = (stride - height % stride) % stride
         pad_w = (stride - width % stride) % stride
         padded = F.pad(content, (0, pad_w, 0, pad_h), mode="reflect") if stride > 1 else content
-        features = self.encoder(padded)[-1]
-        target = adain(features, style_mean[:, :, None, None], style_std[:, :, None, None])
         a = alpha.reshape(-1, 1, 1, 1)
-        if self.blend == "pixels":
-            image = a * self.decoder(target)[..., :height, :width] + (1 - a) * content
+        if isinstance(self.decoder, SkipDecoder):
+            levels = self.encoder(padded)
+            targets = adain_levels(levels, style_mean, style_std)
+            if self.blend != "pixels":
+                targets = [a * t + (1 - a) * f for t, f in zip(targets, levels)]
+            decoded = self.decoder(targets)[..., :height, :width]
         else:
-            image = self.decoder(a * target + (1 - a) * features)[..., :height, :width]
+            features = self.encoder(padded)[-1]
+            target = adain(features, style_mean[:, :, None, None], style_std[:, :, None, None])
+            decoded = self.decoder(target if self.blend == "pixels" else a * target + (1 - a) * features)
+            decoded = decoded[..., :height, :width]
+        image = a * decoded + (1 - a) * content if self.blend == "pixels" else decoded
         return (mask * image + (1 - mask) * content).clamp(0.0, 1.0)
 
 
@@ -165,4 +217,5 @@ def style_losses(encoder: RandomEncoder, output: torch.Tensor, target: torch.Ten
     return content, style_loss
 
 
-__all__ = ["EPS", "RandomEncoder", "StyleDecoder", "StyleEncoder", "Stylizer", "adain", "mean_std", "style_losses"]
+__all__ = ["EPS", "RandomEncoder", "SkipDecoder", "StyleDecoder", "StyleEncoder", "Stylizer", "adain", "adain_levels",
+           "level_sizes", "mean_std", "style_losses"]
