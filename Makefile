@@ -53,7 +53,8 @@ proto: setup
 	$(BIN)/python -m tools.protogen
 
 # Service vs raw ONNX Runtime, and vs MLServer on the same files, on the demo models:
-# docs/benchmarks/serving.{md,json,png}.
+# docs/benchmarks/serving.{md,json,png}. It also runs scripts/bench_stylize.py, which writes
+# docs/benchmarks/stylize.{md,json}: the served Stylize's latency at 256, 512 and 1024 px.
 bench-serving: setup system-deps bench-peer-setup
 	$(BIN)/python -m scripts.bench_serving
 

@@ -17,6 +17,9 @@ Beside it, a peer: MLServer serving the same ONNX file through a small custom ru
 here when missing), at the same count=1 concurrencies and the same bulk load, against the
 project's rows with raw tensor output. ``--no-peer`` leaves it out; ``--smoke`` runs it only
 when ``.venv-peer`` already exists.
+
+Then scripts/bench_stylize.py (``stylize.md``, ``stylize.json``: the Stylize RPC's latency on a
+style model), with ``--smoke`` and ``--out`` passed on; ``--no-stylize`` leaves it out.
 """
 
 from __future__ import annotations
@@ -665,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis GetSample run")
     parser.add_argument("--no-peer", action="store_true", help="leave out the MLServer rows")
     parser.add_argument("--peer-venv", type=Path, help="MLServer's environment (default .venv-peer, made when missing)")
+    parser.add_argument("--no-stylize", action="store_true", help="leave out scripts/bench_stylize.py")
     args = parser.parse_args(argv)
     plan = Plan.smoke() if args.smoke else Plan()
     if args.duration:
@@ -699,6 +703,9 @@ def main(argv: list[str] | None = None) -> int:
     for t in results["targets"]:
         print(f"  {t['model']:<12} {'MET   ' if t['met'] else 'MISSED' if t['met'] is False else 'n/a   '} "
               f"{t['target']}: {t['figure']}")
+    if not args.no_stylize:  # Stylize latency on a style model of its own: stylize.md and stylize.json
+        subprocess.run([sys.executable, "-m", "scripts.bench_stylize", "--out", str(args.out), "--work",
+                        str(args.work / "stylize"), *(["--smoke"] if args.smoke else [])], cwd=ROOT, check=True)
     return 0
 
 

@@ -91,8 +91,8 @@ def test_raw_mode_measures_onnx_runtime_with_the_servers_settings(model_repo: Pa
 def test_serving_benchmark_script_smoke(model_repo: Path, tmp_path: Path):
     from scripts.bench_serving import main as bench_serving
 
-    assert bench_serving(["--smoke", "--no-redis", "--models", str(model_repo), "--model-names", "mnist-dcgan",
-                          "--out", str(tmp_path)]) == 0
+    assert bench_serving(["--smoke", "--no-redis", "--no-stylize", "--models", str(model_repo), "--model-names",
+                          "mnist-dcgan", "--out", str(tmp_path)]) == 0
     page = (tmp_path / "serving.md").read_text()
     assert "## mnist-dcgan" in page and "## Targets" in page and "count=1 c=8" in page
     results = json.loads((tmp_path / "serving.json").read_text())
@@ -106,6 +106,25 @@ def test_serving_benchmark_script_smoke(model_repo: Path, tmp_path: Path):
                                                          "GetSample p50 <= 1 ms",
                                                          "repeated Generate (count=1) from render cache >= 5x faster"}
     assert (tmp_path / "serving.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stylize_benchmark_script_smoke(tmp_path: Path):
+    """scripts/bench_stylize.py end to end on a style model it builds (adain, the family's default
+    network size, a few steps): every row measured and the 512x512 target line written."""
+    ran = subprocess.run([sys.executable, "-m", "scripts.bench_stylize", "--smoke", "--out", str(tmp_path / "out"),
+                          "--work", str(tmp_path / "work")], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    r = json.loads((tmp_path / "out" / "stylize.json").read_text())
+    assert r["model"]["family"] == "adain" and (r["model"]["width"], r["model"]["levels"]) == (16, 3)
+    assert [(x["size"], x["protocol"], x["concurrency"], x["style"]) for x in r["rows"]] == [
+        (64, "grpc", 1, "id"), (128, "grpc", 1, "id"), (128, "http", 1, "id"), (128, "grpc", 1, "image (new)"),
+        (128, "grpc", 2, "id")]
+    for row in r["rows"]:
+        assert 0 < row["p50_ms"] <= row["p95_ms"] and row["mean_ms"] > 0 and row["images_per_s"] > 0
+    assert r["rows"][1]["calls"] == 3 and r["rows"][4]["calls"] == 6 and r["rows"][3]["first_ms"] > 0
+    assert r["target"]["met"] is None and len(r["style_id"]) == 64
+    page = (tmp_path / "out" / "stylize.md").read_text()
+    assert "Target: 512x512 p50 <= 1 s on 2 CPU cores: n/a" in page and "| 128x128 | HTTP/JSON | 1 | by id |" in page
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in onnxruntime.get_available_providers(),
