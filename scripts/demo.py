@@ -1,10 +1,12 @@
 """The whole flow end to end: train a DCGAN, a VAE and a completion model on mnist5k and a
-sketch-rnn on kanji, export them, serve them, call the service over gRPC, and write a sample
+sketch-rnn on kanji, and an arbitrary-style model on photographs and textures, export them, serve
+them, call the service over gRPC, and write a sample
 grid, an interpolation strip (PNG + GIF), VAE reconstructions, completions of held-out digits,
-and kanji drawn stroke by stroke (an animated GIF, a grid, an interpolation between drawings).
+kanji drawn stroke by stroke (an animated GIF, a grid, an interpolation between drawings), and
+photographs restyled after textures (a contents x styles grid, an alpha strip, a colour-kept strip).
 
     python -m scripts.demo [--out out/demo] [--gan-budget 6m] [--vae-budget 2m] [--completion-budget 3m]
-                           [--sketch-budget 10m]
+                           [--sketch-budget 10m] [--style-budget 8m]
 
 Every step is the same command a user would type (`latentforge train`, `export`, `serve`,
 `models`, `generate`, `interpolate`, `complete`, `draw`), run as a subprocess, plus the Python client for
@@ -25,6 +27,16 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from PIL import Image
+
+from scripts.style_pictures import alpha_strip, colour_strip, pictures, style_grid
+
+# The arbitrary-style model: contents style:photos, styles style:textures, trained at 64 px (it
+# stylises any size) with the options docs/benchmarks/style_ablation.md measured best, for a
+# budget that buys ABLATION_STEPS-and-more steps on two cores.
+STYLE_BUDGET = "8m"
+STYLE_FLAGS = ("--data", "style:photos", "--image-size", "64", "--eval-every", "0")
 
 
 def _free_port() -> int:
@@ -66,6 +78,8 @@ def main() -> int:
     parser.add_argument("--vae-budget", default="2m", help="VAE training time (default 2m)")
     parser.add_argument("--completion-budget", default="3m", help="completion model training time (default 3m)")
     parser.add_argument("--sketch-budget", default="10m", help="sketch-rnn training time (default 10m)")
+    parser.add_argument("--style-budget", default=STYLE_BUDGET, help=f"arbitrary-style model training time "
+                        f"(default {STYLE_BUDGET})")
     parser.add_argument("--retrain", action="store_true", help="train again even if the runs exist")
     args = parser.parse_args()
 
@@ -80,7 +94,8 @@ def main() -> int:
                                        ("mnist-completion", "completion", args.completion_budget,
                                         ("--batch-size", "16")),
                                        ("kanji-sketch", "sketch-rnn", args.sketch_budget,
-                                        ("--data", "kanjivg:simple", "--hold-out", "0.2", "--eval-every", "0"))):
+                                        ("--data", "kanjivg:simple", "--hold-out", "0.2", "--eval-every", "0")),
+                                       ("photo-style", "adain", args.style_budget, STYLE_FLAGS)):
         run = runs / name
         if args.retrain and run.exists():
             shutil.rmtree(run)
@@ -92,7 +107,7 @@ def main() -> int:
                  *extra, "--out", str(run))
         if repo.exists() and (repo / name).exists():
             shutil.rmtree(repo / name)
-        scored = {"completion": "1000", "sketch-rnn": "500"}.get(model, "2000")
+        scored = {"completion": "1000", "sketch-rnn": "500", "adain": "200"}.get(model, "2000")
         _run("export", str(run), "--repo", str(repo), "--name", name, "--evaluate", scored)
 
     port, metrics_port, http_port = _free_port(), _free_port(), _free_port()
@@ -128,6 +143,11 @@ def main() -> int:
             _drawing_grid(client, out / "kanji_samples.png")
             _drawing_strip(client, out / "kanji_interpolation.png")
             _over_http(http_port, out / "http_generate.png")
+            _run("stylize", "--target", target, "--model", "photo-style", "--content", str(_photo(out / "photo.png")),
+                 "--style", str(_texture(out / "marble.png")), "--alpha", "0.8", "--out", str(out / "stylized.png"))
+            style_grid(client, "photo-style", out / "style_grid.png")
+            alpha_strip(client, "photo-style", out / "style_alpha.png")
+            colour_strip(client, "photo-style", out / "style_colour.png")
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -139,7 +159,7 @@ def main() -> int:
     for name in ("dcgan_samples.png", "dcgan_interpolation.png", "dcgan_interpolation.gif", "vae_samples.png",
                  "vae_reconstructions.png", "completion_strip.png", "vae_completion_strip.png", "completion_grid.png",
                  "kanji_drawing.gif", "kanji_drawing.svg", "kanji_samples.png", "kanji_interpolation.png",
-                 "http_generate.png"):
+                 "http_generate.png", "stylized.png", "style_grid.png", "style_alpha.png", "style_colour.png"):
         print(f"  {out / name}")
     print(f"Training grids and metrics: {runs}/*/samples, {runs}/*/metrics.jsonl; models: {repo}")
     print("\nQuality of the exported models (2,000 samples each, the project's meter; floor = real held-out digits):")
@@ -149,7 +169,24 @@ def main() -> int:
 
     completion_table([str(repo / "mnist-completion" / "1"), str(repo / "mnist-vae" / "1"),
                       "--out", str(out / "completion_quality.md")])
+    print("\nStyle transfer (the style meter; targets: style match >= 50% and above Reinhard's colour transfer, "
+          "content kept >= 0.6, legible >= 90%):")
+    _run("evaluate", str(repo / "photo-style" / "1"), "--n", "200")
     return 0
+
+
+def _photo(path: Path) -> Path:
+    """A content photograph (the style meter's crop of scikit-image's cat) as a PNG, for `latentforge stylize`."""
+    contents, _ = pictures()
+    Image.fromarray((contents["skimage:chelsea"].transpose(1, 2, 0) * 255 + 0.5).astype("uint8")).save(path)
+    return path
+
+
+def _texture(path: Path) -> Path:
+    """A style image (the procedural marble texture) as a PNG."""
+    _, styles = pictures()
+    Image.fromarray((styles["procedural:marble"].transpose(1, 2, 0) * 255 + 0.5).astype("uint8")).save(path)
+    return path
 
 
 def _quality_table(repo: Path, names: tuple[str, ...]) -> None:

@@ -37,6 +37,11 @@ SETTINGS: dict[str, tuple[dict[str, Any], str]] = {
     "levels-2": ({"levels": 2}, "two encoder levels (stride 2): statistics of shallower features"),
     "skips": ({"skips": True}, "AdaIN at every level and a decoder that takes every level (U-Net skips)"),
     "skips+recon": ({"skips": True, "recon_weight": 1.0}, "skips, and the reconstruction loss beside the AdaIN losses"),
+    "skips+content-2": ({"skips": True, "content_levels": 2}, "skips, the content loss at the two deepest levels"),
+    "skips+recon+style-4": ({"skips": True, "recon_weight": 1.0, "style_weight": 4.0},
+                            "skips and reconstruction, twice the style weight"),
+    "skips+recon-0.5+style-4": ({"skips": True, "recon_weight": 0.5, "style_weight": 4.0},
+                                "skips, half the reconstruction weight, twice the style weight"),
     "width-32": ({"width": 32}, "twice the encoder and decoder width"),
     "style-x5": ({"style_weight": 10.0}, "five times the style weight"),
     "seed-1": ({"encoder_seed": 1}, "another draw of the random encoder"),
@@ -50,7 +55,12 @@ def _latentforge(*args: str, capture: bool = False) -> str:
 
 
 def _flags(options: dict[str, Any]) -> list[str]:
-    return [x for k, v in options.items() for x in ("--" + k.replace("_", "-"), str(v))]
+    """Options as `latentforge train` flags (booleans as --x / --no-x)."""
+    flags = []
+    for key, value in options.items():
+        flag = key.replace("_", "-")
+        flags += [f"--{flag}" if value else f"--no-{flag}"] if isinstance(value, bool) else [f"--{flag}", str(value)]
+    return flags
 
 
 def run_setting(name: str, options: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

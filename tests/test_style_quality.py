@@ -98,3 +98,5 @@ def test_stylised_digits_are_read_back_at_the_classifiers_size():
     back = to_digit(big * 0.5 + 0.2, 4)  # dimmer and lifted: stretched back to [0, 1]
     assert back.shape == (2, 1, 28, 28)
     assert np.allclose(back, digit, atol=1e-6)
+    inverted = to_digit(0.9 - big * 0.6, 4)  # painted dark on light: the stroke is what differs
+    assert np.allclose(inverted, digit, atol=1e-6)

@@ -69,7 +69,8 @@ class AdaIN(StyleFamily):
         metrics: dict[str, float] = {}
         loss = content.new_zeros(())
         if c.content_weight > 0 or c.style_weight > 0:
-            content_loss, style_loss = style_losses(self.encoder, decoder(target), targets[-1], style)
+            content_targets = targets[-c.content_levels:] if c.skips else targets
+            content_loss, style_loss = style_losses(self.encoder, decoder(target), content_targets, style)
             loss = c.content_weight * content_loss + c.style_weight * style_loss
             metrics.update(content=content_loss.item(), style=style_loss.item())
         if c.recon_weight > 0:

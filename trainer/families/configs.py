@@ -252,6 +252,8 @@ class AdaINConfig(AdamOptions):
     skips: bool = option(False, "AdaIN at every encoder level, and a decoder that takes every level (a U-Net's "
                          "upward half): the style's statistics are every level's, the content's fine structure "
                          "reaches the image", fixed=True)
+    content_levels: int = option(1, "with skips: the content loss reads this many of the deepest levels, each "
+                                 "against its AdaIN target (1 = the deepest only, as Huang & Belongie)", at_least=1)
     recon_weight: float = option(0.0, "weight of a reconstruction loss: the decoder also turns the content's own "
                                  "features back into the content (pixel L1), as WCT trains its decoders (Li et al. "
                                  "2017); keeps the contents' shapes", at_least=0)
@@ -268,6 +270,8 @@ class AdaINConfig(AdamOptions):
                 and isinstance(self.recon_weight, (int, float))
                 and self.style_weight == 0 and self.content_weight == 0 and self.recon_weight == 0):
             problems.append("style_weight, content_weight and recon_weight are all 0: nothing to train on")
+        if isinstance(self.content_levels, int) and isinstance(self.levels, int) and self.content_levels > self.levels:
+            problems.append(f"content_levels ({self.content_levels}) cannot exceed levels ({self.levels})")
         return problems
 
 

@@ -202,13 +202,15 @@ class Stylizer(nn.Module):
         return (mask * image + (1 - mask) * content).clamp(0.0, 1.0)
 
 
-def style_losses(encoder: RandomEncoder, output: torch.Tensor, target: torch.Tensor,
+def style_losses(encoder: RandomEncoder, output: torch.Tensor, target: torch.Tensor | list[torch.Tensor],
                  style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The AdaIN training losses: content = the output's deepest features against the AdaIN
-    target; style = the per-channel means and standard deviations of the output's features at
-    every level against the style image's."""
+    target (or, given a list of targets for the deepest levels, each of those levels against its
+    own, averaged); style = the per-channel means and standard deviations of the output's features
+    at every level against the style image's."""
     out_features = encoder(output)
-    content = F.mse_loss(out_features[-1], target)
+    targets = target if isinstance(target, list) else [target]
+    content = sum(F.mse_loss(got, want) for got, want in zip(out_features[-len(targets):], targets)) / len(targets)
     style_loss = output.new_zeros(())
     for got, want in zip(out_features, encoder(style)):
         got_mean, got_std = mean_std(got)

@@ -13,7 +13,8 @@ export's ``--evaluate`` writes them into the manifest's quality.
   output, at alphas 0.25, 0.5, 0.75 and 1; it should fall as alpha rises (``content_monotone``).
 * **Still legible**: held-out digits (the meter's held-out split of ``mnist5k``), drawn white on
   black at LEGIBLE_SCALE times their size, stylised with each of LEGIBLE_STYLES at alpha 1,
-  brought back to 28 x 28 grey (luminance, area-averaged, stretched to [0, 1]) and read by the
+  brought back to 28 x 28 grey (luminance, area-averaged; each pixel's distance from the
+  background, stretched to [0, 1], so a digit painted dark on light reads too) and read by the
   meter's digit classifier; the share read as their label, per style, beside the share of the
   unstylised digits it reads.
 
@@ -153,21 +154,23 @@ def _digit_images(count: int, scale: int, cache_dir: Path | None) -> tuple[np.nd
         raise QualityError(f"the meter of {DIGITS} has no classifier to read digits with")
     data = load_data(DIGITS)
     _, held = split_indices(len(data), meter.settings.held_out, meter.settings.seed)
-    held = held[:count]
+    held = held[np.linspace(0, len(held) - 1, min(count, len(held))).astype(int)]  # spread over the split's classes
     digits = np.asarray(data.images[held], dtype=np.float32)  # (N, 1, 28, 28)
     big = np.repeat(np.repeat(digits, scale, axis=2), scale, axis=3)
     return np.repeat(big, 3, axis=1), np.asarray(data.labels)[held], meter
 
 
 def to_digit(images: np.ndarray, scale: int) -> np.ndarray:
-    """Stylised digits (N, 3, 28s, 28s) back to what the meter reads: (N, 1, 28, 28) luminance,
-    area-averaged, each stretched to [0, 1]."""
+    """Stylised digits (N, 3, 28s, 28s) back to what the meter reads, (N, 1, 28, 28): luminance,
+    area-averaged to 28 x 28, then how far each pixel is from the background (the image's median),
+    stretched to [0, 1]. A style may paint the digit dark on light: the stroke is what differs
+    from its background, whichever way."""
     gray = np.stack([luminance(im) for im in images])  # (N, H, W)
     n, h, w = gray.shape
     small = gray.reshape(n, h // scale, scale, w // scale, scale).mean(axis=(2, 4))
-    low = small.min(axis=(1, 2), keepdims=True)
-    span = np.maximum(small.max(axis=(1, 2), keepdims=True) - low, 1e-6)
-    return ((small - low) / span)[:, None].astype(np.float32)
+    away = np.abs(small - np.median(small, axis=(1, 2), keepdims=True))
+    span = np.maximum(away.max(axis=(1, 2), keepdims=True), 1e-6)
+    return (away / span)[:, None].astype(np.float32)
 
 
 def _read(meter: Any, images: np.ndarray, labels: np.ndarray) -> float:
