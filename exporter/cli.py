@@ -81,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"completion quality ({q.get('source')}, {int(q.get('n', 0))} held-out images, bottom half hidden): "
                   f"best of {int(q.get('candidates', 0))} read as the original {100 * q['bottom_best_read']:.1f}%, "
                   f"hole PSNR {q['bottom_psnr']:.2f} dB")
+        elif q.get("task") == "stylize":
+            legible = q.get("legible")
+            print(f"style quality ({q.get('source')}, {int(q.get('pairs', 0))} content x style pairs): style match "
+                  f"{100 * q['style_match']:.1f}% (Reinhard {100 * q['style_match_reinhard']:.1f}%), content kept "
+                  f"{q['content_kept']:.3f} at alpha 1"
+                  + ("" if legible is None else f", {100 * legible:.1f}% of {int(q['digits'])} stylised digits legible"))
         else:
             print(f"quality ({q.get('source')}, {int(q.get('n', 0))} samples): FID {q.get('fid', float('nan')):.3f}, "
                   f"real-data floor {q.get('fid_floor', float('nan')):.3f}")

@@ -36,7 +36,7 @@ from scripts.style_pictures import alpha_strip, colour_strip, pictures, style_gr
 # stylises any size) with the options docs/benchmarks/style_ablation.md measured best, for a
 # budget that buys ABLATION_STEPS-and-more steps on two cores.
 STYLE_BUDGET = "8m"
-STYLE_FLAGS = ("--data", "style:photos", "--image-size", "64", "--eval-every", "0")
+STYLE_FLAGS = ("--data", "style:photos", "--image-size", "64", "--batch-size", "8", "--eval-every", "0")
 
 
 def _free_port() -> int:

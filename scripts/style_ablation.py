@@ -38,6 +38,8 @@ SETTINGS: dict[str, tuple[dict[str, Any], str]] = {
     "skips": ({"skips": True}, "AdaIN at every level and a decoder that takes every level (U-Net skips)"),
     "skips+recon": ({"skips": True, "recon_weight": 1.0}, "skips, and the reconstruction loss beside the AdaIN losses"),
     "skips+content-2": ({"skips": True, "content_levels": 2}, "skips, the content loss at the two deepest levels"),
+    "skips+recon+colour": ({"skips": True, "recon_weight": 1.0, "colour_stats": True},
+                           "skips and reconstruction, and the style's pixel statistics given to the decoded image"),
     "skips+recon+style-4": ({"skips": True, "recon_weight": 1.0, "style_weight": 4.0},
                             "skips and reconstruction, twice the style weight"),
     "skips+recon-0.5+style-4": ({"skips": True, "recon_weight": 0.5, "style_weight": 4.0},

@@ -65,23 +65,24 @@ def _check_stylize(runtime: ModelRuntime, task: str, feeds: dict[str, np.ndarray
     assert np.allclose(mixed["stylized"][..., : H // 2, :], out[..., : H // 2, :], atol=1e-5)
 
 
-@pytest.mark.parametrize("skips", [False, True], ids=["deepest", "skips"])
-def test_adain_trains_on_photos_and_textures_and_exports_both_graphs(tmp_path: Path, skips: bool):
+@pytest.mark.parametrize("skips,colour", [(False, False), (True, True)], ids=["deepest", "skips+colour"])
+def test_adain_trains_on_photos_and_textures_and_exports_both_graphs(tmp_path: Path, skips: bool, colour: bool):
     from exporter.repository import export_run
     from trainer.loop import train
 
     out = tmp_path / "run"
     # Evaluation asked for: the style family opts out of the meter's sample scores, and trains.
     result = train(tiny_config("adain", out, data="style:photos", eval_every=2, skips=skips, recon_weight=0.5,
-                               **SMALL, **TINY_ADAIN))
+                               colour_stats=colour, **SMALL, **TINY_ADAIN))
     assert result.finished and result.step == 3 and result.best is None
     assert (out / "samples" / "styles_latest.png").is_file()
     runtime = _check_version(export_run(out, tmp_path / "models", "adain-tiny"),
                              {"encode_style": "style_encoder", "stylize": "stylizer"})
     style = np.random.default_rng(2).random((2, 3, 24, 40), dtype=np.float32)
     stats = runtime.run_task("encode_style", {"style": style})
-    # The deepest level's statistics (width * 2**(levels - 1)), or every level's (width + 2 width).
-    channels = 4 + 8 if skips else 8
+    # The deepest level's statistics (width * 2**(levels - 1)), or every level's (width + 2 width),
+    # after the pixels' RGB ones.
+    channels = (3 if colour else 0) + (4 + 8 if skips else 8)
     assert stats["style_mean"].shape == stats["style_std"].shape == (2, channels)
     _check_stylize(runtime, "stylize", stats)
 

@@ -155,3 +155,22 @@ def test_the_stylizer_exports_with_a_dynamic_batch_height_and_width_and_matches_
         with torch.no_grad():
             want = stylizer(*(torch.from_numpy(feeds[k]) for k in names)).numpy()
         assert got.shape == (rows, 3, height, width) and np.abs(got - want).max() < 1e-5
+
+
+def test_skips_and_colour_statistics_give_the_output_the_styles_colours():
+    """With every level's statistics and the pixels' first, the decoded image gets the style's
+    RGB means and standard deviations (AdaIN on the pixels), before the clip to [0, 1]."""
+    from trainer.networks.style import PIXEL_STATS, SkipDecoder, level_sizes
+
+    encoder = RandomEncoder(seed=0, width=8)
+    style = _images(1, 32, 40, 5) * 0.3 + 0.2  # a dim style: its colours lie inside [0, 1]
+    mean, std = StyleEncoder(encoder, every_level=True, pixels=True)(style)
+    assert mean.shape[1] == sum(level_sizes(encoder, True, True)) == PIXEL_STATS + 8 + 16 + 32
+    pixel_mean, pixel_std = mean_std(style)
+    assert torch.allclose(mean[:, :PIXEL_STATS], pixel_mean.flatten(1))
+    stylizer = Stylizer(encoder, SkipDecoder(width=8), blend="pixels", pixels=True).eval()
+    content = _images(1, 36, 44, 6)
+    with torch.no_grad():
+        out = stylizer(content, mean, std, torch.ones(1), torch.ones(1, 1, 36, 44))
+    got_mean, got_std = mean_std(out)
+    assert torch.allclose(got_mean, pixel_mean, atol=0.02) and torch.allclose(got_std, pixel_std, atol=0.02)

@@ -230,7 +230,7 @@ class SketchRNNOptions(_message.Message):
     def __init__(self, latent_dim: _Optional[int] = ..., enc_rnn: _Optional[int] = ..., dec_rnn: _Optional[int] = ..., mixtures: _Optional[int] = ..., unconditional: _Optional[bool] = ..., layer_norm: _Optional[bool] = ..., recurrent_dropout: _Optional[float] = ..., kl_weight: _Optional[float] = ..., kl_weight_start: _Optional[float] = ..., kl_decay_rate: _Optional[float] = ..., kl_min: _Optional[float] = ..., lr: _Optional[float] = ..., lr_decay: _Optional[float] = ..., min_lr: _Optional[float] = ..., grad_clip_value: _Optional[float] = ..., scale_augment: _Optional[float] = ..., drop_points: _Optional[float] = ..., grid_temperature: _Optional[float] = ...) -> None: ...
 
 class AdaINOptions(_message.Message):
-    __slots__ = ("lr", "beta1", "beta2", "encoder_seed", "width", "levels", "style_weight", "content_weight", "alpha_blend", "styles", "recon_weight", "skips", "content_levels")
+    __slots__ = ("lr", "beta1", "beta2", "encoder_seed", "width", "levels", "style_weight", "content_weight", "alpha_blend", "styles", "recon_weight", "skips", "content_levels", "colour_stats")
     LR_FIELD_NUMBER: _ClassVar[int]
     BETA1_FIELD_NUMBER: _ClassVar[int]
     BETA2_FIELD_NUMBER: _ClassVar[int]
@@ -244,6 +244,7 @@ class AdaINOptions(_message.Message):
     RECON_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     SKIPS_FIELD_NUMBER: _ClassVar[int]
     CONTENT_LEVELS_FIELD_NUMBER: _ClassVar[int]
+    COLOUR_STATS_FIELD_NUMBER: _ClassVar[int]
     lr: float
     beta1: float
     beta2: float
@@ -257,7 +258,8 @@ class AdaINOptions(_message.Message):
     recon_weight: float
     skips: bool
     content_levels: int
-    def __init__(self, lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., encoder_seed: _Optional[int] = ..., width: _Optional[int] = ..., levels: _Optional[int] = ..., style_weight: _Optional[float] = ..., content_weight: _Optional[float] = ..., alpha_blend: _Optional[str] = ..., styles: _Optional[str] = ..., recon_weight: _Optional[float] = ..., skips: _Optional[bool] = ..., content_levels: _Optional[int] = ...) -> None: ...
+    colour_stats: bool
+    def __init__(self, lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., encoder_seed: _Optional[int] = ..., width: _Optional[int] = ..., levels: _Optional[int] = ..., style_weight: _Optional[float] = ..., content_weight: _Optional[float] = ..., alpha_blend: _Optional[str] = ..., styles: _Optional[str] = ..., recon_weight: _Optional[float] = ..., skips: _Optional[bool] = ..., content_levels: _Optional[int] = ..., colour_stats: _Optional[bool] = ...) -> None: ...
 
 class StyleOptions(_message.Message):
     __slots__ = ("lr", "beta1", "beta2", "encoder_seed", "encoder_width", "width", "blocks", "style_loss", "style_weight", "content_weight", "tv_weight", "content")

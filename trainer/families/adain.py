@@ -26,8 +26,8 @@ from trainer.data import Batch, DataSpec
 from trainer.families.base import ExportGraph
 from trainer.families.configs import AdaINConfig
 from trainer.families.style import BANK_SIZE, IMAGE_AXES, MIN_SIDE, ImageSet, StyleFamily, as_rgb, image_inputs
-from trainer.networks.style import (RandomEncoder, SkipDecoder, StyleDecoder, StyleEncoder, Stylizer,
-                                    adain_levels, level_sizes, style_losses)
+from trainer.networks.style import (PIXEL_STATS, RandomEncoder, SkipDecoder, StyleDecoder, StyleEncoder, Stylizer,
+                                    adain, adain_levels, level_sizes, style_losses)
 
 ENCODE_INPUTS, ENCODE_OUTPUTS = (list(names) for names in TASK_CONTRACTS["encode_style"])
 STYLIZE_INPUTS, STYLIZE_OUTPUTS = (list(names) for names in TASK_CONTRACTS["stylize"])
@@ -62,6 +62,9 @@ class AdaIN(StyleFamily):
         style = self.styles.draw(len(content))
         with torch.no_grad():
             mean, std = self.style_encoder()(style)
+            if c.colour_stats:
+                pixel_mean, pixel_std = mean[:, :PIXEL_STATS, None, None], std[:, :PIXEL_STATS, None, None]
+                mean, std = mean[:, PIXEL_STATS:], std[:, PIXEL_STATS:]
             levels = self.encoder(content)
             targets = adain_levels(levels if c.skips else levels[-1:], mean, std)
             features = levels if c.skips else levels[-1]
@@ -70,7 +73,10 @@ class AdaIN(StyleFamily):
         loss = content.new_zeros(())
         if c.content_weight > 0 or c.style_weight > 0:
             content_targets = targets[-c.content_levels:] if c.skips else targets
-            content_loss, style_loss = style_losses(self.encoder, decoder(target), content_targets, style)
+            output = decoder(target)
+            if c.colour_stats:  # as the stylizer gives the decoded image the style's colours
+                output = adain(output, pixel_mean, pixel_std)
+            content_loss, style_loss = style_losses(self.encoder, output, content_targets, style)
             loss = c.content_weight * content_loss + c.style_weight * style_loss
             metrics.update(content=content_loss.item(), style=style_loss.item())
         if c.recon_weight > 0:
@@ -84,11 +90,12 @@ class AdaIN(StyleFamily):
 
     def style_encoder(self) -> StyleEncoder:
         """The style encoder graph's module: the statistics of every level with skips, else the deepest's."""
-        return StyleEncoder(self.encoder, every_level=self.config.skips)
+        return StyleEncoder(self.encoder, every_level=self.config.skips, pixels=self.config.colour_stats)
 
     def stylizer(self, blend: str | None = None) -> Stylizer:
         """The stylizer graph's module (the family's encoder and decoder, shared)."""
-        return Stylizer(self.encoder, self.modules["decoder"], blend or self.config.alpha_blend)
+        return Stylizer(self.encoder, self.modules["decoder"], blend or self.config.alpha_blend,
+                        pixels=self.config.colour_stats)
 
     @torch.no_grad()
     def stylize(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -127,7 +134,7 @@ class AdaIN(StyleFamily):
         mask -> image), both on any image size."""
         self.encoder.cpu().eval()
         self.modules["decoder"].cpu().eval()
-        channels = sum(level_sizes(self.encoder, self.config.skips))
+        channels = sum(level_sizes(self.encoder, self.config.skips, self.config.colour_stats))
 
         def style_inputs(n: int, g: torch.Generator) -> tuple[torch.Tensor]:
             h, w = (41, 29) if n == 1 else (32, 32)

@@ -234,10 +234,10 @@ class AdaINConfig(AdamOptions):
     features of a seeded random-weight encoder, a decoder trained back to images. The run's --data
     is the content set (e.g. style:photos); `styles` the built-in set of style images.
 
-    Measured on a 2-core CPU (batch 8, these defaults, two threads, data loading not counted):
-    64 px 19.1 steps/s, 128 px 4.9 steps/s, so 10 CPU minutes at 128 px are about 2,900 steps.
-    600 steps at 64 px give blurred contents in the styles' tones; more steps (or width 32, about
-    4x the compute) sharpen them."""
+    The defaults (skips, the reconstruction loss, the pixels' colour statistics) are the setting
+    docs/benchmarks/style_ablation.md measured best: the only one of its settings that met the
+    style match and content kept targets at 1,500 steps at 64 px. On a 2-core CPU (batch 8, two
+    threads) they train about 8 steps/s at 64 px (the demo's 8 minutes: about 3,500 steps)."""
 
     lr: float = option(1e-3, "learning rate (Adam)", above=0)
     encoder_seed: int = option(0, _ENCODER_SEED_HELP, fixed=True)
@@ -249,12 +249,15 @@ class AdaINConfig(AdamOptions):
                                  "the output's features at every level against the style's)", at_least=0)
     content_weight: float = option(1.0, "weight of the content loss (the output's deepest features against the "
                                    "AdaIN target)", at_least=0)
-    skips: bool = option(False, "AdaIN at every encoder level, and a decoder that takes every level (a U-Net's "
+    skips: bool = option(True, "AdaIN at every encoder level, and a decoder that takes every level (a U-Net's "
                          "upward half): the style's statistics are every level's, the content's fine structure "
                          "reaches the image", fixed=True)
+    colour_stats: bool = option(True, "the style's statistics include its pixels' RGB means and standard "
+                                "deviations, and the stylizer gives them to the decoded image (AdaIN on the pixels: a "
+                                "colour transfer after decoding)", fixed=True)
     content_levels: int = option(1, "with skips: the content loss reads this many of the deepest levels, each "
                                  "against its AdaIN target (1 = the deepest only, as Huang & Belongie)", at_least=1)
-    recon_weight: float = option(0.0, "weight of a reconstruction loss: the decoder also turns the content's own "
+    recon_weight: float = option(1.0, "weight of a reconstruction loss: the decoder also turns the content's own "
                                  "features back into the content (pixel L1), as WCT trains its decoders (Li et al. "
                                  "2017); keeps the contents' shapes", at_least=0)
     alpha_blend: str = option("pixels", "how the exported stylizer's alpha mixes content and style: pixels "

@@ -132,24 +132,31 @@ class SkipDecoder(nn.Module):
         return self.out(x) + 0.5
 
 
-def level_sizes(encoder: RandomEncoder, every_level: bool) -> list[int]:
-    """Channels of the levels whose statistics a style has: the deepest, or every level."""
+PIXEL_STATS = 3  # the pixel level's statistics: one mean and one std per RGB channel
+
+
+def level_sizes(encoder: RandomEncoder, every_level: bool, pixels: bool = False) -> list[int]:
+    """Sizes of the parts of a style's statistics, in order: the pixels' (with ``pixels``), then
+    the deepest level's, or every level's."""
     sizes = [stage[-1].out_channels for stage in encoder.stages]
-    return sizes if every_level else sizes[-1:]
+    return ([PIXEL_STATS] if pixels else []) + (sizes if every_level else sizes[-1:])
 
 
 class StyleEncoder(nn.Module):
     """A style image to the statistics the stylizer takes (the exported ``style_encoder`` graph):
-    the deepest level's per-channel means and standard deviations, or every level's, concatenated
-    (for a stylizer with a ``SkipDecoder``)."""
+    the deepest level's per-channel means and standard deviations, or every level's (for a
+    stylizer with a ``SkipDecoder``), concatenated; with ``pixels``, the image's own RGB means
+    and standard deviations first (the stylizer gives them to its output: a colour transfer)."""
 
-    def __init__(self, encoder: RandomEncoder, every_level: bool = False) -> None:
+    def __init__(self, encoder: RandomEncoder, every_level: bool = False, pixels: bool = False) -> None:
         super().__init__()
-        self.encoder, self.every_level = encoder, every_level
+        self.encoder, self.every_level, self.pixels = encoder, every_level, pixels
 
     def forward(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.encoder(style)
         stats = [mean_std(f) for f in (features if self.every_level else features[-1:])]
+        if self.pixels:
+            stats.insert(0, mean_std(style))
         return (torch.cat([m.flatten(1) for m, _ in stats], 1), torch.cat([s.flatten(1) for _, s in stats], 1))
 
 
@@ -169,7 +176,8 @@ class Stylizer(nn.Module):
     and a mask (N, 1, H, W), 1 where to stylise, to the stylised image in [0, 1]. Any H and W:
     the content is padded by reflection to a multiple of the encoder's stride and cropped back."""
 
-    def __init__(self, encoder: RandomEncoder, decoder: StyleDecoder | SkipDecoder, blend: str = "features") -> None:
+    def __init__(self, encoder: RandomEncoder, decoder: StyleDecoder | SkipDecoder, blend: str = "features",
+                 pixels: bool = False) -> None:
         """``blend``: how ``alpha`` mixes content and style. "features" (Huang & Belongie): the
         content's features and the AdaIN target are mixed before decoding, so alpha 0 is the
         decoder's reconstruction of the content; "pixels": the fully stylised image and the
@@ -177,7 +185,7 @@ class Stylizer(nn.Module):
         super().__init__()
         if blend not in ("features", "pixels"):
             raise ValueError(f"blend must be 'features' or 'pixels' (got {blend!r})")
-        self.encoder, self.decoder, self.blend = encoder, decoder, blend
+        self.encoder, self.decoder, self.blend, self.pixels = encoder, decoder, blend, pixels
 
     def forward(self, content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
                 alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -187,6 +195,9 @@ class Stylizer(nn.Module):
         pad_w = (stride - width % stride) % stride
         padded = F.pad(content, (0, pad_w, 0, pad_h), mode="reflect") if stride > 1 else content
         a = alpha.reshape(-1, 1, 1, 1)
+        if self.pixels:  # the first statistics are the style's RGB ones, for the decoded image
+            pixel_mean, pixel_std = style_mean[:, :PIXEL_STATS], style_std[:, :PIXEL_STATS]
+            style_mean, style_std = style_mean[:, PIXEL_STATS:], style_std[:, PIXEL_STATS:]
         if isinstance(self.decoder, SkipDecoder):
             levels = self.encoder(padded)
             targets = adain_levels(levels, style_mean, style_std)
@@ -198,6 +209,8 @@ class Stylizer(nn.Module):
             target = adain(features, style_mean[:, :, None, None], style_std[:, :, None, None])
             decoded = self.decoder(target if self.blend == "pixels" else a * target + (1 - a) * features)
             decoded = decoded[..., :height, :width]
+        if self.pixels:
+            decoded = adain(decoded, pixel_mean[:, :, None, None], pixel_std[:, :, None, None])
         image = a * decoded + (1 - a) * content if self.blend == "pixels" else decoded
         return (mask * image + (1 - mask) * content).clamp(0.0, 1.0)
 
@@ -219,5 +232,5 @@ def style_losses(encoder: RandomEncoder, output: torch.Tensor, target: torch.Ten
     return content, style_loss
 
 
-__all__ = ["EPS", "RandomEncoder", "SkipDecoder", "StyleDecoder", "StyleEncoder", "Stylizer", "adain", "adain_levels",
+__all__ = ["EPS", "PIXEL_STATS", "RandomEncoder", "SkipDecoder", "StyleDecoder", "StyleEncoder", "Stylizer", "adain", "adain_levels",
            "level_sizes", "mean_std", "style_losses"]

@@ -137,8 +137,14 @@ def _model_style_images(model: ScoredModel) -> tuple[list, str]:
     if "stylize_fixed" not in model.tasks:
         return style_images(), "style:textures"
     spec = model.data_spec()
-    data = load_data(spec.spec, None, None, spec.min_image_size)
-    pixels = (np.asarray(data.images[0]).transpose(1, 2, 0) * 255.0).round().astype(np.uint8)
+    if Path(spec.spec).is_file():  # the style image itself, whole (its data set is crops of it)
+        from PIL import Image
+
+        with Image.open(spec.spec) as img:
+            pixels = np.asarray(img.convert("RGB"))
+    else:
+        data = load_data(spec.spec, None, None, spec.min_image_size)
+        pixels = (np.asarray(data.images[0]).transpose(1, 2, 0) * 255.0).round().astype(np.uint8)
     if pixels.shape[2] == 1:
         pixels = np.repeat(pixels, 3, axis=2)
     name = Path(spec.spec).name
