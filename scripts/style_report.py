@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 PICTURES = ("style_grid.png", "style_alpha.png", "style_colour.png")
@@ -97,9 +98,10 @@ def main() -> int:
     args = parser.parse_args()
 
     images = ROOT / "docs" / "images"
-    for name in PICTURES:
+    for name in PICTURES:  # kept small in the repository: a 256-colour palette
         if (args.pictures / name).is_file():
-            shutil.copyfile(args.pictures / name, images / name)
+            with Image.open(args.pictures / name) as picture:
+                picture.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(images / name, optimize=True)
     command = f"latentforge evaluate VERSION --n {args.digits}"
     lines = ["# Style transfer: the meter's figures", "",
              f"Measured on {platform.node() or 'this machine'} ({platform.machine()}, 2 CPU cores, no GPU), "

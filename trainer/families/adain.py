@@ -72,7 +72,7 @@ class AdaIN(StyleFamily):
         metrics: dict[str, float] = {}
         loss = content.new_zeros(())
         if c.content_weight > 0 or c.style_weight > 0:
-            content_targets = targets[-c.content_levels:] if c.skips else targets
+            content_targets = targets[-(c.content_levels or len(targets)):] if c.skips else targets
             output = decoder(target)
             if c.colour_stats:  # as the stylizer gives the decoded image the style's colours
                 output = adain(output, pixel_mean, pixel_std)

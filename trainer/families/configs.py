@@ -234,10 +234,12 @@ class AdaINConfig(AdamOptions):
     features of a seeded random-weight encoder, a decoder trained back to images. The run's --data
     is the content set (e.g. style:photos); `styles` the built-in set of style images.
 
-    The defaults (skips, the reconstruction loss, the pixels' colour statistics) are the setting
-    docs/benchmarks/style_ablation.md measured best: the only one of its settings that met the
-    style match and content kept targets at 1,500 steps at 64 px. On a 2-core CPU (batch 8, two
-    threads) they train about 8 steps/s at 64 px (the demo's 8 minutes: about 3,500 steps)."""
+    The defaults (skips, the reconstruction loss, the pixels' colour statistics, the content loss at
+    every level) are the settings docs/benchmarks/style_ablation.md measured best: at 1,500 steps
+    at 64 px, the pixels' colour statistics were the only setting to meet the style match target
+    with content kept; at the demo's 8 minutes, the content loss at every level kept the content
+    (0.63) that the deepest level alone let fade (0.42). On a 2-core CPU (batch 8, two threads)
+    they train about 7.5 steps/s at 64 px (the demo's 8 minutes: about 3,500 steps)."""
 
     lr: float = option(1e-3, "learning rate (Adam)", above=0)
     encoder_seed: int = option(0, _ENCODER_SEED_HELP, fixed=True)
@@ -255,8 +257,9 @@ class AdaINConfig(AdamOptions):
     colour_stats: bool = option(True, "the style's statistics include its pixels' RGB means and standard "
                                 "deviations, and the stylizer gives them to the decoded image (AdaIN on the pixels: a "
                                 "colour transfer after decoding)", fixed=True)
-    content_levels: int = option(1, "with skips: the content loss reads this many of the deepest levels, each "
-                                 "against its AdaIN target (1 = the deepest only, as Huang & Belongie)", at_least=1)
+    content_levels: int = option(0, "with skips: the content loss reads this many of the deepest levels, each "
+                                 "against its AdaIN target (1 = the deepest only, as Huang & Belongie; 0 = every "
+                                 "level)", at_least=0)
     recon_weight: float = option(1.0, "weight of a reconstruction loss: the decoder also turns the content's own "
                                  "features back into the content (pixel L1), as WCT trains its decoders (Li et al. "
                                  "2017); keeps the contents' shapes", at_least=0)
