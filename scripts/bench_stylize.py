@@ -76,7 +76,8 @@ def model_info(repo: Path, name: str) -> dict[str, Any]:
     options = config.get(family, {}) if family else {}
     return {"name": name, "version": versions[0], "kind": manifest.get("kind"), "family": family,
             "width": options.get("width"), "levels": options.get("levels"), "skips": options.get("skips"),
-            "options": options, "image_size": config.get("image_size"), "steps": config.get("steps"),
+            "options": options, "image_size": config.get("image_size"),
+            "steps": manifest.get("source_checkpoint", {}).get("step", config.get("steps")),
             "data": config.get("data")}
 
 
