@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import platform
 import subprocess
 import sys
@@ -92,6 +93,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path, required=True, help="an exported arbitrary-style version folder")
     parser.add_argument("--one-style", type=Path, default=None, help="an exported one-style version folder")
     parser.add_argument("--one-style-command", default="", help="how the one-style model was trained, for the text")
+    parser.add_argument("--one-style-note", default="", help="a paragraph on the one-style model, for the text")
     parser.add_argument("--pictures", type=Path, default=Path("out/demo"), help="where the demo wrote its pictures")
     parser.add_argument("--digits", type=int, default=200)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "style.md")
@@ -106,7 +108,7 @@ def main() -> int:
     lines = ["# Style transfer: the meter's figures", "",
              f"Measured on {platform.node() or 'this machine'} ({platform.machine()}, 2 CPU cores, no GPU), "
              f"{time.strftime('%Y-%m-%d')}, with `python -m scripts.style_report` "
-             f"({' '.join(sys.argv[1:])}). The meter (`trainer/quality/stylize.py`; "
+             f"({shlex.join(sys.argv[1:])}). The meter (`trainer/quality/stylize.py`; "
              "[docs/quality.md](../quality.md)) uses a feature network training never saw (one layer of random "
              "filters at six scales, its own seed), crops training never saw, Reinhard et al.'s colour transfer "
              "(2001) as the classical baseline, and the digit classifier of the mnist5k meter.", ""]
@@ -118,6 +120,8 @@ def main() -> int:
     if args.one_style is not None:
         title = "One style, fast" + (f": `{args.one_style_command}`" if args.one_style_command else "")
         lines += model_section(title, evaluate(args.one_style, args.digits), command)
+        if args.one_style_note:
+            lines += [args.one_style_note, ""]
     lines += speed_section(args.out.parent / "stylize.json")
     lines += ["## How the defaults were chosen", "",
               "[style_ablation.md](style_ablation.md) (`python -m scripts.style_ablation`) trains each setting the "
