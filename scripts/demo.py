@@ -32,9 +32,10 @@ from PIL import Image
 
 from scripts.style_pictures import alpha_strip, colour_strip, pictures, style_grid
 
-# The arbitrary-style model: contents style:photos, styles style:textures, trained at 64 px (it
-# stylises any size) with the options docs/benchmarks/style_ablation.md measured best, for a
-# budget that buys ABLATION_STEPS-and-more steps on two cores.
+# The arbitrary-style model: contents style:photos, styles style:textures, trained at 64 px and
+# batch 8 (it stylises any size) with the family's defaults, which docs/benchmarks/style_ablation.md
+# measured best; 8 minutes buy about 3,500 steps on two cores, where those defaults meet the style
+# match and content kept targets (docs/benchmarks/style.md).
 STYLE_BUDGET = "8m"
 STYLE_FLAGS = ("--data", "style:photos", "--image-size", "64", "--batch-size", "8", "--eval-every", "0")
 
