@@ -241,15 +241,14 @@ class AdaINConfig(AdamOptions):
     (0.63) that the deepest level alone let fade (0.42). On a 2-core CPU (batch 8, two threads)
     they train about 7.5 steps/s at 64 px (the demo's 8 minutes: about 3,500 steps)."""
 
-    lr: float = option(1e-3, "learning rate (Adam)", above=0)
     encoder_seed: int = option(0, _ENCODER_SEED_HELP, fixed=True)
     width: int = option(16, "base channel width of the encoder (widths width, 2x, 4x... per level) and its "
                         "mirror, the decoder", at_least=1, fixed=True)
     levels: int = option(3, "encoder levels (each after the first halves the size); the style statistics are "
-                         "the deepest level's, width * 2**(levels-1) numbers each", at_least=1, fixed=True)
+                         "every level's with skips, else the deepest level's", at_least=1, fixed=True)
     style_weight: float = option(2.0, "weight of the style loss (per-channel means and standard deviations of "
                                  "the output's features at every level against the style's)", at_least=0)
-    content_weight: float = option(1.0, "weight of the content loss (the output's deepest features against the "
+    content_weight: float = option(1.0, "weight of the content loss (the output's features against the "
                                    "AdaIN target)", at_least=0)
     skips: bool = option(True, "AdaIN at every encoder level, and a decoder that takes every level (a U-Net's "
                          "upward half): the style's statistics are every level's, the content's fine structure "
@@ -293,7 +292,6 @@ class StyleConfig(AdamOptions):
     64 px 7.9 steps/s, 128 px 0.93 steps/s, so 10 CPU minutes at 128 px are about 550 steps; 200
     steps at 64 px already draw the style's colours and texture over the contents' shapes."""
 
-    lr: float = option(1e-3, "learning rate (Adam)", above=0)
     encoder_seed: int = option(0, _ENCODER_SEED_HELP, fixed=True)
     encoder_width: int = option(16, "base channel width of the loss encoder (widths width, 2x, 4x at its three "
                                 "levels)", at_least=1, fixed=True)
