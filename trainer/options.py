@@ -10,6 +10,7 @@ submitted. No torch here: the command line is built without importing the traini
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -100,7 +101,8 @@ def coerce_numbers(obj: Any) -> None:
 
 
 def check_options(obj: Any) -> list[str]:
-    """Problems with `obj`'s option values against their declared types and limits."""
+    """Problems with `obj`'s option values against their declared types and limits (a float
+    must be finite: NaN passes every comparison, and infinity every lower bound)."""
     problems = []
     for info in options_of(type(obj)):
         name, value = info.name, getattr(obj, info.name)
@@ -115,6 +117,9 @@ def check_options(obj: Any) -> list[str]:
         ):
             kind = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}[info.type]
             problems.append(f"{name} must be {kind} (got {value!r})")
+            continue
+        if info.type is float and not math.isfinite(value):
+            problems.append(f"{name} must be a finite number (got {value!r})")
             continue
         if info.choices and value not in info.choices:
             problems.append(f"{name} must be {', '.join(map(str, info.choices[:-1]))} or {info.choices[-1]} "
