@@ -59,10 +59,10 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.config import TrainConfig, fixed_options
-from trainer.data import Batch, DataError, TrainingData, load_data
+from trainer.data import Batch, DataError, TrainingData, data_kind, load_data
 from trainer.distributed import DistContext, init_distributed, shutdown
 from trainer.evaluation import Evaluator, scores_of
-from trainer.families import build_family, family_entry
+from trainer.families import build_family, data_problem, family_entry
 from trainer.families.base import Family
 from trainer.grids import save_grid
 from trainer.progress import Progress, format_duration
@@ -110,6 +110,9 @@ def train(cfg: TrainConfig, resume: Resume = False, stop: StopRequest | None = N
     """
     cfg.validate()
     family_entry(cfg.model).load()  # fail on a broken family before loading any data
+    problem = data_problem(cfg.model, data_kind(cfg.data), cfg.data)  # or on data of the wrong kind
+    if problem:
+        raise DataError(problem)
     if resume not in (True, False, "auto"):
         raise ValueError(f"resume must be True, False or 'auto' (got {resume!r})")
     ctx = init_distributed(cfg.device)
@@ -185,7 +188,6 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
     ctx.barrier()
 
     batches = _Batches(data, cfg, ctx)
-    fixed = _grid_inputs(family, cfg)
     fixed_batch = batches.spread(max(1, cfg.grid_size // 2))
 
     progress = (Progress(cfg.steps, start, f"train {cfg.model}", cfg.progress_every, budget_s=budget, spent_s=spent)
@@ -216,7 +218,10 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
             budget_spent = agreed == 1
             ending = final or budget_spent  # the run is finished after this step
             quality = None
-            if evaluator is not None and not signalled and (done % cfg.eval_every == 0 or ending):
+            scoring = evaluator is not None and not signalled and (done % cfg.eval_every == 0 or ending)
+            if scoring or ending:
+                family.prepare_snapshot(data, done)
+            if scoring:
                 quality = evaluator.evaluate(family, done)
             if metrics_file is not None and (done % cfg.log_every == 0 or ending or quality is not None):
                 record: dict[str, Any] = {"step": done, "epoch": epoch, "time": round(time.time(), 3)}
@@ -229,7 +234,7 @@ def _train(cfg: TrainConfig, resume: Resume, ctx: DistContext, stop: StopRequest
                 metrics_file.flush()
                 window.clear()
             if ctx.is_main and (done % cfg.sample_every == 0 or ending):
-                _save_grids(out, family, fixed, fixed_batch, done)
+                _save_grids(out, family, cfg, fixed_batch, done)
             if done % cfg.checkpoint_every == 0 or ending or signalled:
                 rng = ctx.gather(_rng_state(ctx.device))  # collective: every rank takes part
                 if ctx.is_main:
@@ -422,8 +427,9 @@ class _GridInputs:
 
 
 def _grid_inputs(family: Family, cfg: TrainConfig) -> _GridInputs:
-    """One fixed latent batch (seeded by the run's seed); for a conditional family, one row per
-    class, the same latents in every row, so a column shows one latent across the classes."""
+    """One fixed latent batch (seeded by the run's seed, drawn again at each grid: a learned
+    prior changes as it is refitted); for a conditional family, one row per class, the same
+    latents in every row, so a column shows one latent across the classes."""
     gen = torch.Generator().manual_seed(cfg.seed)
     k = family.num_classes
     if k <= 0:
@@ -439,8 +445,9 @@ def _sample(family: Family, z: torch.Tensor, labels: torch.Tensor | None) -> tor
     return family.sample(z, labels.to(family.device))  # conditional families take labels too
 
 
-def _save_grids(out: Path, family: Family, fixed: _GridInputs, fixed_batch: Batch, step: int) -> None:
+def _save_grids(out: Path, family: Family, cfg: TrainConfig, fixed_batch: Batch, step: int) -> None:
     folder = out / "samples"
+    fixed = _grid_inputs(family, cfg)
     path = save_grid(_sample(family, fixed.z, fixed.labels), folder / f"step_{step:08d}.png", columns=fixed.columns)
     shutil.copyfile(path, folder / "latest.png")
     for name, grid in family.extra_grids(fixed_batch).items():

@@ -44,10 +44,14 @@ def _family_help(trainer: dict[str, dict[str, Any]] | None) -> str:
 
     if trainer is None:
         return "the model family: " + ", ".join(FAMILY_MESSAGES)
+    from trainer.data import DATA_KINDS
     from trainer.families import FAMILIES
 
+    def takes(name: str) -> str:
+        return " or ".join(DATA_KINDS[kind] for kind in FAMILIES[name].data_kinds)
+
     return "the model family: " + "; ".join(
-        f"{name} ({FAMILIES[name].summary}; trains on {FAMILIES[name].data})" if name in FAMILIES else name
+        f"{name} ({FAMILIES[name].summary}; trains on {takes(name)})" if name in FAMILIES else name
         for name in FAMILY_MESSAGES)
 
 

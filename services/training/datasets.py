@@ -99,6 +99,17 @@ class DatasetLibrary:
         raise NotFound(f"unknown data set {name!r}; known data sets: {', '.join(self.names())} "
                        "(UploadDataset adds one)")
 
+    def kind(self, name: str) -> str:
+        """The kind of data a known data set holds (trainer.data.base.DATA_KINDS), read from its
+        name or its files' layout, not from its contents."""
+        from trainer.data import DataError, data_kind
+
+        try:
+            return data_kind(self.resolve(name))
+        except DataError:
+            raise FailedPrecondition(f"data set {name!r} cannot be read any more; delete it and upload it "
+                                     "again") from None
+
     def names(self) -> list[str]:
         return builtin_datasets() + [r.name for r in self.store.datasets()]
 

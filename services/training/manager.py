@@ -118,8 +118,8 @@ class JobManager:
     # ---- requests ---------------------------------------------------------------------------
 
     def submit(self, spec: JobSpec) -> Job:
-        """A new job (or, for an idempotency key used before with the same spec, that job)."""
-        cfg = self._check(spec)
+        """A new job (or, for an idempotency key used before with the same spec, that job, even
+        when its data set has been deleted since)."""
         if spec.idempotency_key:
             existing = self.store.by_idempotency_key(spec.idempotency_key)
             if existing is not None:
@@ -127,6 +127,7 @@ class JobManager:
                     raise AlreadyExists(f"idempotency key {spec.idempotency_key!r} was used for job "
                                         f"{existing.job_id} with a different spec; use a new key")
                 return existing
+        cfg = self._check(spec)
         if len(self.queue) >= self.config.max_queued_jobs and len(self.running) >= self.config.max_concurrent_jobs:
             raise ResourceExhausted(f"the job queue is full ({len(self.queue)} waiting, limit "
                                     f"{self.config.max_queued_jobs}); retry when a job has finished")
@@ -274,9 +275,14 @@ class JobManager:
 
     def _check(self, spec: JobSpec):
         """The job's TrainConfig, after every check a spec must pass before it is queued."""
+        from trainer.families import data_problem
+
         c = self.config
         data = self.datasets.resolve(spec.dataset)
         cfg = train_config(spec, data)
+        problem = data_problem(spec.family, self.datasets.kind(spec.dataset), spec.dataset)
+        if problem:
+            raise InvalidArgument(problem)
         if cfg.steps > c.max_steps:
             raise InvalidArgument(f"steps {cfg.steps} is above this server's limit of {c.max_steps}")
         budget = cfg.time_budget_seconds
@@ -336,9 +342,10 @@ class JobManager:
         self._set_state(job_id, STARTING, reason if from_step == 0 else f"{reason}; from step {from_step}",
                         attempt.number)
         tail = RunFolderTail(run_dir, from_step, job.total_steps)
+        public = self._public_text(job)
         proc = JobProcess(train_command(self.python, self.jobs_dir / job_id / "train.json", run_dir, spec.nproc),
                           on_line=lambda level, text: self._event(job_id, "log", {
-                              "level": level, "text": text, "attempt": attempt.number}))
+                              "level": level, "text": public(text), "attempt": attempt.number}))
         running = self.running[job_id]
         running.proc, running.family = proc, spec.family
         await proc.start()
@@ -361,7 +368,7 @@ class JobManager:
         self.store.update(job_id, pid=None)
         self.metrics.set_rate(job_id, spec.family, None)
         cancelled = self.store.get(job_id).cancel_requested
-        described = "cancelled" if cancelled and outcome.exit_code != 0 else outcome.describe()
+        described = "cancelled" if cancelled and outcome.exit_code != 0 else public(outcome.describe())
         if self._closing:
             self.store.finish_attempt(job_id, attempt.number, outcome.exit_code, "the service stopped")
             return  # left RUNNING: the next start continues it
@@ -391,6 +398,21 @@ class JobManager:
             self.queue.appendleft((job_id, f"retry {used} of {spec.max_retries} after: {described}"))
         else:
             self._set_state(job_id, FAILED, described, attempt.number)
+
+    def _public_text(self, job: Job) -> Callable[[str], str]:
+        """What a job's reasons and log lines say, without the server's folders: its data's path
+        becomes its data set's name, and the data folder "<data-dir>"."""
+        data = json.loads((self.jobs_dir / job.job_id / "train.json").read_text())["data"]
+        replacements = [(str(self.data_dir), "<data-dir>")]
+        if Path(data).is_absolute():
+            replacements.insert(0, (data, job.spec.dataset))
+
+        def public(text: str) -> str:
+            for path, name in replacements:
+                text = text.replace(path, name)
+            return text
+
+        return public
 
     def _drain_tail(self, job_id: str, tail: RunFolderTail, family: str) -> None:
         for kind, data, blob in tail.poll():

@@ -6,9 +6,9 @@ range. All checks run before training starts and fail with a DataError that says
 wrong and how to fix it.
 """
 
-from trainer.data.base import FIELDS, DataError, DataOptions, DataSource, DataSpec, TrainingData
+from trainer.data.base import DATA_KINDS, FIELDS, DataError, DataOptions, DataSource, DataSpec, TrainingData
 from trainer.data.batch import Batch
-from trainer.data.sources import SOURCES, describe_sources, find_source, load_data
+from trainer.data.sources import SOURCES, data_kind, describe_sources, find_source, load_data
 
-__all__ = ["Batch", "DataError", "DataOptions", "DataSource", "DataSpec", "FIELDS", "SOURCES", "TrainingData",
-           "describe_sources", "find_source", "load_data"]
+__all__ = ["Batch", "DATA_KINDS", "DataError", "DataOptions", "DataSource", "DataSpec", "FIELDS", "SOURCES",
+           "TrainingData", "data_kind", "describe_sources", "find_source", "load_data"]

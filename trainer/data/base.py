@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 # Fields a source may fill, in the order of trainer.data.batch.Batch.
 FIELDS = ("images", "labels", "masks", "strokes", "lengths")
 
+# The kinds of data a source gives (DataSource.kind) and a family takes (FamilyEntry.data_kinds),
+# each with the words a message uses and the batch field it fills.
+DATA_KINDS = {"images": "a set of images", "image": "one image", "strokes": "pen strokes"}
+KIND_FIELDS = {"images": "images", "image": "images", "strokes": "strokes"}
+
 
 class DataError(ValueError):
     """The training data cannot be used; the message says why and what to do."""
@@ -140,6 +145,7 @@ class DataSource(ABC):
     name: str = ""  # short name, e.g. "mnist5k", "folder"
     summary: str = ""  # what --data names to use it, for help
     path_kind: str | None = None  # for sources read from a path: what it is ("folder"); None = by name
+    kind: str = "images"  # the kind of data it gives, a key of DATA_KINDS
 
     def builtin_names(self) -> tuple[str, ...]:
         """The --data names of a built-in set (e.g. 'kanjivg' and its subsets); () for a path source."""

@@ -352,6 +352,7 @@ class KanjiVGSet(DataSource):
     """`kanjivg` and `kanjivg:<subset>`: pen strokes from the installed kanjivg package."""
 
     name = "kanjivg"
+    kind = "strokes"
     summary = "'kanjivg' or 'kanjivg:main|simple|digits' (KanjiVG pen strokes, stroke-5)"
 
     def builtin_names(self) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ class SingleImage(DataSource):
     """An image file: CROPS random crops of it."""
 
     name = "image"
+    kind = "image"
     summary = f"one image file (PNG, JPEG, ...: {CROPS} random crops of it, e.g. a style image)"
     path_kind = "image file"
 

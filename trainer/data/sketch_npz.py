@@ -86,6 +86,7 @@ def read_member(path: Path, name: str) -> np.ndarray:
 
 class SketchNpz(DataSource):
     name = "sketch-npz"
+    kind = "strokes"
     summary = "a sketch-rnn .npz of stroke-3 drawings (train/valid/test, as QuickDraw's)"
     path_kind = "sketch-rnn stroke .npz"
 

@@ -40,6 +40,12 @@ def find_source(spec: str) -> DataSource:
     raise DataError(f"data {spec!r} is neither {names} nor an existing {paths}")
 
 
+def data_kind(spec: str) -> str:
+    """The kind of data (a key of trainer.data.base.DATA_KINDS) that `spec` gives, without
+    reading it: its source's. DataError as find_source."""
+    return find_source(spec).kind
+
+
 def describe_sources() -> str:
     """One line per source, for --help."""
     return "; ".join(s.summary for s in SOURCES)

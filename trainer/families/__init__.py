@@ -2,7 +2,8 @@
 
 Add a family: its options as a dataclass in `configs.py`, a `Family` subclass in its own
 module (networks in trainer/networks/, losses in trainer/losses.py), one `FamilyEntry`
-below, and its options message in JobSpec's `family_options` (proto/latentforge/v1/
+below (which also states the kinds of data it takes, so a job on the wrong kind is refused
+before it is queued: `data_problem`), and its options message in JobSpec's `family_options` (proto/latentforge/v1/
 training.proto, the field named as the family with "-" written "_"). The CLI then has its
 flags, the loop trains it, the exporter exports it, and the TrainingService, its Python client
 and `latentforge jobs submit` take it (services/training/families.py reads the proto's table;
@@ -18,6 +19,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from trainer.data.base import DATA_KINDS, KIND_FIELDS
 from trainer.families.configs import (AdaINConfig, AEConfig, CompletionConfig, DCGANConfig, SketchRNNConfig, StyleConfig,
                                       VAEConfig)
 from trainer.options import FamilyConfig
@@ -38,15 +40,23 @@ class FamilyEntry:
     config: type[FamilyConfig]
     implementation: str  # "module:Class" of the Family subclass, imported on first use
     summary: str
-    data: str = "images"  # the kind of data it trains on: "images" or "strokes" (the first of its `needs`)
+    # The kinds of data it takes (keys of trainer.data.base.DATA_KINDS): "images" (a set of
+    # images), "image" (one image, read as crops of it), "strokes".
+    data_kinds: tuple[str, ...] = ("images",)
+
+    @property
+    def data(self) -> str:
+        """The batch field its data fills: "images" or "strokes" (the first of the class's `needs`)."""
+        return KIND_FIELDS[self.data_kinds[0]]
 
     def load(self) -> type["Family"]:
         module, _, cls_name = self.implementation.partition(":")
         cls = getattr(importlib.import_module(module), cls_name)
         if cls.name != self.name:
             raise RuntimeError(f"{self.implementation} is named {cls.name!r}, registered as {self.name!r}")
-        if cls.needs[0] != self.data:
-            raise RuntimeError(f"{self.implementation} trains on {cls.needs[0]}, registered for {self.data}")
+        if any(KIND_FIELDS[kind] != cls.needs[0] for kind in self.data_kinds):
+            raise RuntimeError(f"{self.implementation} trains on {cls.needs[0]}, registered for "
+                               f"{', '.join(self.data_kinds)}")
         return cls
 
 
@@ -60,13 +70,13 @@ FAMILIES: dict[str, FamilyEntry] = {
                     "image completion: U-Net (masked image, mask, z) -> image, with a discriminator"),
         FamilyEntry("sketch-rnn", SketchRNNConfig, "trainer.families.sketch_rnn:SketchRNN",
                     "sketch-rnn: recurrent VAE over pen strokes (stroke-5), drawing with a mixture-density LSTM",
-                    data="strokes"),
+                    data_kinds=("strokes",)),
         FamilyEntry("adain", AdaINConfig, "trainer.families.adain:AdaIN",
                     "arbitrary style transfer: adaptive instance normalisation in a seeded random encoder's "
                     "features, a trained decoder (style encoder + stylizer, any style, any image size)"),
         FamilyEntry("style", StyleConfig, "trainer.families.style:OneStyle",
                     "one-style transfer: a fast feed-forward transformer network trained for one style image "
-                    "(image -> stylised image, any size)"),
+                    "(image -> stylised image, any size)", data_kinds=("image", "images")),
     )
 }
 
@@ -77,6 +87,16 @@ def family_entry(name: str) -> FamilyEntry:
         return FAMILIES[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(FAMILIES)}") from None
+
+
+def data_problem(family: str, kind: str, data_name: str) -> str | None:
+    """Why ``family`` cannot train on data of ``kind`` (named ``data_name`` in the message), or None."""
+    kinds = family_entry(family).data_kinds
+    if kind in kinds:
+        return None
+    takes = " or ".join(DATA_KINDS[k] for k in kinds)
+    return (f"{family} trains on {takes}; data set {data_name!r} holds {DATA_KINDS[kind]}: choose a data set of "
+            f"that kind, or a family that takes {DATA_KINDS[kind]}")
 
 
 def family_class(name: str) -> type["Family"]:
@@ -105,4 +125,5 @@ def restore_family(payload: dict[str, Any], device: "torch.device | None" = None
     return family
 
 
-__all__ = ["FAMILIES", "FamilyEntry", "build_family", "family_class", "family_entry", "restore_family"]
+__all__ = ["FAMILIES", "FamilyEntry", "build_family", "data_problem", "family_class", "family_entry",
+           "restore_family"]
