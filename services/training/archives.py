@@ -2,18 +2,22 @@
 
 An archive comes from a client, so nothing in it is trusted: an entry whose name is absolute
 or climbs out with ``..``, a link (symbolic or hard), a device or a FIFO refuses the whole
-archive, as do more files than ``max_files`` or more bytes than ``max_bytes`` once unpacked
-(counted as they are written, so a zip bomb that lies in its headers is stopped too). Only
-regular files are written, only under ``dest``, never over one another. Files of the
+archive, as do more files than ``max_files``, more bytes than ``max_bytes`` once unpacked, or
+more bytes than the disk has free. The sizes are the ones the archive declares, checked before
+anything is written, and writing stops at them (a zip bomb never reaches the disk; a zip that
+lies in its headers fails zipfile's own check); a disk that fills up all the same is a limit
+too. Only regular files are written, only under ``dest``, never over one another. Files of the
 archiving machine's own (``__MACOSX/``, dot-files) are left out.
 """
 
 from __future__ import annotations
 
+import errno
 import shutil
 import stat
 import tarfile
 import zipfile
+from contextlib import closing
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterator
 
@@ -46,42 +50,74 @@ def _ignored(parts: tuple[str, ...]) -> bool:
     return not parts or parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts)
 
 
-def unpack(archive: Path, kind: str, dest: Path, max_files: int, max_bytes: int) -> int:
+def unpack(archive: Path, kind: str, dest: Path, max_files: int, max_bytes: int, keep_free: int = 0) -> int:
     """Unpack ``archive`` (``kind``: "zip" or "tar", gzip or not) into the existing empty folder
-    ``dest``; returns the files written. ArchiveError on anything unsafe, unreadable or too big."""
-    entries = _zip_entries(archive) if kind == "zip" else _tar_entries(archive)
+    ``dest``; returns the files written. ArchiveError on anything unsafe, unreadable or too big.
+
+    Nothing is written before the whole archive is known to fit: a first pass checks every
+    entry and sums the sizes the archive declares against ``max_files``, ``max_bytes`` and the
+    free space of ``dest``'s disk beyond ``keep_free`` bytes; the second writes, stopping at the
+    declared sizes (a zip that lies about them is refused by zipfile's own check)."""
     dest = dest.resolve()
-    written = 0
-    total = 0
+    opener = _zip_entries if kind == "zip" else _tar_entries
+    room = shutil.disk_usage(dest).free - keep_free
     try:
-        for name, is_dir, size, opener in entries:
-            parts = safe_parts(name)
-            if is_dir or _ignored(parts):
-                continue
-            written += 1
-            if written > max_files:
-                raise ArchiveError(f"the archive holds more than {max_files} files, this server's limit", limit=True)
-            if total + size > max_bytes:
-                raise ArchiveError(f"the archive unpacks to more than {max_bytes} bytes, this server's limit",
-                                   limit=True)
-            target = dest.joinpath(*parts)
-            if dest not in target.parents:  # belt and braces: safe_parts already refused this
-                raise ArchiveError(f"entry {name!r} lies outside the archive")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with opener() as source, open(target, "xb") as out:
-                while True:
-                    block = source.read(COPY_CHUNK)
-                    if not block:
-                        break
-                    total += len(block)
-                    if total > max_bytes:
-                        raise ArchiveError(f"the archive unpacks to more than {max_bytes} bytes, this server's "
-                                           "limit", limit=True)
-                    out.write(block)
+        with closing(opener(archive)) as entries:
+            _check_sizes(entries, max_files, max_bytes, room, keep_free)
+        with closing(opener(archive)) as entries:
+            return _write(entries, dest)
     except FileExistsError as exc:
         raise ArchiveError(f"the archive holds {Path(exc.filename).name!r} twice") from None
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise ArchiveError("the data folder's disk is full (no space left); the server cannot take the "
+                               "archive now", limit=True) from None
         raise ArchiveError(f"the archive is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise ArchiveError(f"the archive is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def _kept(entries: Entries) -> Iterator[tuple[str, tuple[str, ...], int, Callable[[], BinaryIO]]]:
+    """The entries to write: (name, path parts, declared size, open it); unsafe names refused."""
+    for name, is_dir, size, opener in entries:
+        parts = safe_parts(name)
+        if not (is_dir or _ignored(parts)):
+            yield name, parts, size, opener
+
+
+def _check_sizes(entries: Entries, max_files: int, max_bytes: int, room: int, keep_free: int) -> None:
+    """The first pass: every entry checked, the declared sizes summed against the limits and the
+    disk's free space (``room``: bytes free beyond ``keep_free``)."""
+    files = total = 0
+    for _, _, size, _ in _kept(entries):
+        files += 1
+        total += size
+        if files > max_files:
+            raise ArchiveError(f"the archive holds more than {max_files} files, this server's limit", limit=True)
+        if total > max_bytes:
+            raise ArchiveError(f"the archive unpacks to more than {max_bytes} bytes, this server's limit", limit=True)
+        if total > room:
+            raise ArchiveError(f"not enough disk space: the archive unpacks to more than {max(room, 0)} bytes, what "
+                               f"the data folder's disk has free beyond the {keep_free} bytes it keeps free",
+                               limit=True)
+
+
+def _write(entries: Entries, dest: Path) -> int:
+    """The second pass: each file written under ``dest``, never past its declared size."""
+    written = 0
+    for name, parts, size, opener in _kept(entries):
+        target = dest.joinpath(*parts)
+        if dest not in target.parents:  # belt and braces: safe_parts already refused this
+            raise ArchiveError(f"entry {name!r} lies outside the archive")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        left = size
+        with opener() as source, open(target, "xb") as out:
+            while block := source.read(min(COPY_CHUNK, left + 1)):
+                left -= len(block)
+                if left < 0:
+                    raise ArchiveError(f"entry {name!r} holds more than the {size} bytes the archive declares")
+                out.write(block)
+        written += 1
     return written
 
 

@@ -39,7 +39,12 @@ class TrainingConfig(ServerSettings):
                                                 "need this much free space in --data-dir")
     max_dataset_bytes: int = setting(2 << 30, "the largest upload (UploadDataset), in bytes")
     max_dataset_files: int = setting(200_000, "the most files an uploaded archive may hold")
-    max_dataset_unpacked_bytes: int = setting(8 << 30, "the most bytes an uploaded archive may unpack to")
+    max_dataset_unpacked_bytes: int = setting(8 << 30, "the most bytes an uploaded archive may unpack to (or an "
+                                                       ".npz's arrays declare)")
+    max_image_pixels: int = setting(50_000_000, "the most pixels (width x height) an uploaded image may declare; "
+                                                "larger ones are refused before they are decoded")
+    max_check_memory_bytes: int = setting(4 << 30, "address space of the process that unpacks and reads an "
+                                                   "upload; an upload that needs more is refused")
     poll_interval_s: float = setting(0.5, "how often a running job's run folder is read for new events, in seconds")
     stop_grace_s: float = setting(30.0, "on shutdown: how long running jobs get to write a checkpoint after "
                                         "SIGTERM before they are killed")
@@ -57,6 +62,9 @@ class TrainingConfig(ServerSettings):
             (self.max_dataset_bytes >= 1, "max_dataset_bytes must be >= 1"),
             (self.max_dataset_files >= 1, "max_dataset_files must be >= 1"),
             (self.max_dataset_unpacked_bytes >= 1, "max_dataset_unpacked_bytes must be >= 1"),
+            (self.max_image_pixels >= 1, "max_image_pixels must be >= 1"),
+            (self.max_check_memory_bytes >= 256 << 20, "max_check_memory_bytes must be >= 268435456 (256 MiB): the "
+                                                        "check's Python, NumPy and Pillow need about 150 MiB"),
             (self.poll_interval_s > 0, "poll_interval_s must be > 0"),
             (self.stop_grace_s >= 0, "stop_grace_s must be >= 0"),
         ]

@@ -4,14 +4,17 @@ A client names a data set, never a path on the server; ``DatasetLibrary.resolve`
 place a name becomes what ``latentforge train --data`` reads. Uploads arrive in chunks into a
 staging folder under ``<data-dir>/datasets/.uploads``; the bytes are counted against the size
 limit and hashed as they come, the sha256 is compared at the end, and the file is unpacked and
-read with the trainer's loader in a child process (``services.training.dataset_check``). Only
-then does the staging folder become ``<data-dir>/datasets/<id>`` and the record go into the
-store. Whatever goes wrong, the staging folder is removed: nothing of a refused upload stays.
+read with the trainer's loader in a child process (``services.training.dataset_check``, with
+its memory, pixel, size and disk limits). Only then does the staging folder become
+``<data-dir>/datasets/<id>`` and the record go into the store. Whatever goes wrong (a full
+disk included: RESOURCE_EXHAUSTED), the staging folder is removed, and the ``.uploads`` folder
+with it once empty: nothing of a refused upload stays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
@@ -21,9 +24,10 @@ import shutil
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Iterator
 
 from latentforge.manifest import NAME_PATTERN
 from services.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -140,6 +144,7 @@ class DatasetLibrary:
         trash.parent.mkdir(parents=True, exist_ok=True)
         folder.rename(trash)
         shutil.rmtree(trash, ignore_errors=True)
+        self._remove_uploads_folder()
         event(log, "dataset_deleted", dataset=name, dataset_id=record.dataset_id)
         self._refresh_metrics()
         return record
@@ -201,7 +206,7 @@ class DatasetLibrary:
             upload = staging / ("data.npz" if header.format == "npz" else "upload")
             digest = hashlib.sha256()
             size = 0
-            with open(upload, "wb") as out:
+            with _disk_full_is_a_limit(), open(upload, "wb") as out:
                 async for data in chunks:
                     size += len(data)
                     self.metrics.upload_bytes.inc(len(data))
@@ -228,22 +233,36 @@ class DatasetLibrary:
             self.store.add_dataset(record)
         finally:
             remove(staging)
+            self._remove_uploads_folder()
             self._uploading.discard(header.name)
         event(log, "dataset_uploaded", dataset=record.name, dataset_id=record.dataset_id, bytes=size,
               count=record.count, classes=len(record.class_names), skipped=record.skipped_files)
         self._refresh_metrics()
         return record
 
+    def _remove_uploads_folder(self) -> None:
+        """Remove the staging folder ``.uploads`` when no upload uses it any more."""
+        try:
+            (self.root / UPLOADS).rmdir()
+        except OSError:  # absent, or another upload's staging folder is in it
+            pass
+
     async def _check(self, upload: Path, fmt: str, folder: Path) -> dict:
-        """Unpack and read the upload in a child process (``services.training.dataset_check``)."""
+        """Unpack and read the upload in a child process (``services.training.dataset_check``)
+        bounded by the server's limits; logs the child's peak memory."""
         from services.training.runner import PROJECT_ROOT
 
         c = self.config
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                          os.environ.get("PYTHONPATH")]))}
+                                                                          os.environ.get("PYTHONPATH")])),
+               # One thread: the check needs no more, and each thread's arena counts against its memory.
+               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             self.python, "-m", "services.training.dataset_check", str(upload), fmt, str(folder),
             "--max-files", str(c.max_dataset_files), "--max-bytes", str(c.max_dataset_unpacked_bytes),
+            "--max-pixels", str(c.max_image_pixels), "--max-memory-bytes", str(c.max_check_memory_bytes),
+            "--keep-free", str(c.min_free_disk_bytes),
             cwd=str(PROJECT_ROOT), env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         try:
@@ -259,8 +278,10 @@ class DatasetLibrary:
         except (IndexError, ValueError):
             event(log, "dataset_check_failed", level=logging.ERROR, exit_code=proc.returncode,
                   stderr=err.decode("utf-8", "replace")[-2000:])
-            raise InvalidArgument(f"the upload could not be read (the check ended with exit status "
-                                  f"{proc.returncode}; a decompression bomb or a file too large to decode?)") from None
+            raise InvalidArgument(f"the upload could not be read: its check ended with exit status {proc.returncode} "
+                                  "without an answer") from None
+        event(log, "dataset_checked", format=fmt, ok=result["ok"], peak_rss_bytes=result.get("peak_rss_bytes"),
+              seconds=round(time.monotonic() - started, 3))
         if not result["ok"]:
             if result.get("limit"):
                 raise ResourceExhausted(result["error"])
@@ -269,3 +290,16 @@ class DatasetLibrary:
 
     def _refresh_metrics(self) -> None:
         self.metrics.datasets.set(len(self.store.datasets()))
+
+
+@contextmanager
+def _disk_full_is_a_limit() -> Iterator[None]:
+    """A write that finds the disk full raises ResourceExhausted (a limit the client may retry
+    later), not an internal error."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise ResourceExhausted("the data folder's disk is full (no space left); the server cannot take the upload "
+                                "now; retry later or delete old data sets") from None

@@ -2,7 +2,8 @@
 
 Images may be (N,H,W), (N,H,W,C) or (N,C,H,W) with C in {1, 3}, uint8 or floats in [0, 1].
 An .npz names them `images` (or `x`, `X`, `arr_0`), its labels `labels` (or `y`) and, if it
-likes, the class names `class_names` (otherwise classes are named by their index).
+likes, the class names `class_names` (otherwise classes are named by their index). Object
+arrays (pickled Python objects) are refused, never unpickled.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data.base import DataError, DataOptions, DataSource, TrainingData
+from trainer.data.npz_headers import declared_members
 from trainer.data.shaping import conform
 
 SUFFIXES = (".npz", ".npy")
@@ -31,32 +33,54 @@ class ArrayFile(DataSource):
 
 
 def load_array_file(path: Path) -> TrainingData:
+    """The images (and labels, class names) of a .npy or .npz file; DataError says what is wrong,
+    object arrays (pickles) included: they are never unpickled here."""
+    if path.suffix == ".npz":
+        objects = [m.name for m in declared_members(path) if m.dtype is not None and m.dtype.hasobject]
+        if objects:
+            raise DataError(f"{path}: object arrays (pickled Python objects) are not accepted ({_names(objects)}); "
+                            "save the images (and labels) as uint8 or float arrays")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises several types for corrupt files
+        labels = None
+        class_names: list[str] = []
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                array, labels, class_names = _npz_arrays(loaded, path)
+        else:
+            array = loaded
+    except (DataError, MemoryError):
+        raise
+    except Exception as exc:  # numpy raises several types for corrupt files (and for an object .npy)
         raise DataError(f"{path}: not a readable NumPy file ({exc})") from None
-    labels = None
-    class_names: list[str] = []
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        keys = list(loaded.keys())
-        image_key = next((k for k in ("images", "x", "X", "arr_0") if k in keys), None)
-        if image_key is None:
-            raise DataError(f"{path}: no image array; name it 'images' or 'x' (found {keys})")
-        array = loaded[image_key]
-        label_key = next((k for k in ("labels", "y") if k in keys), None)
-        if label_key is not None:
-            raw = np.asarray(loaded[label_key]).reshape(-1)
-            if not np.issubdtype(raw.dtype, np.integer):
-                raise DataError(f"{path}: labels must be integers, got {raw.dtype}")
-            labels = raw.astype(np.int64)
-        if "class_names" in keys:
-            class_names = [str(n) for n in np.asarray(loaded["class_names"]).reshape(-1)]
-    else:
-        array = loaded
     images = array_to_nchw(np.asarray(array), str(path))
     if labels is not None and len(labels) != len(images):
         raise DataError(f"{path}: {len(labels)} labels for {len(images)} images")
     return TrainingData(source=str(path), images=images, labels=labels, class_names=class_names)
+
+
+def _npz_arrays(loaded: np.lib.npyio.NpzFile, path: Path) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """The image array, the labels (or None) and the class names of an .npz."""
+    keys = list(loaded.keys())
+    image_key = next((k for k in ("images", "x", "X", "arr_0") if k in keys), None)
+    if image_key is None:
+        raise DataError(f"{path}: no image array; name it 'images' or 'x' (found {_names(keys)})")
+    array = loaded[image_key]
+    labels = None
+    label_key = next((k for k in ("labels", "y") if k in keys), None)
+    if label_key is not None:
+        raw = np.asarray(loaded[label_key]).reshape(-1)
+        if not np.issubdtype(raw.dtype, np.integer):
+            raise DataError(f"{path}: labels must be integers, got {raw.dtype}")
+        labels = raw.astype(np.int64)
+    class_names = [str(n) for n in np.asarray(loaded["class_names"]).reshape(-1)] if "class_names" in keys else []
+    return array, labels, class_names
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    """A few names, and how many more there are."""
+    text = ", ".join(repr(n) for n in names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "") if names else "no arrays"
 
 
 def array_to_nchw(array: np.ndarray, where: str) -> np.ndarray:
@@ -73,10 +97,12 @@ def array_to_nchw(array: np.ndarray, where: str) -> np.ndarray:
     if array.shape[0] == 0:
         raise DataError(f"{where}: the array holds no images")
     if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
+        images = array.astype(np.float32)
+        images /= 255.0  # in place: one float copy of the data, not two
+        return images
     if not np.issubdtype(array.dtype, np.floating):
         raise DataError(f"{where}: images must be uint8 or float, got {array.dtype}")
-    array = array.astype(np.float32)
+    array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         raise DataError(f"{where}: images contain NaN or infinity")
     lo, hi = float(array.min()), float(array.max())

@@ -28,6 +28,10 @@ class DataError(ValueError):
     """The training data cannot be used; the message says why and what to do."""
 
 
+class DataTooLarge(DataError):
+    """The data passes a size limit (an image's declared pixels): a limit, not a broken file."""
+
+
 @dataclass(frozen=True)
 class DataOptions:
     """How the run asks a source to shape its examples (from TrainConfig)."""

@@ -1,7 +1,8 @@
 """A folder of images (PNG, JPG, ...) of any size, searched recursively.
 
 Policy: files that cannot be decoded are skipped and counted (the count is reported and
-stored in the run's metadata); images smaller than the minimum size and folders that mix
+stored in the run's metadata); images smaller than the minimum size, images that declare more
+pixels than Pillow's decompression-bomb limit (trainer.data.decoding) and folders that mix
 grayscale and colour without --channels are refused. Images are resized (short side) and
 centre-cropped to --image-size (default 64).
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.base import DataError, DataOptions, DataSource, TrainingData
+from trainer.data.base import DataError, DataOptions, DataSource, DataTooLarge, TrainingData
+from trainer.data.decoding import decode_image
 from trainer.data.shaping import is_colour, resize_center_crop
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,9 @@ def class_of(folder: Path, files: list[Path]) -> tuple[list[str], dict[Path, int
 
 
 def load_folder(folder: Path, options: DataOptions) -> TrainingData:
-    from PIL import Image, UnidentifiedImageError
+    """Every image of ``folder``, each decoded and brought to the run's size at once (only one
+    full-size image is held at a time, so memory does not grow with the images' size)."""
+    from PIL import UnidentifiedImageError
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -59,48 +63,53 @@ def load_folder(folder: Path, options: DataOptions) -> TrainingData:
     classes = class_of(folder, files)
     size = options.image_size or DEFAULT_FOLDER_SIZE
     min_size = options.min_image_size
-    decoded: list[tuple[Path, Image.Image]] = []
+    mode = {1: "L", 3: "RGB"}.get(options.channels)  # None: each image's own (all must agree)
+    kept: list[tuple[Path, np.ndarray, bool]] = []  # (file, size x size pixels, was colour)
     skipped: list[str] = []
     too_small: list[str] = []
     for path in files:
         try:
-            with Image.open(path) as img:
-                img.load()
-                image = img.copy()
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+            img = decode_image(path)
+        except DataTooLarge as exc:
+            raise DataTooLarge(str(exc).replace(str(path), f"{folder}: {path.relative_to(folder)}")) from None
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
             skipped.append(f"{path.name}: {exc}")
             continue
-        if min(image.size) < max(min_size, 1):
-            too_small.append(f"{path.name} ({image.size[0]}x{image.size[1]})")
-            continue
-        decoded.append((path, image))
+        try:
+            if min(img.size) < max(min_size, 1):
+                too_small.append(f"{path.name} ({img.size[0]}x{img.size[1]})")
+                continue
+            colour = is_colour(img)
+            target = mode or ("RGB" if colour else "L")
+            small = resize_center_crop(img if img.mode == target else img.convert(target), size)
+        finally:
+            img.close()  # frees the pixels now (leaving a `with` block only closes the file)
+        kept.append((path, np.asarray(small), colour))
     if too_small:
         raise DataError(
             f"{folder}: {len(too_small)} image(s) smaller than {min_size} px on a side, "
             f"e.g. {', '.join(too_small[:3])}; remove them or lower --min-image-size"
         )
-    if not decoded:
+    if not kept:
         raise DataError(f"{folder}: none of the {len(files)} image files could be read, e.g. {skipped[0]}")
     if skipped:
         log.warning("skipped %d unreadable file(s) in %s, e.g. %s", len(skipped), folder, skipped[0])
     channels = options.channels
     if channels is None:
-        kinds = {is_colour(img) for _, img in decoded}
-        if len(kinds) > 1:
-            n_colour = sum(is_colour(img) for _, img in decoded)
+        n_colour = sum(colour for _, _, colour in kept)
+        if 0 < n_colour < len(kept):
             raise DataError(
-                f"{folder}: mixes {n_colour} colour and {len(decoded) - n_colour} grayscale images; "
+                f"{folder}: mixes {n_colour} colour and {len(kept) - n_colour} grayscale images; "
                 "pass --channels 3 (convert all to RGB) or --channels 1 (grayscale)"
             )
-        channels = 3 if kinds.pop() else 1
-    mode = "RGB" if channels == 3 else "L"
-    out = np.empty((len(decoded), channels, size, size), dtype=np.float32)
-    for i, (_, img) in enumerate(decoded):
-        arr = np.asarray(resize_center_crop(img.convert(mode), size), dtype=np.float32) / 255.0
+        channels = 3 if n_colour else 1
+    out = np.empty((len(kept), channels, size, size), dtype=np.float32)
+    for i, (_, pixels, _) in enumerate(kept):
+        arr = pixels.astype(np.float32) / 255.0
         out[i] = arr[None] if channels == 1 else arr.transpose(2, 0, 1)
     data = TrainingData(source=str(folder), images=out, skipped=skipped)
     if classes is not None:
         names, label_of = classes
-        data.labels = np.array([label_of[path] for path, _ in decoded], dtype=np.int64)
+        data.labels = np.array([label_of[path] for path, _, _ in kept], dtype=np.int64)
         data.class_names = names
     return data

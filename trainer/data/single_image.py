@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data.base import DataError, DataOptions, DataSource, TrainingData
+from trainer.data.decoding import decode_image
 from trainer.data.folder import IMAGE_SUFFIXES
 from trainer.data.shaping import conform, is_colour
 
@@ -40,15 +41,15 @@ class SingleImage(DataSource):
 
 def load_image(path: Path, options: DataOptions) -> TrainingData:
     """CROPS random square crops of the image at ``path``, resized to the run's image size."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     from trainer.data.style_images import NamedImage, _to_unit_nchw, random_crops
 
     try:
-        with Image.open(path) as img:
-            img.load()
-            image = img.copy()
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        image = decode_image(path)
+    except DataError:  # DataTooLarge: past the pixel limit, refused before decoding
+        raise
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
     if min(image.size) < max(options.min_image_size, 1):
         raise DataError(f"{path}: the image is {image.size[0]}x{image.size[1]}, smaller than "
