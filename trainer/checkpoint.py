@@ -12,6 +12,7 @@ options) are upgraded when loaded, so runs trained before can still be exported 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -43,16 +44,46 @@ def best_checkpoint_path(run_dir: Path) -> Path:
     return checkpoint_dir(run_dir) / BEST_NAME
 
 
+class _WriteErrors:
+    """A file's stand-in that keeps the OSError a write raised: torch.save turns it into a
+    RuntimeError that no longer says why (a full disk reads "unexpected pos 704 vs 598")."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fh, name)
+
+
 def atomic_write_bytes(path: Path, write) -> None:
-    """Call write(file) on a temp file beside `path`, fsync, then rename over `path`."""
+    """Call write(file) on a temp file beside `path`, fsync, then rename over `path`. A full
+    disk raises OSError(ENOSPC) "no space left on the disk" naming `path`; the temp file is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
-            write(fh)
+            out = _WriteErrors(fh)
+            try:
+                write(out)
+            except Exception:
+                if out.error is None:
+                    raise
+                raise out.error from None  # the cause torch.save hid
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, "no space left on the disk", str(path)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

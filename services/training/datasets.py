@@ -14,7 +14,6 @@ with it once empty: nothing of a refused upload stays.
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import json
 import logging
@@ -24,16 +23,16 @@ import shutil
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator
+from typing import AsyncIterator, Callable
 
 from latentforge.manifest import NAME_PATTERN
 from services.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from services.rpc.logs import event, get_logger
 from services.training.archives import remove
 from services.training.config import TrainingConfig
+from services.training.disk import disk_full_is_a_limit
 from services.training.metrics import TrainingMetrics
 from services.training.store import DatasetRecord, JobStore
 
@@ -206,7 +205,7 @@ class DatasetLibrary:
             upload = staging / ("data.npz" if header.format == "npz" else "upload")
             digest = hashlib.sha256()
             size = 0
-            with _disk_full_is_a_limit(), open(upload, "wb") as out:
+            with disk_full_is_a_limit("the upload"), open(upload, "wb") as out:
                 async for data in chunks:
                     size += len(data)
                     self.metrics.upload_bytes.inc(len(data))
@@ -229,8 +228,13 @@ class DatasetLibrary:
                 size_bytes=size, count=summary["count"], shape=tuple(summary["shape"]),
                 class_names=tuple(summary["class_names"]), skipped_files=summary["skipped_files"],
                 created=time.time(), path=str(Path(summary["data"]).relative_to(staging)))
-            staging.rename(self.root / dataset_id)
-            self.store.add_dataset(record)
+            folder = self.root / dataset_id
+            staging.rename(folder)
+            try:
+                self.store.add_dataset(record)
+            except BaseException:  # a full store, say: the files go with the record
+                remove(folder)
+                raise
         finally:
             remove(staging)
             self._remove_uploads_folder()
@@ -291,15 +295,3 @@ class DatasetLibrary:
     def _refresh_metrics(self) -> None:
         self.metrics.datasets.set(len(self.store.datasets()))
 
-
-@contextmanager
-def _disk_full_is_a_limit() -> Iterator[None]:
-    """A write that finds the disk full raises ResourceExhausted (a limit the client may retry
-    later), not an internal error."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        raise ResourceExhausted("the data folder's disk is full (no space left); the server cannot take the upload "
-                                "now; retry later or delete old data sets") from None

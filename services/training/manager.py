@@ -29,14 +29,16 @@ from typing import AsyncIterator, Awaitable, Callable
 from latentforge.manifest import NAME_PATTERN
 from services.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from services.rpc.logs import event, get_logger
+from services.training.archives import remove
 from services.training.config import TrainingConfig
+from services.training.disk import disk_full_is_a_limit
 from services.training.datasets import DatasetLibrary, UploadHeader
 from services.training.metrics import TrainingMetrics
 from services.training.publish import PublishError, publish_run
 from services.training.runner import (JobProcess, RunFolderTail, kill_leftover, resume_step, train_command)
 from services.training.spec import IDEMPOTENCY_KEY_MAX, JobSpec, train_config, trainer_config_file
 from services.training.store import (ACTIVE, CANCELLED, FAILED, QUEUED, RUNNING, STARTING, SUCCEEDED, TERMINAL,
-                                     DatasetRecord, Event, Job, JobStore)
+                                     DatasetRecord, Event, Job, JobStore, StoreFull)
 
 log = get_logger("training")
 
@@ -133,12 +135,20 @@ class JobManager:
                                     f"{self.config.max_queued_jobs}); retry when a job has finished")
         job_id = uuid.uuid4().hex[:16]
         job_dir = self.jobs_dir / job_id
-        job_dir.mkdir(parents=True)
-        (job_dir / "train.json").write_text(json.dumps(trainer_config_file(cfg), indent=2) + "\n")
-        self.store.add_job(job_id, spec, cfg.steps)
-        self._set_state(job_id, QUEUED, "submitted")
-        event(log, "job_submitted", job_id=job_id, family=spec.family, dataset=spec.dataset, steps=cfg.steps)
+        try:
+            with disk_full_is_a_limit("a job"):
+                job_dir.mkdir(parents=True)
+                (job_dir / "train.json").write_text(json.dumps(trainer_config_file(cfg), indent=2) + "\n")
+            self.store.add_job(job_id, spec, cfg.steps)  # StoreFull on a full disk: nothing is kept
+        except BaseException:
+            remove(job_dir)
+            raise
         self.queue.append((job_id, "submitted"))
+        try:
+            self._set_state(job_id, QUEUED, "submitted")
+        except StoreFull:  # the job is stored QUEUED already; only its first state event is lost
+            pass
+        event(log, "job_submitted", job_id=job_id, family=spec.family, dataset=spec.dataset, steps=cfg.steps)
         self._schedule()
         return self.get(job_id)
 
@@ -318,6 +328,8 @@ class JobManager:
     async def _run(self, job_id: str, reason: str) -> None:
         try:
             await self._attempt(job_id, reason)
+        except StoreFull as exc:  # the disk filled up under the store: the job cannot go on
+            await self._fail_once_stored(job_id, exc.message)
         except Exception as exc:  # a bug here must not leave the job RUNNING forever
             event(log, "job_runner_error", level=logging.ERROR, job_id=job_id, error=f"{type(exc).__name__}: {exc}")
             if not self._closing:
@@ -327,6 +339,21 @@ class JobManager:
             self.metrics.set_rate(job_id, "", None)
             if not self._closing:
                 self._schedule()
+
+    async def _fail_once_stored(self, job_id: str, reason: str) -> None:
+        """Stop the job's process and mark it FAILED as soon as the store can be written again
+        (space freed by whoever filled the disk, or by the trainer's own temporary files)."""
+        running = self.running.get(job_id)
+        if running is not None and running.proc is not None:
+            running.proc.signal(signal.SIGKILL)
+        event(log, "job_store_full", level=logging.ERROR, job_id=job_id)
+        while not self._closing:
+            try:
+                self.store.update(job_id, pid=None)
+                self._set_state(job_id, FAILED, reason)
+                return
+            except StoreFull:
+                await asyncio.sleep(max(1.0, self.config.poll_interval_s))
 
     async def _attempt(self, job_id: str, reason: str) -> None:
         job = self.get(job_id)
@@ -417,17 +444,26 @@ class JobManager:
     def _drain_tail(self, job_id: str, tail: RunFolderTail, family: str) -> None:
         for kind, data, blob in tail.poll():
             self._event(job_id, kind, data, blob)
-            if kind == "progress":
-                self.store.update(job_id, step=data["step"])
-                self.metrics.set_rate(job_id, family, data["steps_per_second"])
-            elif kind == "checkpoint" and data["name"].startswith("step_"):
-                # A run stopped by a signal checkpoints a step it did not log.
-                self.store.update(job_id, step=max(data["step"], tail.step))
+            try:
+                if kind == "progress":
+                    self.store.update(job_id, step=data["step"])
+                    self.metrics.set_rate(job_id, family, data["steps_per_second"])
+                elif kind == "checkpoint" and data["name"].startswith("step_"):
+                    # A run stopped by a signal checkpoints a step it did not log.
+                    self.store.update(job_id, step=max(data["step"], tail.step))
+            except StoreFull:  # a full disk: the next progress record sets the step
+                pass
 
     # ---- events -----------------------------------------------------------------------------
 
     def _event(self, job_id: str, kind: str, data: dict, blob: bytes | None = None) -> None:
-        self.store.add_event(job_id, kind, data, blob)
+        """Store an event and wake the job's watchers. On a full disk the event is left out (and
+        logged): it takes no sequence number, so the numbers stay contiguous."""
+        try:
+            self.store.add_event(job_id, kind, data, blob)
+        except StoreFull:
+            event(log, "job_event_dropped", level=logging.WARNING, job_id=job_id, kind=kind, why="disk full")
+            return
         for wake in self._watchers.get(job_id, ()):
             wake.set()
 

@@ -7,18 +7,22 @@ event with its per-job sequence number and time (state changes, progress, evalua
 grids as PNG bytes, log lines, checkpoints, the published model). The store is used from the
 service's event loop thread only; each write is its own short transaction. An uploaded data
 set's record (name, id, sha256, what the trainer read from it) is written once its files are
-in place, and deleted before they are removed.
+in place, and deleted before they are removed. A write that finds the disk full raises
+StoreFull (RESOURCE_EXHAUSTED) and changes nothing; SQLite keeps the file whole and readable.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
+from services.errors import ResourceExhausted
+from services.training.disk import DISK_FULL
 from services.training.spec import JobSpec
 
 # Job states (JobState in the proto without its prefix).
@@ -151,6 +155,29 @@ class DatasetRecord:
     path: str
 
 
+class StoreFull(ResourceExhausted):
+    """A write to the store found the disk full; nothing was written."""
+
+
+_Write = TypeVar("_Write", bound=Callable[..., Any])
+
+
+def _writes(method: _Write) -> _Write:
+    """A store method that writes: SQLite's "database or disk is full" becomes StoreFull."""
+
+    @functools.wraps(method)
+    def wrapper(self: "JobStore", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL and "full" not in str(exc):
+                raise
+            raise StoreFull(f"{DISK_FULL}: the job store cannot be written now; free some space, then "
+                            "retry") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 _DATASET_COLUMNS = ("name", "dataset_id", "sha256", "format", "size_bytes", "count", "shape", "class_names",
                     "skipped_files", "created", "path")
 
@@ -180,6 +207,7 @@ class JobStore:
 
     # ---- jobs -------------------------------------------------------------------------------
 
+    @_writes
     def add_job(self, job_id: str, spec: JobSpec, total_steps: int) -> Job:
         self.db.execute(
             "INSERT INTO jobs (job_id, spec, state, total_steps, created, idempotency_key, model_name) "
@@ -226,6 +254,7 @@ class JobStore:
             counts[state] = n
         return counts
 
+    @_writes
     def update(self, job_id: str, **fields: Any) -> None:
         """Set columns of a job (``published`` as a dict)."""
         if "published" in fields and fields["published"] is not None:
@@ -237,6 +266,7 @@ class JobStore:
 
     # ---- attempts ---------------------------------------------------------------------------
 
+    @_writes
     def add_attempt(self, job_id: str, reason: str, from_step: int) -> Attempt:
         (number,) = self.db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE job_id = ?",
                                     (job_id,)).fetchone()
@@ -245,12 +275,14 @@ class JobStore:
                         (job_id, number, reason, from_step, attempt.started))
         return attempt
 
+    @_writes
     def finish_attempt(self, job_id: str, number: int, exit_code: int | None, outcome: str) -> None:
         self.db.execute("UPDATE attempts SET finished = ?, exit_code = ?, outcome = ? WHERE job_id = ? AND number = ?",
                         (time.time(), exit_code, outcome, job_id, number))
 
     # ---- events -----------------------------------------------------------------------------
 
+    @_writes
     def add_event(self, job_id: str, kind: str, data: dict[str, Any], blob: bytes | None = None) -> Event:
         """Append an event with the job's next sequence number (one transaction)."""
         now = time.time()
@@ -262,7 +294,8 @@ class JobStore:
             self.db.execute("UPDATE jobs SET last_seq = ? WHERE job_id = ?", (seq, job_id))
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite may have rolled back already (a full disk)
+                self.db.execute("ROLLBACK")
             raise
         return Event(job_id, seq, now, kind, data, blob)
 
@@ -282,6 +315,7 @@ class JobStore:
 
     # ---- data sets --------------------------------------------------------------------------
 
+    @_writes
     def add_dataset(self, record: DatasetRecord) -> None:
         values = {**record.__dict__, "shape": json.dumps(list(record.shape)),
                   "class_names": json.dumps(list(record.class_names))}
@@ -298,6 +332,7 @@ class JobStore:
         rows = self.db.execute(f"SELECT {', '.join(_DATASET_COLUMNS)} FROM datasets ORDER BY id").fetchall()
         return [self._dataset(row) for row in rows]
 
+    @_writes
     def delete_dataset(self, name: str) -> None:
         self.db.execute("DELETE FROM datasets WHERE name = ?", (name,))
 
