@@ -157,12 +157,12 @@ class TrainingServeProcess:
     """`latentforge serve-training` as a child process on loopback ports; its log lines (JSON,
     plus whatever else a forked job's runtime prints) are read by a thread."""
 
-    def __init__(self, data_dir: Path, models: Path, *args: str) -> None:
+    def __init__(self, data_dir: Path, models: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "latentforge", "serve-training", "--data-dir", str(data_dir), "--models",
              str(models), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--min-free-disk-bytes", "0",
              "--poll-interval-s", "0.1", *args],
-            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+            cwd=ROOT, env={**os.environ, **(env or {})}, stderr=subprocess.PIPE, text=True)
         self.lines: list[dict] = []
         self._started = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
