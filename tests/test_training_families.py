@@ -109,6 +109,7 @@ def test_list_families_describes_every_family_and_option_as_the_trainer_declares
         for family in listed.families:
             entry = FAMILIES[family.name]
             assert family.data == entry.data and family.summary == entry.summary
+            assert list(family.data_kinds) == list(entry.data_kinds)
             assert family.options_field == FAMILY_FIELDS[family.name]
             assert [o.name for o in family.options] == list(option_fields(FAMILY_MESSAGES[family.name]))
             declared = {o.name: o for o in options_of(entry.config)}

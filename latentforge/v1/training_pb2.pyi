@@ -615,18 +615,20 @@ class TrainingOption(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., default_value: _Optional[str] = ..., help: _Optional[str] = ..., choices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FamilyInfo(_message.Message):
-    __slots__ = ("name", "summary", "data", "options_field", "options")
+    __slots__ = ("name", "summary", "data", "options_field", "options", "data_kinds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    DATA_KINDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     summary: str
     data: str
     options_field: str
     options: _containers.RepeatedCompositeFieldContainer[TrainingOption]
-    def __init__(self, name: _Optional[str] = ..., summary: _Optional[str] = ..., data: _Optional[str] = ..., options_field: _Optional[str] = ..., options: _Optional[_Iterable[_Union[TrainingOption, _Mapping]]] = ...) -> None: ...
+    data_kinds: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., summary: _Optional[str] = ..., data: _Optional[str] = ..., options_field: _Optional[str] = ..., options: _Optional[_Iterable[_Union[TrainingOption, _Mapping]]] = ..., data_kinds: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListFamiliesResponse(_message.Message):
     __slots__ = ("common", "families")

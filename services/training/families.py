@@ -122,6 +122,7 @@ def list_families() -> pb.ListFamiliesResponse:
         entry = registry.get(family)
         response.families.add(name=family, options_field=FAMILY_FIELDS[family],
                               summary=entry.summary if entry else "", data=entry.data if entry else "",
+                              data_kinds=entry.data_kinds if entry else (),
                               options=_described(message, trainer.get(family, {})))
     return response
 
