@@ -4,14 +4,15 @@ peak memory of the process that checks it.
     python -m scripts.hostile_uploads [--out docs/benchmarks/hostile_uploads.md] [--work DIR]
     python -m scripts.hostile_uploads --flags "--max-dataset-unpacked-bytes 100000000" --out /tmp/before.md
 
-Builds each file of issue 25 (an .npz of 400 MB of zeros, an .npz whose header declares 100 GB,
+Builds each hostile file (an .npz of 400 MB of zeros, an .npz whose header declares 100 GB,
 zips of twelve 8000x8000 and twelve 7000x7000 PNGs, a zip bomb, pickled object arrays, 3,000 long
 names, an .npz that fits the size limit but not the check's memory), streaming, so building them
 takes little memory; starts ``serve-training`` as a child process with ``--flags`` (default
-DEFAULT_FLAGS: the issue's 100 MB unpacked limit, a 512 MiB check memory) and uploads each. The
+DEFAULT_FLAGS: a 100 MB unpacked limit, a 512 MiB check memory) and uploads each. The
 peak resident memory of the check process (``services.training.dataset_check``) is read from
 /proc while it runs (its VmHWM), so the figure is the kernel's, and comparable across versions
-of the service. Writes a Markdown table with the machine and the command.
+of the service; so is the most its staging folder held on disk. Writes a Markdown table with the
+machine and the command.
 
 The builders are shared with tests/test_training_hostile_uploads.py.
 """
@@ -164,21 +165,53 @@ class CheckPeak:
             self._stop.wait(self.interval_s)
 
 
+class DiskPeak:
+    """The most bytes of files under ``folder`` while it watches (an upload's staging folder: the
+    upload and what is unpacked from it)."""
+
+    def __init__(self, folder: Path, interval_s: float = 0.01) -> None:
+        self.folder = folder
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> "DiskPeak":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            for root, _, names in os.walk(self.folder):
+                for name in names:
+                    try:
+                        total += os.stat(os.path.join(root, name)).st_blocks * 512
+                    except OSError:
+                        pass
+            self.peak_bytes = max(self.peak_bytes, total)
+            self._stop.wait(self.interval_s)
+
+
 # ---- the run -----------------------------------------------------------------------------------
 
 # (name, what it is, file name, builder)
 CASES: list[tuple[str, str, str, Callable[[Path], Path]]] = [
-    ("npz-zeros", "400 MB of zeros in an .npz (the issue's item 1)", "zeros.npz",
+    ("npz-zeros", "400 MB of zeros in an .npz", "zeros.npz",
      lambda p: npz_of_zeros(p, (400, 1000, 1000))),
     ("npz-header-lies", "an .npz whose header declares 100 GB, with 64 bytes of data", "lies.npz",
      lambda p: npz_declaring(p, (100_000, 1000, 1000))),
-    ("zip-12x8000px", "twelve 8000x8000 PNGs in a zip (the issue's item 2)", "big.zip",
+    ("zip-12x8000px", "twelve 8000x8000 PNGs in a zip", "big.zip",
      lambda p: zip_of_pngs(p, 12, 8000)),
     ("zip-12x7000px", "twelve 7000x7000 PNGs in a zip (each under the pixel limit)", "large.zip",
      lambda p: zip_of_pngs(p, 12, 7000)),
     ("zip-bomb", "a zip of 20 x 50 MB of zeros (1 GB, declared)", "bomb.zip", lambda p: zip_bomb(p, 20, 50 * MiB)),
-    ("npz-objects", "an .npz of pickled object arrays (item 6)", "objects.npz", object_npz),
-    ("npz-3000-names", "3,000 members with 200-character names, as an .npz (item 7)", "names.npz", names_npz),
+    ("npz-objects", "an .npz of pickled object arrays", "objects.npz", object_npz),
+    ("npz-3000-names", "3,000 members with 200-character names, as an .npz", "names.npz", names_npz),
     ("npz-needs-memory", "an .npz of 95 MB of uint8 zeros: under the size limit, read as float32 it needs "
      "about 500 MB", "fits.npz", lambda p: npz_of_zeros(p, (95, 1000, 1000))),
 ]
@@ -231,7 +264,7 @@ def run(work: Path, flags: list[str]) -> list[dict]:
                 if not path.exists():
                     build(path)
                 began = time.monotonic()
-                with CheckPeak() as peak:
+                with CheckPeak() as peak, DiskPeak(work / "data" / "datasets" / ".uploads") as disk:
                     try:
                         client.upload_dataset(path, name, timeout_s=600)
                         code, message = "OK", "accepted"
@@ -241,10 +274,11 @@ def run(work: Path, flags: list[str]) -> list[dict]:
                 reported = [e.get("peak_rss_bytes") for e in lines if e.get("event") == "dataset_checked"]
                 rows.append({"case": name, "what": what, "file_bytes": path.stat().st_size, "code": code,
                              "message": message, "peak_rss_bytes": peak.peak_bytes, "seconds": round(seconds, 2),
+                             "peak_disk_bytes": disk.peak_bytes,
                              "reported_peak_rss_bytes": reported[-1] if reported else None})
                 lines.clear()
-                print(f"{name:18} {code:20} peak {peak.peak_bytes / MiB:7.1f} MiB  {seconds:6.2f} s  {message[:90]}",
-                      flush=True)
+                print(f"{name:18} {code:20} peak {peak.peak_bytes / MiB:7.1f} MiB  disk {disk.peak_bytes / MiB:7.1f} MiB  "
+                      f"{seconds:6.2f} s  {message[:80]}", flush=True)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -266,15 +300,17 @@ def report(rows: list[dict], flags: list[str], command: str) -> str:
     out = ["# Hostile uploads: answers and the check process's peak memory", "",
            f"Command: `{command}`  ", f"Server flags: `{shlex.join(flags)}` (everything else at its default)  ",
            f"Machine: {machine()}  ", f"Measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
-           "Peak memory: the check process's VmHWM read from /proc every 10 ms while it ran.", "",
-           "| case | file | answer | check's peak RSS | time | message |", "|---|---:|---|---:|---:|---|"]
+           "Peak memory: the check process's VmHWM read from /proc every 10 ms while it ran. Disk: the most "
+           "bytes of files in the upload's staging folder (`datasets/.uploads`: the upload itself, then what is "
+           "unpacked) meanwhile, read every 10 ms.", "",
+           "| case | file | answer | check's peak RSS | disk | time | message |", "|---|---:|---|---:|---:|---:|---|"]
     for r in rows:
         message = r["message"].replace("|", "\\|")
         message = message if len(message) <= 160 else message[:157] + "..."
         size = r["file_bytes"]
-        file_size = f"{size / MiB:.1f} MB" if size >= MiB else f"{size / 1024:.0f} KB"
+        file_size = f"{size / MiB:.1f} MiB" if size >= MiB else f"{size / 1024:.0f} KiB" if size >= 1024 else f"{size} B"
         out.append(f"| {r['case']}: {r['what']} | {file_size} | {r['code']} | {r['peak_rss_bytes'] / MiB:.0f} MiB "
-                   f"| {r['seconds']:.1f} s | {message} |")
+                   f"| {r['peak_disk_bytes'] / MiB:.1f} MiB | {r['seconds']:.1f} s | {message} |")
     return "\n".join(out) + "\n"
 
 

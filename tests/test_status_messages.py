@@ -49,7 +49,7 @@ def test_generation_service_cuts_a_long_status_message(tmp_path: Path):
 
 
 def test_training_service_cuts_long_status_messages(tmp_path: Path):
-    """The issue's case (a zip of 3,000 long names uploaded as an .npz), a long data set name at
+    """A zip of 3,000 long names uploaded as an .npz, a long data set name at
     submit, and a spec with many bad options."""
     archive = tmp_path / "names.npz"
     with zipfile.ZipFile(archive, "w") as zf:

@@ -35,7 +35,7 @@ def _refused(client: TrainingClient, path: Path, name: str) -> grpc.RpcError:
 
 
 def test_an_npz_is_refused_by_its_declared_sizes_before_it_is_read(tmp_path: Path):
-    """Issue 25, item 1: 120 MB of zeros in a 117 KB .npz, and an .npz whose header declares
+    """120 MB of zeros in a 117 KB .npz, and an .npz whose header declares
     100 GB, against a 50 MB unpacked limit: RESOURCE_EXHAUSTED from the headers alone."""
     data_dir = tmp_path / "data"
     zeros = npz_of_zeros(tmp_path / "zeros.npz", (120, 1000, 1000))
@@ -56,7 +56,7 @@ def test_an_npz_is_refused_by_its_declared_sizes_before_it_is_read(tmp_path: Pat
 
 
 def test_images_are_decoded_one_at_a_time_and_bombs_refused_before_decoding(tmp_path: Path):
-    """Issue 25, item 2: twelve 4000x4000 PNGs (under a 20 Mpx limit) are read holding one
+    """Twelve 4000x4000 PNGs (under a 20 Mpx limit) are read holding one
     decoded image at a time; twelve 8000x8000 ones, in a zip or one as an image upload, are
     refused from their headers."""
     data_dir = tmp_path / "data"
@@ -116,7 +116,7 @@ def _archives(tmp_path: Path) -> list[tuple[Path, str]]:
 
 
 def test_an_archive_past_a_limit_writes_nothing(tmp_path: Path):
-    """Issue 25, item 3, in the unpacker itself: three 1 MB entries against a 2.5 MB limit, or
+    """In the unpacker itself: three 1 MB entries against a 2.5 MB limit, or
     against a disk with 2.5 MB free beyond what it keeps free: refused before the first byte."""
     for archive, kind in _archives(tmp_path):
         for limit in ("size", "disk"):
@@ -137,7 +137,7 @@ def test_an_archive_past_a_limit_writes_nothing(tmp_path: Path):
 
 
 def test_a_zip_bomb_is_refused_on_a_small_disk_before_it_is_unpacked(tmp_path: Path):
-    """Issue 25, item 3, on a real 24 MB disk: a zip of four 10 MB files (under the unpacked
+    """On a real 24 MB disk: a zip of four 10 MB files (under the unpacked
     limit, over the free space) is refused with RESOURCE_EXHAUSTED, and the disk never held more
     than the upload itself; nothing is left."""
     bomb = zip_bomb(tmp_path / "bomb.zip", 4, 10 * MiB)
@@ -156,7 +156,7 @@ def test_a_zip_bomb_is_refused_on_a_small_disk_before_it_is_unpacked(tmp_path: P
 
 
 def test_pickled_object_arrays_are_refused_as_such(tmp_path: Path):
-    """Issue 25, item 6: the refusal says object arrays are not accepted."""
+    """The refusal says object arrays are not accepted."""
     data_dir = tmp_path / "data"
     server = start_training_server(data_dir, tmp_path / "models")
     try:
@@ -170,7 +170,7 @@ def test_pickled_object_arrays_are_refused_as_such(tmp_path: Path):
 
 
 def test_a_refused_upload_and_a_deleted_data_set_leave_no_folder(tmp_path: Path):
-    """Issue 25, item 8: no empty staging folder (datasets/.uploads) stays behind."""
+    """No empty staging folder (datasets/.uploads) stays behind."""
     data_dir = tmp_path / "data"
     archive = tmp_path / "one.zip"
     with zipfile.ZipFile(archive, "w") as zf:

@@ -49,7 +49,7 @@ def _small_images_zip(path: Path, count: int = 20) -> Path:
 
 
 def test_every_float_option_must_be_finite_at_submit(tmp_path: Path):
-    """The issue's cases (hold_out NaN, a DCGAN lr of infinity) and every other float option, NaN
+    """hold_out NaN, a DCGAN lr of infinity, and every other float option, NaN
     and both infinities: INVALID_ARGUMENT naming the option; nothing is queued."""
     server = start_training_server(tmp_path / "data", tmp_path / "models")
     options = _float_options()
@@ -70,7 +70,7 @@ def test_every_float_option_must_be_finite_at_submit(tmp_path: Path):
 
 
 def test_data_of_the_wrong_kind_is_refused_at_submit(tmp_path: Path):
-    """sketch-rnn on images and dcgan on pen strokes (the issue's cases), an image family on one
+    """sketch-rnn on images and dcgan on pen strokes, an image family on one
     uploaded image: INVALID_ARGUMENT naming the family and the data set. The one-style family
     takes that image, and an image set."""
     image = tmp_path / "art.png"
