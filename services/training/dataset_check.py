@@ -49,9 +49,10 @@ def check(upload: Path, kind: str, folder: Path, max_files: int, max_bytes: int,
     except ArchiveError as exc:
         return {"ok": False, "error": str(exc), "limit": exc.limit}
     except DataError as exc:
-        message = str(exc).replace(str(data_path), "the upload").replace(str(folder), "the upload")
-        return {"ok": False, "error": message.replace(str(upload), "the upload"),
-                "limit": isinstance(exc, DataTooLarge)}
+        message = str(exc)
+        for path in (data_path, folder, upload):  # the upload's own name for the server's folders
+            message = message.replace(f"{path}: ", "").replace(str(path), "the upload")
+        return {"ok": False, "error": message, "limit": isinstance(exc, DataTooLarge)}
     return {"ok": True, "data": str(data_path), "count": len(data), "shape": list(data.shape),
             "class_names": list(data.class_names), "skipped_files": len(data.skipped)}
 

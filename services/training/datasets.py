@@ -283,7 +283,8 @@ class DatasetLibrary:
             event(log, "dataset_check_failed", level=logging.ERROR, exit_code=proc.returncode,
                   stderr=err.decode("utf-8", "replace")[-2000:])
             raise InvalidArgument(f"the upload could not be read: its check ended with exit status {proc.returncode} "
-                                  "without an answer") from None
+                                  f"without an answer (as a file that needs more than the check's "
+                                  f"{c.max_check_memory_bytes} bytes of memory can)") from None
         event(log, "dataset_checked", format=fmt, ok=result["ok"], peak_rss_bytes=result.get("peak_rss_bytes"),
               seconds=round(time.monotonic() - started, 3))
         if not result["ok"]:
