@@ -18,6 +18,8 @@ from typing import Awaitable, Callable, Sequence
 
 import numpy as np
 
+from latentforge.manifest import FIRST_CANDIDATE_MODE, Manifest
+
 # Kinds of held-out mask the quality table reports, in its column order.
 EVAL_MASKS = ("top", "bottom", "centre", "strokes")
 
@@ -153,6 +155,11 @@ def training_masks(rng: np.random.Generator, n: int, height: int, width: int) ->
 
 Encode = Callable[[np.ndarray], Awaitable[tuple[np.ndarray, np.ndarray | None]]]
 Decode = Callable[[np.ndarray], Awaitable[np.ndarray]]
+
+
+def mode_first(manifest: Manifest) -> bool:
+    """Whether a completion model's candidate 0 is its z = 0 filling (``FIRST_CANDIDATE_MODE``)."""
+    return manifest.conventions.get("first_candidate") == FIRST_CANDIDATE_MODE
 
 
 def candidate_noise(seeds: Sequence[int], latent_dim: int, shape: tuple[int, int, int],

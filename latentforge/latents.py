@@ -14,6 +14,8 @@ import numpy as np
 SEED_MODULUS = 2**64
 # Below this, truncation redraws become very slow (most draws are rejected); the proto says so.
 MIN_TRUNCATION = 0.05
+# The largest float32 below 1: a prior's uniform is clipped to it, as float32 rounding could reach 1.0.
+UNIFORM_MAX = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
 
 
 def sample_seed(base_seed: int, index: int) -> int:
@@ -31,13 +33,15 @@ def latent_from_seed(seed: int, latent_dim: int, truncation: float | None = None
     return _latent64(seed, latent_dim, truncation).astype(np.float32)
 
 
-def _latent64(seed: int, latent_dim: int, truncation: float | None) -> np.ndarray:
-    """``latent_from_seed`` before the cast to float32."""
+def _latent64(seed: int, latent_dim: int, truncation: float | None,
+              rng: np.random.Generator | None = None) -> np.ndarray:
+    """``latent_from_seed`` before the cast to float32 (drawn from ``rng`` when given: the
+    generator of ``seed``, which the caller goes on drawing from)."""
     if not 0 <= seed < SEED_MODULUS:
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
-    rng = np.random.Generator(np.random.PCG64(seed))
+    rng = rng if rng is not None else np.random.Generator(np.random.PCG64(seed))
     z = rng.standard_normal(latent_dim)
     if truncation is not None:
         psi = float(truncation)
@@ -60,6 +64,28 @@ def latents_from_seeds(
     for i, s in enumerate(seeds):
         z[i] = _latent64(s, latent_dim, truncation)  # cast to float32 as it is stored, as astype would
     return seeds, z
+
+
+def prior_inputs_from_seeds(
+    base_seed: int, count: int, latent_dim: int, truncation: float | None = None
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Seeds, noise ``(count, latent_dim)`` and ``u`` ``(count,)`` of a model with a learned prior.
+
+    Per sample, from one ``rng = Generator(PCG64(seed))``: ``noise`` exactly as
+    ``latent_from_seed(seed, latent_dim, truncation)`` draws its latent, then ``u =
+    rng.random()`` (float64 in [0, 1)), both cast to float32. The model's ``prior`` graph maps
+    them to the latent: ``z = prior(noise, u)``. Truncation therefore shrinks ``noise`` only.
+    """
+    seeds = [sample_seed(base_seed, i) for i in range(count)]
+    noise = np.empty((count, latent_dim), dtype=np.float32)
+    u = np.empty(count, dtype=np.float32)
+    for i, s in enumerate(seeds):
+        if not 0 <= s < SEED_MODULUS:
+            raise ValueError(f"seed must be in [0, 2**64), got {s}")
+        rng = np.random.Generator(np.random.PCG64(s))
+        noise[i] = _latent64(s, latent_dim, truncation, rng)
+        u[i] = min(rng.random(), UNIFORM_MAX)  # float32 rounding must not reach 1.0
+    return seeds, noise, u
 
 
 def lerp(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:

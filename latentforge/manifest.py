@@ -19,14 +19,22 @@ A manifest says what a model can do, as data:
 
   - ``decode``: ``z`` float32 ``(N, latent_dim)`` [+ ``labels`` int64 ``(N,)``, optional, when
     ``num_classes > 0``] -> ``image`` float32 ``(N, C, H, W)`` in ``output.value_range``.
-  - ``sample``: the model has a prior: latents drawn from the standard normal are meaningful
-    inputs of this graph (the ``decode`` graph of a GAN or VAE).
+  - ``sample``: the model has a prior: latents drawn from it are meaningful inputs of this graph
+    (the ``decode`` graph of a GAN or VAE). The prior is the standard normal unless the model
+    also has ``prior``.
+  - ``prior``: a learned prior: ``noise`` float32 ``(N, latent_dim)`` from the standard normal and
+    ``u`` float32 ``(N,)`` uniform in [0, 1) -> ``z`` float32 ``(N, latent_dim)``, the latents the
+    ``sample`` task decodes (e.g. a Gaussian mixture fitted to a VAE's encoded training set:
+    ``u`` picks the component, ``noise`` the point in it). ``latentforge.latents`` draws both
+    from a seed; a reader that does not know the task samples the standard normal instead.
   - ``encode``: ``image`` float32 ``(N, C, H, W)`` in ``output.value_range`` -> ``mu``
     float32 ``(N, latent_dim)`` [+ ``logvar``, same shape, for a VAE].
   - ``complete``: ``image`` float32 ``(N, C, H, W)`` in ``output.value_range``, ``mask`` float32
     ``(N, 1, H, W)`` (1 = known pixel, 0 = hole; ``conventions["mask"]``) and ``z`` float32
     ``(N, latent_dim)`` from the standard normal -> ``completed`` float32 ``(N, C, H, W)``, the
-    known pixels kept and the hole filled; different ``z`` give different fillings.
+    known pixels kept and the hole filled; different ``z`` give different fillings. With
+    ``conventions["first_candidate"]`` (``FIRST_CANDIDATE_MODE``), ``z = 0`` gives the most likely
+    filling, which the service returns as candidate 0.
   - ``encode_strokes``: ``strokes`` float32 ``(N, T, 5)`` (stroke-5 rows, ``conventions["strokes"]``;
     T = ``strokes.max_steps``) and ``lengths`` int64 ``(N,)`` -> ``mu`` float32 ``(N, latent_dim)``
     [+ ``logvar``].
@@ -93,6 +101,7 @@ BATCH_AXIS = "N"
 TASK_CONTRACTS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "decode": ({"z": "float32"}, {"image": "float32"}),
     "sample": ({"z": "float32"}, {}),
+    "prior": ({"noise": "float32", "u": "float32"}, {"z": "float32"}),
     "encode": ({"image": "float32"}, {"mu": "float32"}),
     # ONNX names every value once, so the filled image cannot share the input's name.
     "complete": ({"image": "float32", "mask": "float32", "z": "float32"}, {"completed": "float32"}),
@@ -107,12 +116,16 @@ TASK_CONTRACTS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "stylize_fixed": ({"content": "float32", "alpha": "float32", "mask": "float32"}, {"stylized": "float32"}),
 }
 # Tasks whose graphs take or give a latent: a model with any of them has latent_dim >= 1.
-LATENT_TASKS = ("decode", "sample", "encode", "complete", "encode_strokes", "init_state")
+LATENT_TASKS = ("decode", "sample", "prior", "encode", "complete", "encode_strokes", "init_state")
 STROKE_TASKS = ("encode_strokes", "init_state", "draw_strokes")
 STYLE_TASKS = ("encode_style", "stylize", "stylize_fixed")
 STROKE_DIM = 5  # stroke-5 rows: dx, dy, then the one-hot pen state (down, lifted, ended)
 # The mask convention of the complete task, recorded in a completion model's manifest.
 MASK_CONVENTION = "1 = known pixel, 0 = hole"
+# A completion model's first candidate rule, recorded as conventions["first_candidate"] by models
+# trained for it: candidate 0 of Complete gets z = 0, the model's most likely filling; the others
+# get their seeds' latents. Without it every candidate's latent comes from its seed.
+FIRST_CANDIDATE_MODE = "z = 0: the most likely filling"
 # The mask convention of the stylize tasks, recorded in a style model's manifest.
 STYLE_MASK_CONVENTION = "1 = stylise, 0 = keep the content"
 
@@ -514,7 +527,8 @@ class Manifest:
         for task, role in self.tasks.items():
             sig = self.signatures[role]
             encodes = task in ("encode", "encode_strokes")
-            latent = sig.output("mu") if encodes else sig.input("z") if task in TASK_CONTRACTS else None
+            latent = (sig.output("mu") if encodes else sig.output("z") if task == "prior"
+                      else sig.input("z") if task in TASK_CONTRACTS else None)
             images = {"decode": [sig.output("image")], "encode": [sig.input("image")],
                       "complete": [sig.input("image"), sig.output("completed")]}.get(task, [])
             if latent is not None and tuple(latent.shape[1:]) != (self.latent_dim,):
@@ -528,6 +542,13 @@ class Manifest:
             if mask is not None and tuple(mask.shape[1:]) != (1, *self.output.shape[1:]):
                 raise ManifestError(f"graph {role!r} (complete) has {mask.describe()}; expected "
                                     f"[N, 1, {self.output.height}, {self.output.width}]")
+        if "prior" in self.tasks:
+            noise = self.signatures[self.tasks["prior"]].input("noise")
+            if noise is not None and tuple(noise.shape[1:]) != (self.latent_dim,):
+                raise ManifestError(f"graph {self.tasks['prior']!r} (prior) has {noise.describe()}; expected "
+                                    f"[N, {self.latent_dim}]")
+            if "sample" not in self.tasks:
+                raise ManifestError("a model with the 'prior' task must have the 'sample' task it draws latents for")
         if "complete" in self.tasks and "mask" not in self.conventions:
             raise ManifestError("a model with the 'complete' task must say its mask convention "
                                 f"(conventions.mask, e.g. {MASK_CONVENTION!r})")

@@ -8,7 +8,8 @@ bottom half masked:
 
 * ``best4``: share of digits for which at least one of 4 candidates (z drawn per candidate) is
   read by the meter's classifier as the digit's label (the best candidate of 4 is right);
-* ``cand0``: the same for candidate 0 alone;
+* ``cand0``: the same for candidate 0 alone (z = 0 for a model trained with a mode candidate,
+  as the service draws it);
 * ``psnr``: PSNR (dB) of candidate 0 over the hole, images in [0, 1];
 * ``spread``: mean RMS difference over the hole between pairs of the 4 candidates (0 = z ignored);
 * ``steps/s``: training steps per second on one thread.
@@ -37,6 +38,9 @@ CANDIDATES = 4
 # name -> completion options (the rest are the family's defaults).
 SETTINGS: dict[str, dict[str, Any]] = {
     "base": {},
+    "sample-first": {"first_candidate": "sample"},
+    "mode-w0.5": {"mode_weight": 0.5},
+    "mode-adv0.1": {"adv_weight": 0.1},
     "recon-only-k1": {"adv_weight": 0.0, "candidates": 1},
     "recon+adv-k1": {"candidates": 1},
     "recon-only-k4": {"adv_weight": 0.0},
@@ -63,8 +67,10 @@ def score(family: Any, meter: Any, images: np.ndarray, labels: np.ndarray, seed:
     x = torch.from_numpy(images)
     gen = torch.Generator().manual_seed(seed)
     cands = []
-    for _ in range(CANDIDATES):
+    for i in range(CANDIDATES):
         z = torch.randn(n, family.latent_dim, generator=gen)
+        if i == 0 and getattr(family, "mode_first", False):  # candidate 0 as the service draws it: z = 0
+            z = torch.zeros_like(z)
         cands.append(family.complete(x, mask, z).cpu())
     cands_t = torch.stack(cands)  # (K, N, C, H, W)
     hole = (1.0 - mask).expand_as(x)

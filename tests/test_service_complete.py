@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from latentforge.manifest import Manifest
+from latentforge.manifest import FIRST_CANDIDATE_MODE, Manifest
 from services.generation.client import GenerationClient
 from latentforge.latents import latents_from_seeds
 from tests.helpers.servers import start_server
@@ -60,7 +60,9 @@ def test_candidates_keep_the_known_pixels_differ_in_the_hole_and_repeat_from_the
     known = np.asarray(Image.open(io.BytesIO(source)), dtype=np.uint8)[:14]
     result = client.complete(model, source, HOLE, count=4, seed=11)
     assert result.seed == 11 and result.stored and len(result.samples) == 4
-    assert [s.seed for s in result.samples] == [11, 12, 13, 14]
+    # A completion model's candidate 0 is its z = 0 filling (the most likely one), drawn from no seed.
+    first = None if model == "mnist-completion" else 11
+    assert [s.seed for s in result.samples] == [first, 12, 13, 14]
     holes = []
     for s in result.samples:
         pixels = _pixels(s)
@@ -75,13 +77,16 @@ def test_candidates_keep_the_known_pixels_differ_in_the_hole_and_repeat_from_the
 
 
 def test_a_completion_model_runs_its_graph_on_the_candidates_latents(client, digits, completion_repo):
-    """The service's candidate i is the exported graph on latent_from_seed(seed + i): a client can
-    reproduce it with ONNX Runtime alone."""
+    """The service's candidate i >= 1 is the exported graph on latent_from_seed(seed + i), and
+    candidate 0 on z = 0, as the manifest's first_candidate convention says: a client can
+    reproduce them with ONNX Runtime alone."""
     version = completion_repo / "mnist-completion" / "1"
     manifest = Manifest.read(version)
+    assert manifest.conventions["first_candidate"] == FIRST_CANDIDATE_MODE
     result = client.complete("mnist-completion", digits[1], HOLE, count=3, seed=5, fmt="tensor",
                              return_latents=True)
     _, z = latents_from_seeds(5, 3, manifest.latent_dim)
+    z[0] = 0.0
     mask = np.ones((1, 1, 28, 28), np.float32)
     mask[..., 14:, :] = 0
     session = ort.InferenceSession(str(version / manifest.graphs["completer"]), providers=["CPUExecutionProvider"])
@@ -110,7 +115,8 @@ def test_candidates_are_samples_and_their_variations_keep_the_known_pixels(clien
     known = np.asarray(Image.open(io.BytesIO(source)), dtype=np.uint8)[:14]
     first = client.complete(model, source, HOLE, count=1, seed=21).samples[0]
     stored = client.get_sample(first.sample_id)
-    assert stored.origin == "complete" and stored.seed == 21 and stored.model == model
+    assert stored.origin == "complete" and stored.model == model
+    assert stored.seed == (None if model == "mnist-completion" else 21)  # candidate 0 of a completion model: z = 0
     varied = client.variations(first.sample_id, count=3, strength=1.0, seed=2)
     assert len(varied.samples) == 3
     for s in varied.samples:

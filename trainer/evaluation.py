@@ -49,7 +49,7 @@ class Evaluator:
                  best: dict[str, Any] | None = None) -> None:
         self.meter = meter
         self.data_spec = data_spec
-        self.z = family.latents(samples, torch.Generator().manual_seed(seed + _LATENT_SEED_OFFSET))
+        self.samples, self.seed = samples, seed + _LATENT_SEED_OFFSET
         k = family.num_classes
         self.labels = torch.arange(samples, dtype=torch.long) % k if k > 0 else None
         self.best = best  # the quality record of checkpoints/best.pt, None until there is one
@@ -93,9 +93,11 @@ class Evaluator:
         device = family.device
         # Sampling must leave the training's random streams as they were (exact resume).
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            # Drawn afresh from the same seed each time: a learned prior changes as it is refitted.
+            latents = family.latents(self.samples, torch.Generator().manual_seed(self.seed))
             chunks = []
-            for start in range(0, len(self.z), SAMPLE_CHUNK):
-                z = self.z[start:start + SAMPLE_CHUNK]
+            for start in range(0, len(latents), SAMPLE_CHUNK):
+                z = latents[start:start + SAMPLE_CHUNK]
                 if self.labels is None:
                     images = family.sample(z)
                 else:  # a conditional family takes labels beside the latents

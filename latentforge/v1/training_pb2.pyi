@@ -110,7 +110,7 @@ class DCGANOptions(_message.Message):
     def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., gan_loss: _Optional[str] = ..., lr: _Optional[float] = ..., lr_d: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ..., ema_decay: _Optional[float] = ..., spectral_norm: _Optional[bool] = ..., r1_gamma: _Optional[float] = ..., r1_every: _Optional[int] = ..., augment: _Optional[str] = ..., conditional: _Optional[bool] = ...) -> None: ...
 
 class VAEOptions(_message.Message):
-    __slots__ = ("latent_dim", "width", "recon", "conditional", "beta", "kl_warmup_steps", "perceptual", "temperature", "lr", "beta1", "beta2", "grad_clip")
+    __slots__ = ("latent_dim", "width", "recon", "conditional", "beta", "kl_warmup_steps", "perceptual", "temperature", "lr", "beta1", "beta2", "grad_clip", "prior", "prior_components")
     LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     RECON_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,8 @@ class VAEOptions(_message.Message):
     BETA1_FIELD_NUMBER: _ClassVar[int]
     BETA2_FIELD_NUMBER: _ClassVar[int]
     GRAD_CLIP_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_COMPONENTS_FIELD_NUMBER: _ClassVar[int]
     latent_dim: int
     width: int
     recon: str
@@ -135,7 +137,9 @@ class VAEOptions(_message.Message):
     beta1: float
     beta2: float
     grad_clip: float
-    def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., recon: _Optional[str] = ..., conditional: _Optional[bool] = ..., beta: _Optional[float] = ..., kl_warmup_steps: _Optional[int] = ..., perceptual: _Optional[float] = ..., temperature: _Optional[float] = ..., lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ...) -> None: ...
+    prior: str
+    prior_components: int
+    def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., recon: _Optional[str] = ..., conditional: _Optional[bool] = ..., beta: _Optional[float] = ..., kl_warmup_steps: _Optional[int] = ..., perceptual: _Optional[float] = ..., temperature: _Optional[float] = ..., lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ..., prior: _Optional[str] = ..., prior_components: _Optional[int] = ...) -> None: ...
 
 class AEOptions(_message.Message):
     __slots__ = ("latent_dim", "width", "recon", "denoise_std", "lr", "beta1", "beta2", "grad_clip")
@@ -158,7 +162,7 @@ class AEOptions(_message.Message):
     def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., recon: _Optional[str] = ..., denoise_std: _Optional[float] = ..., lr: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ...) -> None: ...
 
 class CompletionOptions(_message.Message):
-    __slots__ = ("latent_dim", "width", "z_inject", "candidates", "recon_weight", "adv_weight", "mode_seeking", "gan_loss", "lr", "lr_d", "beta1", "beta2", "grad_clip", "ema_decay")
+    __slots__ = ("latent_dim", "width", "z_inject", "candidates", "recon_weight", "adv_weight", "mode_seeking", "gan_loss", "lr", "lr_d", "beta1", "beta2", "grad_clip", "ema_decay", "first_candidate", "mode_weight")
     LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     Z_INJECT_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +177,8 @@ class CompletionOptions(_message.Message):
     BETA2_FIELD_NUMBER: _ClassVar[int]
     GRAD_CLIP_FIELD_NUMBER: _ClassVar[int]
     EMA_DECAY_FIELD_NUMBER: _ClassVar[int]
+    FIRST_CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    MODE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     latent_dim: int
     width: int
     z_inject: str
@@ -187,7 +193,9 @@ class CompletionOptions(_message.Message):
     beta2: float
     grad_clip: float
     ema_decay: float
-    def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., z_inject: _Optional[str] = ..., candidates: _Optional[int] = ..., recon_weight: _Optional[float] = ..., adv_weight: _Optional[float] = ..., mode_seeking: _Optional[float] = ..., gan_loss: _Optional[str] = ..., lr: _Optional[float] = ..., lr_d: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ..., ema_decay: _Optional[float] = ...) -> None: ...
+    first_candidate: str
+    mode_weight: float
+    def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., z_inject: _Optional[str] = ..., candidates: _Optional[int] = ..., recon_weight: _Optional[float] = ..., adv_weight: _Optional[float] = ..., mode_seeking: _Optional[float] = ..., gan_loss: _Optional[str] = ..., lr: _Optional[float] = ..., lr_d: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ..., ema_decay: _Optional[float] = ..., first_candidate: _Optional[str] = ..., mode_weight: _Optional[float] = ...) -> None: ...
 
 class SketchRNNOptions(_message.Message):
     __slots__ = ("latent_dim", "enc_rnn", "dec_rnn", "mixtures", "unconditional", "layer_norm", "recurrent_dropout", "kl_weight", "kl_weight_start", "kl_decay_rate", "kl_min", "lr", "lr_decay", "min_lr", "grad_clip_value", "scale_augment", "drop_points", "grid_temperature")

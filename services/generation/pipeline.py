@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from latentforge import images as imaging
-from latentforge.completion import candidate_noise, composite, iterative_complete
+from latentforge.completion import candidate_noise, composite, iterative_complete, mode_first
 from latentforge import latents
 from latentforge.colour import preserve_color
 from latentforge.runtime import ModelRuntime, decode_feeds
@@ -127,6 +127,8 @@ class GenerationPipeline:
             except threading.BrokenBarrierError:
                 pass
             for rows in sorted({1, n}):
+                if model.has_task("prior"):
+                    model.run_task("prior", {"noise": z[:rows], "u": np.zeros(rows, dtype=np.float32)})
                 outputs = model.run_task("decode", decode_feeds(z[:rows], None if labels is None else labels[:rows]))
                 for finish in finishers:
                     finish(outputs)
@@ -173,8 +175,8 @@ class GenerationPipeline:
         """
         model = plan.model
         # Samples start.. of the request: seed (base + start + i) mod 2^64, as latents_from_seeds counts from 0.
-        seeds, z = latents.latents_from_seeds(latents.sample_seed(plan.seed, start), n, model.manifest.latent_dim,
-                                              plan.truncation)
+        seeds, z = await self._seeded_latents(model, latents.sample_seed(plan.seed, start), n, plan.truncation,
+                                              deadline)
         num_classes = model.manifest.num_classes
         if plan.label is not None:
             label_list: list[int | None] = [plan.label] * n
@@ -253,11 +255,14 @@ class GenerationPipeline:
         image = (await self._input_images(model, [request.image], what="image"))[0]
         image = composite(np.full_like(image, sum(model.value_range) / 2), image, mask)  # the hole's pixels unused
         base_seed = request.seed if request.seed is not None else _random_seed()
-        seeds = [latents.sample_seed(base_seed, i) for i in range(count)]
+        seeds: list[int | None] = [latents.sample_seed(base_seed, i) for i in range(count)]
         note(count=count, iterations=rounds or 0)
         dim = model.manifest.latent_dim
         if rounds is None:
             _, z = latents.latents_from_seeds(base_seed, count, dim, None)
+            if mode_first(model.manifest):  # candidate 0: z = 0, the most likely filling
+                z[0] = 0.0
+                seeds[0] = None
             payloads = await self._complete(model, image, mask, z, request.output, deadline)
         else:
             labels = None if label is None else np.full(count, label, dtype=np.int64)
@@ -605,6 +610,17 @@ class GenerationPipeline:
         vr, level = model.value_range, self.config.png_compress_level
         return lambda out: imaging.encode_pngs(out[name], vr, level)
 
+    async def _seeded_latents(self, model: ModelRuntime, base_seed: int, n: int, psi: float | None,
+                              deadline: float | None) -> tuple[list[int], np.ndarray]:
+        """Seeds and latents of samples 0..n-1 from ``base_seed``: the standard normal's, or
+        with a learned prior (the ``prior`` task), its graph on the seeds' noise and uniforms."""
+        dim = model.manifest.latent_dim
+        if not model.has_task("prior"):
+            return latents.latents_from_seeds(base_seed, n, dim, psi)
+        seeds, noise, u = latents.prior_inputs_from_seeds(base_seed, n, dim, psi)
+        z = (await self._run(model, "prior", {"noise": noise, "u": u}, None, deadline))["z"]
+        return seeds, np.ascontiguousarray(z, dtype=np.float32)
+
     async def _run(self, model: ModelRuntime, task: str, feeds: dict[str, np.ndarray], finish: Finish | None,
                    deadline: float | None):
         """The graph of ``task`` on ``feeds`` (names of the task's contract), through the runner."""
@@ -707,7 +723,7 @@ class GenerationPipeline:
             if not model.has_task("sample"):
                 raise FailedPrecondition(f"{which}: model {model.name} has no prior, so a seed names no latent; "
                                          "use a sample id (e.g. from Encode) or a latent")
-            return latents.latent_from_seed(ep.seed, dim, psi), None
+            return (await self._seeded_latents(model, ep.seed, 1, psi, None))[1][0], None
         if ep.latent is not None:
             try:
                 return latents.check_latent(np.asarray(ep.latent, dtype=np.float32), dim), None

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from trainer.data import Batch, DataError, DataSpec
+from trainer.data import Batch, DataError, DataSpec, TrainingData
 from trainer.options import FamilyConfig
 
 
@@ -117,7 +117,12 @@ class Family:
         raise NotImplementedError
 
     def latents(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n latents from the family's prior (the standard normal unless it learns one)."""
         return torch.randn(n, self.latent_dim, generator=generator)
+
+    def prepare_snapshot(self, data: TrainingData, step: int) -> None:
+        """Bring what is fitted rather than trained (a learned prior) up to date with the
+        networks, before the run is scored and at its end. Nothing by default."""
 
     def _eval(self):
         return _EvalMode(list(self.modules.values()))

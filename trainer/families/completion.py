@@ -19,6 +19,11 @@ half-image masks, drawn once into a pool and varied by flips and transposes), an
   truth sharp and plausible, and the seams invisible.
 * optionally a mode-seeking term (Mao et al. 2019) that rewards two candidates for
   differing in proportion to their latents.
+* with ``first_candidate`` "mode" (the default), one more candidate per image with z = 0,
+  always pulled to the truth by plain L1 (weight ``mode_weight``) and seen by the
+  discriminator like the rest: z = 0 learns the most likely filling, the other latents the
+  alternatives. The manifest records it (``conventions["first_candidate"]``) and the service
+  returns it as candidate 0.
 
 The defaults come from docs/benchmarks/completion_ablation.md. The family's runs hold out
 the meter's held-out split by default (``default_hold_out``), so the digits the meter
@@ -34,7 +39,7 @@ import torch
 from torch import nn
 
 from latentforge.completion import EVAL_MASKS, eval_mask, training_masks
-from latentforge.manifest import MASK_CONVENTION, TASK_CONTRACTS
+from latentforge.manifest import FIRST_CANDIDATE_MODE, MASK_CONVENTION, TASK_CONTRACTS
 from trainer.data import Batch, DataSpec
 from trainer.ema import EMA
 from trainer.families.base import ExportGraph
@@ -66,6 +71,9 @@ class Completion(AdversarialFamily):
     def __init__(self, config: CompletionConfig, data: DataSpec, device: torch.device) -> None:
         super().__init__(config, data, device)
         self.config: CompletionConfig = config
+        self.mode_first = config.first_candidate == "mode"
+        if self.mode_first:
+            self.conventions = {**self.conventions, "first_candidate": FIRST_CANDIDATE_MODE}
         self.loss = gan_loss(config.gan_loss)
         self.modules = {
             "generator": CompletionUNet(self.latent_dim, self.shape, config.width, config.z_inject).to(device),
@@ -135,13 +143,20 @@ class Completion(AdversarialFamily):
             self.bank = images[:BANK_SIZE].detach().float().cpu().clone()
         n, k = len(images), c.candidates
         masks = self.training_masks(n)
-        x, m = images.repeat(k, 1, 1, 1), masks.repeat(k, 1, 1, 1)  # candidate-major: row j * n + i
+        rows = k + int(self.mode_first)  # the z = 0 candidate comes last
+        x, m = images.repeat(rows, 1, 1, 1), masks.repeat(rows, 1, 1, 1)  # candidate-major: row j * n + i
         z = torch.randn(k * n, self.latent_dim, device=self.device)
-        generated = G(x * m, m, z)
-        composited = m * x + (1.0 - m) * generated
-        errors = hole_l1(generated, x, m).view(k, n)
-        recon = errors.min(dim=0).values.mean()
+        if self.mode_first:
+            z = torch.cat([z, torch.zeros(n, self.latent_dim, device=self.device)])
+        out = G(x * m, m, z)
+        composited = m * x + (1.0 - m) * out
+        errors = hole_l1(out, x, m).view(rows, n)
+        recon = errors[:k].min(dim=0).values.mean()
+        generated, z = out[:k * n], z[:k * n]  # the sampled candidates, for the spread and mode seeking
         metrics: dict[str, float] = {}
+        if self.mode_first:
+            recon_mode = errors[k].mean()
+            metrics["recon_mode"] = recon_mode.item()
         use_adv = c.adv_weight > 0
 
         if use_adv:
@@ -160,6 +175,8 @@ class Completion(AdversarialFamily):
 
         opt_g.zero_grad(set_to_none=True)
         loss_g = c.recon_weight * recon
+        if self.mode_first:
+            loss_g = loss_g + c.mode_weight * recon_mode
         if use_adv:
             with _frozen(plain_d):
                 adv = self.loss.generator(plain_d(composited * 2.0 - 1.0))
@@ -177,7 +194,7 @@ class Completion(AdversarialFamily):
 
         with torch.no_grad():
             spread = candidate_spread(generated.detach().view(k, n, *generated.shape[1:]), masks) if k > 1 else 0.0
-        metrics.update(loss_g=loss_g.item(), recon=recon.item(), recon_mean=errors.mean().item(),
+        metrics.update(loss_g=loss_g.item(), recon=recon.item(), recon_mean=errors[:k].mean().item(),
                        spread=float(spread))
         return metrics
 
@@ -224,6 +241,8 @@ class Completion(AdversarialFamily):
         rows = len(images)
         masks = self.eval_masks(rows)
         z = torch.randn(rows * GRID_CANDIDATES, self.latent_dim, generator=torch.Generator().manual_seed(_GRID_SEED))
+        if self.mode_first:  # the first candidate of each row is the mode, as the service returns it
+            z[::GRID_CANDIDATES] = 0.0
         candidates = self.complete(images.repeat_interleave(GRID_CANDIDATES, 0),
                                    masks.repeat_interleave(GRID_CANDIDATES, 0), z)
         shown = masks * images + (1.0 - masks) * HOLE_SHADE

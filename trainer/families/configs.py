@@ -83,20 +83,24 @@ class DCGANConfig(AdamOptions):
         return problems
 
 
+VAE_PRIORS = ("mixture", "normal")
+
+
 @dataclass
 class VAEConfig(AdamOptions):
-    """Options of the convolutional VAE family (and Adam's, from AdamOptions). Latent size 8 and
-    beta 2 are the defaults because they drew the best samples of the unconditional settings
-    measured (docs/benchmarks/vae_quality.md)."""
+    """Options of the convolutional VAE family (and Adam's, from AdamOptions). Latent size 32,
+    beta 1 and a 40-component mixture prior are the defaults because together they drew the
+    best samples and completions measured (docs/benchmarks/vae_quality.md): with a learned
+    prior, a larger latent and a lighter KL term reconstruct better and no longer cost samples."""
 
-    latent_dim: int = option(8, "size of the latent vector z", at_least=1, fixed=True)
+    latent_dim: int = option(32, "size of the latent vector z", at_least=1, fixed=True)
     width: int = option(64, "base channel width of the networks (the VAE's use half of it)", at_least=1,
                         fixed=True)
     recon: str = option("auto", "reconstruction loss: bce, mse, gaussian (learned pixel variance) or auto "
                         "(bce for 1 channel, mse otherwise)", choices=VAE_RECON_LOSSES, fixed=True)
     conditional: bool = option(False, "condition on the data's class labels (needs labelled data); the "
                                "exported decoder takes a label beside z", fixed=True)
-    beta: float = option(2.0, "weight of the KL term in the ELBO", at_least=0)
+    beta: float = option(1.0, "weight of the KL term in the ELBO", at_least=0)
     kl_warmup_steps: int = option(500, "steps over which the KL weight rises linearly from 0 to beta", at_least=0)
     perceptual: float = option(0.0, "weight of a feature-matching reconstruction term: squared distance "
                                "between the features of images and their reconstructions in a feature "
@@ -104,6 +108,10 @@ class VAEConfig(AdamOptions):
     temperature: float = option(1.0, "scale of the prior latents that training grids and `latentforge "
                                 "evaluate RUN_DIR` decode (serving has truncation instead)", above=0)
     grad_clip: float = option(10.0, "max gradient norm, 0 = off", at_least=0)
+    prior: str = option("mixture", "what samples are drawn from: mixture (a Gaussian mixture fitted to the "
+                        "encoded training set whenever the run is scored and at its end, exported as the "
+                        "model's prior graph) or normal (the standard normal)", choices=VAE_PRIORS, fixed=True)
+    prior_components: int = option(40, "Gaussians in the mixture prior", at_least=1, fixed=True)
 
 
 @dataclass
@@ -121,6 +129,7 @@ class AEConfig(AdamOptions):
 
 
 Z_INJECTIONS = ("bottleneck", "film")  # trainer.networks.unet implements them
+FIRST_CANDIDATES = ("mode", "sample")  # what Complete's candidate 0 is (CompletionConfig.first_candidate)
 
 
 @dataclass
@@ -149,6 +158,11 @@ class CompletionConfig(AdamOptions):
     grad_clip: float = option(10.0, "max gradient norm per network, 0 = off", at_least=0)
     ema_decay: float = option(0.0, "keep an exponential moving average of the generator's weights with this "
                               "decay; grids, completion and export use it; 0 = off", at_least=0)
+    first_candidate: str = option("mode", "candidate 0: mode (z = 0, trained toward the truth by plain L1 beside the "
+                                  "best-of-K candidates: the most likely filling, served first) or sample (a latent "
+                                  "from its seed like the rest)", choices=FIRST_CANDIDATES, fixed=True)
+    mode_weight: float = option(1.0, "weight of the z = 0 candidate's L1 loss on the hole (first_candidate mode)",
+                                at_least=0)
 
     def problems(self) -> list[str]:
         problems = super().problems()

@@ -16,6 +16,11 @@ Options beyond the plain ELBO (trainer.families.configs.VAEConfig):
   (trainer.quality.features), trained on the same data with another seed than the meter
   that scores the model, so the score is not the objective.
 - ``temperature``: prior latents scaled by it for training grids and run evaluation.
+- ``prior``: ``mixture`` (the default) fits a Gaussian mixture of ``prior_components`` to the
+  encoder's means of the training data whenever the run is scored and at its end
+  (``prepare_snapshot``; trainer.priors), so grids, scores and the exported ``prior`` graph
+  draw latents where the decoder was trained; ``normal`` keeps the standard normal.
+  docs/benchmarks/vae_quality.md measures both.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from trainer.data import Batch, DataError, DataSpec
+from trainer.data import Batch, DataError, DataSpec, TrainingData
 from trainer.families.base import ExportGraph, Family
 from trainer.families.configs import VAEConfig
 from trainer.losses import kl_divergence, kl_weight, reconstruction_loss
 from trainer.networks.conv_vae import ConvVAE, ImageDecoder
+from trainer.priors import GaussianMixturePrior
 from trainer.quality.features import DEFAULT_SETTINGS, meter_for
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,7 @@ MIN_LOG_SIGMA = -6.0  # floor of the learned pixel noise (log std), so a perfect
 # that scores models (seed 0), so the score is not the objective.
 PERCEPTUAL_SETTINGS = replace(DEFAULT_SETTINGS, seed=1)
 MAX_CLASS_GRID = 16  # up to this many classes, a grid with one row per class is drawn
+ENCODE_CHUNK = 500  # images per encoder pass while fitting the prior
 
 
 def gaussian_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -90,6 +97,35 @@ class VAE(Family):
         }
         self.train_modules = dict(self.modules)
         self._features: nn.Module | None = None  # the perceptual term's, loaded on the first step
+        # The mixture prior: the standard normal (every component N(0, I)) until its first fit.
+        self.prior = (GaussianMixturePrior(config.prior_components, self.latent_dim).to(device)
+                      if config.prior == "mixture" else None)
+        self._prior_fitter = None  # scikit-learn's mixture of the last fit, the next fit's start
+        self._prior_step: int | None = None
+        self.tasks = {**self.tasks, "prior": "prior"} if self.prior is not None else dict(self.tasks)
+
+    def state(self) -> dict:
+        state = super().state()
+        if self.prior is not None:
+            state["prior"] = self.prior.state_dict()
+        return state
+
+    def load_state(self, state: dict, with_optimizers: bool = True) -> None:
+        super().load_state(state, with_optimizers)
+        if self.prior is not None and "prior" in state:  # a checkpoint from before the prior: N(0, I)
+            self.prior.load_state_dict(state["prior"])
+
+    @torch.no_grad()
+    def prepare_snapshot(self, data: TrainingData, step: int) -> None:
+        """Fit the mixture prior to the encoder's means of the training images (once per step)."""
+        if self.prior is None or self._prior_step == step:
+            return
+        encoder = self.modules["vae"].encoder
+        with self._eval():
+            codes = torch.cat([encoder(torch.from_numpy(data.images[i:i + ENCODE_CHUNK]).to(self.device))[0]
+                               for i in range(0, len(data.images), ENCODE_CHUNK)])
+        self._prior_fitter = self.prior.fit(codes, seed=0, start=self._prior_fitter)
+        self._prior_step = step
 
     def _feature_net(self) -> nn.Module:
         """The frozen feature network of the perceptual term: a meter of the training data
@@ -144,7 +180,9 @@ class VAE(Family):
         }
 
     def latents(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """Prior latents at the configured temperature (1 = the standard normal)."""
+        """Prior latents at the configured temperature (the mixture's noise scaled by it)."""
+        if self.prior is not None:
+            return self.prior.sample(n, generator, self.config.temperature).cpu()
         return self.config.temperature * torch.randn(n, self.latent_dim, generator=generator)
 
     @torch.no_grad()
@@ -209,8 +247,17 @@ class VAE(Family):
                 output_names=["image"],
                 make_inputs=lambda n, g: (torch.randn(n, d, generator=g),),
             )
-        return [
-            decoder,
+        graphs = [decoder]
+        if self.prior is not None:
+            graphs.append(ExportGraph(
+                role="prior",
+                module=copy.deepcopy(self.prior).cpu().eval(),
+                example_inputs=(torch.randn(2, d), torch.tensor([0.1, 0.9])),
+                input_names=["noise", "u"],
+                output_names=["z"],
+                make_inputs=lambda n, g: (torch.randn(n, d, generator=g), torch.rand(n, generator=g)),
+            ))
+        return graphs + [
             ExportGraph(
                 role="encoder",
                 module=vae.encoder,

@@ -4,7 +4,8 @@ The images are the meter's held-out split (``split_indices(n, 0.2, seed=0)``), w
 meter nor a completion run (trained with that split held out) saw. For each kind of mask in
 ``latentforge.completion.EVAL_MASKS`` (top half, bottom half, centre square, free-form strokes
 drawn from a fixed seed) every image gets K candidate completions as the service draws them
-for a request with base seed ``b``: candidate i from seed ``b + i``. Image j is such a request
+for a request with base seed ``b``: candidate i from seed ``b + i`` (candidate 0 from z = 0 for a
+completion model trained with a mode candidate, as the service draws it). Image j is such a request
 with ``b = seed + j * K``, so no two images share a candidate's noise (one shared draw would make
 candidate 0's figures those of a single latent). The report gives, per kind:
 
@@ -42,6 +43,7 @@ from latentforge.completion import (
     composite,
     eval_mask,
     iterative_complete,
+    mode_first,
 )
 from latentforge.manifest import TASK_CONTRACTS
 from latentforge.runtime import ModelRuntime
@@ -223,6 +225,7 @@ class Completer:
     encode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None
     decode: Callable[[np.ndarray], np.ndarray] | None = None
     iterations: int = DEFAULT_ITERATIONS
+    mode_first: bool = False  # a completion model whose candidate 0 is z = 0 (as the service draws it)
 
     def complete(self, images: np.ndarray, masks: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         lo, hi = self.value_range
@@ -237,6 +240,8 @@ class Completer:
             assert self.graph is not None
             # As the service does: the hole's pixels are mid-range, so the original's never reach the model.
             x = composite(np.full_like(x, (lo + hi) / 2), x, masks)
+            if self.mode_first:
+                eps[:, 0] = 0.0
             rep = np.repeat(x, k, axis=0)
             out = _chunked(self.graph, rep, np.repeat(masks, k, axis=0), eps.reshape(n * k, -1))
             out = out.reshape(n, k, *x.shape[1:])
@@ -281,7 +286,7 @@ def version_completer(runtime: ModelRuntime, iterations: int = DEFAULT_ITERATION
             return runtime.run(role, {"image": image, "mask": mask, "z": z}, [output])[output]
 
         return Completer("graph", manifest.latent_dim, manifest.output.value_range, [runtime.files[role]],
-                         graph=graph)
+                         graph=graph, mode_first=mode_first(manifest))
     if runtime.has_task("encode") and runtime.has_task("decode"):
         enc, dec = runtime.graph_for("encode"), runtime.graph_for("decode")
         wanted = ["mu"] + (["logvar"] if "logvar" in runtime.output_names(enc) else [])
@@ -316,7 +321,8 @@ def run_completer(model: ScoredModel, iterations: int = DEFAULT_ITERATIONS) -> C
         def graph(image: np.ndarray, mask: np.ndarray, z: np.ndarray) -> np.ndarray:
             return family.complete(t(image), t(mask), t(z)).cpu().numpy()
 
-        return Completer("graph", family.latent_dim, (0.0, 1.0), [], graph=graph)
+        return Completer("graph", family.latent_dim, (0.0, 1.0), [], graph=graph,
+                         mode_first=bool(getattr(family, "mode_first", False)))
     if "encode" in tasks and "decode" in tasks:
         if hasattr(family, "encode") and hasattr(family, "decode"):  # the autoencoder: codes in, codes out
             def encode(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

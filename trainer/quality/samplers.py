@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latentforge.latents import UNIFORM_MAX
 from latentforge.runtime import ModelRuntime
 from trainer.quality.features import QualityError
 from trainer.quality.scored import ScoredModel, open_scored
@@ -69,12 +70,18 @@ def sample_family(family, n: int, seed: int = 0) -> Samples:
 def sample_version(runtime: ModelRuntime, n: int, seed: int = 0) -> Samples:
     """N images from an exported version's decode graph.
 
-    Latents are standard normal from NumPy's PCG64 seeded with `seed`; a conditional model gets
+    Latents are standard normal from NumPy's PCG64 seeded with `seed` (a model with a learned
+    prior maps them and uniforms from the same generator through its prior graph); a conditional model gets
     balanced labels on the contract's ``labels`` input. The graph's output is mapped from the
     manifest's value range to [0, 1].
     """
     manifest = runtime.manifest
-    feeds = {"z": np.random.default_rng(seed).standard_normal((n, manifest.latent_dim)).astype(np.float32)}
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, manifest.latent_dim)).astype(np.float32)
+    if runtime.has_task("prior"):  # a learned prior: the noise above and a uniform pick the latent
+        u = np.minimum(rng.random(n), UNIFORM_MAX).astype(np.float32)
+        z = runtime.run_chunked(runtime.graph_for("prior"), {"noise": z, "u": u}, BATCH, outputs=["z"])["z"]
+    feeds = {"z": z}
     labels = _class_labels(n, manifest.num_classes)
     if labels is not None:
         feeds["labels"] = labels
