@@ -188,3 +188,18 @@ def test_a_refused_upload_and_a_deleted_data_set_leave_no_folder(tmp_path: Path)
             assert _left(data_dir) == []
     finally:
         server.stop()
+
+
+def test_the_pixel_limit_stays_within_what_the_jobs_accept():
+    """A job's process keeps Pillow's own decompression-bomb limit: the server's may not pass it."""
+    import dataclasses
+
+    from PIL import Image
+
+    from services.rpc.settings import ConfigError
+    from services.training.config import PILLOW_MAX_PIXELS, TrainingConfig
+
+    assert Image.MAX_IMAGE_PIXELS == PILLOW_MAX_PIXELS
+    assert TrainingConfig().validate().max_image_pixels <= PILLOW_MAX_PIXELS
+    with pytest.raises(ConfigError, match="max_image_pixels must be 1..89478485"):
+        dataclasses.replace(TrainingConfig(), max_image_pixels=PILLOW_MAX_PIXELS + 1).validate()

@@ -16,6 +16,10 @@ from typing import Any, ClassVar, Mapping
 
 from services.rpc.settings import ServerSettings, load_settings, setting
 
+# Pillow's own decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS), which a job's process keeps:
+# the server's pixel limit may not pass it, or it would accept images its jobs refuse.
+PILLOW_MAX_PIXELS = 89_478_485
+
 
 @dataclass(frozen=True)
 class TrainingConfig(ServerSettings):
@@ -62,7 +66,8 @@ class TrainingConfig(ServerSettings):
             (self.max_dataset_bytes >= 1, "max_dataset_bytes must be >= 1"),
             (self.max_dataset_files >= 1, "max_dataset_files must be >= 1"),
             (self.max_dataset_unpacked_bytes >= 1, "max_dataset_unpacked_bytes must be >= 1"),
-            (self.max_image_pixels >= 1, "max_image_pixels must be >= 1"),
+            (1 <= self.max_image_pixels <= PILLOW_MAX_PIXELS, f"max_image_pixels must be 1..{PILLOW_MAX_PIXELS} "
+                                                              "(Pillow's own limit, which the jobs keep)"),
             (self.max_check_memory_bytes >= 256 << 20, "max_check_memory_bytes must be >= 268435456 (256 MiB): the "
                                                         "check's Python, NumPy and Pillow need about 150 MiB"),
             (self.poll_interval_s > 0, "poll_interval_s must be > 0"),
