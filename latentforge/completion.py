@@ -5,7 +5,8 @@ Masks follow one convention everywhere (``latentforge.manifest.MASK_CONVENTION``
 ``(1, H, W)``, 1 = known pixel, 0 = hole. NumPy only: the serving install uses this module.
 
 The iterative method (for VAEs and autoencoders; a completion model does it in one graph):
-start from the image with its hole filled with noise, then repeat: encode, decode, put the
+start from the image with its hole filled with noise (a model with a learned prior: with the
+best-fitting of a few prior samples, ``prior_fill``), then repeat: encode, decode, put the
 known pixels back. A VAE's latent is drawn from its posterior on each round, with noise that
 shrinks to none on the last round, so candidates differ in what they settle on and the last
 round decodes the posterior mean; an autoencoder's candidates differ only by the noise they
@@ -14,10 +15,11 @@ start from.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from latentforge.latents import UNIFORM_MAX
 from latentforge.manifest import FIRST_CANDIDATE_MODE, Manifest
 
 # Kinds of held-out mask the quality table reports, in its column order.
@@ -155,6 +157,10 @@ def training_masks(rng: np.random.Generator, n: int, height: int, width: int) ->
 
 Encode = Callable[[np.ndarray], Awaitable[tuple[np.ndarray, np.ndarray | None]]]
 Decode = Callable[[np.ndarray], Awaitable[np.ndarray]]
+Prior = Callable[[np.ndarray, np.ndarray], Awaitable[np.ndarray]]  # (noise, u) -> z
+# Prior draws searched for each candidate's first filling when the model has a learned prior
+# (docs/benchmarks/vae_quality.md measured 8 to 64: 16 completed the most digits right).
+PRIOR_SEARCH = 16
 
 
 def mode_first(manifest: Manifest) -> bool:
@@ -163,17 +169,47 @@ def mode_first(manifest: Manifest) -> bool:
 
 
 def candidate_noise(seeds: Sequence[int], latent_dim: int, shape: tuple[int, int, int],
-                    value_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+                    value_range: tuple[float, float], search: int = 0) -> CandidateNoise:
     """Each candidate's noise from its seed: ``rng = numpy.random.default_rng(seed)``, then
     ``eps = rng.standard_normal(latent_dim)`` (the latent of the seed, as Generate draws it, untruncated)
-    and ``fill = rng.uniform(lo, hi, shape)`` (its first filling of the hole)."""
-    eps = np.empty((len(seeds), latent_dim), dtype=np.float32)
-    fill = np.empty((len(seeds), *shape), dtype=np.float32)
+    and ``fill = rng.uniform(lo, hi, shape)`` (its first filling of the hole); with ``search`` > 0
+    (a model with a learned prior), then ``search`` times ``rng.standard_normal(latent_dim)`` and
+    ``rng.random()``: the prior's inputs of the draws ``prior_fill`` searches."""
+    k = len(seeds)
+    eps = np.empty((k, latent_dim), dtype=np.float32)
+    fill = np.empty((k, *shape), dtype=np.float32)
+    noise = np.empty((k, search, latent_dim), dtype=np.float32)
+    u = np.empty((k, search), dtype=np.float32)
     for i, seed in enumerate(seeds):
         rng = np.random.default_rng(int(seed))
         eps[i] = rng.standard_normal(latent_dim)
         fill[i] = rng.uniform(value_range[0], value_range[1], shape)
-    return eps, fill
+        for j in range(search):
+            noise[i, j] = rng.standard_normal(latent_dim)
+            u[i, j] = min(rng.random(), UNIFORM_MAX)
+    return CandidateNoise(eps, fill, noise, u)
+
+
+class CandidateNoise(NamedTuple):
+    """What the iterative method draws per candidate (``candidate_noise``)."""
+
+    eps: np.ndarray  # (K, latent_dim): the posterior noise of every round
+    fill: np.ndarray  # (K, C, H, W): the first filling of the hole
+    search_noise: np.ndarray  # (K, S, latent_dim) and
+    search_u: np.ndarray  # (K, S): the prior's inputs of the S draws prior_fill searches (S may be 0)
+
+
+async def prior_fill(prior: Prior, decode: Decode, image: np.ndarray, mask: np.ndarray, noise: np.ndarray,
+                     u: np.ndarray) -> np.ndarray:
+    """First fillings (K, C, H, W) for a model with a learned prior: each candidate's S prior draws
+    (``noise`` (K, S, D), ``u`` (K, S)) decoded, and the one whose known pixels are nearest the
+    image's (squared error; the first on ties) kept. The rounds then start from a whole plausible
+    image that agrees with what is known, instead of noise."""
+    k, s, d = noise.shape
+    z = await prior(noise.reshape(k * s, d), u.reshape(k * s))
+    drawn = (await decode(np.asarray(z, dtype=np.float32))).reshape(k, s, *image.shape)
+    errors = (((drawn - image[None, None]) ** 2) * mask[None, None]).reshape(k, s, -1).sum(axis=2)
+    return drawn[np.arange(k), errors.argmin(axis=1)].astype(np.float32)
 
 
 async def iterative_complete(encode: Encode, decode: Decode, image: np.ndarray, mask: np.ndarray,

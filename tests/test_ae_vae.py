@@ -197,7 +197,7 @@ def test_a_conditional_vae_exports_a_decoder_that_takes_labels(repo: Path, cvae_
     vdir = repo / CVAE / "1"
     m = Manifest.read(vdir)
     assert (m.kind, m.num_classes, m.classes) == ("vae", 10, tuple(str(d) for d in range(10)))
-    assert m.tasks == {"sample": "decoder", "decode": "decoder", "encode": "encoder"}
+    assert m.tasks == {"sample": "decoder", "decode": "decoder", "encode": "encoder", "prior": "prior"}
     assert m.signatures["decoder"].inputs == (TensorSpec("z", "float32", ("N", 8)),
                                               TensorSpec("labels", "int64", ("N",), optional=True))
     assert [t.name for t in m.signatures["encoder"].inputs] == ["image"]  # encoding needs no label

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from latentforge.completion import EVAL_MASKS, eval_mask
-from latentforge.manifest import MASK_CONVENTION, TASK_CONTRACTS, Manifest
+from latentforge.manifest import FIRST_CANDIDATE_MODE, MASK_CONVENTION, TASK_CONTRACTS, Manifest
 from tests.helpers.training import tiny_config
 from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
@@ -97,7 +97,7 @@ def test_export_matches_torch_in_onnx_runtime_and_declares_the_complete_task(run
     manifest.validate()
     assert manifest.kind == "completion"
     assert manifest.tasks == {"complete": "completer"}
-    assert manifest.conventions == {"mask": MASK_CONVENTION}
+    assert manifest.conventions == {"mask": MASK_CONVENTION, "first_candidate": FIRST_CANDIDATE_MODE}
     assert tuple(manifest.output.value_range) == (0.0, 1.0)
     assert manifest.latent_dim == family.latent_dim
     assert manifest.training["hold_out"]["share"] == 0.2

@@ -60,12 +60,15 @@ def test_manifests_declare_tasks_and_the_signatures_of_the_written_graphs(model_
     assert gan.quality.scores["fid"] == best["fid"] and gan.quality.scores["n"] == 200
     assert gan.quality.scores["meter"] == "classifier" and gan.quality.scores["data"] == "mnist5k"
     vae = Manifest.read(model_repo / "mnist-vae" / "1")
-    assert vae.tasks == {"sample": "decoder", "decode": "decoder", "encode": "encoder"}
-    latent = ("N", 8)
+    assert vae.tasks == {"sample": "decoder", "decode": "decoder", "encode": "encoder", "prior": "prior"}
+    latent = ("N", 32)
     assert vae.signatures["encoder"] == Signature(
         inputs=(TensorSpec("image", "float32", ("N", 1, 28, 28)),),
         outputs=(TensorSpec("mu", "float32", latent), TensorSpec("logvar", "float32", latent)))
     assert vae.signatures["decoder"].inputs == (TensorSpec("z", "float32", latent),)
+    assert vae.signatures["prior"] == Signature(
+        inputs=(TensorSpec("noise", "float32", latent), TensorSpec("u", "float32", ("N",))),
+        outputs=(TensorSpec("z", "float32", latent),))
     written = json.loads((model_repo / "mnist-vae" / "1" / "manifest.json").read_text())
     assert written["format_version"] == 2 and written["classes"] == [] and written["quality"] is None
 

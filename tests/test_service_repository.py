@@ -215,14 +215,16 @@ def _as_format_1(version_dir: Path) -> None:
     path.write_text(json.dumps(data))
 
 
-def test_a_format_1_version_serves_as_before(model_repo: Path, tmp_path: Path, caplog):
-    """The exporter's VAE, its manifest rewritten as format 1: same tasks, same RPCs, same outputs."""
+def test_a_format_1_version_serves_as_before(tmp_path: Path, caplog):
+    """An exported VAE of the format-1 era (no learned prior: the committed format-2 export in
+    tests/data/format2), its manifest rewritten as format 1: same tasks, same RPCs, same outputs."""
     repo = tmp_path / "models"
-    shutil.copytree(model_repo / "mnist-vae" / "1", repo / "old-vae" / "1")
-    shutil.copytree(model_repo / "mnist-vae" / "1", repo / "new-vae" / "1")
+    vae = Path(__file__).parent / "data" / "format2" / "old-vae" / "1"
+    shutil.copytree(vae, repo / "old-vae" / "1")
+    shutil.copytree(vae, repo / "new-vae" / "1")
     for name in ("old-vae", "new-vae"):
         path = repo / name / "1" / "manifest.json"
-        path.write_text(path.read_text().replace('"mnist-vae"', f'"{name}"'))
+        path.write_text(path.read_text().replace('"old-vae"', f'"{name}"'))
     _as_format_1(repo / "old-vae" / "1")
     repository, _, failed = _refresh(repo, caplog)
     assert failed == []

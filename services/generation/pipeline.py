@@ -25,7 +25,8 @@ from typing import Sequence
 import numpy as np
 
 from latentforge import images as imaging
-from latentforge.completion import candidate_noise, composite, iterative_complete, mode_first
+from latentforge.completion import (PRIOR_SEARCH, candidate_noise, composite, iterative_complete, mode_first,
+                                   prior_fill)
 from latentforge import latents
 from latentforge.colour import preserve_color
 from latentforge.runtime import ModelRuntime, decode_feeds
@@ -265,17 +266,24 @@ class GenerationPipeline:
                 seeds[0] = None
             payloads = await self._complete(model, image, mask, z, request.output, deadline)
         else:
-            labels = None if label is None else np.full(count, label, dtype=np.int64)
-            eps, fill = candidate_noise(seeds, dim, (c, h, w), model.value_range)
+            search = PRIOR_SEARCH if model.has_task("prior") else 0
+            drawn = candidate_noise(seeds, dim, (c, h, w), model.value_range, search)
 
             async def encode(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
                 out = await self._run(model, "encode", {"image": x}, None, deadline)
                 return out["mu"], out.get("logvar")
 
             async def decode(zz: np.ndarray) -> np.ndarray:
+                labels = None if label is None else np.full(len(zz), label, dtype=np.int64)
                 return (await self._run(model, "decode", decode_feeds(zz, labels), None, deadline))["image"]
 
-            filled, z = await iterative_complete(encode, decode, image, mask, eps, fill, rounds)
+            async def prior(noise: np.ndarray, u: np.ndarray) -> np.ndarray:
+                return (await self._run(model, "prior", {"noise": noise, "u": u}, None, deadline))["z"]
+
+            fill = drawn.fill
+            if search:
+                fill = await prior_fill(prior, decode, image, mask, drawn.search_noise, drawn.search_u)
+            filled, z = await iterative_complete(encode, decode, image, mask, drawn.eps, fill, rounds)
             finish = self._finisher(model, request.output, "image")
             payloads = await asyncio.get_running_loop().run_in_executor(self.executor, finish, {"image": filled})
         context = completion.pack_context(image, mask)

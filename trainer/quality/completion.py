@@ -42,8 +42,11 @@ from latentforge.completion import (
     candidate_noise,
     composite,
     eval_mask,
+    PRIOR_SEARCH,
+    CandidateNoise,
     iterative_complete,
     mode_first,
+    prior_fill,
 )
 from latentforge.manifest import TASK_CONTRACTS
 from latentforge.runtime import ModelRuntime
@@ -226,16 +229,20 @@ class Completer:
     decode: Callable[[np.ndarray], np.ndarray] | None = None
     iterations: int = DEFAULT_ITERATIONS
     mode_first: bool = False  # a completion model whose candidate 0 is z = 0 (as the service draws it)
+    prior: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None  # noise, u -> z (a learned prior)
 
     def complete(self, images: np.ndarray, masks: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         lo, hi = self.value_range
         x = (np.asarray(images, dtype=np.float32) * (hi - lo) + lo).astype(np.float32)
         masks = np.asarray(masks, dtype=np.float32)
         n, k = np.shape(seeds)
-        noise = [candidate_noise([int(s) for s in row], self.latent_dim, tuple(x.shape[1:]), self.value_range)
+        search = PRIOR_SEARCH if self.prior is not None else 0
+        noise = [candidate_noise([int(s) for s in row], self.latent_dim, tuple(x.shape[1:]), self.value_range, search)
                  for row in seeds]
-        eps = np.stack([e for e, _ in noise])  # (N, K, latent_dim)
-        fill = np.stack([f for _, f in noise])  # (N, K, C, H, W)
+        eps = np.stack([d.eps for d in noise])  # (N, K, latent_dim)
+        fill = np.stack([d.fill for d in noise])  # (N, K, C, H, W)
+        if search:
+            fill = asyncio.run(self._prior_fill(x, masks, noise))
         if self.method == "graph":
             assert self.graph is not None
             # As the service does: the hole's pixels are mid-range, so the original's never reach the model.
@@ -248,6 +255,20 @@ class Completer:
         else:
             out = asyncio.run(self._iterative(x, masks, eps, fill))
         return np.clip((out.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+
+    async def _prior_fill(self, x: np.ndarray, masks: np.ndarray, noise: list[CandidateNoise]) -> np.ndarray:
+        """Every image's first fillings by ``prior_fill``, the draws of all images batched together."""
+        assert self.prior is not None and self.decode is not None
+        # One array per call for _Lockstep: the noise with u as its last column.
+        prior = _Lockstep(lambda b: _chunked(lambda nu: self.prior(nu[:, :-1], nu[:, -1]), b))
+        decode = _Lockstep(lambda b: _chunked(self.decode, b))
+
+        async def prior_call(n: np.ndarray, u: np.ndarray) -> np.ndarray:
+            return await prior(np.concatenate([n, u[:, None]], axis=1))
+
+        done = await asyncio.gather(*(prior_fill(prior_call, decode, img, m, d.search_noise, d.search_u)
+                                      for img, m, d in zip(x, masks, noise)))
+        return np.stack(done)
 
     async def _iterative(self, x: np.ndarray, masks: np.ndarray, eps: np.ndarray, fill: np.ndarray) -> np.ndarray:
         assert self.encode is not None and self.decode is not None
@@ -298,9 +319,12 @@ def version_completer(runtime: ModelRuntime, iterations: int = DEFAULT_ITERATION
         def decode(z: np.ndarray) -> np.ndarray:
             return runtime.run(dec, {"z": z}, ["image"])["image"]
 
+        def prior(noise: np.ndarray, u: np.ndarray) -> np.ndarray:
+            return runtime.run(runtime.graph_for("prior"), {"noise": noise, "u": u}, ["z"])["z"]
+
         return Completer("iterative", manifest.latent_dim, manifest.output.value_range,
                          [runtime.files[enc], runtime.files[dec]], encode=encode, decode=decode,
-                         iterations=iterations)
+                         iterations=iterations, prior=prior if runtime.has_task("prior") else None)
     raise QualityError(f"{runtime.version_dir}: model {manifest.name} cannot complete images: it has neither the "
                        f"'complete' task nor both 'encode' and 'decode' (its tasks: {', '.join(sorted(manifest.tasks))})")
 
@@ -343,8 +367,13 @@ def run_completer(model: ScoredModel, iterations: int = DEFAULT_ITERATIONS) -> C
                 labels = torch.zeros(len(z), dtype=torch.int64) if family.num_classes else None
                 return family.sample(t(z), labels).cpu().numpy()
 
+        @torch.no_grad()
+        def prior(noise: np.ndarray, u: np.ndarray) -> np.ndarray:  # the VAE's learned prior, as its graph runs it
+            return family.prior(t(noise).to(family.device), t(u).to(family.device)).cpu().numpy()
+
+        learned = getattr(family, "prior", None) is not None
         return Completer("iterative", family.latent_dim, (0.0, 1.0), [], encode=encode, decode=decode,
-                         iterations=iterations)
+                         iterations=iterations, prior=prior if learned else None)
     raise QualityError(f"{model.where}: a {model.source.get('family')} run cannot complete images "
                        "(it has neither a complete method nor an encoder and a decoder)")
 
