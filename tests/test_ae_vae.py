@@ -198,7 +198,7 @@ def test_a_conditional_vae_exports_a_decoder_that_takes_labels(repo: Path, cvae_
     m = Manifest.read(vdir)
     assert (m.kind, m.num_classes, m.classes) == ("vae", 10, tuple(str(d) for d in range(10)))
     assert m.tasks == {"sample": "decoder", "decode": "decoder", "encode": "encoder", "prior": "prior"}
-    assert m.signatures["decoder"].inputs == (TensorSpec("z", "float32", ("N", 8)),
+    assert m.signatures["decoder"].inputs == (TensorSpec("z", "float32", ("N", 32)),
                                               TensorSpec("labels", "int64", ("N",), optional=True))
     assert [t.name for t in m.signatures["encoder"].inputs] == ["image"]  # encoding needs no label
     assert m.parity.max_abs_error <= 1e-4
@@ -251,7 +251,7 @@ def test_each_vae_option_trains_and_exports_with_parity(tmp_path: Path, monkeypa
     m = Manifest.read(version)
     assert m.parity.max_abs_error <= 1e-4
     assert {k: m.training["config"]["vae"][k] for k in options} == options
-    assert m.latent_dim == options.get("latent_dim", 8)
+    assert m.latent_dim == options.get("latent_dim", 32)
 
 
 def test_the_gaussian_likelihood_is_taken_at_its_optimal_variance():
@@ -273,9 +273,16 @@ def test_temperature_scales_the_latents_of_grids_and_run_evaluation(tmp_path: Pa
     from trainer.quality.samplers import sample_run
 
     run = tmp_path / "run"
-    train(tiny_config("vae", run, steps=2, sample_every=2, checkpoint_every=2, temperature=0.5))
+    train(tiny_config("vae", run, steps=2, sample_every=2, checkpoint_every=2, temperature=0.5, prior="normal"))
     family = _family(run)
     z = family.latents(8, torch.Generator().manual_seed(3))
     assert torch.equal(z, 0.5 * torch.randn(8, family.latent_dim, generator=torch.Generator().manual_seed(3)))
     drawn = sample_run(run, 8, seed=3)
     np.testing.assert_allclose(drawn.images, family.sample(z).clamp(0, 1).numpy(), atol=1e-6)
+    # With the mixture prior, the temperature scales the noise inside each component.
+    mixed = tmp_path / "mixed"
+    train(tiny_config("vae", mixed, steps=2, sample_every=2, checkpoint_every=2, temperature=0.5))
+    family = _family(mixed)
+    g = torch.Generator().manual_seed(3)
+    noise, u = 0.5 * torch.randn(8, family.latent_dim, generator=g), torch.rand(8, generator=g)
+    assert torch.allclose(family.latents(8, torch.Generator().manual_seed(3)), family.prior(noise, u))

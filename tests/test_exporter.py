@@ -40,10 +40,10 @@ def test_gan_manifest_describes_the_version(model_repo: Path, dcgan_run: Path):
 
 def test_vae_exports_encoder_and_decoder(model_repo: Path):
     m = Manifest.read(model_repo / "mnist-vae" / "1")
-    assert m.kind == "vae" and m.latent_dim == 8  # the VAE's default
-    assert m.graphs == {"decoder": "decoder.onnx", "encoder": "encoder.onnx"}
+    assert m.kind == "vae" and m.latent_dim == 32  # the VAE's default
+    assert m.graphs == {"decoder": "decoder.onnx", "encoder": "encoder.onnx", "prior": "prior.onnx"}
     assert m.output.value_range == (0.0, 1.0)
-    assert set(m.parity.per_graph) == {"decoder", "encoder"}
+    assert set(m.parity.per_graph) == {"decoder", "encoder", "prior"}
     assert max(m.parity.per_graph.values()) <= 1e-4
 
 
@@ -119,7 +119,7 @@ def test_files_run_in_plain_onnxruntime_without_project_code(model_repo: Path):
         d = ort.InferenceSession(repo + "/mnist-vae/1/decoder.onnx")
         mu, logvar = e.run(["mu", "logvar"], {"image": np.random.rand(3, 1, 28, 28).astype(np.float32)})
         out = d.run(["image"], {"z": mu})[0]
-        assert mu.shape == logvar.shape == (3, 8) and out.shape == (3, 1, 28, 28)
+        assert mu.shape == logvar.shape == (3, 32) and out.shape == (3, 1, 28, 28)
         try:
             import latentforge, trainer
         except ImportError:
@@ -224,8 +224,8 @@ def test_fp16_and_ort_optimized_variants(tmp_path: Path, vae_run: Path):
     vdir = export_run(vae_run, tmp_path, "variants", variants=("fp16", "ort-cpu"))
     m = Manifest.read(vdir)
     assert m.variants == {
-        "fp16": {"decoder": "decoder.fp16.onnx", "encoder": "encoder.fp16.onnx"},
-        "ort-cpu": {"decoder": "decoder.ort-cpu.onnx", "encoder": "encoder.ort-cpu.onnx"},
+        "fp16": {"decoder": "decoder.fp16.onnx", "encoder": "encoder.fp16.onnx", "prior": "prior.fp16.onnx"},
+        "ort-cpu": {"decoder": "decoder.ort-cpu.onnx", "encoder": "encoder.ort-cpu.onnx", "prior": "prior.ort-cpu.onnx"},
     }
     verify_files(vdir, m)  # every variant file is hashed too
     assert 0 < m.parity.per_graph["decoder@fp16"] <= 2e-2
@@ -251,7 +251,8 @@ def test_a_run_trained_before_family_configs_still_exports(tmp_path: Path, vae_r
     assert torch.load(latest_checkpoint(run), weights_only=True)["format_version"] == 1
     vdir = export_run(run, tmp_path / "repo", "old-vae")
     m = Manifest.read(vdir)
-    assert (m.kind, m.latent_dim, m.num_classes) == ("vae", 8, 0)
+    assert (m.kind, m.latent_dim, m.num_classes) == ("vae", 32, 0)
+    assert "prior" not in m.tasks  # a format-1 run had no learned prior: it samples N(0, I) as it did
     config = m.training["config"]
-    assert config["vae"]["width"] == 16 and config["vae"]["latent_dim"] == 8 and "extra" not in config
+    assert config["vae"]["width"] == 16 and config["vae"]["latent_dim"] == 32 and "extra" not in config
     assert m.parity.max_abs_error <= 1e-4

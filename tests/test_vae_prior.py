@@ -204,3 +204,28 @@ def test_iterative_completion_starts_from_the_best_prior_draw(memory_server, mod
             x = mask * image + (1 - mask) * run["decoder"].run(["image"], {"z": z})[0][0]
         np.testing.assert_allclose(sample.latent, z[0], atol=1e-4)
         np.testing.assert_allclose(sample.image.tensor, x, atol=1e-4)
+
+
+@pytest.mark.parametrize("family_name, option", [("vae", "prior"), ("completion", "first_candidate")])
+def test_a_checkpoint_from_before_the_option_restores_as_it_trained(tmp_path: Path, vae_run: Path,
+                                                                    completion_run: Path, family_name, option):
+    """Format 2 spells out every option, so a stored config without ``prior`` (or
+    ``first_candidate``) is from a run that predates it: it restores as it trained, a VAE
+    without a fitted prior, a completion model without a z = 0 candidate, and exports so."""
+    from exporter.repository import export_run
+    from trainer.checkpoint import latest_checkpoint, load_checkpoint
+    from trainer.families import restore_family
+
+    run = tmp_path / "old-run"
+    shutil.copytree((vae_run if family_name == "vae" else completion_run) / "checkpoints", run / "checkpoints")
+    path = latest_checkpoint(run)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    del payload["config"][family_name][option]
+    payload.pop("prior", None)
+    torch.save(payload, path)
+    family = restore_family(load_checkpoint(run))
+    manifest = Manifest.read(export_run(run, tmp_path / "repo", "old"))
+    if family_name == "vae":
+        assert family.prior is None and "prior" not in manifest.tasks
+    else:
+        assert not family.mode_first and "first_candidate" not in manifest.conventions

@@ -185,6 +185,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}")
     if version == 1:
         payload = _upgrade_v1(payload, path)
+    else:
+        from trainer.config import with_options_added_later
+
+        payload["config"] = with_options_added_later(payload["config"])
     payload["path"] = str(path)
     return payload
 

@@ -211,7 +211,22 @@ def fixed_options(cfg: TrainConfig) -> dict[str, Any]:
 _V1_DEFAULT_SENTINELS = {"lr": (None, 0, 0.0), "latent_dim": (0,), "beta1": (None,)}
 # Format-1 runs trained with the family defaults of their day; where today's differ (or the
 # option came later), those are what the run had, so that it resumes and exports unchanged.
-_V1_FAMILY_DEFAULTS = {"dcgan": {"lr": 2e-4, "ema_decay": 0.0, "conditional": False}, "vae": {"latent_dim": 16}}
+_V1_FAMILY_DEFAULTS = {"dcgan": {"lr": 2e-4, "ema_decay": 0.0, "conditional": False},
+                       "vae": {"latent_dim": 16, "prior": "normal"}}
+# Family options added after format-2 runs were saved without them (format 2 spells out every
+# option, so a missing one is younger than the run): the value such a run had, not today's
+# default, so that it resumes and exports as it trained (a VAE without a fitted prior, a
+# completion model without a z = 0 candidate).
+ADDED_LATER = {"vae": {"prior": "normal"}, "completion": {"first_candidate": "sample"}}
+
+
+def with_options_added_later(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored nested config with the options its run predates set to what the run had."""
+    config = dict(config)
+    model = config.get("model", "dcgan")
+    if isinstance(config.get(model), Mapping):
+        config[model] = {**ADDED_LATER.get(model, {}), **config[model]}
+    return config
 
 
 def upgrade_v1_config(old: Mapping[str, Any]) -> dict[str, Any]:
