@@ -22,7 +22,7 @@ from trainer.options import FamilyConfig, option
 
 def test_config_dict_is_nested_by_family_and_round_trips(tmp_path: Path):
     cfg = TrainConfig.from_dict({"model": "vae", "out": tmp_path, "steps": 7, "beta": 4.0})
-    assert isinstance(cfg.family, VAEConfig) and cfg.family.beta == 4.0 and cfg.family.latent_dim == 8
+    assert isinstance(cfg.family, VAEConfig) and cfg.family.beta == 4.0 and cfg.family.latent_dim == 32
     data = cfg.to_dict()
     assert data["vae"] == dataclasses.asdict(cfg.family) and "beta" not in data and "dcgan" not in data
     assert data["steps"] == 7 and data["out"] == str(tmp_path)
@@ -98,7 +98,7 @@ def test_gan_losses_offered_are_the_ones_implemented():
 def test_fixed_options_are_what_a_resume_must_keep():
     fixed = fixed_options(TrainConfig.from_dict({"model": "vae", "width": 32}))
     assert {"model", "data", "seed", "image_size", "channels", "hold_out", "vae.width", "vae.latent_dim",
-            "vae.recon", "vae.conditional"} == set(fixed)
+            "vae.recon", "vae.conditional", "vae.prior", "vae.prior_components"} == set(fixed)
     assert fixed["vae.width"] == 32
 
 
@@ -121,7 +121,7 @@ def test_every_option_of_every_family_has_a_flag():
     for entry in FAMILIES.values():
         for f in dataclasses.fields(entry.config):
             assert "--" + f.name.replace("_", "-") in text, (entry.name, f.name)
-    assert _flag_help("latent_dim").endswith("(default: dcgan 100, vae 8, ae 16, completion 16, sketch-rnn 64)")  # one flag, each family's default
+    assert _flag_help("latent_dim").endswith("(default: dcgan 100, vae 32, ae 16, completion 16, sketch-rnn 64)")  # one flag, each family's default
     assert "mnist5k" in _flag_help("data") and ".npz/.npy" in _flag_help("data")  # the registered sources
 
 
@@ -159,8 +159,8 @@ def test_cli_reads_a_config_file_and_records_the_nested_form(tmp_path: Path, for
 def test_format_1_config_upgrade():
     old = {**V1_CONFIG_DEFAULTS, "model": "vae", "width": 32, "beta": 4.0, "gan_loss": "hinge"}
     new = upgrade_v1_config(old)
-    # None/0 became the defaults of format 1's day (latent 16), not today's.
-    assert new["vae"] == dataclasses.asdict(VAEConfig(width=32, beta=4.0, latent_dim=16))
+    # None/0 became the defaults of format 1's day (latent 16, no learned prior), not today's.
+    assert new["vae"] == dataclasses.asdict(VAEConfig(width=32, beta=4.0, latent_dim=16, prior="normal"))
     assert "gan_loss" not in new and "extra" not in new and "dcgan" not in new
     dcgan = upgrade_v1_config({**V1_CONFIG_DEFAULTS, "lr": 1e-3, "latent_dim": 64})["dcgan"]
     assert (dcgan["lr"], dcgan["latent_dim"], dcgan["beta1"], dcgan["lr_d"]) == (1e-3, 64, 0.5, None)

@@ -47,8 +47,8 @@ def test_vae_run_writes_reconstruction_grids(vae_run: Path):
     assert (vae_run / "samples" / "recon_latest.png").is_file()
     rows = _metrics(vae_run)
     assert {"recon", "kl", "kl_weight", "elbo"} <= rows[-1].keys()
-    # Linear KL warm-up over 500 steps to beta (2 by default): at step 30 (0-based 29), 2 * 29/500.
-    assert rows[-1]["kl_weight"] == pytest.approx(2.0 * 29 / 500)
+    # Linear KL warm-up over 500 steps to beta (1 by default): at step 30 (0-based 29), 29/500.
+    assert rows[-1]["kl_weight"] == pytest.approx(1.0 * 29 / 500)
     # Reconstruction improves even in 30 steps on real digits.
     assert rows[-1]["recon"] < rows[0]["recon"]
 

@@ -35,7 +35,7 @@ def test_jobs_submit_help_lists_every_family_and_its_option_flags():
     # One flag per name, which says whose it is and the trainer's description with each default.
     flat = " ".join(text.split())
     assert ("--latent-dim LATENT_DIM [dcgan, vae, ae, completion, sketch-rnn] size of the latent vector z (default: "
-            "dcgan 100, vae 8") in flat
+            "dcgan 100, vae 32") in flat
     assert "--enc-rnn ENC_RNN [sketch-rnn] hidden size" in flat
     assert "--gan-loss GAN_LOSS [dcgan, completion] GAN objective" in flat
 
