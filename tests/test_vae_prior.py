@@ -60,6 +60,8 @@ def test_mixture_prior_picks_components_by_u_and_fits_clusters():
     codes = torch.cat([c + 0.5 * torch.randn(n, 2, generator=g) for c, n in zip(centres, (600, 300, 100))])
     fitted = fit_mixture(codes, 3)
     np.testing.assert_allclose(fitted.weights.numpy(), [0.6, 0.3, 0.1], atol=0.01)
+    again = fit_mixture(codes, 3)  # no state between fits: a resumed run refits the same prior
+    assert all(torch.equal(a, b) for a, b in zip(fitted.buffers(), again.buffers()))
     drawn = fitted.sample(3000, torch.Generator().manual_seed(1))
     nearest = torch.cdist(drawn, centres).argmin(dim=1)
     np.testing.assert_allclose(torch.bincount(nearest, minlength=3).numpy() / 3000, [0.6, 0.3, 0.1], atol=0.03)

@@ -17,8 +17,6 @@ component's mean and never changes which components are drawn.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -54,19 +52,18 @@ class GaussianMixturePrior(nn.Module):
         return self(noise.to(self.means.device), u.to(self.means.device))
 
     @torch.no_grad()
-    def fit(self, codes: torch.Tensor, seed: int = 0, diagonal: bool = False, start: Any = None) -> Any:
-        """Fit the mixture to codes (M, D) by EM (scikit-learn's GaussianMixture): from k-means,
-        or from ``start``, the fitter an earlier call returned (a refit after more training
-        then takes a few EM steps). Returns the fitter."""
+    def fit(self, codes: torch.Tensor, seed: int = 0, diagonal: bool = False) -> None:
+        """Fit the mixture to codes (M, D) by EM (scikit-learn's GaussianMixture) from a seeded
+        k-means start: the same codes give the same prior, so a resumed run fits what an
+        uninterrupted one would."""
         from sklearn.mixture import GaussianMixture
 
         k = int(self.weights.shape[0])
         x = codes.detach().double().cpu().numpy()
         if len(x) < k:
             raise ValueError(f"{len(x)} codes cannot fit {k} mixture components; use fewer components")
-        gm = start if start is not None else GaussianMixture(
-            k, covariance_type="diag" if diagonal else "full", reg_covar=MIN_VARIANCE, random_state=seed,
-            max_iter=MAX_ITERATIONS, warm_start=True)
+        gm = GaussianMixture(k, covariance_type="diag" if diagonal else "full", reg_covar=MIN_VARIANCE,
+                             random_state=seed, max_iter=MAX_ITERATIONS)
         gm.fit(x)
         cov = np.stack([np.diag(c) for c in gm.covariances_]) if diagonal else gm.covariances_
         order = np.argsort(-gm.weights_, kind="stable")  # heaviest first: a readable, canonical order
@@ -74,7 +71,6 @@ class GaussianMixturePrior(nn.Module):
         self.weights.copy_(torch.from_numpy(gm.weights_[order] / gm.weights_.sum()).float().to(device))
         self.means.copy_(torch.from_numpy(gm.means_[order]).float().to(device))
         self.scale_tril.copy_(torch.from_numpy(np.linalg.cholesky(cov[order])).float().to(device))
-        return gm
 
 
 def fit_mixture(codes: torch.Tensor, components: int, *, diagonal: bool = False, seed: int = 0) -> GaussianMixturePrior:

@@ -100,7 +100,6 @@ class VAE(Family):
         # The mixture prior: the standard normal (every component N(0, I)) until its first fit.
         self.prior = (GaussianMixturePrior(config.prior_components, self.latent_dim).to(device)
                       if config.prior == "mixture" else None)
-        self._prior_fitter = None  # scikit-learn's mixture of the last fit, the next fit's start
         self._prior_step: int | None = None
         self.tasks = {**self.tasks, "prior": "prior"} if self.prior is not None else dict(self.tasks)
 
@@ -124,7 +123,7 @@ class VAE(Family):
         with self._eval():
             codes = torch.cat([encoder(torch.from_numpy(data.images[i:i + ENCODE_CHUNK]).to(self.device))[0]
                                for i in range(0, len(data.images), ENCODE_CHUNK)])
-        self._prior_fitter = self.prior.fit(codes, seed=0, start=self._prior_fitter)
+        self.prior.fit(codes, seed=0)
         self._prior_step = step
 
     def _feature_net(self) -> nn.Module:
