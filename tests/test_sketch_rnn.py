@@ -5,6 +5,7 @@ exported graphs in ONNX Runtime against torch."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -17,13 +18,13 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 
 from exporter.onnx_export import export_graph, measure_parity, read_signature
 from trainer.checkpoint import load_checkpoint
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, with_options_added_later
 from trainer.data import Batch, DataSpec
 from trainer.families import FAMILIES, family_class, restore_family
 from trainer.families.configs import SketchRNNConfig
-from trainer.families.sketch_rnn import drop_points, random_strokes, render_strokes
-from trainer.loop import train
-from trainer.losses import bivariate_mixture_log_prob, stroke_reconstruction_loss
+from trainer.families.sketch_rnn import drop_points, random_strokes, render_strokes, trim_to_end
+from trainer.loop import bucket_by_length, train
+from trainer.losses import bivariate_mixture_log_prob, kl_per_dimension, stroke_reconstruction_loss
 from trainer.networks.sketch_rnn import START_POINT, SketchRNNModel, StrokeEncoder
 
 STEPS = 40  # T of the shape set
@@ -138,6 +139,56 @@ def test_reconstruction_loss_masks_offsets_by_length_and_scores_pens_over_every_
         assert not torch.equal(stroke_reconstruction_loss(*mix, pen_logits, changed, lengths)[1], pen)
 
 
+def test_pen_loss_to_end_counts_the_points_and_the_end_state_only():
+    g = torch.Generator().manual_seed(6)
+    n, t, m = 5, 12, 3
+    mix = _random_mixture((n, t), m, g)
+    pen_logits = torch.randn(n, t, 3, generator=g)
+    target, _ = random_strokes(n, t, g)
+    lengths = torch.tensor([1, 4, 7, 9, 12])
+    target = torch.where((torch.arange(t)[None, :] < lengths[:, None])[..., None], target,
+                         torch.tensor((0.0, 0.0, 0.0, 0.0, 1.0)))
+    offsets, pen = stroke_reconstruction_loss(*mix, pen_logits, target, lengths, steps=40, pen_to_end=True)
+    ce = -(torch.log_softmax(pen_logits, -1) * target[..., 2:]).sum(-1)
+    want_pen = torch.stack([ce[i, :min(int(lengths[i]) + 1, t)].sum() / 40 for i in range(n)]).mean()
+    torch.testing.assert_close(pen, want_pen)
+    torch.testing.assert_close(offsets, stroke_reconstruction_loss(*mix, pen_logits, target, lengths)[0] * t / 40)
+    # the end state's logits count, the padding's after it do not
+    after = pen_logits.clone()
+    for i in range(n - 1):
+        after[i, int(lengths[i]) + 1:, 0] += 5.0
+    assert torch.equal(stroke_reconstruction_loss(*mix, after, target, lengths, steps=40, pen_to_end=True)[1], pen)
+    at_end = pen_logits.clone()
+    at_end[0, 1, 0] += 5.0
+    assert not torch.equal(stroke_reconstruction_loss(*mix, at_end, target, lengths, steps=40, pen_to_end=True)[1],
+                           pen)
+
+
+def test_a_batch_cut_after_its_longest_end_state_has_the_padded_batchs_loss_and_gradients():
+    torch.manual_seed(7)
+    net = SketchRNNModel(8, 16, 6, 3)
+    strokes, lengths = (torch.from_numpy(a) for a in shape_set(12))
+    eps = torch.randn(12, 6)
+    cut = trim_to_end(strokes, lengths)
+    assert cut.shape[1] == int(lengths.max()) + 1 < strokes.shape[1]
+    results = []
+    for batch in (strokes, cut):
+        net.zero_grad()
+        mix, mu, presig = net(batch, lengths, eps)
+        offsets, pen = stroke_reconstruction_loss(*mix, batch, lengths, steps=STEPS, pen_to_end=True)
+        (offsets + pen + kl_per_dimension(mu, presig)).backward()
+        results.append((offsets.detach(), pen.detach(), [p.grad.clone() for p in net.parameters()]))
+    (o1, p1, g1), (o2, p2, g2) = results
+    torch.testing.assert_close(o2, o1, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(p2, p1, rtol=1e-6, atol=1e-7)
+    for a, b in zip(g2, g1):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    # a drawing of the full T has no end state: nothing is cut
+    full = lengths.clone()
+    full[0] = STEPS
+    assert trim_to_end(strokes, full).shape[1] == STEPS
+
+
 # --- networks -------------------------------------------------------------------------------------
 
 def test_encoder_reads_each_sequence_like_a_packed_bidirectional_lstm():
@@ -199,8 +250,57 @@ def test_registered_with_its_options():
     assert not SketchRNNConfig().problems()
 
 
-def test_training_on_shapes_lowers_the_reconstruction_loss():
-    fam, strokes, lengths = family()
+def test_train_step_to_end_scores_the_whole_padded_batch():
+    fam, strokes, lengths = family(n=16, scale_augment=0.0, pen_loss="to_end")
+    reference = copy.deepcopy(fam.modules["sketch_rnn"])
+    torch.manual_seed(11)
+    record = fam.train_step(Batch(strokes=strokes, lengths=lengths), 0)
+    torch.manual_seed(11)
+    with torch.no_grad():
+        mix, _, _ = reference(strokes, lengths)
+        offsets, pen = stroke_reconstruction_loss(*mix, strokes, lengths, pen_to_end=True)
+    assert record["offset_nll"] == pytest.approx(float(offsets), rel=1e-5)
+    assert record["pen_nll"] == pytest.approx(float(pen), rel=1e-5)
+    # all_steps keeps the paper's L_p over every padded step
+    fam, strokes, lengths = family(n=16, scale_augment=0.0, pen_loss="all_steps")
+    reference = copy.deepcopy(fam.modules["sketch_rnn"])
+    torch.manual_seed(11)
+    record = fam.train_step(Batch(strokes=strokes, lengths=lengths), 0)
+    torch.manual_seed(11)
+    with torch.no_grad():
+        mix, _, _ = reference(strokes, lengths)
+        _, pen = stroke_reconstruction_loss(*mix, strokes, lengths)
+    assert record["pen_nll"] == pytest.approx(float(pen), rel=1e-5)
+
+
+def test_length_buckets_group_similar_lengths_and_keep_every_example():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 36, 200).tolist()
+    indices = rng.permutation(200).tolist()
+    out = bucket_by_length(indices, lengths, 16, 4, (0, 3))
+    assert out == bucket_by_length(indices, lengths, 16, 4, (0, 3))  # a function of (seed, epoch)
+    assert out != bucket_by_length(indices, lengths, 16, 4, (0, 4))
+    assert len(out) == 192 and sorted(out) == sorted(indices[:192])
+    batches = [out[i:i + 16] for i in range(0, 192, 16)]
+    # each batch is a run of 16 of its pool (4 batches' worth of the epoch's order) sorted by length
+    runs = [sorted(indices[i:i + 64], key=lambda i: lengths[i]) for i in range(0, 192, 64)]
+    assert sorted(batches) == sorted(r[k:k + 16] for r in runs for k in range(0, 64, 16))
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    assert spread < 15  # against about 33 for batches as drawn
+
+
+def test_old_runs_keep_the_pen_loss_and_batches_they_trained_with():
+    old = {"model": "sketch-rnn", "data": "kanjivg:simple", "out": "x",
+           "sketch-rnn": {k: v for k, v in SketchRNNConfig().to_dict().items()
+                          if k not in ("pen_loss", "length_buckets")}}
+    cfg = TrainConfig.from_dict(with_options_added_later(old))
+    assert cfg.family.pen_loss == "all_steps" and cfg.family.length_buckets == 0
+
+
+# The padding's pen states (all_steps) are learnt first and fast; to_end counts the points and end states only.
+@pytest.mark.parametrize(("pen_loss", "drop"), [("to_end", 0.05), ("all_steps", 0.3)])
+def test_training_on_shapes_lowers_the_reconstruction_loss(pen_loss, drop):
+    fam, strokes, lengths = family(pen_loss=pen_loss)
     g = torch.Generator().manual_seed(0)
     records = []
     for step in range(60):
@@ -210,7 +310,7 @@ def test_training_on_shapes_lowers_the_reconstruction_loss():
     assert all(math.isfinite(r["loss"]) for r in records)
     first = np.mean([r["recon_nll"] for r in records[:5]])
     last = np.mean([r["recon_nll"] for r in records[-5:]])
-    assert last < first - 0.3, (first, last)
+    assert last < first - drop, (first, last)
     assert records[0]["kl_weight"] == pytest.approx(0.01) and records[-1]["kl_weight"] > 0.01
 
 

@@ -216,8 +216,10 @@ _V1_FAMILY_DEFAULTS = {"dcgan": {"lr": 2e-4, "ema_decay": 0.0, "conditional": Fa
 # Family options added after format-2 runs were saved without them (format 2 spells out every
 # option, so a missing one is younger than the run): the value such a run had, not today's
 # default, so that it resumes and exports as it trained (a VAE without a fitted prior, a
-# completion model without a z = 0 candidate).
-ADDED_LATER = {"vae": {"prior": "normal"}, "completion": {"first_candidate": "sample"}}
+# completion model without a z = 0 candidate, a sketch-rnn's pen loss over every padded step
+# and batches as drawn).
+ADDED_LATER = {"vae": {"prior": "normal"}, "completion": {"first_candidate": "sample"},
+               "sketch-rnn": {"pen_loss": "all_steps", "length_buckets": 0}}
 
 
 def with_options_added_later(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
@@ -346,6 +347,11 @@ class _Batches:
         self.steps_per_epoch = len(self.sampler) // cfg.batch_size
         self.epoch = -1
         self.indices: list[int] = []
+        self.seed = cfg.seed
+        # A family option: batches drawn `length_buckets` at a time and sorted by length (strokes).
+        self.length_buckets = int(getattr(cfg.family, "length_buckets", 0) or 0)
+        self.lengths = (self.tensors["lengths"].cpu().tolist()
+                        if self.length_buckets and "lengths" in self.tensors else None)
 
     def _batch(self, index) -> Batch:
         return Batch(**{k: t[index].to(self.device) for k, t in self.tensors.items()})
@@ -363,7 +369,27 @@ class _Batches:
             self.epoch = epoch
             self.sampler.set_epoch(epoch)
             self.indices = list(self.sampler)
+            if self.lengths is not None:
+                self.indices = bucket_by_length(self.indices, self.lengths, self.batch_size,
+                                                self.length_buckets, (self.seed, epoch))
         return epoch, self._batch(self.indices[offset * self.batch_size:(offset + 1) * self.batch_size])
+
+
+def bucket_by_length(indices: list[int], lengths: list[int], batch_size: int, pool: int,
+                     seed: tuple[int, int]) -> list[int]:
+    """An epoch's shuffled `indices` regrouped so each batch holds examples of similar length:
+    every run of `pool` batches is sorted by length and cut into batches, then the order of all
+    the epoch's batches is shuffled (from `seed`, so a resumed run sees the same batches). The
+    examples of each pool and the batch size stay; what is left after the last whole batch is
+    dropped, as the loop drops it."""
+    whole = len(indices) // batch_size * batch_size
+    span = max(1, pool) * batch_size
+    batches: list[list[int]] = []
+    for start in range(0, whole, span):
+        chunk = sorted(indices[start:min(start + span, whole)], key=lambda i: lengths[i])
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    order = np.random.default_rng(list(seed)).permutation(len(batches))
+    return [i for k in order for i in batches[k]]
 
 
 def _rng_state(device: torch.device) -> torch.Tensor | list[torch.Tensor]:

@@ -116,20 +116,30 @@ def bivariate_mixture_log_prob(pi_logits: torch.Tensor, mu_x: torch.Tensor, mu_y
 def stroke_reconstruction_loss(pi_logits: torch.Tensor, mu_x: torch.Tensor, mu_y: torch.Tensor,
                                sigma_x: torch.Tensor, sigma_y: torch.Tensor, rho: torch.Tensor,
                                pen_logits: torch.Tensor, target: torch.Tensor,
-                               lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                               lengths: torch.Tensor, steps: int | None = None,
+                               pen_to_end: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """sketch-rnn's reconstruction terms (L_s, L_p), each averaged over the batch.
 
     target: stroke-5 rows (N, T, 5), padded after `lengths` real points with (0, 0, 0, 0, 1).
     L_s: the offsets' negative log-likelihood summed over each sequence's real points;
-    L_p: the pen states' cross-entropy summed over all T steps (so the model learns to end).
-    Both are divided by T (the paper's N_max), as in the paper and magenta's sketch_rnn.
+    L_p: the pen states' cross-entropy summed over all T steps (so the model learns to end), or
+    with `pen_to_end` over each sequence's real points and its end state (step `lengths`) only,
+    so that the padding after it does not count and a batch cut after its longest drawing's end
+    state scores as the padded one. Both are divided by `steps` (the paper's N_max; default T),
+    as in the paper and magenta's sketch_rnn.
     """
-    steps = target.shape[1]
-    real = (torch.arange(steps, device=target.device)[None, :] < lengths.to(target.device)[:, None]).float()
+    t = target.shape[1]
+    divisor = steps if steps is not None else t
+    index = torch.arange(t, device=target.device)[None, :]
+    ends = lengths.to(target.device)[:, None]
+    real = (index < ends).float()
     log_p = bivariate_mixture_log_prob(pi_logits, mu_x, mu_y, sigma_x, sigma_y, rho, target[..., 0], target[..., 1])
-    offsets = -(log_p * real).sum(dim=1) / steps
-    pen = F.cross_entropy(pen_logits.reshape(-1, 3), target[..., 2:].argmax(dim=-1).reshape(-1),
-                          reduction="none").view(target.shape[0], steps).sum(dim=1) / steps
+    offsets = -(log_p * real).sum(dim=1) / divisor
+    pen_ce = F.cross_entropy(pen_logits.reshape(-1, 3), target[..., 2:].argmax(dim=-1).reshape(-1),
+                             reduction="none").view(target.shape[0], t)
+    if pen_to_end:
+        pen_ce = pen_ce * (index <= ends).float()
+    pen = pen_ce.sum(dim=1) / divisor
     return offsets.mean(), pen.mean()
 
 

@@ -198,7 +198,7 @@ class CompletionOptions(_message.Message):
     def __init__(self, latent_dim: _Optional[int] = ..., width: _Optional[int] = ..., z_inject: _Optional[str] = ..., candidates: _Optional[int] = ..., recon_weight: _Optional[float] = ..., adv_weight: _Optional[float] = ..., mode_seeking: _Optional[float] = ..., gan_loss: _Optional[str] = ..., lr: _Optional[float] = ..., lr_d: _Optional[float] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., grad_clip: _Optional[float] = ..., ema_decay: _Optional[float] = ..., first_candidate: _Optional[str] = ..., mode_weight: _Optional[float] = ...) -> None: ...
 
 class SketchRNNOptions(_message.Message):
-    __slots__ = ("latent_dim", "enc_rnn", "dec_rnn", "mixtures", "unconditional", "layer_norm", "recurrent_dropout", "kl_weight", "kl_weight_start", "kl_decay_rate", "kl_min", "lr", "lr_decay", "min_lr", "grad_clip_value", "scale_augment", "drop_points", "grid_temperature")
+    __slots__ = ("latent_dim", "enc_rnn", "dec_rnn", "mixtures", "unconditional", "layer_norm", "recurrent_dropout", "kl_weight", "kl_weight_start", "kl_decay_rate", "kl_min", "lr", "lr_decay", "min_lr", "grad_clip_value", "scale_augment", "drop_points", "grid_temperature", "pen_loss", "length_buckets")
     LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
     ENC_RNN_FIELD_NUMBER: _ClassVar[int]
     DEC_RNN_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +217,8 @@ class SketchRNNOptions(_message.Message):
     SCALE_AUGMENT_FIELD_NUMBER: _ClassVar[int]
     DROP_POINTS_FIELD_NUMBER: _ClassVar[int]
     GRID_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    PEN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_BUCKETS_FIELD_NUMBER: _ClassVar[int]
     latent_dim: int
     enc_rnn: int
     dec_rnn: int
@@ -235,7 +237,9 @@ class SketchRNNOptions(_message.Message):
     scale_augment: float
     drop_points: float
     grid_temperature: float
-    def __init__(self, latent_dim: _Optional[int] = ..., enc_rnn: _Optional[int] = ..., dec_rnn: _Optional[int] = ..., mixtures: _Optional[int] = ..., unconditional: _Optional[bool] = ..., layer_norm: _Optional[bool] = ..., recurrent_dropout: _Optional[float] = ..., kl_weight: _Optional[float] = ..., kl_weight_start: _Optional[float] = ..., kl_decay_rate: _Optional[float] = ..., kl_min: _Optional[float] = ..., lr: _Optional[float] = ..., lr_decay: _Optional[float] = ..., min_lr: _Optional[float] = ..., grad_clip_value: _Optional[float] = ..., scale_augment: _Optional[float] = ..., drop_points: _Optional[float] = ..., grid_temperature: _Optional[float] = ...) -> None: ...
+    pen_loss: str
+    length_buckets: int
+    def __init__(self, latent_dim: _Optional[int] = ..., enc_rnn: _Optional[int] = ..., dec_rnn: _Optional[int] = ..., mixtures: _Optional[int] = ..., unconditional: _Optional[bool] = ..., layer_norm: _Optional[bool] = ..., recurrent_dropout: _Optional[float] = ..., kl_weight: _Optional[float] = ..., kl_weight_start: _Optional[float] = ..., kl_decay_rate: _Optional[float] = ..., kl_min: _Optional[float] = ..., lr: _Optional[float] = ..., lr_decay: _Optional[float] = ..., min_lr: _Optional[float] = ..., grad_clip_value: _Optional[float] = ..., scale_augment: _Optional[float] = ..., drop_points: _Optional[float] = ..., grid_temperature: _Optional[float] = ..., pen_loss: _Optional[str] = ..., length_buckets: _Optional[int] = ...) -> None: ...
 
 class AdaINOptions(_message.Message):
     __slots__ = ("lr", "beta1", "beta2", "encoder_seed", "width", "levels", "style_weight", "content_weight", "alpha_blend", "styles", "recon_weight", "skips", "content_levels", "colour_stats")

@@ -177,6 +177,9 @@ class CompletionConfig(AdamOptions):
         return problems
 
 
+PEN_LOSSES = ("all_steps", "to_end")  # trainer.losses.stroke_reconstruction_loss implements them
+
+
 @dataclass
 class SketchRNNConfig(FamilyConfig):
     """Options of the sketch-rnn family (trainer.families.sketch_rnn).
@@ -185,6 +188,10 @@ class SketchRNNConfig(FamilyConfig):
     at T = 200 (7.3 at T = 100, 2.4 at T = 250). The paper's sizes (Ha & Eck 2017, and magenta's
     sketch_rnn defaults), --enc-rnn 256 --dec-rnn 512 --latent-dim 128 --mixtures 20
     --batch-size 100, train 0.24 steps/s at T = 250 there (1.05 at batch 32, T = 200): for a GPU.
+    On kanjivg:simple (T = 35, half the drawings 18 points or fewer), batch 64, two threads, the
+    pen loss to each drawing's end and batches of similar lengths cut short (``pen_loss``,
+    ``length_buckets``) train 27.7 steps/s where every padded step trained 17.8
+    (docs/benchmarks/sketch_rnn_ablation.md).
     The other defaults are the paper's and magenta's, as each option's help says."""
 
     latent_dim: int = option(64, "size of the latent vector z (the paper: 128)", at_least=1, fixed=True)
@@ -199,8 +206,9 @@ class SketchRNNConfig(FamilyConfig):
                               "sets; a step-by-step loop, slower than the fused LSTM)", fixed=True)
     recurrent_dropout: float = option(1.0, "keep probability of the decoder's recurrent dropout (magenta: 0.9; "
                                       "1 = off; below 1 the decoder runs the step-by-step cell)", above=0)
-    kl_weight: float = option(0.5, "weight of the KL term once annealed (magenta's default; the paper used 1.0 "
-                              "for some data sets)", at_least=0)
+    kl_weight: float = option(1.0, "weight of the KL term once annealed (the paper's 1.0 for some data sets; "
+                              "magenta's default 0.5 drew prior drawings of 316-329 FID where 1.0 drew 296-309 in "
+                              "the 10 minutes of a CPU run, docs/benchmarks/sketch_rnn_ablation.md)", at_least=0)
     kl_weight_start: float = option(0.01, "KL weight at step 0 (the paper's eta_min)", at_least=0)
     kl_decay_rate: float = option(0.999, "KL annealing: the weight's distance to kl_weight shrinks by this "
                                   "factor each step (the paper's R, 0.99995 over 100k+ steps; 0.999 anneals within "
@@ -218,6 +226,15 @@ class SketchRNNConfig(FamilyConfig):
                                   "factors drawn from [1 - s, 1 + s] (0 = off)", at_least=0)
     drop_points: float = option(0.0, "random point dropping (magenta's augment_strokes, which uses 0.1): the "
                                 "probability of dropping an inner point of a pen-down run (0 = off)", at_least=0)
+    pen_loss: str = option("to_end", "which steps the pen states' cross-entropy counts: all_steps (every one of "
+                           "the T padded steps, the paper's L_p; each batch keeps its padding) or to_end (each "
+                           "drawing's points and its end state: the padding after the end does not count, so each "
+                           "batch is cut after its longest drawing's end state, the same loss in fewer steps)",
+                           choices=PEN_LOSSES)
+    length_buckets: int = option(4, "batches drawn together and sorted by drawing length, so a batch holds "
+                                 "drawings of similar length and (with --pen-loss to_end) is cut short; each "
+                                 "epoch's pools are random, the batches' order shuffled (0 = off: batches as "
+                                 "drawn)", at_least=0)
     grid_temperature: float = option(0.4, "sampling temperature of the sketches in training grids: the mixture "
                                      "and pen logits are divided by it, the Gaussians' variances multiplied by it",
                                      above=0)

@@ -8,7 +8,11 @@ points with (0, 0, 0, 0, 1) rows). The model prepends the start point (0, 0, 1, 
 Objective, as the paper and magenta's sketch_rnn (model.py) have it:
 
 * reconstruction = L_s + L_p: the offsets' mixture NLL over each sequence's real points plus
-  the pen states' cross-entropy over all T steps, both divided by T (trainer.losses);
+  the pen states' cross-entropy, both divided by T (trainer.losses). ``pen_loss`` "all_steps"
+  counts the pen over all T steps, as the paper; "to_end" (the default) over each drawing's
+  points and its end state, so the padding after the end state adds nothing and each batch is
+  cut after its longest drawing's end state (``trim_to_end``): the same loss and gradients in
+  fewer LSTM steps, the more so with batches of similar lengths (``length_buckets``, the loop);
 * KL per latent dimension, not pushed below ``kl_min`` (the KL tolerance), weighted by
   kl_weight - (kl_weight - kl_weight_start) * kl_decay_rate ** step;
 * Adam with the learning rate (lr - min_lr) * lr_decay ** step + min_lr, every gradient
@@ -127,12 +131,15 @@ class SketchRNN(Family):
         c = self.config
         model, opt = self.train_modules["sketch_rnn"], self.optimizers["sketch_rnn"]
         strokes, lengths = self.augment(batch.strokes.float(), batch.lengths.long())
+        to_end = c.pen_loss == "to_end"
+        if to_end:
+            strokes = trim_to_end(strokes, lengths)
         lr = self.learning_rate(step)
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
         mix, mu, presig = model(strokes, lengths)
-        offsets, pen = stroke_reconstruction_loss(*mix, strokes, lengths)
+        offsets, pen = stroke_reconstruction_loss(*mix, strokes, lengths, steps=self.max_steps, pen_to_end=to_end)
         recon = offsets + pen
         loss = recon
         metrics: dict[str, float] = {}
@@ -287,6 +294,14 @@ def flushing_subnormals(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+def trim_to_end(strokes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """A padded batch (N, T, 5) cut after its longest drawing's end state (step max(lengths)):
+    what the encoder reads and every step the to_end loss counts stay, so its loss and gradients
+    are the padded batch's; the LSTMs run fewer steps."""
+    keep = min(strokes.shape[1], int(lengths.max()) + 1) if len(lengths) else strokes.shape[1]
+    return strokes[:, :keep]
 
 
 def sample_point(mix: Mixture, temperature: float, generator: torch.Generator) -> torch.Tensor:
