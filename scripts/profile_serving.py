@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any, Self
 
 from scripts.bench_serving import _free_port, stop_process, wait_serving
+from services.rpc.server import freeze_heap, loop_factory
+from services.rpc.settings import EVENT_LOOPS
 
 ROOT = Path(__file__).resolve().parent.parent
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -42,8 +44,9 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 # ---- the server processes ----------------------------------------------------------------------
 
-def _serve_empty(port: int, version_dir: str | None = None) -> None:
-    """The floor: grpc.aio with one unary handler on the Generate path that answers nothing.
+def _serve_empty(port: int, version_dir: str | None = None, event_loop: str = "asyncio") -> None:
+    """The floor: grpc.aio with one unary handler on the Generate path that answers nothing, on
+    the event loop ``event_loop`` ("asyncio" or "uvloop").
 
     With ``version_dir``, the handler also runs the version's decode graph once on one latent
     (ONNX Runtime with the server's session settings, on the event loop) and answers a
@@ -89,7 +92,8 @@ def _serve_empty(port: int, version_dir: str | None = None) -> None:
         await server.start()
         await server.wait_for_termination()
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
+        runner.run(main())
 
 
 def _serve_profiled(models: str, port: int, profile_out: str, extra: dict[str, Any]) -> None:
@@ -111,6 +115,8 @@ def _serve_profiled(models: str, port: int, profile_out: str, extra: dict[str, A
     async def main() -> None:
         server = GenerationServer(config)
         await server.start()
+        await server.wait_started()
+        freeze_heap()  # as run_until_signal does
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
         loop.add_signal_handler(signal.SIGUSR1, profiler.enable)
@@ -119,17 +125,19 @@ def _serve_profiled(models: str, port: int, profile_out: str, extra: dict[str, A
         await done.wait()
         await server.stop(1.0)
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory(config.event_loop)) as runner:
+        runner.run(main())
 
 
 class Process:
     """One of the servers above as a child process of this script."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, root: Path = ROOT) -> None:
+        """``root``: the checkout whose code the server runs (another commit's, for a before/after)."""
         self.port = _free_port()
         self.proc = subprocess.Popen([sys.executable, "-m", "scripts.profile_serving", *args, "--port", str(self.port)],
-                                     cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                     cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env={**os.environ, "PYTHONPATH": str(root)})
         self.serving_at = self._wait_serving()
 
     @property
@@ -257,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("_empty", help=argparse.SUPPRESS)
     e.add_argument("--port", type=int, required=True)
     e.add_argument("--version-dir", help="also run this version's decode graph per call")
+    e.add_argument("--event-loop", choices=EVENT_LOOPS, default="asyncio")
     s = sub.add_parser("_serve", help=argparse.SUPPRESS)
     s.add_argument("--models", required=True)
     s.add_argument("--profile-out", required=True)
@@ -274,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the markdown report here (default: print it)")
     args = parser.parse_args(argv)
     if args.role == "_empty":
-        _serve_empty(args.port, args.version_dir)
+        _serve_empty(args.port, args.version_dir, args.event_loop)
         return 0
     if args.role == "_serve":
         _serve_profiled(args.models, args.port, args.profile_out, json.loads(args.settings))

@@ -12,9 +12,10 @@ from services.generation.batching import _split
 
 
 @dataclass
-class _Req:  # the two fields of a queued request that _split reads
+class _Req:  # the fields of a queued request that _split reads
     rows: int
     finish: Any
+    respond: Any = None
 
 
 def _rows(n: int) -> int:
@@ -63,3 +64,22 @@ def test_without_finish_each_request_gets_its_rows():
     result = np.arange(6, dtype=np.float32)[:, None]
     out = _split([_Req(_rows(2), None), _Req(_rows(4), None)], _out(result))
     assert [part["image"].ravel().tolist() for _, part in out] == [[0.0, 1.0], [2.0, 3.0, 4.0, 5.0]]
+
+
+def test_respond_runs_on_each_requests_own_result_after_a_shared_finish():
+    """A request's respond gets its own finished rows (after the shared finish call) and what it
+    returns is the request's answer; a respond that fails fails only its own request."""
+    def encode(out: dict) -> list:
+        return [float(v) for v in out["image"][:, 0]]
+
+    def broken(items: list) -> Any:
+        raise ValueError("cannot respond")
+
+    result = np.arange(4, dtype=np.float32)[:, None].repeat(2, 1)
+    batch = [_Req(1, encode, lambda items: ("one", items)), _Req(2, encode, broken), _Req(1, encode, tuple),
+             _Req(0 + 1, None, lambda out: out["image"].shape)]
+    out = _split(batch, _out(np.concatenate([result, result[:1]])))
+    assert out[0] == (True, ("one", [0.0]))
+    assert out[1][0] is False and "cannot respond" in str(out[1][1])
+    assert out[2] == (True, (3.0,))
+    assert out[3] == (True, (1, 2))

@@ -358,3 +358,70 @@ def test_feeds_that_do_not_fit_fail_only_their_own_request_of_a_batch(mixed_repo
     assert isinstance(bad, FeedError) and "labels is float32" in str(bad)
     np.testing.assert_array_equal(ok_a["image"], decode(model, z[:1]))
     np.testing.assert_array_equal(ok_b["image"], decode(model, z[:2], np.array([3, 4])))
+
+
+def test_deferred_feeds_are_made_on_the_worker_and_batch_with_ready_feeds(mixed_repo):
+    """DeferredFeeds queue by the layout of their ``like`` arrays and are made on the worker
+    thread that runs their batch: one ORT call for deferred and ready requests together, each
+    answered with its own rows (and its respond's result, made on that worker thread); a make
+    that fails fails only its own request."""
+    import threading
+
+    from services.generation.batching import BatchingRunner, DeferredFeeds
+
+    model, metrics = load_model(mixed_repo, "cond-toy")
+    role = model.graph_for("decode")
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((6, 8)).astype(np.float32)
+    labels = rng.integers(0, 10, 6).astype(np.int64)
+    like = {"z": np.empty((0, 8), np.float32), "labels": np.empty(0, np.int64)}
+    made_on: list[str] = []
+
+    def maker(rows: slice):
+        def make():
+            made_on.append(threading.current_thread().name)
+            return {"z": z[rows], "labels": labels[rows]}
+        return make
+
+    def broken():
+        raise ValueError("no latents for this one")
+
+    def respond(out):
+        return threading.current_thread().name, out["image"]
+
+    async def go():
+        gate = Gate()
+        with ThreadPoolExecutor(1, thread_name_prefix="worker") as pool:
+            runner = BatchingRunner(pool, metrics, max_batch_size=64, max_queue_delay_s=0.05, max_queue_size=100,
+                                    max_concurrent=1)
+            try:
+                blocker = asyncio.ensure_future(runner_decode(runner, model, z[:2], labels[:2], finish=gate))
+                await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 10)
+                queued = [
+                    runner.run(model, role, DeferredFeeds(2, like, maker(slice(0, 2)))),
+                    runner.run(model, role, {"z": z[2:3], "labels": labels[2:3]}),
+                    runner.run(model, role, DeferredFeeds(1, like, broken)),
+                    runner.run(model, role, DeferredFeeds(3, like, maker(slice(3, 6))), respond=respond),
+                ]
+                answers = asyncio.ensure_future(asyncio.gather(*queued, return_exceptions=True))
+                await asyncio.sleep(0.05)
+                gate.release.set()
+                await blocker
+                return await answers
+            finally:
+                gate.release.set()
+                await runner.close()
+
+    before = metrics.registry.get_sample_value("latentforge_batch_size_count",
+                                               {"model": "cond-toy", "version": "1", "graph": "generator"}) or 0
+    first, ready, failed, last = asyncio.run(go())
+    assert made_on and all(name.startswith("worker") for name in made_on)
+    np.testing.assert_array_equal(first["image"], decode(model, z[:2], labels[:2]))
+    np.testing.assert_array_equal(ready["image"], decode(model, z[2:3], labels[2:3]))
+    assert isinstance(failed, ValueError) and "no latents" in str(failed)
+    thread, image = last
+    assert thread.startswith("worker")
+    np.testing.assert_array_equal(image, decode(model, z[3:6], labels[3:6]))
+    after = metrics.registry.get_sample_value("latentforge_batch_size_count",
+                                              {"model": "cond-toy", "version": "1", "graph": "generator"})
+    assert after == before + 2  # the blocker's batch, then one batch for the three that made feeds

@@ -2,8 +2,11 @@
 
 A request hands the runner its feeds (input name -> array, the batch axis first) and gets the
 graph's named outputs back, or, with ``finish``, what ``finish`` made of them on the worker
-thread (e.g. encoded PNGs, one per row). The runner knows nothing of tasks: images, latents,
-completion inputs and the stroke decoder's steps all queue the same way.
+thread (e.g. encoded PNGs, one per row), and with ``respond`` what that made of the request's
+result, also on the worker thread (e.g. its whole response, serialised). Feeds may be
+``DeferredFeeds``: made on the worker thread when their batch runs (e.g. latents drawn from
+seeds), so that the event loop only queues the request. The runner knows nothing of tasks:
+images, latents, completion inputs and the stroke decoder's steps all queue the same way.
 
 ``BatchingRunner``: concurrent requests for one graph of one model version share ONNX Runtime
 calls. Each (model, graph, feed layout) has a queue; a shared pool of ``max_concurrent`` batch
@@ -54,11 +57,39 @@ Outputs = dict[str, np.ndarray]
 # Runs on a worker thread on one request's output rows (output name -> rows); its list (one
 # item per row) is what the request gets back instead of the outputs, e.g. encoded PNGs.
 Finish = Callable[[Outputs], list]
+# Runs on a worker thread on one request's whole result (its outputs, or its finish's list);
+# what it returns is what the request gets back.
+Respond = Callable[[Any], Any]
 
 
-def rows_of(feeds: Feeds) -> int:
+@dataclass(frozen=True, slots=True)
+class DeferredFeeds:
+    """A request's feeds, made by ``make`` on the worker thread that runs its batch.
+
+    ``like`` has the feeds' names, dtypes and shapes after the batch axis (arrays of zero rows),
+    so the request queues with the requests whose feeds it will match; ``rows`` is their batch
+    size. ``make`` is called once, on the worker thread, or on the event loop when the request
+    runs at once or is split into several batches.
+    """
+
+    rows: int
+    like: Feeds
+    make: Callable[[], Feeds]
+
+
+AnyFeeds = Feeds | DeferredFeeds
+
+
+def rows_of(feeds: AnyFeeds) -> int:
     """The batch size of a request: the leading axis of its feeds."""
+    if isinstance(feeds, DeferredFeeds):
+        return feeds.rows
     return len(next(iter(feeds.values())))
+
+
+def made(feeds: AnyFeeds) -> Feeds:
+    """The arrays of ``feeds`` (a deferred one's made now)."""
+    return feeds.make() if isinstance(feeds, DeferredFeeds) else feeds
 
 
 def take_rows(arrays: Mapping[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
@@ -97,9 +128,15 @@ class InferenceRunner(abc.ABC):
             version_child(model, metrics.inference_duration, model.name, str(model.version), graph, model.provider)))
 
     @abc.abstractmethod
-    async def run(self, model: ModelRuntime, role: str, feeds: Feeds, finish: Finish | None = None,
-                  deadline: float | None = None) -> Any:
-        """Graph ``role`` of ``model`` on ``feeds``: its outputs by name, or ``finish``'s list."""
+    async def run(self, model: ModelRuntime, role: str, feeds: AnyFeeds, finish: Finish | None = None,
+                  deadline: float | None = None, respond: Respond | None = None) -> Any:
+        """Graph ``role`` of ``model`` on ``feeds``: its outputs by name, or ``finish``'s list,
+        or what ``respond`` made of that."""
+
+    def run_now(self, model: ModelRuntime, role: str, feeds: Feeds) -> Outputs:
+        """Blocking, on the calling thread: the graph on ``feeds``, with the same metrics (e.g.
+        a small graph a worker thread needs while it makes a batch's feeds)."""
+        return self._timed(model, role, feeds)
 
     async def close(self) -> None:
         """Stop background work."""
@@ -141,8 +178,8 @@ class DirectRunner(InferenceRunner):
             version_child(model, metric, model.name, str(model.version))
             for metric in (metrics.queue_depth, metrics.queue_wait, metrics.queue_rejected)))
 
-    async def run(self, model: ModelRuntime, role: str, feeds: Feeds, finish: Finish | None = None,
-                  deadline: float | None = None) -> Any:
+    async def run(self, model: ModelRuntime, role: str, feeds: AnyFeeds, finish: Finish | None = None,
+                  deadline: float | None = None, respond: Respond | None = None) -> Any:
         labels = (model.name, str(model.version))
         depth, wait, rejected = self._queue_children.get(model)
         loop = asyncio.get_running_loop()
@@ -176,8 +213,9 @@ class DirectRunner(InferenceRunner):
             if deadline is not None and loop.time() >= deadline:
                 raise expired(model)
             wait.observe(time.perf_counter() - queued_at)
-            out = self._timed(model, role, feeds)
-            return finish(out) if finish is not None else out
+            out = self._timed(model, role, made(feeds))
+            result = finish(out) if finish is not None else out
+            return respond(result) if respond is not None else result
 
         depth.inc()
         try:
@@ -193,11 +231,12 @@ class DirectRunner(InferenceRunner):
 class _Pending:
     """One request's rows (at most a batch), waiting for a batch."""
 
-    feeds: Feeds
+    feeds: AnyFeeds  # a deferred one is replaced by its arrays on the worker thread
     rows: int
     finish: Finish | None
     future: asyncio.Future
     deadline: float | None  # loop.time() after which it is not started
+    respond: Respond | None = None
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -274,8 +313,8 @@ class BatchingRunner(InferenceRunner):
 
     # ---- the pipeline's side ------------------------------------------------------------------
 
-    async def run(self, model: ModelRuntime, role: str, feeds: Feeds, finish: Finish | None = None,
-                  deadline: float | None = None) -> Any:
+    async def run(self, model: ModelRuntime, role: str, feeds: AnyFeeds, finish: Finish | None = None,
+                  deadline: float | None = None, respond: Respond | None = None) -> Any:
         if self._closed:
             raise Unavailable("the server is shutting down; retry on another replica")
         loop = self._loop
@@ -284,7 +323,8 @@ class BatchingRunner(InferenceRunner):
         merge, optional = model.batchable(role), model.optional_inputs(role)
         rows = rows_of(feeds) if merge else 1
         # One queue per feed layout: requests with and without an optional input still merge.
-        key = (id(model), role, *((n, a.shape[1:], a.dtype.char) for n, a in feeds.items() if n not in optional))
+        layout = feeds.like if isinstance(feeds, DeferredFeeds) else feeds
+        key = (id(model), role, *((n, a.shape[1:], a.dtype.char) for n, a in layout.items() if n not in optional))
         q = self._queues.get(key)
         if q is None:
             q = self._queues[key] = _Queue(key, model, role, self.metrics)
@@ -298,7 +338,7 @@ class BatchingRunner(InferenceRunner):
             finally:
                 self._arriving -= 1
             if alone and self._idle(q) and not self._closed:
-                return self._inline(q, feeds, finish, deadline)
+                return self._inline(q, feeds, finish, deadline, respond)
         step = self.max_batch_size if merge else rows
         chunks = (rows + step - 1) // step
         if len(q.items) + chunks > self.max_queue_size:
@@ -309,7 +349,7 @@ class BatchingRunner(InferenceRunner):
         q.depth.inc(chunks)
         if chunks == 1:  # the common case: no slicing, one future
             fut = loop.create_future()
-            q.items.append(_Pending(feeds, rows, finish, fut, deadline))
+            q.items.append(_Pending(feeds, rows, finish, fut, deadline, respond))
             self._schedule()
             try:
                 return await fut
@@ -317,6 +357,7 @@ class BatchingRunner(InferenceRunner):
                 fut.cancel()
                 raise
         futures = []
+        feeds = made(feeds)  # a request of several batches: its feeds are sliced here
         for start in range(0, rows, step):
             fut = loop.create_future()
             q.items.append(_Pending(take_rows(feeds, start, start + step), min(step, rows - start), finish, fut,
@@ -331,9 +372,8 @@ class BatchingRunner(InferenceRunner):
             for fut in futures:
                 fut.cancel()
             raise
-        if finish is not None:
-            return [item for part in parts for item in part]
-        return concat_outputs(parts)
+        result = [item for part in parts for item in part] if finish is not None else concat_outputs(parts)
+        return respond(result) if respond is not None else result
 
     def _idle(self, q: _Queue) -> bool:
         """Nothing runs, nothing is about to be dispatched, nothing waits in ``q``, and the last
@@ -341,15 +381,17 @@ class BatchingRunner(InferenceRunner):
         of a burst is the first of its batch, not alone)."""
         return self._free == self.max_concurrent and not self._scheduled and not q.items and self._last_batch <= 1
 
-    def _inline(self, q: _Queue, feeds: Feeds, finish: Finish | None, deadline: float | None) -> Any:
+    def _inline(self, q: _Queue, feeds: AnyFeeds, finish: Finish | None, deadline: float | None,
+                respond: Respond | None) -> Any:
         """Run a lone small request now, on the calling (event loop) thread: nothing else waits
         or runs, so no batch can form, and a queued request would only add two thread hand-offs."""
         if deadline is not None and self._loop is not None and self._loop.time() >= deadline:
             q.expired.inc()
             raise expired(q.model)
         q.wait.observe(0.0)
-        out = self._timed(q.model, q.graph, feeds)
-        return finish(out) if finish is not None else out
+        out = self._timed(q.model, q.graph, made(feeds))
+        result = finish(out) if finish is not None else out
+        return respond(result) if respond is not None else result
 
     def _drop_if_retired(self, q: _Queue) -> None:
         """Forget the queue of an unloaded version once nothing waits or runs on it."""
@@ -362,8 +404,9 @@ class BatchingRunner(InferenceRunner):
     # ---- batch formation (event loop) ---------------------------------------------------------
 
     def _schedule(self) -> None:
-        """Form batches on the next loop iteration, so requests arriving together batch together."""
-        if not self._scheduled and self._loop is not None:
+        """Form batches on the next loop iteration, so requests arriving together batch together.
+        While every batch slot is busy there is nothing to form: the next finished batch looks."""
+        if not self._scheduled and self._free > 0 and self._loop is not None:
             self._scheduled = True
             self._loop.call_soon(self._dispatch)
 
@@ -441,13 +484,26 @@ class BatchingRunner(InferenceRunner):
                 live.append(k)
         if not live:
             return results
-        run = [batch[k] for k in live]
+        run = []
+        for k in live:
+            p = batch[k]
+            if isinstance(p.feeds, DeferredFeeds):
+                try:
+                    p.feeds = p.feeds.make()
+                except Exception as exc:  # noqa: BLE001 - this request's error, not the batch's
+                    results[k] = (False, exc)
+                    continue
+            run.append(p)
+        live = [k for k in live if not isinstance(batch[k].feeds, DeferredFeeds)]
+        if not run:
+            return results
         try:
             feeds = run[0].feeds if len(run) == 1 else _merged(q, run)
             out = self._timed(q.model, q.graph, feeds)
-        except FeedError:
+        except FeedError as exc:
             if len(run) == 1:
-                raise
+                results[live[0]] = (False, exc)
+                return results
             for k in live:
                 try:
                     results[k] = _split([batch[k]], self._timed(q.model, q.graph, batch[k].feeds))[0]
@@ -517,7 +573,8 @@ def _post(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
 
 
 def _split(batch: list[_Pending], out: Outputs) -> list[tuple[bool, Any]]:
-    """Each request's rows of a batch's outputs, passed through its finish when it has one.
+    """Each request's rows of a batch's outputs, passed through its finish when it has one, then
+    through its respond when it has one.
 
     Neighbouring requests with the same finish object (e.g. every PNG request of a model) are
     finished in one call on their rows together, then split again: a finish works row by row.
@@ -542,7 +599,7 @@ def _split(batch: list[_Pending], out: Outputs) -> list[tuple[bool, Any]]:
         if items is not None and len(items) == rows:
             start = 0
             for p in batch[k:end]:
-                result.append((True, items[start:start + p.rows]))
+                result.append(_responded(p, items[start:start + p.rows]))
                 start += p.rows
             offset += rows
         else:
@@ -550,11 +607,23 @@ def _split(batch: list[_Pending], out: Outputs) -> list[tuple[bool, Any]]:
                 part = out if whole else take_rows(out, offset, offset + p.rows)
                 offset += p.rows
                 if fn is None:
-                    result.append((True, part))
+                    result.append(_responded(p, part))
                     continue
                 try:
-                    result.append((True, fn(part)))
+                    finished = fn(part)
                 except Exception as exc:  # noqa: BLE001 - this request's error, not the batch's
                     result.append((False, exc))
+                    continue
+                result.append(_responded(p, finished))
         k = end
     return result
+
+
+def _responded(p: _Pending, value: Any) -> tuple[bool, Any]:
+    """A request's result after its respond (the respond's error is its own)."""
+    if p.respond is None:
+        return True, value
+    try:
+        return True, p.respond(value)
+    except Exception as exc:  # noqa: BLE001 - this request's error, not the batch's
+        return False, exc

@@ -221,6 +221,12 @@ def list_models_response(listings: Sequence[ModelListing], max_count: int,
                                  max_stream_count=max_stream_count)
 
 
+# ``samples_stored: true`` of a GenerateResponse, serialised: appended to a response serialised
+# before its samples were stored (false is the default, not written), it sets the field, as a
+# parser merges a field that comes again.
+SAMPLES_STORED = pb.GenerateResponse(samples_stored=True).SerializeToString()
+
+
 def generate_response(made: Samples, output: OutputFormat, with_latents: bool,
                       into: pb.GenerateResponse | None = None) -> pb.GenerateResponse:
     """A Generate result (filled into ``into``, e.g. a SessionResponse's, when given)."""

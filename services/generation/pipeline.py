@@ -20,7 +20,7 @@ import secrets
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -64,7 +64,7 @@ from services.generation.requests import (
     VariationsRequest,
 )
 from services.generation.strokes import DrawEvent, DrawPlan, StrokeDrawer, renderings
-from services.generation.batching import Finish, InferenceRunner
+from services.generation.batching import AnyFeeds, DeferredFeeds, Feeds, Finish, InferenceRunner, Respond
 from services.generation.capabilities import refuse, supported_rpcs
 from services.generation.metrics import Metrics
 from services.generation.model_repository import ModelRepository
@@ -80,6 +80,9 @@ _seed_source = random.Random(secrets.randbits(128))
 
 def _random_seed() -> int:
     return _seed_source.getrandbits(64)
+
+
+T = TypeVar("T")
 
 class GenerationPipeline:
     """Serves generation requests from a model repository, an inference runner and a cache."""
@@ -174,27 +177,33 @@ class GenerationPipeline:
         only the missing rows run through the model; a random seed never repeats, so those
         requests skip the lookup.
         """
+        return (await self._generate(plan, start, n, deadline, operation, None))[0]
+
+    async def generate_rendered(self, plan: GeneratePlan, deadline: float | None,
+                                render: Callable[[Samples], T]) -> tuple[T, bool]:
+        """A planned request's samples as ``render`` makes them (e.g. a serialised response), and
+        whether every sample was stored. ``render`` runs on the worker thread of their batch,
+        before the samples are stored (its ``Samples.stored`` is False), so that the event loop
+        only queues the request and stores its records."""
+        made, rendered = await self._generate(plan, 0, plan.count, deadline, "Generate", render)
+        return rendered, made.stored
+
+    async def _generate(self, plan: GeneratePlan, start: int, n: int, deadline: float | None, operation: str,
+                        render: Callable[[Samples], T] | None) -> tuple[Samples, T | None]:
         model = plan.model
-        # Samples start.. of the request: seed (base + start + i) mod 2^64, as latents_from_seeds counts from 0.
-        seeds, z = await self._seeded_latents(model, latents.sample_seed(plan.seed, start), n, plan.truncation,
-                                              deadline)
-        num_classes = model.manifest.num_classes
-        if plan.label is not None:
-            label_list: list[int | None] = [plan.label] * n
-        elif num_classes:
-            label_list = [s % num_classes for s in seeds]
-        else:
-            label_list = [None] * n
-        labels = np.array(label_list, dtype=np.int64) if num_classes else None
+        draw = _SeededDraw(self, plan, start, n)
         if self.config.render_cache and plan.seed_given:
-            payloads = await self._render_cached(model, z, labels, label_list, plan.output, deadline)
+            feeds = draw.make()  # the cache keys need the latents now
+            payloads = await self._render_cached(model, feeds["z"], feeds.get("labels"), draw.label_list, plan.output,
+                                                 deadline)
+            made = draw.samples(payloads)
+            rendered = render(made) if render is not None else None
         else:
-            payloads = await self._render(model, z, labels, plan.output, deadline)
-        records = [SampleRecord(new_sample_id(), model.name, model.version, z[i], "generate", seed=seeds[i],
-                                label=label_list[i], truncation=plan.truncation) for i in range(n)]
-        stored = await self._store(records)
+            made, rendered = await self._run(model, "decode", draw.deferred(), self._finisher(model, plan.output),
+                                             deadline, respond=lambda payloads: draw.rendered(payloads, render))
+        made.stored = await self._store(made.records)
         self._samples.get(model, operation).inc(n)
-        return Samples(model, records, payloads, stored, plan.seed)
+        return made, rendered
 
     async def interpolate(self, request: InterpolateRequest, deadline: float | None) -> Samples:
         """Frames between two endpoints, each stored as a sample."""
@@ -618,21 +627,23 @@ class GenerationPipeline:
         vr, level = model.value_range, self.config.png_compress_level
         return lambda out: imaging.encode_pngs(out[name], vr, level)
 
-    async def _seeded_latents(self, model: ModelRuntime, base_seed: int, n: int, psi: float | None,
-                              deadline: float | None) -> tuple[list[int], np.ndarray]:
+    def seeded_latents(self, model: ModelRuntime, base_seed: int, n: int,
+                       psi: float | None) -> tuple[list[int], np.ndarray]:
         """Seeds and latents of samples 0..n-1 from ``base_seed``: the standard normal's, or
-        with a learned prior (the ``prior`` task), its graph on the seeds' noise and uniforms."""
+        with a learned prior (the ``prior`` task), its graph on the seeds' noise and uniforms.
+        Blocking (a small graph run on the calling thread): a worker thread making a batch's
+        feeds calls it, and the event loop for a single latent."""
         dim = model.manifest.latent_dim
         if not model.has_task("prior"):
             return latents.latents_from_seeds(base_seed, n, dim, psi)
         seeds, noise, u = latents.prior_inputs_from_seeds(base_seed, n, dim, psi)
-        z = (await self._run(model, "prior", {"noise": noise, "u": u}, None, deadline))["z"]
+        z = self.runner.run_now(model, model.graph_for("prior"), {"noise": noise, "u": u})["z"]
         return seeds, np.ascontiguousarray(z, dtype=np.float32)
 
-    async def _run(self, model: ModelRuntime, task: str, feeds: dict[str, np.ndarray], finish: Finish | None,
-                   deadline: float | None):
+    async def _run(self, model: ModelRuntime, task: str, feeds: AnyFeeds, finish: Finish | None,
+                   deadline: float | None, respond: Respond | None = None):
         """The graph of ``task`` on ``feeds`` (names of the task's contract), through the runner."""
-        return await self.runner.run(model, model.graph_for(task), feeds, finish, deadline)
+        return await self.runner.run(model, model.graph_for(task), feeds, finish, deadline, respond)
 
     async def _render(self, model: ModelRuntime, z: np.ndarray, labels: np.ndarray | None, output: OutputFormat,
                       deadline: float | None) -> list[bytes]:
@@ -731,7 +742,7 @@ class GenerationPipeline:
             if not model.has_task("sample"):
                 raise FailedPrecondition(f"{which}: model {model.name} has no prior, so a seed names no latent; "
                                          "use a sample id (e.g. from Encode) or a latent")
-            return (await self._seeded_latents(model, ep.seed, 1, psi, None))[1][0], None
+            return self.seeded_latents(model, ep.seed, 1, psi)[1][0], None
         if ep.latent is not None:
             try:
                 return latents.check_latent(np.asarray(ep.latent, dtype=np.float32), dim), None
@@ -783,3 +794,57 @@ def _tensor_image(t: TensorInput, shape: tuple[int, int, int]) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise imaging.ImageError("tensor contains NaN or infinite values")
     return arr
+
+
+class _SeededDraw:
+    """Samples start..start+n-1 of a planned Generate: their seeds, latents and labels, made when
+    first asked for (on the worker thread of their batch), then their records.
+
+    Sample i's seed is (base + start + i) mod 2^64, as ``latents.latents_from_seeds`` counts
+    from 0; its label is the request's, or the seed mod the number of classes.
+    """
+
+    __slots__ = ("pipeline", "plan", "start", "n", "seeds", "z", "label_list")
+
+    def __init__(self, pipeline: GenerationPipeline, plan: GeneratePlan, start: int, n: int) -> None:
+        self.pipeline, self.plan, self.start, self.n = pipeline, plan, start, n
+        self.seeds: list[int] = []
+        self.z: np.ndarray | None = None
+        self.label_list: list[int | None] = []
+
+    def make(self) -> Feeds:
+        """Draw the latents and labels now; the decode graph's feeds."""
+        plan, n = self.plan, self.n
+        model = plan.model
+        self.seeds, self.z = self.pipeline.seeded_latents(model, latents.sample_seed(plan.seed, self.start), n,
+                                                          plan.truncation)
+        classes = model.manifest.num_classes
+        if plan.label is not None:
+            self.label_list = [plan.label] * n
+        elif classes:
+            self.label_list = [s % classes for s in self.seeds]
+        else:
+            self.label_list = [None] * n
+        return decode_feeds(self.z, np.array(self.label_list, dtype=np.int64) if classes else None)
+
+    def deferred(self) -> DeferredFeeds:
+        """The decode feeds, made on the worker thread that runs their batch."""
+        manifest = self.plan.model.manifest
+        like = {"z": np.empty((0, manifest.latent_dim), np.float32)}
+        if manifest.num_classes:
+            like["labels"] = np.empty(0, np.int64)
+        return DeferredFeeds(self.n, like, self.make)
+
+    def samples(self, payloads: list[bytes]) -> Samples:
+        """The samples with their records (not stored yet)."""
+        plan, model = self.plan, self.plan.model
+        z, seeds, label_list = self.z, self.seeds, self.label_list
+        assert z is not None
+        records = [SampleRecord(new_sample_id(), model.name, model.version, z[i], "generate", seed=seeds[i],
+                                label=label_list[i], truncation=plan.truncation) for i in range(self.n)]
+        return Samples(model, records, payloads, False, plan.seed)
+
+    def rendered(self, payloads: list[bytes], render: Callable[[Samples], T] | None) -> tuple[Samples, T | None]:
+        """The samples, and what ``render`` makes of them (on the calling worker thread)."""
+        made = self.samples(payloads)
+        return made, (render(made) if render is not None else None)

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from latentforge.v1 import generation_pb2 as pb
-from latentforge.v1 import generation_pb2_grpc as pb_grpc
 from services.generation.cache import SampleCache, make_cache
 from services.generation.config import ServeConfig
 from services.generation.pipeline import GenerationPipeline
@@ -28,6 +27,7 @@ from latentforge.runtime import OrtSettings
 from services.generation.batching import BatchingRunner, DirectRunner, InferenceRunner
 from services.generation.metrics import Metrics
 from services.generation.model_repository import ModelRepository
+from services.rpc.handlers import add_handlers, method_handlers
 from services.rpc.logs import event, get_logger
 from services.rpc.server import RpcService
 
@@ -92,7 +92,10 @@ class GenerationService(RpcService):
         self.first_load_done = asyncio.Event()
 
     def add_to(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_GenerationServiceServicer_to_server(self.servicer, server)
+        # Generate's response is serialised with its batch, off the event loop.
+        descriptor = pb.DESCRIPTOR.services_by_name["GenerationService"]
+        add_handlers(server, descriptor,
+                     method_handlers(descriptor, self.servicer, serialized={"Generate": "generate_serialized"}))
 
     def describe(self) -> dict[str, Any]:
         c = self.config

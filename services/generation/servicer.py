@@ -36,9 +36,21 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
 
     @unary
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
+        """Generate as a message (the HTTP/JSON surface's); gRPC's is ``generate_serialized``."""
         plan = self.pipeline.plan_generate(convert.generate_request(request))
         made = await self.pipeline.generate(plan, 0, plan.count, deadline(context))
         return convert.generate_response(made, plan.output, request.return_latents)
+
+    @unary(name="Generate")
+    async def generate_serialized(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> bytes:
+        """Generate over gRPC: the response is built and serialised on the worker thread that ran
+        the request's batch, so the event loop only plans, queues, stores and answers."""
+        plan = self.pipeline.plan_generate(convert.generate_request(request))
+        with_latents = request.return_latents
+        data, stored = await self.pipeline.generate_rendered(
+            plan, deadline(context), lambda made: convert.generate_response(made, plan.output, with_latents)
+            .SerializeToString())
+        return data + convert.SAMPLES_STORED if stored else data
 
     @stream
     async def GenerateStream(self, request: pb.GenerateRequest,

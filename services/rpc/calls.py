@@ -161,9 +161,13 @@ class _Call(RequestContext):
         return ((REQUEST_ID_HEADER, self.request_id), *self.extra_trailers)
 
 
-def unary(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Wrap a unary servicer method (its servicer holds the server's tracker as ``calls``)."""
-    name = method.__name__
+def unary(method: Callable[..., Awaitable[Any]] | None = None, *,
+          name: str | None = None) -> Any:
+    """Wrap a unary servicer method (its servicer holds the server's tracker as ``calls``);
+    ``@unary(name="X")`` records it as RPC ``X`` (another method serving the same RPC)."""
+    if method is None:
+        return functools.partial(unary, name=name)
+    name = name or method.__name__
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:

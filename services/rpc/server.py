@@ -14,6 +14,7 @@ own registry, so several can run in one process.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from typing import Any, Callable, TypeVar
@@ -206,22 +207,53 @@ async def _serve_until_signal(build: Callable[[], RpcServer], on_serving: Callab
         except (NotImplementedError, RuntimeError):
             pass
     await server.start()
-    if on_serving is not None:
-        started = asyncio.ensure_future(server.wait_started())
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({started, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in (started, stopped):
-            waiter.cancel()
-        if not stop.is_set():
+    started = asyncio.ensure_future(server.wait_started())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({started, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in (started, stopped):
+        waiter.cancel()
+    if not stop.is_set():
+        freeze_heap()
+        if on_serving is not None:
             on_serving()
     await stop.wait()
     event(log, "server_stopping")
     await server.stop()
 
 
-def run_until_signal(build: Callable[[], RpcServer], on_serving: Callable[[], None] | None = None) -> int:
-    """Build a server on a new event loop and run it until SIGINT or SIGTERM, then drain it;
-    returns the exit status. ``on_serving`` is called once its services have started (a
-    supervisor's signal that this process is up)."""
-    asyncio.run(_serve_until_signal(build, on_serving))
+def freeze_heap() -> None:
+    """Once a server has started (models loaded, sessions made): collect, then move every object
+    alive into the garbage collector's permanent generation (``gc.freeze``), so that the
+    collections the requests' allocations trigger no longer walk the whole heap of modules,
+    sessions and model metadata. Under many small calls that walk was about a twentieth of the
+    event-loop thread's CPU (docs/benchmarks/serving_profile.md)."""
+    gc.collect()
+    gc.freeze()
+
+
+def run_until_signal(build: Callable[[], RpcServer], on_serving: Callable[[], None] | None = None,
+                     event_loop: str = "asyncio") -> int:
+    """Build a server on a new event loop (``event_loop``: "uvloop" or "asyncio") and run it
+    until SIGINT or SIGTERM, then drain it; returns the exit status. ``on_serving`` is called
+    once its services have started (a supervisor's signal that this process is up)."""
+    with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
+        runner.run(_serve_until_signal(build, on_serving))
     return 0
+
+
+def loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes the event loop named ``event_loop`` (None: asyncio's default).
+
+    uvloop wakes the loop from another thread (a finished batch) through libuv's async handle
+    instead of asyncio's self-pipe and runs its loop in C: under many small calls the event-loop
+    thread spends markedly less CPU per call (docs/benchmarks/serving_profile.md)."""
+    if event_loop == "asyncio":
+        return None
+    if event_loop != "uvloop":
+        raise ValueError(f"unknown event loop {event_loop!r}; use uvloop or asyncio")
+    try:
+        import uvloop
+    except ImportError:
+        raise ValueError("event loop uvloop is not installed (pip install uvloop); or run with "
+                         "--event-loop asyncio") from None
+    return uvloop.new_event_loop

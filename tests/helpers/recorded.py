@@ -37,9 +37,12 @@ RUNS: dict[str, dict[str, Any]] = {
     # candidate from its seed (first_candidate sample), as when the outputs were recorded.
     COMPLETION: dict(model="completion", data="mnist5k", steps=10, batch_size=8, width=8, latent_dim=8, lr=0.01,
                      first_candidate="sample", sample_every=10, checkpoint_every=10, log_every=5),
-    # Enough steps that drawings run for a dozen points or more (at first they end at once).
+    # Enough steps that drawings run for a dozen points or more (at first they end at once). The
+    # loss, batches and KL weight the outputs were recorded with (pen loss over every step,
+    # unbucketed batches, KL weight 0.5).
     STROKES: dict(model="sketch-rnn", data="kanjivg:digits", steps=40, batch_size=8, hold_out=0.2, latent_dim=8,
-                  enc_rnn=16, dec_rnn=32, mixtures=3, lr=0.01, sample_every=40, checkpoint_every=40, log_every=10),
+                  enc_rnn=16, dec_rnn=32, mixtures=3, lr=0.01, pen_loss="all_steps", length_buckets=0,
+                  kl_weight=0.5, sample_every=40, checkpoint_every=40, log_every=10),
 }
 
 
