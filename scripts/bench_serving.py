@@ -559,7 +559,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
              "The server is `latentforge serve` with its default settings in its own process (in-process "
              "sample cache; 2 batch workers x 1 ONNX Runtime thread on 2 cores, at nice +10 below the gRPC loop; "
              "max batch 64, max queue delay "
-             "1 ms, queue 1024 requests; per-RPC access log on). The closed-loop load generator (`latentforge "
+             "1 ms, queue 1024 requests; per-RPC access log on; uvloop). The closed-loop load generator (`latentforge "
              "bench`) runs on the same cores; its CPU share is in the table. Raw = ONNX Runtime alone on the same "
              "file with the same session settings from as many threads as the server has batch workers "
              "(`latentforge bench --raw`). Server CPU is the server process's CPU time per image served. "
@@ -595,7 +595,18 @@ def markdown(results: dict[str, Any], command: str) -> str:
         met = "n/a" if t["met"] is None else ("met" if t["met"] else "**missed**")
         lines.append(f"| {t['model']} | {t['target']} | {met} | {t['figure']} |")
     lines += ["", "![throughput and p99 against concurrency](serving.png)", ""]
-    return "\n".join(lines + before_after(results.get("before_after")))
+    return "\n".join(lines + one_channel(results.get("one_channel")) + before_after(results.get("before_after")))
+
+
+def one_channel(text: str | None) -> list[str]:
+    """The one-channel table (``scripts.loop_cost``'s page, serving_loop.md), carried over: many
+    count=1 calls on one channel, event-loop CPU per call beside the empty grpc.aio handler, this
+    version against an earlier one, measured in one run."""
+    if not text:
+        return []
+    body = "\n".join(line for line in text.split("\n\n## ")[0].split("\n") if not line.startswith("# "))
+    return ["## One channel, many small calls", "", "From [serving_loop.md](serving_loop.md), carried over when "
+            "this page was written:", "", *body.strip().split("\n"), ""]
 
 
 def before_after(text: str | None) -> list[str]:
@@ -696,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
         " --no-peer" if args.no_peer else "")
     ab = args.out / "serving_before_after.md"
     results["before_after"] = ab.read_text() if ab.is_file() else None
+    loop = args.out / "serving_loop.md"
+    results["one_channel"] = loop.read_text() if loop.is_file() else None
     (args.out / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "serving.md").write_text(markdown(results, command))
     plot(results, args.out / "serving.png")

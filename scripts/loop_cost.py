@@ -71,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per run")
+    parser.add_argument("--delays", help="instead: the queue-delay ablation, e.g. 1,2,3 (ms), at c=4, 16, 64")
     parser.add_argument("--out", type=Path, help="markdown report (a .json beside it)")
     args = parser.parse_args(argv)
+    if args.delays:
+        return _delays(args)
     c, d = args.concurrency, args.duration
     servers = ([("before", args.before)] if args.before else []) + [("after", ROOT)]
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -101,6 +104,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}")
     else:
         print(text)
+    return 0
+
+
+def _delays(args: argparse.Namespace) -> int:
+    """``--max-queue-delay-ms`` against images/s and latency at 4, 16 and 64 clients, in rounds."""
+    delays = [float(x) for x in args.delays.split(",")]
+    rows: dict[tuple[float, int], list[dict[str, Any]]] = {}
+    for _ in range(args.rounds):
+        for delay in delays:
+            with Process("_serve", "--models", str(args.models), "--profile-out", os.devnull, "--settings",
+                         json.dumps({"max_queue_delay_ms": delay})) as server:
+                for c in (4, 16, 64):
+                    rows.setdefault((delay, c), []).append(measure(server, c, 1, "raw", args.duration))
+                    print(f"delay {delay:g} ms c={c}: {rows[delay, c][-1]['req_s']:.0f} req/s", flush=True)
+    lines = [f"`python -m scripts.loop_cost --delays {args.delays} --rounds {args.rounds} --duration {args.duration:g}` "
+             f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({os.cpu_count()} cores); count=1, tensor, one "
+             "channel; each round's figure, rounds in order.", "",
+             "| max queue delay | clients | req/s | p50 ms | p99 ms | loop CPU us/call |", "|---|---|---|---|---|---|"]
+    for (delay, c), values in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        def each(key: str, digits: int) -> str:
+            return ", ".join(f"{v[key]:.{digits}f}" for v in values)
+
+        lines.append(f"| {delay:g} ms | {c} | {each('req_s', 0)} | {each('p50_ms', 2)} | {each('p99_ms', 1)} | "
+                     f"{each('loop_us', 0)} |")
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        args.out.write_text(text)
+    print(text)
     return 0
 
 

@@ -373,14 +373,16 @@ def _markdown(args: argparse.Namespace, report: dict[str, Any], profiled: dict[s
         "## The path of one count=1 Generate",
         "",
         "1. gRPC's poller thread hands the call to the event loop (gRPC's own hand-off, in the floor above).",
-        ("2. Event loop: request id, in-flight gauge, the plan (model version, checks, seed), the latent "
-        "(PCG64 from the seed), one append to the model's queue. Batches form on the next loop iteration."),
+        ("2. Event loop: request id, in-flight gauge, the plan (model version, checks, seed), one append to "
+        "the model's queue (the request's feeds deferred: its latents are not drawn yet). Batches form on "
+        "the next loop iteration, when a batch worker is free."),
         "3. Loop -> worker thread: one executor hand-off per batch, shared by every request in it.",
-        ("4. Worker: one ONNX Runtime call for the batch, then one PNG encoder call for the rows of all "
-        "requests of the batch that share it (pixels mapped in one pass), each image deflated."),
+        ("4. Worker: each request's latents drawn from its seeds (PCG64), one ONNX Runtime call for the "
+        "batch, the outputs encoded (one PNG encoder call for the rows of all requests that share it), "
+        "then each request's records made and its GenerateResponse built and serialised."),
         "5. Worker -> loop: one `call_soon_threadsafe` per batch; its callback resolves every request's future.",
-        ("6. Event loop: the samples stored (one `put_many` per request), the response built in place, "
-        "the access-log line, the latency and count metrics."),
+        ("6. Event loop: the samples stored (one `put_many` per request; `samples_stored` appended to the "
+        "serialised answer), the trailers, the access-log line, the latency and count metrics."),
         "",
         "So a request makes no thread hop of its own beyond gRPC's: two per batch (there and back).",
         "",

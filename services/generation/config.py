@@ -75,7 +75,8 @@ class ServeConfig(ServerSettings):
     worker_nice: int = setting(10, "added to the worker threads' nice value (Linux), so the gRPC loop is not starved")
     max_batch_size: int = setting(64, "rows per ONNX Runtime call")
     batching: bool = setting(True, "merge concurrent requests into one ONNX Runtime call; off: one call per request")
-    max_queue_delay_ms: float = setting(1.0, "how long a batch may wait for more requests while another runs")
+    max_queue_delay_ms: float = setting(1.0, "how long a batch may wait for more requests while another runs "
+                                             "(1-3 ms measured alike: docs/benchmarks/serving_loop.md)")
     inline_rows: int = setting(1, "a request of at most this many rows runs at once on the event loop when nothing "
                                "else is queued or running (no thread hand-offs at low load); 0: always queue")
     max_queue_size: int = setting(1024, "queued requests per model version before RESOURCE_EXHAUSTED")
