@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("_empty", help=argparse.SUPPRESS)
     e.add_argument("--port", type=int, required=True)
     e.add_argument("--version-dir", help="also run this version's decode graph per call")
-    e.add_argument("--event-loop", choices=EVENT_LOOPS, default="asyncio")
+    e.add_argument("--event-loop", choices=EVENT_LOOPS, default="asyncio")  # auto: uvloop
     s = sub.add_parser("_serve", help=argparse.SUPPRESS)
     s.add_argument("--models", required=True)
     s.add_argument("--profile-out", required=True)

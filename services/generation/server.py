@@ -41,4 +41,5 @@ def serve(config: ServeConfig, training: "TrainingConfig | None" = None,
           on_serving: Callable[[], None] | None = None) -> int:
     """Run a server in the foreground until SIGINT or SIGTERM; returns the exit status.
     ``on_serving`` is called once its services have started (see ``services.generation.processes``)."""
-    return run_until_signal(lambda: GenerationServer(config, training), on_serving, config.event_loop)
+    return run_until_signal(lambda: GenerationServer(config, training), on_serving, config.event_loop,
+                            runs_jobs=training is not None)

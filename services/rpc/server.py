@@ -232,21 +232,25 @@ def freeze_heap() -> None:
 
 
 def run_until_signal(build: Callable[[], RpcServer], on_serving: Callable[[], None] | None = None,
-                     event_loop: str = "asyncio") -> int:
-    """Build a server on a new event loop (``event_loop``: "uvloop" or "asyncio") and run it
+                     event_loop: str = "asyncio", runs_jobs: bool = False) -> int:
+    """Build a server on a new event loop (``event_loop``: see ``loop_factory``) and run it
     until SIGINT or SIGTERM, then drain it; returns the exit status. ``on_serving`` is called
     once its services have started (a supervisor's signal that this process is up)."""
-    with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(event_loop, runs_jobs)) as runner:
         runner.run(_serve_until_signal(build, on_serving))
     return 0
 
 
-def loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """What makes the event loop named ``event_loop`` (None: asyncio's default).
+def loop_factory(event_loop: str, runs_jobs: bool = False) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes the event loop named ``event_loop`` (None: asyncio's default); "auto" is
+    uvloop, or asyncio for a server that ``runs_jobs`` (the TrainingService's job, publish and
+    upload-check processes exited with SIGSEGV when started from uvloop).
 
     uvloop wakes the loop from another thread (a finished batch) through libuv's async handle
     instead of asyncio's self-pipe and runs its loop in C: under many small calls the event-loop
     thread spends markedly less CPU per call (docs/benchmarks/serving_profile.md)."""
+    if event_loop == "auto":
+        event_loop = "asyncio" if runs_jobs else "uvloop"
     if event_loop == "asyncio":
         return None
     if event_loop != "uvloop":

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
 ENV_PREFIX = "LATENTFORGE_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-EVENT_LOOPS = ("uvloop", "asyncio")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 S = TypeVar("S", bound="ServerSettings")
 
@@ -84,9 +84,11 @@ class ServerSettings:
                                      "at high request rates")
     drain_grace_s: float = setting(5.0, "on SIGTERM: NOT_SERVING, refuse new calls, let calls in flight "
                                         "finish this long")
-    event_loop: str = setting("uvloop", "the event loop the server runs on: uvloop (libuv; cheaper wake-ups from "
-                                        "the batch workers, so less CPU per call) or asyncio (the standard "
-                                        "library's)", choices=EVENT_LOOPS)
+    event_loop: str = setting("auto", "the event loop the server runs on: uvloop (libuv; cheaper wake-ups from "
+                                      "the batch workers, so less CPU per call), asyncio (the standard "
+                                      "library's), or auto: uvloop, but asyncio for a server that runs training "
+                                      "jobs (their processes crashed when started from uvloop)",
+                              choices=EVENT_LOOPS)
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL")
     log_json: bool = setting(True, "one JSON object per log line; off: plain text")
 

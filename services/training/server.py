@@ -18,4 +18,4 @@ class TrainingServer(RpcServer):
 
 def serve_training(config: TrainingConfig) -> int:
     """Run a training server in the foreground until SIGINT or SIGTERM; returns the exit status."""
-    return run_until_signal(lambda: TrainingServer(config), event_loop=config.event_loop)
+    return run_until_signal(lambda: TrainingServer(config), event_loop=config.event_loop, runs_jobs=True)
