@@ -250,26 +250,27 @@ def test_registered_with_its_options():
     assert not SketchRNNConfig().problems()
 
 
-def test_train_step_to_end_scores_the_whole_padded_batch():
-    fam, strokes, lengths = family(n=16, scale_augment=0.0, pen_loss="to_end")
+def _step_beside_reference(pen_loss: str):
+    """One training step of a fresh family, and the same model's mixture on the batch (untrained
+    copy, same seed): (the step's record, the mixture, strokes, lengths)."""
+    fam, strokes, lengths = family(n=16, scale_augment=0.0, pen_loss=pen_loss)
     reference = copy.deepcopy(fam.modules["sketch_rnn"])
     torch.manual_seed(11)
     record = fam.train_step(Batch(strokes=strokes, lengths=lengths), 0)
     torch.manual_seed(11)
     with torch.no_grad():
         mix, _, _ = reference(strokes, lengths)
-        offsets, pen = stroke_reconstruction_loss(*mix, strokes, lengths, pen_to_end=True)
+    return record, mix, strokes, lengths
+
+
+def test_train_step_to_end_scores_the_whole_padded_batch():
+    record, mix, strokes, lengths = _step_beside_reference("to_end")
+    offsets, pen = stroke_reconstruction_loss(*mix, strokes, lengths, pen_to_end=True)
     assert record["offset_nll"] == pytest.approx(float(offsets), rel=1e-5)
     assert record["pen_nll"] == pytest.approx(float(pen), rel=1e-5)
     # all_steps keeps the paper's L_p over every padded step
-    fam, strokes, lengths = family(n=16, scale_augment=0.0, pen_loss="all_steps")
-    reference = copy.deepcopy(fam.modules["sketch_rnn"])
-    torch.manual_seed(11)
-    record = fam.train_step(Batch(strokes=strokes, lengths=lengths), 0)
-    torch.manual_seed(11)
-    with torch.no_grad():
-        mix, _, _ = reference(strokes, lengths)
-        _, pen = stroke_reconstruction_loss(*mix, strokes, lengths)
+    record, mix, strokes, lengths = _step_beside_reference("all_steps")
+    _, pen = stroke_reconstruction_loss(*mix, strokes, lengths)
     assert record["pen_nll"] == pytest.approx(float(pen), rel=1e-5)
 
 

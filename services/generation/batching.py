@@ -484,8 +484,8 @@ class BatchingRunner(InferenceRunner):
                 live.append(k)
         if not live:
             return results
-        run = []
-        for k in live:
+        made_live = []
+        for k in live:  # deferred feeds are made here; a make that fails fails its own request
             p = batch[k]
             if isinstance(p.feeds, DeferredFeeds):
                 try:
@@ -493,10 +493,11 @@ class BatchingRunner(InferenceRunner):
                 except Exception as exc:  # noqa: BLE001 - this request's error, not the batch's
                     results[k] = (False, exc)
                     continue
-            run.append(p)
-        live = [k for k in live if not isinstance(batch[k].feeds, DeferredFeeds)]
-        if not run:
+            made_live.append(k)
+        live = made_live
+        if not live:
             return results
+        run = [batch[k] for k in live]
         try:
             feeds = run[0].feeds if len(run) == 1 else _merged(q, run)
             out = self._timed(q.model, q.graph, feeds)
